@@ -1,0 +1,1 @@
+"""SQLModel tables (never sent through Temporal) and the pydantic schemas that are."""

@@ -1,0 +1,45 @@
+"""Enumerations shared by tables, API schemas and workflows (pure Python: safe in the workflow sandbox)."""
+
+from enum import StrEnum
+
+
+class ServiceTier(StrEnum):
+    """What a user has paid for; EU_COMPLIANCE keeps AI processing on EU-resident providers."""
+
+    STANDARD = "STANDARD"
+    EU_COMPLIANCE = "EU_COMPLIANCE"
+    PREMIUM = "PREMIUM"
+
+
+class AITier(StrEnum):
+    OLLAMA = "OLLAMA"
+    OPENAI = "OPENAI"
+    AZURE = "AZURE"
+    OFFLINE = "OFFLINE"
+
+
+class PaymentGateway(StrEnum):
+    STRIPE = "STRIPE"
+    PAYPAL = "PAYPAL"
+    CRYPTO_COINBASE = "CRYPTO_COINBASE"
+    CRYPTO_BTCPAY = "CRYPTO_BTCPAY"
+    COMGATE = "COMGATE"
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    REFUNDED = "REFUNDED"
+
+
+class PrototypeStatus(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class ContactStatus(StrEnum):
+    RECEIVED = "RECEIVED"
+    NOTIFIED = "NOTIFIED"

@@ -1,0 +1,181 @@
+"""SQLModel tables. Never sent through Temporal: activities turn rows into schemas first.
+
+Money is integer minor units plus an ISO currency; AI cost is integer micro-dollars (the seed's
+Decimal(10, 6)), because a single call costs fractions of a cent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, Column, Field, SQLModel
+
+from models.enums import AITier, ContactStatus, PaymentGateway, PaymentStatus, PrototypeStatus, ServiceTier
+from models.types import UTCDateTime, utcnow
+
+
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _enum(enum: type) -> Any:
+    """Enums stored as short strings: portable, and new members need no ALTER TYPE."""
+    return sa.Enum(enum, native_enum=False, length=32, validate_strings=True)
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+def _moment(index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=True, index=index)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    email: str = Field(max_length=320, unique=True, index=True)
+    password_hash: str = Field(max_length=100)
+    name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=32)
+    language: str = Field(default="en", max_length=16)
+    tier: ServiceTier = Field(default=ServiceTier.STANDARD, sa_type=_enum(ServiceTier))
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Session(SQLModel, table=True):
+    """One refresh-token family: a login. Each refresh replaces `token_hash`; an older token coming back
+    means it was stolen, and the whole family is revoked."""
+
+    __tablename__ = "sessions"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    token_hash: str = Field(max_length=64)
+    generation: int = Field(default=0)
+    user_agent: str | None = Field(default=None, max_length=512)
+    ip: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _created()
+    last_rotated_at: datetime | None = _moment()
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    revoked_at: datetime | None = _moment()
+    revoke_reason: str | None = Field(default=None, max_length=32)
+
+
+class File(SQLModel, table=True):
+    """An uploaded or generated file. The storage key is the server's; the user's name is metadata only."""
+
+    __tablename__ = "files"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    storage_key: str = Field(max_length=200, unique=True)
+    original_name: str = Field(max_length=255)
+    content_type: str = Field(max_length=128)
+    size_bytes: int = Field(ge=0, sa_type=sa.BigInteger)
+    sha256: str = Field(max_length=64)
+    created_at: datetime = _created()
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    deleted_at: datetime | None = _moment()
+
+
+class Prototype(SQLModel, table=True):
+    __tablename__ = "prototypes"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    idea: str = Field(sa_type=sa.Text)
+    source: str = Field(default="text", max_length=16)
+    status: PrototypeStatus = Field(default=PrototypeStatus.QUEUED, sa_type=_enum(PrototypeStatus))
+    current_step: str | None = Field(default=None, max_length=64)
+    progress_percent: int = Field(default=0, ge=0, le=100)
+    cost_usd_micros: int = Field(default=0, ge=0, sa_type=sa.BigInteger)
+    file_id: uuid.UUID | None = Field(default=None, foreign_key="files.id", ondelete="SET NULL")
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    completed_at: datetime | None = _moment()
+
+
+class AIResponse(SQLModel, table=True):
+    """One call to a model. `call_key` makes the write idempotent when Temporal retries the activity."""
+
+    __tablename__ = "ai_responses"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    call_key: str = Field(max_length=200, unique=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    prototype_id: uuid.UUID | None = Field(
+        default=None, foreign_key="prototypes.id", index=True, ondelete="CASCADE"
+    )
+    step: str | None = Field(default=None, max_length=64)
+    prompt: str = Field(sa_type=sa.Text)
+    response: str = Field(sa_type=sa.Text)
+    tier: AITier = Field(sa_type=_enum(AITier))
+    model_used: str = Field(max_length=128)
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cost_usd_micros: int = Field(default=0, ge=0, sa_type=sa.BigInteger)
+    processing_time_ms: int = Field(default=0, ge=0)
+    created_at: datetime = _created()
+
+
+class Payment(SQLModel, table=True):
+    """Amounts come from the server's catalogue, never from the request."""
+
+    __tablename__ = "payments"
+    __table_args__ = (sa.UniqueConstraint("user_id", "idempotency_key", name="uq_payments_user_idempotency"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    amount_minor: int = Field(ge=0, sa_type=sa.BigInteger)
+    currency: str = Field(max_length=3)
+    gateway: PaymentGateway = Field(sa_type=_enum(PaymentGateway))
+    gateway_id: str | None = Field(default=None, max_length=255, index=True)
+    status: PaymentStatus = Field(default=PaymentStatus.PENDING, sa_type=_enum(PaymentStatus))
+    tier: ServiceTier = Field(sa_type=_enum(ServiceTier))
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    details: dict[str, Any] | None = Field(default=None, sa_column=Column("metadata", JSON))
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    completed_at: datetime | None = _moment()
+    refunded_at: datetime | None = _moment()
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contacts"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id", index=True, ondelete="SET NULL")
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320)
+    phone: str | None = Field(default=None, max_length=32)
+    subject: str | None = Field(default=None, max_length=200)
+    message: str = Field(sa_type=sa.Text)
+    status: ContactStatus = Field(default=ContactStatus.RECEIVED, sa_type=_enum(ContactStatus))
+    ip: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _created()
+    notified_at: datetime | None = _moment()
+
+
+class EmailDelivery(SQLModel, table=True):
+    """What was sent, keyed by the message's own id, so a retried send activity finds it and stops."""
+
+    __tablename__ = "email_deliveries"
+
+    message_id: str = Field(primary_key=True, max_length=200)
+    recipient: str = Field(max_length=320)
+    subject: str = Field(max_length=300)
+    backend: str = Field(max_length=16)
+    provider_message_id: str | None = Field(default=None, max_length=255)
+    sent_at: datetime = _created()

@@ -1,0 +1,139 @@
+"""The one settings object: read from the environment and `.env`, documented in `.env.example`."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "change-me-development-only-secret-0123456789"
+"""Good enough for `make run`; production refuses to start with it."""
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("data")
+    """Embedded default: SQLite database, stored files, the email outbox and Temporal's own file."""
+
+    # Database: SQLite file unless DATABASE_URL names PostgreSQL (postgresql+psycopg://...).
+    database_url: str | None = None
+    run_migrations_on_start: bool = True
+
+    # HTTP API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    cors_origins: CommaList = Field(default_factory=lambda: ["http://localhost:3000", "http://127.0.0.1:3000"])
+
+    # Temporal (dev server for `make run`; a cluster or Temporal Cloud in production)
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "statex"
+    temporal_tls: bool = False
+    temporal_tls_client_cert_path: Path | None = None
+    temporal_tls_client_key_path: Path | None = None
+    temporal_api_key: SecretStr | None = None
+    temporal_ui_port: int = 8233
+
+    # Auth
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_issuer: str = "statex"
+    access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(default=30, ge=1, le=365)
+
+    # Rate limits (per user id when authenticated, else client IP)
+    rate_limit_enabled: bool = True
+    rate_limit_ai: str = "2/day"
+    rate_limit_upload: str = "10/day"
+    rate_limit_default: str = "100/day"
+    rate_limit_allow_list: CommaList | None = None
+    """Client IPs never limited; unset means 127.0.0.1 in development and nobody in production."""
+    redis_url: str | None = None
+    """Shared limiter store for several API processes; in memory when unset."""
+
+    # Error tracking
+    sentry_dsn: SecretStr | None = None
+    sentry_traces_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    # Email: a local outbox folder by default, Amazon SES v2 in production
+    email_backend: Literal["outbox", "ses"] = "outbox"
+    email_from: str = "Statex <no-reply@statex.local>"
+    email_team_address: str = "team@statex.local"
+    aws_region: str = "eu-west-1"
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    ses_endpoint_url: str | None = None
+    ses_configuration_set: str | None = None
+
+    # Files (Cloudflare R2 in production)
+    r2_endpoint_url: str | None = None
+    r2_access_key_id: SecretStr | None = None
+    r2_secret_access_key: SecretStr | None = None
+    r2_bucket: str | None = None
+
+    # AI providers
+    ollama_host: str = "http://127.0.0.1:11434"
+    openai_api_key: SecretStr | None = None
+    azure_openai_endpoint: str | None = None
+    azure_openai_api_key: SecretStr | None = None
+    azure_openai_api_version: str = "2024-10-21"
+
+    @field_validator("cors_origins", "rate_limit_allow_list", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """Accept `a,b,c` in the environment as well as a JSON list."""
+        if isinstance(value, str):
+            stripped = value.strip()
+            if stripped.startswith("["):
+                return json.loads(stripped)
+            return [item.strip() for item in stripped.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            secret = self.jwt_secret.get_secret_value()
+            if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
+                raise ValueError(
+                    "JWT_SECRET must be set to a random value of at least 32 characters in production"
+                )
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        """The async SQLAlchemy URL: PostgreSQL through psycopg 3, else a SQLite file in the data folder."""
+        if self.database_url:
+            url = self.database_url
+            for prefix in ("postgresql://", "postgres://"):
+                if url.startswith(prefix):
+                    return "postgresql+psycopg://" + url.removeprefix(prefix)
+            return url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'statex.sqlite3').resolve()}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def effective_allow_list(self) -> frozenset[str]:
+        if self.rate_limit_allow_list is not None:
+            return frozenset(self.rate_limit_allow_list)
+        return frozenset({"127.0.0.1", "::1"}) if self.environment == "development" else frozenset()
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
