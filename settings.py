@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     jwt_issuer: str = "statex"
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=30, ge=1, le=365)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
 
     # Rate limits (per user id when authenticated, else client IP)
     rate_limit_enabled: bool = True
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
     """Client IPs never limited; unset means 127.0.0.1 in development and nobody in production."""
     redis_url: str | None = None
     """Shared limiter store for several API processes; in memory when unset."""
+    rate_limit_namespace: str = "statex"
 
     # Error tracking
     sentry_dsn: SecretStr | None = None
@@ -103,9 +105,7 @@ class Settings(BaseSettings):
         if self.environment == "production":
             secret = self.jwt_secret.get_secret_value()
             if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
-                raise ValueError(
-                    "JWT_SECRET must be set to a random value of at least 32 characters in production"
-                )
+                raise ValueError("JWT_SECRET must be set to a random value of at least 32 characters in production")
         return self
 
     @property

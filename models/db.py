@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -63,3 +67,9 @@ def _upgrade(connection: sa.Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+async def insert_if_absent(db: AsyncSession, table: type[SQLModel], values: dict[str, Any]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING: the idempotent write a retried activity needs."""
+    dialect_insert = pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
+    await db.exec(dialect_insert(table).values(**values).on_conflict_do_nothing())  # type: ignore[call-overload]

@@ -16,7 +16,6 @@ from sqlmodel import JSON, Column, Field, SQLModel
 from models.enums import AITier, ContactStatus, PaymentGateway, PaymentStatus, PrototypeStatus, ServiceTier
 from models.types import UTCDateTime, utcnow
 
-
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -115,9 +114,7 @@ class AIResponse(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     call_key: str = Field(max_length=200, unique=True)
     user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
-    prototype_id: uuid.UUID | None = Field(
-        default=None, foreign_key="prototypes.id", index=True, ondelete="CASCADE"
-    )
+    prototype_id: uuid.UUID | None = Field(default=None, foreign_key="prototypes.id", index=True, ondelete="CASCADE")
     step: str | None = Field(default=None, max_length=64)
     prompt: str = Field(sa_type=sa.Text)
     response: str = Field(sa_type=sa.Text)

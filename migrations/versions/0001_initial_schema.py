@@ -66,9 +66,7 @@ def upgrade() -> None:
         sa.Column("ip", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("created_at", models.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("notified_at", models.types.UTCDateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_contacts_user_id_users"), ondelete="SET NULL"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_contacts_user_id_users"), ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_contacts")),
     )
     op.create_index(op.f("ix_contacts_user_id"), "contacts", ["user_id"], unique=False)
@@ -84,9 +82,7 @@ def upgrade() -> None:
         sa.Column("created_at", models.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("expires_at", models.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("deleted_at", models.types.UTCDateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_files_user_id_users"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_files_user_id_users"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_files")),
         sa.UniqueConstraint("storage_key", name=op.f("uq_files_storage_key")),
     )
@@ -137,9 +133,7 @@ def upgrade() -> None:
         sa.Column("updated_at", models.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("completed_at", models.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("refunded_at", models.types.UTCDateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_payments_user_id_users"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_payments_user_id_users"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_payments")),
         sa.UniqueConstraint("user_id", "idempotency_key", name="uq_payments_user_idempotency"),
     )
@@ -158,9 +152,7 @@ def upgrade() -> None:
         sa.Column("expires_at", models.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", models.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoke_reason", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_sessions_user_id_users"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_sessions_user_id_users"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sessions")),
     )
     op.create_index(op.f("ix_sessions_user_id"), "sessions", ["user_id"], unique=False)

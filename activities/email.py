@@ -1,0 +1,182 @@
+"""Email: Amazon SES v2 in production, a local outbox folder by default. Each message is sent once.
+
+The message id is the idempotency key. A send is recorded in `email_deliveries`; a retried activity
+finds the record and returns it instead of sending again. The outbox also names its file after the id
+and never overwrites one, so even a crash between sending and recording cannot duplicate it there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.message
+import email.utils
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from models.db import insert_if_absent, open_session
+from models.schemas import EmailMessage, EmailReceipt
+from models.tables import EmailDelivery
+from models.types import utcnow
+from settings import Settings
+
+# SES errors that another attempt cannot fix: bad addresses, unverified senders, a paused account.
+_PERMANENT_SES_ERRORS = frozenset(
+    {
+        "MessageRejected",
+        "MailFromDomainNotVerifiedException",
+        "BadRequestException",
+        "NotFoundException",
+        "AccountSuspendedException",
+        "SendingPausedException",
+        "AccessDeniedException",
+    }
+)
+
+
+class Mailer(Protocol):
+    name: str
+
+    async def deliver(self, message: EmailMessage) -> str | None:
+        """Send the message; return the provider's message id, if it gives one."""
+
+
+class OutboxMailer:
+    """Writes each message as an RFC 5322 `.eml` file into a folder: the embedded default."""
+
+    name = "outbox"
+
+    def __init__(self, folder: Path, sender: str) -> None:
+        self.folder = folder
+        self.sender = sender
+
+    async def deliver(self, message: EmailMessage) -> str | None:
+        return await asyncio.to_thread(self._write, message)
+
+    def _write(self, message: EmailMessage) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self.folder / f"{message.message_id}.eml"
+        if target.exists():
+            return target.name
+        mime = email.message.EmailMessage()
+        mime["Message-ID"] = f"<{message.message_id}@statex.local>"
+        mime["Date"] = email.utils.formatdate(localtime=False)
+        mime["From"] = self.sender
+        mime["To"] = ", ".join(message.to)
+        if message.reply_to:
+            mime["Reply-To"] = message.reply_to
+        mime["Subject"] = message.subject
+        mime.set_content(message.text)
+        if message.html:
+            mime.add_alternative(message.html, subtype="html")
+        descriptor, temporary = tempfile.mkstemp(dir=self.folder, prefix=".sending-")
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(mime.as_bytes())
+            os.link(temporary, target)  # atomic, and fails rather than overwrite an earlier send
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
+        return target.name
+
+
+class SesMailer:
+    """Amazon SES v2 through boto3. boto3 is synchronous, so calls run in a thread."""
+
+    name = "ses"
+
+    def __init__(self, settings: Settings) -> None:
+        self.sender = settings.email_from
+        self.configuration_set = settings.ses_configuration_set
+        self.client = boto3.client(
+            "sesv2",
+            region_name=settings.aws_region,
+            endpoint_url=settings.ses_endpoint_url,
+            aws_access_key_id=_secret(settings.aws_access_key_id),
+            aws_secret_access_key=_secret(settings.aws_secret_access_key),
+            config=BotoConfig(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=20),
+        )
+
+    async def deliver(self, message: EmailMessage) -> str | None:
+        request: dict[str, Any] = {
+            "FromEmailAddress": self.sender,
+            "Destination": {"ToAddresses": message.to},
+            "Content": {"Simple": {"Subject": _utf8(message.subject), "Body": {"Text": _utf8(message.text)}}},
+        }
+        if message.html:
+            request["Content"]["Simple"]["Body"]["Html"] = _utf8(message.html)
+        if message.reply_to:
+            request["ReplyToAddresses"] = [message.reply_to]
+        if self.configuration_set:
+            request["ConfigurationSetName"] = self.configuration_set
+        try:
+            response = await asyncio.to_thread(self.client.send_email, **request)
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "Unknown")
+            raise ApplicationError(
+                f"SES refused the message: {code}: {err}",
+                type=f"SES.{code}",
+                non_retryable=code in _PERMANENT_SES_ERRORS,
+            ) from err
+        except BotoCoreError as err:  # connection and timeout errors: worth another attempt
+            raise ApplicationError(f"SES unreachable: {err}", type="SES.Unreachable") from err
+        return response.get("MessageId")
+
+
+def _utf8(text: str) -> dict[str, str]:
+    return {"Data": text, "Charset": "UTF-8"}
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def build_mailer(settings: Settings) -> Mailer:
+    if settings.email_backend == "ses":
+        return SesMailer(settings)
+    return OutboxMailer(settings.outbox_dir, settings.email_from)
+
+
+class EmailActivities:
+    def __init__(self, mailer: Mailer, engine: AsyncEngine) -> None:
+        self.mailer = mailer
+        self.engine = engine
+
+    @activity.defn
+    async def send_email(self, message: EmailMessage) -> EmailReceipt:
+        """Send once: a retry finds the earlier delivery by message id and returns its receipt."""
+        async with open_session(self.engine) as db:
+            if (earlier := await db.get(EmailDelivery, message.message_id)) is not None:
+                return _receipt(earlier)
+        provider_id = await self.mailer.deliver(message)
+        delivery = EmailDelivery(
+            message_id=message.message_id,
+            recipient=", ".join(message.to)[:320],
+            subject=message.subject[:300],
+            backend=self.mailer.name,
+            provider_message_id=provider_id,
+            sent_at=utcnow(),
+        )
+        async with open_session(self.engine) as db:
+            await insert_if_absent(db, EmailDelivery, delivery.model_dump())
+            await db.commit()
+            recorded = await db.get(EmailDelivery, message.message_id)
+        return _receipt(recorded or delivery)
+
+
+def _receipt(delivery: EmailDelivery) -> EmailReceipt:
+    return EmailReceipt(
+        message_id=delivery.message_id,
+        backend=delivery.backend,
+        provider_message_id=delivery.provider_message_id,
+        sent_at=delivery.sent_at,
+    )

@@ -1,0 +1,1 @@
+"""The HTTP API: thin FastAPI endpoints that validate, authenticate, rate-limit and hand over to Temporal."""

@@ -1,0 +1,92 @@
+"""create_app(): lifespan (database, migrations, Temporal client, rate limiter), middleware, routers, errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from api.errors import error_response, install_error_handlers
+from api.ratelimit import RateLimiter, RateLimitExceeded
+from api.routes import auth, contact, health
+from models.db import create_engine, migrate, session_factory
+from models.schemas import ErrorResponse, RateLimitResponse
+from observability import init_sentry
+from settings import Settings, get_settings
+from workflows.client import connect
+
+log = logging.getLogger(__name__)
+
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing, invalid or expired access token"},
+    422: {"model": ErrorResponse, "description": "The request is invalid; `details` names each field"},
+    429: {"model": RateLimitResponse, "description": "Daily limit reached; see Retry-After"},
+}
+
+
+def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
+    """`temporal` lets a caller share one client; otherwise the lifespan connects from settings."""
+    settings = settings or get_settings()
+    init_sentry(settings, component="api")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.effective_database_url)
+        if settings.run_migrations_on_start:
+            await migrate(engine)
+        app.state.engine = engine
+        app.state.sessions = session_factory(engine)
+        app.state.temporal = temporal or await connect(settings)
+        app.state.rate_limiter = RateLimiter(settings)
+        try:
+            yield
+        finally:
+            await app.state.rate_limiter.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Statex API",
+        version="0.1.0",
+        summary="Describe an app idea, get a prototype; payments and 24-hour file storage.",
+        lifespan=lifespan,
+        responses={500: {"model": ErrorResponse, "description": "Unexpected error"}},
+    )
+    app.state.settings = settings
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        expose_headers=["Retry-After", "Location"],
+        max_age=600,
+    )
+    install_error_handlers(app, hide_internal_errors=settings.is_production)
+
+    @app.exception_handler(RateLimitExceeded)
+    async def _rate_limited(_: Request, exc: RateLimitExceeded) -> JSONResponse:
+        seconds = exc.decision.retry_after
+        return error_response(
+            429,
+            "Too Many Requests",
+            headers={"Retry-After": str(seconds)},
+            message=f"Rate limit exceeded. Try again in {seconds} seconds.",
+            retryAfter=seconds,
+        )
+
+    @app.exception_handler(RPCError)
+    async def _temporal_unavailable(request: Request, exc: RPCError) -> JSONResponse:
+        log.error("Temporal call failed on %s: %s", request.url.path, exc)
+        return error_response(503, "The workflow service is unavailable; nothing was saved, please try again")
+
+    app.include_router(health.router)
+    for router in (auth.router, contact.router):
+        app.include_router(router, responses=COMMON_RESPONSES)
+    return app

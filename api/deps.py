@@ -1,0 +1,82 @@
+"""Annotated dependencies for endpoints: settings, database session, Temporal client, current user."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+
+from api import accounts
+from api.security import InvalidToken, decode_access_token
+from models.tables import User
+from settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="The access_token from POST /auth/login")
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+def get_temporal(request: Request) -> Client:
+    return request.app.state.temporal
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_db)]
+TemporalClient = Annotated[Client, Depends(get_temporal)]
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _user_from_token(
+    request: Request, db: AsyncSession, settings: Settings, credentials: HTTPAuthorizationCredentials | None
+) -> User | None:
+    if credentials is None:
+        return None
+    try:
+        claims = decode_access_token(settings, credentials.credentials)
+    except InvalidToken as err:
+        raise _unauthorized(str(err).capitalize()) from err
+    user = await accounts.active_user(db, claims.user_id, claims.session_id)
+    if user is None:
+        raise _unauthorized("Session revoked or user no longer exists")
+    request.state.user_id = user.id  # the rate limiter keys on it
+    return user
+
+
+async def get_current_user(
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    user = await _user_from_token(request, db, settings, credentials)
+    if user is None:
+        raise _unauthorized("Not authenticated: send 'Authorization: Bearer <access_token>'")
+    return user
+
+
+async def get_optional_user(
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User | None:
+    """For routes open to everyone that still want to know a signed-in caller; a bad token is a 401."""
+    return await _user_from_token(request, db, settings, credentials)
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+OptionalUser = Annotated[User | None, Depends(get_optional_user)]

@@ -1,0 +1,58 @@
+"""The one error envelope (`success: false, error, code, timestamp`) and the handlers that produce it."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import sentry_sdk
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from models.schemas import ErrorResponse, FieldError
+from models.types import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def error_body(code: int, error: str, details: list[FieldError] | None = None, **extra: Any) -> dict[str, Any]:
+    body = ErrorResponse(error=error, code=code, timestamp=utcnow(), details=details).model_dump(
+        mode="json", exclude_none=True
+    )
+    return {**body, **extra}
+
+
+def error_response(code: int, error: str, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse(error_body(code, error, **extra), status_code=code, headers=headers)
+
+
+def _field_name(location: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in location) or "request"
+
+
+def _validation_message(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "is invalid"))
+    return message.removeprefix("Value error, ")
+
+
+def install_error_handlers(app: FastAPI, *, hide_internal_errors: bool) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [FieldError(field=_field_name(e["loc"]), message=_validation_message(e)) for e in exc.errors()]
+        summary = "; ".join(f"{d.field}: {d.message}" for d in details[:5])
+        return error_response(422, f"Invalid request: {summary}", details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        sentry_sdk.capture_exception(exc)
+        message = "Internal Server Error" if hide_internal_errors else f"{type(exc).__name__}: {exc}"
+        return error_response(500, message)

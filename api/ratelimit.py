@@ -1,0 +1,171 @@
+"""Per-day request limits (the seed's: 2 AI calls, 10 uploads, 100 of anything else).
+
+Counted per user id when the caller is authenticated, else per client IP, in a moving 24-hour window.
+The store is Redis when `REDIS_URL` is set (shared by every API process), memory otherwise. A request is
+counted only once it has passed validation and authentication, so a typo never costs one of the day's two
+AI requests. If the store is down the limiter fails open and reports it: the service stays up.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import sentry_sdk
+from fastapi import HTTPException, Request
+from fastapi.routing import APIRoute
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from api.security import InvalidToken, decode_access_token
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+Bucket = Literal["ai", "upload", "default"]
+_REPORT_EVERY_SECONDS = 60.0
+
+
+def bucket_for(path: str) -> Bucket:
+    if path.startswith("/api/ai/"):
+        return "ai"
+    if path == "/api/files/upload":
+        return "upload"
+    return "default"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: int
+
+
+class RateLimitExceeded(HTTPException):
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(429, "Too Many Requests", headers={"Retry-After": str(decision.retry_after)})
+        self.decision = decision
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.rate_limit_enabled
+        self.allow_list = settings.effective_allow_list
+        self.limits: dict[Bucket, RateLimitItem] = {
+            "ai": parse(settings.rate_limit_ai),
+            "upload": parse(settings.rate_limit_upload),
+            "default": parse(settings.rate_limit_default),
+        }
+        self.namespace = settings.rate_limit_namespace
+        self.storage = self._storage(settings)
+        self.strategy = MovingWindowRateLimiter(self.storage)
+        self._last_report = -math.inf
+
+    @staticmethod
+    def _storage(settings: Settings) -> Storage:
+        if not settings.redis_url:
+            return MemoryStorage()
+        uri = settings.redis_url if settings.redis_url.startswith("async+") else f"async+{settings.redis_url}"
+        # Short timeouts: a hung Redis must not hang every request before we fail open.
+        return RedisStorage(
+            uri,
+            implementation="redispy",
+            key_prefix=f"{settings.rate_limit_namespace}:limits",
+            socket_connect_timeout=0.5,
+            socket_timeout=0.5,
+        )
+
+    async def check(self, bucket: Bucket, identity: str) -> Decision:
+        item = self.limits[bucket]
+        try:
+            allowed = await self.strategy.hit(item, self.namespace, bucket, identity)
+            reset_at, remaining = await self.strategy.get_window_stats(item, self.namespace, bucket, identity)
+        except Exception as err:  # any storage failure: fail open, but loudly
+            self._report(err)
+            return Decision(allowed=True, limit=item.amount, remaining=item.amount, retry_after=0)
+        retry_after = 0 if allowed else max(1, math.ceil(reset_at - time.time()))
+        return Decision(allowed=allowed, limit=item.amount, remaining=remaining, retry_after=retry_after)
+
+    def _report(self, err: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_report < _REPORT_EVERY_SECONDS:
+            return
+        self._last_report = now
+        log.error("rate-limit store unavailable, failing open: %s", err)
+        sentry_sdk.capture_exception(err)
+
+    async def close(self) -> None:
+        if isinstance(self.storage, RedisStorage):
+            await self.storage.bridge.get_connection().aclose()
+
+
+def client_identity(request: Request, settings: Settings) -> str:
+    """The authenticated user's id (set by CurrentUser, or read from a valid bearer token), else the IP."""
+    user_id = getattr(request.state, "user_id", None)
+    if user_id is None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token:
+            try:
+                user_id = decode_access_token(settings, token).user_id
+            except InvalidToken:
+                user_id = None
+    if user_id is not None:
+        return f"user:{user_id}"
+    return f"ip:{client_ip(request)}"
+
+
+def client_ip(request: Request) -> str:
+    """As the ASGI server saw it; behind a proxy, run uvicorn with --forwarded-allow-ips."""
+    return request.client.host if request.client else "unknown"
+
+
+_current_request: contextvars.ContextVar[Request] = contextvars.ContextVar("statex_request")
+
+
+async def enforce(request: Request) -> None:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    if not limiter.enabled or client_ip(request) in limiter.allow_list:
+        return
+    decision = await limiter.check(bucket_for(request.url.path), client_identity(request, request.app.state.settings))
+    if not decision.allowed:
+        raise RateLimitExceeded(decision)
+
+
+class RateLimitedRoute(APIRoute):
+    """A route whose endpoint first counts the request against its bucket.
+
+    The count sits between FastAPI's validation (and authentication dependencies) and the endpoint body:
+    a request that is refused for bad input or a missing token never uses up the caller's quota.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, _counted(endpoint), **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Any]]:
+        handler = super().get_route_handler()
+
+        async def remember_request(request: Request) -> Any:
+            token = _current_request.set(request)
+            try:
+                return await handler(request)
+            finally:
+                _current_request.reset(token)
+
+        return remember_request
+
+
+def _counted(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(endpoint)
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        await enforce(_current_request.get())
+        return await endpoint(*args, **kwargs)
+
+    return counted

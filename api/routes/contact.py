@@ -1,0 +1,43 @@
+"""POST /api/contact: store the message, then ContactWorkflow emails the team and the sender."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+from api.deps import OptionalUser, SessionDep, SettingsDep, TemporalClient
+from api.ratelimit import RateLimitedRoute, client_ip
+from models.enums import ContactStatus
+from models.schemas import ContactAccepted, ContactNotice, ContactRequest
+from models.tables import Contact
+from workflows import search_attributes
+from workflows.contact import ContactWorkflow, workflow_id
+
+router = APIRouter(prefix="/api/contact", tags=["contact"], route_class=RateLimitedRoute)
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ContactAccepted)
+async def submit_contact(
+    body: ContactRequest,
+    request: Request,
+    user: OptionalUser,
+    db: SessionDep,
+    temporal: TemporalClient,
+    settings: SettingsDep,
+) -> ContactAccepted:
+    contact = Contact(**body.model_dump(), user_id=user.id if user else None, ip=client_ip(request))
+    db.add(contact)
+    await db.flush()  # committed only once its workflow exists: no message without its emails
+    notice = ContactNotice(contact_id=contact.id, team_address=settings.email_team_address, **body.model_dump())
+    handle = await temporal.start_workflow(
+        ContactWorkflow.run,
+        notice,
+        id=workflow_id(contact.id),
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=search_attributes.for_resource(contact.id, user.id if user else None),
+        static_summary=f"Contact form from {body.email}",
+    )
+    await db.commit()
+    return ContactAccepted(contact_id=contact.id, status=ContactStatus.RECEIVED, workflow_id=handle.id)

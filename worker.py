@@ -1,0 +1,66 @@
+"""The Temporal worker: builds the clients from settings, registers every workflow and activity, runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.email import EmailActivities, build_mailer
+from activities.records import RecordActivities
+from models.db import create_engine, migrate
+from observability import init_sentry, sentry_worker_interceptors
+from settings import Settings, get_settings
+from workflows.client import connect
+from workflows.contact import ContactWorkflow
+
+WORKFLOWS: Sequence[type] = (ContactWorkflow,)
+
+
+def activities_for(settings: Settings, engine: AsyncEngine) -> list[Any]:
+    email = EmailActivities(build_mailer(settings), engine)
+    records = RecordActivities(engine)
+    return [email.send_email, records.mark_contact_notified]
+
+
+def build_worker(client: Client, settings: Settings, engine: AsyncEngine, *, task_queue: str | None = None) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or settings.temporal_task_queue,
+        workflows=list(WORKFLOWS),
+        activities=activities_for(settings, engine),
+        interceptors=sentry_worker_interceptors(settings),
+    )
+
+
+async def run(settings: Settings) -> None:
+    init_sentry(settings, component="worker")
+    engine = create_engine(settings.effective_database_url)
+    if settings.run_migrations_on_start:
+        await migrate(engine)
+    client = await connect(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with build_worker(client, settings, engine):  # on exit: finish running tasks, then stop
+            logging.getLogger(__name__).info("worker polling task queue %r", settings.temporal_task_queue)
+            await stop.wait()
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run(get_settings()))
+
+
+if __name__ == "__main__":
+    main()

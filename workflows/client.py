@@ -1,0 +1,24 @@
+"""How the API and the worker reach Temporal: one connection recipe, one data converter."""
+
+from __future__ import annotations
+
+from temporalio.client import Client, TLSConfig
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from settings import Settings
+
+
+async def connect(settings: Settings) -> Client:
+    tls: TLSConfig | bool = settings.temporal_tls
+    if settings.temporal_tls_client_cert_path and settings.temporal_tls_client_key_path:
+        tls = TLSConfig(
+            client_cert=settings.temporal_tls_client_cert_path.read_bytes(),
+            client_private_key=settings.temporal_tls_client_key_path.read_bytes(),
+        )
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+        tls=tls or bool(settings.temporal_api_key),
+        data_converter=pydantic_data_converter,
+    )
