@@ -1,0 +1,141 @@
+"""Rate limits: per user (else per IP), shared across API processes through Redis, fail-open."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import pytest
+from conftest import REDIS_URL, AppFactory
+from fastapi import APIRouter, FastAPI
+from helpers import bearer, register_and_login, serve
+from pydantic import BaseModel, Field
+
+from api.deps import CurrentUser
+from api.ratelimit import RateLimitedRoute, bucket_for
+
+DAY = 24 * 60 * 60
+
+
+class Probe(BaseModel):
+    text: str = Field(min_length=1)
+
+
+def with_probe_routes(app: FastAPI) -> FastAPI:
+    """Stand-ins for routes later issues add (/api/ai/*), and an anonymous one, behind the real limiter."""
+    router = APIRouter(route_class=RateLimitedRoute)
+
+    @router.post("/api/ai/probe")
+    async def ai_probe(body: Probe, user: CurrentUser) -> dict[str, str]:
+        return {"user": str(user.id)}
+
+    @router.get("/api/probe")
+    async def anonymous_probe() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.include_router(router)
+    return app
+
+
+def test_buckets_follow_the_seed() -> None:
+    assert bucket_for("/api/ai/chat") == "ai"
+    assert bucket_for("/api/ai/prototype") == "ai"
+    assert bucket_for("/api/files/upload") == "upload"
+    assert bucket_for("/api/files/123") == "default"
+    assert bucket_for("/api/contact") == "default"
+
+
+async def test_two_hundred_concurrent_requests_over_two_processes_accept_exactly_two(
+    make_app: AppFactory,
+) -> None:
+    first, second = (with_probe_routes(make_app(redis_url=REDIS_URL)) for _ in range(2))
+    async with serve(first) as api_a, serve(second) as api_b:
+        account = await register_and_login(api_a)
+        headers = bearer(account["access_token"])
+        responses = await asyncio.gather(
+            *(
+                (api_a if i % 2 else api_b).post("/api/ai/probe", json={"text": "hi"}, headers=headers)
+                for i in range(200)
+            )
+        )
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 2
+    assert statuses.count(429) == 198
+    refused = next(r for r in responses if r.status_code == 429)
+    retry_after = int(refused.headers["Retry-After"])
+    assert DAY - 120 <= retry_after <= DAY
+    body = refused.json()
+    assert body["code"] == 429
+    assert body["error"] == "Too Many Requests"
+    assert body["message"] == f"Rate limit exceeded. Try again in {body['retryAfter']} seconds."
+    assert abs(body["retryAfter"] - retry_after) <= 1
+    assert body["success"] is False and "timestamp" in body
+
+
+async def test_users_have_separate_quotas(make_app: AppFactory) -> None:
+    async with serve(with_probe_routes(make_app(redis_url=REDIS_URL))) as api:
+        alice, bob = await register_and_login(api), await register_and_login(api)
+        for account in (alice, bob):
+            for expected in (200, 200, 429):
+                response = await api.post("/api/ai/probe", json={"text": "x"}, headers=bearer(account["access_token"]))
+                assert response.status_code == expected
+
+
+async def test_bad_input_and_missing_auth_cost_nothing(make_app: AppFactory) -> None:
+    async with serve(with_probe_routes(make_app())) as api:
+        account = await register_and_login(api)
+        headers = bearer(account["access_token"])
+        for _ in range(5):
+            assert (await api.post("/api/ai/probe", json={"text": ""}, headers=headers)).status_code == 422
+            assert (await api.post("/api/ai/probe", json={"text": "x"})).status_code == 401
+        accepted = [
+            (await api.post("/api/ai/probe", json={"text": "x"}, headers=headers)).status_code for _ in range(3)
+        ]
+    assert accepted == [200, 200, 429]
+
+
+async def test_anonymous_callers_are_keyed_by_ip(make_app: AppFactory) -> None:
+    app = with_probe_routes(make_app(redis_url=REDIS_URL, rate_limit_default="3/day"))
+    async with serve(app, client_ip="203.0.113.7") as first_ip, serve(app, client_ip="203.0.113.8") as second_ip:
+        first = [(await first_ip.get("/api/probe")).status_code for _ in range(4)]
+        second = [(await second_ip.get("/api/probe")).status_code for _ in range(4)]
+    assert first == [200, 200, 200, 429]
+    assert second == [200, 200, 200, 429]
+
+
+async def test_allow_listed_addresses_are_not_limited(make_app: AppFactory) -> None:
+    app = with_probe_routes(make_app(rate_limit_default="1/day", rate_limit_allow_list=["198.51.100.1"]))
+    async with serve(app, client_ip="198.51.100.1") as api:
+        statuses = {(await api.get("/api/probe")).status_code for _ in range(5)}
+    assert statuses == {200}
+
+
+async def test_health_and_readiness_are_never_limited(make_app: AppFactory) -> None:
+    async with serve(make_app(rate_limit_default="1/day")) as api:
+        statuses = {(await api.get("/health")).status_code for _ in range(5)}
+    assert statuses == {200}
+
+
+async def test_fails_open_and_reports_when_redis_is_down(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = with_probe_routes(make_app(redis_url="redis://127.0.0.1:1/0", rate_limit_default="1/day"))
+    with caplog.at_level(logging.ERROR, logger="api.ratelimit"):
+        async with serve(app) as api:
+            statuses = [(await api.get("/api/probe")).status_code for _ in range(5)]
+    assert statuses == [200] * 5
+    assert [r.message for r in caplog.records if "failing open" in r.message]
+
+
+async def test_limits_survive_a_restart_of_the_api(make_app: AppFactory) -> None:
+    """The count lives in Redis, not in a process: a new process sees the old count."""
+    namespace = f"restart-{uuid.uuid4().hex}"
+    statuses = []
+    for _ in range(2):
+        app = with_probe_routes(
+            make_app(redis_url=REDIS_URL, rate_limit_namespace=namespace, rate_limit_default="1/day")
+        )
+        async with serve(app, client_ip="192.0.2.44") as api:
+            statuses.append((await api.get("/api/probe")).status_code)
+    assert statuses == [200, 429]
