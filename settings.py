@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     temporal_tls_client_key_path: Path | None = None
     temporal_api_key: SecretStr | None = None
     temporal_ui_port: int = 8233
+    temporal_rpc_timeout_seconds: float = Field(default=5.0, gt=0)
+    """How long a request waits on Temporal before answering 503, rather than hanging."""
 
     # Auth
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.email import EmailActivities, build_mailer
+from activities.email import EmailActivities, Mailer, build_mailer
 from activities.records import RecordActivities
 from models.db import create_engine, migrate
 from observability import init_sentry, sentry_worker_interceptors
@@ -23,18 +23,19 @@ from workflows.contact import ContactWorkflow
 WORKFLOWS: Sequence[type] = (ContactWorkflow,)
 
 
-def activities_for(settings: Settings, engine: AsyncEngine) -> list[Any]:
-    email = EmailActivities(build_mailer(settings), engine)
+def activities_for(settings: Settings, engine: AsyncEngine, mailer: Mailer | None = None) -> list[Any]:
+    email = EmailActivities(mailer or build_mailer(settings), engine)
     records = RecordActivities(engine)
     return [email.send_email, records.mark_contact_notified]
 
 
-def build_worker(client: Client, settings: Settings, engine: AsyncEngine, *, task_queue: str | None = None) -> Worker:
+def build_worker(client: Client, settings: Settings, engine: AsyncEngine, *, mailer: Mailer | None = None) -> Worker:
+    """`mailer` replaces the one settings choose (tests wrap it to count or stall deliveries)."""
     return Worker(
         client,
-        task_queue=task_queue or settings.temporal_task_queue,
+        task_queue=settings.temporal_task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities_for(settings, engine),
+        activities=activities_for(settings, engine, mailer),
         interceptors=sentry_worker_interceptors(settings),
     )
 

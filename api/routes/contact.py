@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter, Request, status
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
@@ -38,6 +40,7 @@ async def submit_contact(
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         search_attributes=search_attributes.for_resource(contact.id, user.id if user else None),
         static_summary=f"Contact form from {body.email}",
+        rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
     )
     await db.commit()
     return ContactAccepted(contact_id=contact.id, status=ContactStatus.RECEIVED, workflow_id=handle.id)
