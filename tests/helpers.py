@@ -17,9 +17,9 @@ T = TypeVar("T")
 
 @asynccontextmanager
 async def serve(app: FastAPI, client_ip: str = "127.0.0.1") -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app's lifespan and talk to it over ASGI, as `client_ip`."""
+    """Run the app's lifespan and talk to it over ASGI, as `client_ip`; a 500 is a response, as on a server."""
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=(client_ip, 40000))
+        transport = httpx.ASGITransport(app=app, client=(client_ip, 40000), raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http
 

@@ -1,0 +1,36 @@
+"""Settings: production refuses unsafe defaults; lists read from the environment."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from settings import DEFAULT_JWT_SECRET, Settings
+
+
+def test_production_refuses_the_default_jwt_secret() -> None:
+    with pytest.raises(ValidationError, match="JWT_SECRET must be set"):
+        Settings(_env_file=None, environment="production")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="JWT_SECRET must be set"):
+        Settings(_env_file=None, environment="production", jwt_secret="short")  # type: ignore[call-arg]
+
+
+def test_production_starts_with_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("JWT_SECRET", "x" * 48)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.jwt_secret.get_secret_value() != DEFAULT_JWT_SECRET
+    assert settings.effective_allow_list == frozenset()  # no rate-limit exemptions in production
+
+
+def test_development_allows_localhost_and_lists_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORS_ORIGINS", "https://statex.cz, https://www.statex.cz")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.cors_origins == ["https://statex.cz", "https://www.statex.cz"]
+    assert "127.0.0.1" in settings.effective_allow_list
+
+
+def test_database_url_defaults_to_sqlite_and_accepts_plain_postgres_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(_env_file=None).effective_database_url.startswith("sqlite+aiosqlite:///")  # type: ignore[call-arg]
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db:5432/statex")
+    assert Settings(_env_file=None).effective_database_url == "postgresql+psycopg://app@db:5432/statex"  # type: ignore[call-arg]
