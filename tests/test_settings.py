@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from settings import DEFAULT_JWT_SECRET, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_production_refuses_the_default_jwt_secret() -> None:
@@ -34,3 +39,8 @@ def test_database_url_defaults_to_sqlite_and_accepts_plain_postgres_urls(monkeyp
     assert Settings(_env_file=None).effective_database_url.startswith("sqlite+aiosqlite:///")  # type: ignore[call-arg]
     monkeypatch.setenv("DATABASE_URL", "postgresql://app@db:5432/statex")
     assert Settings(_env_file=None).effective_database_url == "postgresql+psycopg://app@db:5432/statex"  # type: ignore[call-arg]
+
+
+def test_env_example_documents_every_setting() -> None:
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    assert documented == {name.upper() for name in Settings.model_fields}
