@@ -40,9 +40,13 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def _user_from_token(
-    request: Request, db: AsyncSession, settings: Settings, credentials: HTTPAuthorizationCredentials | None
+async def get_optional_user(
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User | None:
+    """The caller, if a bearer token came; a bad or revoked token is a 401 even where sign-in is optional."""
     if credentials is None:
         return None
     try:
@@ -56,27 +60,13 @@ async def _user_from_token(
     return user
 
 
-async def get_current_user(
-    request: Request,
-    db: SessionDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
-    user = await _user_from_token(request, db, settings, credentials)
+OptionalUser = Annotated[User | None, Depends(get_optional_user)]
+
+
+async def get_current_user(user: OptionalUser) -> User:
     if user is None:
         raise _unauthorized("Not authenticated: send 'Authorization: Bearer <access_token>'")
     return user
 
 
-async def get_optional_user(
-    request: Request,
-    db: SessionDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User | None:
-    """For routes open to everyone that still want to know a signed-in caller; a bad token is a 401."""
-    return await _user_from_token(request, db, settings, credentials)
-
-
 CurrentUser = Annotated[User, Depends(get_current_user)]
-OptionalUser = Annotated[User | None, Depends(get_optional_user)]
