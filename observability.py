@@ -51,6 +51,9 @@ SENSITIVE_KEYS = frozenset(
         "exp_month",
         "exp_year",
         "iban",
+        # Outgoing-request breadcrumbs and spans keep the query string apart from the URL.
+        "http.query",
+        "http.fragment",
     }
 )
 
@@ -79,13 +82,17 @@ def scrub_event(event: dict[str, Any], _hint: Any = None) -> dict[str, Any]:
 
 
 def init_sentry(settings: Settings, *, component: str) -> bool:
+    """PII stays off by leaving `send_default_pii` unset (setting it is deprecated, and its replacement,
+    `data_collection`, would switch the EventScrubber off). Local variables are not sent: they arrive as
+    reprs (request models, the ASGI scope with its headers, Temporal activity inputs), where a secret has
+    no key for a scrubber to find."""
     if settings.sentry_dsn is None:
         return False
     sentry_sdk.init(
         dsn=settings.sentry_dsn.get_secret_value(),
         environment=settings.environment,
         server_name=component,
-        send_default_pii=False,
+        include_local_variables=False,
         traces_sample_rate=settings.sentry_traces_sample_rate,
         event_scrubber=EventScrubber(denylist=sorted(SENSITIVE_KEYS), recursive=True),
         before_send=scrub_event,  # type: ignore[arg-type]
@@ -99,23 +106,21 @@ def init_sentry(settings: Settings, *, component: str) -> bool:
 
 class _SentryActivityInbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        try:
-            return await super().execute_activity(input)
-        except Exception as err:
-            info = activity.info()
-            with sentry_sdk.new_scope() as scope:
-                scope.set_tag("temporal.activity", info.activity_type)
-                scope.set_tag("temporal.workflow", info.workflow_type)
-                scope.set_context(
-                    "temporal",
-                    {
-                        "workflow_id": info.workflow_id,
-                        "activity_id": info.activity_id,
-                        "attempt": info.attempt,
-                    },
-                )
+        """Each activity gets its own isolation scope, as each request does in the API, so its breadcrumbs
+        never ride along with another activity's error."""
+        info = activity.info()
+        with sentry_sdk.isolation_scope() as scope:
+            scope.set_tag("temporal.activity", info.activity_type)
+            scope.set_tag("temporal.workflow", info.workflow_type)
+            scope.set_context(
+                "temporal",
+                {"workflow_id": info.workflow_id, "activity_id": info.activity_id, "attempt": info.attempt},
+            )
+            try:
+                return await super().execute_activity(input)
+            except Exception as err:
                 sentry_sdk.capture_exception(err)
-            raise
+                raise
 
 
 class SentryInterceptor(Interceptor):
