@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
@@ -70,3 +71,22 @@ async def get_current_user(user: OptionalUser) -> User:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Send the same key when retrying: the retry gets the first request's result",
+    ),
+]
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("0b6f4f52-8f0e-4c1e-9a55-5a7e3e1f0c11")
+
+
+def resource_id(kind: str, caller: str, idempotency_key: str | None) -> uuid.UUID:
+    """A fresh id, or, with an idempotency key, the same id for the same caller and key every time."""
+    if idempotency_key is None:
+        return uuid.uuid4()
+    return uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{kind}\n{caller}\n{idempotency_key}")

@@ -240,3 +240,20 @@ async def test_ses_rejection_is_not_retried(ses_settings: Settings) -> None:
         )
     assert raised.value.non_retryable
     assert raised.value.type == "SES.MessageRejected"
+
+
+async def test_a_retried_request_with_the_same_idempotency_key_sends_once(
+    api: httpx.AsyncClient, worker: object, temporal: Client, settings: Settings
+) -> None:
+    headers = {"Idempotency-Key": f"form-{uuid.uuid4().hex}"}
+    first = await api.post("/api/contact", json=MESSAGE, headers=headers)
+    assert first.status_code == 202
+    await temporal.get_workflow_handle(first.json()["workflow_id"]).result()
+    retried = await api.post("/api/contact", json=MESSAGE, headers=headers)
+    assert retried.status_code == 202
+    assert retried.json()["contact_id"] == first.json()["contact_id"]
+    assert retried.json()["status"] == "NOTIFIED"
+    other = await api.post("/api/contact", json=MESSAGE, headers={"Idempotency-Key": "another"})
+    assert other.json()["contact_id"] != first.json()["contact_id"]
+    await temporal.get_workflow_handle(other.json()["workflow_id"]).result()
+    assert len(outbox_messages(settings.outbox_dir)) == 4

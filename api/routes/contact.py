@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import timedelta
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
+from sqlalchemy.exc import IntegrityError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.deps import OptionalUser, SessionDep, SettingsDep, TemporalClient
-from api.ratelimit import RateLimitedRoute, client_ip
-from models.enums import ContactStatus
+from api.deps import IdempotencyKey, OptionalUser, SessionDep, SettingsDep, TemporalClient, resource_id
+from api.ratelimit import RateLimitedRoute, client_identity, client_ip
 from models.schemas import ContactAccepted, ContactNotice, ContactRequest
 from models.tables import Contact
 from workflows import search_attributes
@@ -26,21 +28,30 @@ async def submit_contact(
     db: SessionDep,
     temporal: TemporalClient,
     settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> ContactAccepted:
-    contact = Contact(**body.model_dump(), user_id=user.id if user else None, ip=client_ip(request))
-    db.add(contact)
-    await db.flush()  # committed only once its workflow exists: no message without its emails
+    """With an `Idempotency-Key`, a retried request finds the first one's message and workflow."""
+    contact_id = resource_id("contact", client_identity(request, settings), idempotency_key)
+    contact = await db.get(Contact, contact_id)
+    if contact is None:
+        contact = Contact(id=contact_id, **body.model_dump(), user_id=user.id if user else None, ip=client_ip(request))
+        db.add(contact)
+        try:
+            await db.flush()  # committed only once its workflow exists: no message without its emails
+        except IntegrityError as err:
+            raise HTTPException(409, "A request with this Idempotency-Key is already in progress") from err
     notice = ContactNotice(contact_id=contact.id, team_address=settings.email_team_address, **body.model_dump())
-    handle = await temporal.start_workflow(
-        ContactWorkflow.run,
-        notice,
-        id=workflow_id(contact.id),
-        task_queue=settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=search_attributes.for_resource(contact.id, user.id if user else None),
-        static_summary=f"Contact form from {body.email}",
-        rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
-    )
+    with suppress(WorkflowAlreadyStartedError):  # a retry after the first request's workflow finished
+        await temporal.start_workflow(
+            ContactWorkflow.run,
+            notice,
+            id=workflow_id(contact.id),
+            task_queue=settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=search_attributes.for_resource(contact.id, contact.user_id),
+            static_summary=f"Contact form from {body.email}",
+            rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
+        )
     await db.commit()
-    return ContactAccepted(contact_id=contact.id, status=ContactStatus.RECEIVED, workflow_id=handle.id)
+    return ContactAccepted(contact_id=contact.id, status=contact.status, workflow_id=workflow_id(contact.id))
