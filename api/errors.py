@@ -52,7 +52,7 @@ def install_error_handlers(app: FastAPI, *, hide_internal_errors: bool) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        sentry_sdk.capture_exception(exc)  # first, so Sentry's logging integration sees a duplicate and drops it
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        sentry_sdk.capture_exception(exc)
         message = "Internal Server Error" if hide_internal_errors else f"{type(exc).__name__}: {exc}"
         return error_response(500, message)
