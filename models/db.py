@@ -56,7 +56,7 @@ def alembic_config() -> Config:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Upgrade to head. On PostgreSQL an advisory lock lets several processes start at once."""
+    """Upgrade to the latest revision. On PostgreSQL an advisory lock lets several processes start at once."""
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             await connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
@@ -66,7 +66,7 @@ async def migrate(engine: AsyncEngine) -> None:
 def _upgrade(connection: sa.Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, "heads")  # every branch: features add their own migrations
 
 
 async def insert_if_absent(db: AsyncSession, table: type[SQLModel], values: dict[str, Any]) -> None:
