@@ -78,7 +78,26 @@ class Settings(BaseSettings):
     ses_endpoint_url: str | None = None
     ses_configuration_set: str | None = None
 
-    # Files (Cloudflare R2 in production)
+    # Files: a local folder by default, Cloudflare R2 in production; every file is deleted after its lifetime
+    storage_backend: Literal["local", "r2"] = "local"
+    file_retention_hours: float = Field(default=24.0, gt=0)
+    file_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    file_allowed_types: CommaList = Field(
+        default_factory=lambda: [
+            "image/png",
+            "image/jpeg",
+            "image/gif",
+            "image/webp",
+            "application/pdf",
+            "application/zip",
+            "text/plain",
+            "text/markdown",
+            "text/csv",
+            "application/json",
+        ]
+    )
+    file_download_url_seconds: int = Field(default=900, gt=0, le=7 * 24 * 3600)
+    """Lifetime of a presigned R2 download link (never past the file's own deletion time)."""
     r2_endpoint_url: str | None = None
     r2_access_key_id: SecretStr | None = None
     r2_secret_access_key: SecretStr | None = None
@@ -91,7 +110,7 @@ class Settings(BaseSettings):
     azure_openai_api_key: SecretStr | None = None
     azure_openai_api_version: str = "2024-10-21"
 
-    @field_validator("cors_origins", "rate_limit_allow_list", mode="before")
+    @field_validator("cors_origins", "rate_limit_allow_list", "file_allowed_types", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """Accept `a,b,c` in the environment as well as a JSON list."""
@@ -124,6 +143,10 @@ class Settings(BaseSettings):
     @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
 
     @property
     def effective_allow_list(self) -> frozenset[str]:

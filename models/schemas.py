@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic.alias_generators import to_camel
 
 from models.enums import ContactStatus, ServiceTier
 
@@ -159,3 +160,47 @@ class ContactProgress(BaseModel):
 class HealthStatus(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+class CamelModel(BaseModel):
+    """The seed's file API speaks camelCase (`fileId`, `expiresAt`)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+
+class UploadedFile(CamelModel):
+    file_id: uuid.UUID
+    url: str = Field(description="Where the owner downloads it: GET, with the access token")
+    size: int
+    expires_at: datetime
+
+
+class FileInfo(UploadedFile):
+    name: str
+    content_type: str
+    sha256: str
+    created_at: datetime
+
+
+class FileDeletion(CamelModel):
+    file_id: uuid.UUID
+    deleted: bool = Field(description="True once the object is gone; false if deletion is still under way")
+
+
+class RetainedFile(BaseModel):
+    """What FileRetentionWorkflow needs: the key to delete and when."""
+
+    file_id: uuid.UUID
+    user_id: uuid.UUID
+    storage_key: str
+    expires_at: datetime
+
+
+class RetentionStatus(BaseModel):
+    file_id: uuid.UUID | None
+    deletes_at: datetime | None
+    deleted_at: datetime | None
+    deleted_early: bool

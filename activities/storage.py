@@ -1,0 +1,190 @@
+"""File storage: a local folder (embedded default) or Cloudflare R2 through boto3's S3 client.
+
+Keys are the server's own (`uploads/<file id>`); the user's file name never reaches a key or a path. Deleting
+a missing object is success, so the retention workflow's delete activity can be retried freely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from settings import Settings
+
+CHUNK_BYTES = 256 * 1024
+
+# S3 errors that another attempt cannot fix: wrong credentials, missing bucket, no permission.
+_PERMANENT_S3_ERRORS = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket"})
+
+
+def storage_key(file_id: object) -> str:
+    return f"uploads/{file_id}"
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback and the UTF-8 name (RFC 6266), so no name can break the header."""
+    ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;' else "_" for c in filename) or "download"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+class Storage(Protocol):
+    name: str
+
+    async def put_file(self, key: str, source: Path, content_type: str) -> None: ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the object; a missing object is success."""
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def open(self, key: str) -> AsyncIterator[bytes]:
+        """The object's bytes in chunks; raises FileNotFoundError before the first chunk if it is gone."""
+
+    async def download_url(self, key: str, filename: str, content_type: str, expires_in: int) -> str | None:
+        """A link the client can fetch directly, or None when the API streams the content itself."""
+
+
+class LocalStorage:
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"storage key outside the storage folder: {key!r}")
+        return path
+
+    async def put_file(self, key: str, source: Path, content_type: str) -> None:
+        target = self._path(key)
+        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(shutil.copyfile, source, target)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self._path(key).is_file)
+
+    async def open(self, key: str) -> AsyncIterator[bytes]:
+        return _chunks(await asyncio.to_thread(open, self._path(key), "rb"))
+
+    async def download_url(self, key: str, filename: str, content_type: str, expires_in: int) -> str | None:
+        return None
+
+
+class R2Storage:
+    """R2 speaks the S3 API. Region `auto`; checksums only when an operation requires them, because R2 rejects
+    some of the CRC checksums newer boto3 versions send by default."""
+
+    name = "r2"
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.r2_bucket:
+            raise ValueError("STORAGE_BACKEND=r2 needs R2_BUCKET (and R2_ENDPOINT_URL and credentials)")
+        self.bucket = settings.r2_bucket
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=settings.r2_endpoint_url,
+            region_name="auto",
+            aws_access_key_id=_secret(settings.r2_access_key_id),
+            aws_secret_access_key=_secret(settings.r2_secret_access_key),
+            config=BotoConfig(
+                signature_version="s3v4",
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+            ),
+        )
+
+    async def put_file(self, key: str, source: Path, content_type: str) -> None:
+        await self._call(
+            self.client.upload_file, str(source), self.bucket, key, ExtraArgs={"ContentType": content_type}
+        )
+
+    async def delete(self, key: str) -> None:
+        await self._call(self.client.delete_object, Bucket=self.bucket, Key=key)  # S3: missing is success
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await asyncio.to_thread(self.client.head_object, Bucket=self.bucket, Key=key)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise
+        return True
+
+    async def open(self, key: str) -> AsyncIterator[bytes]:
+        try:
+            response = await asyncio.to_thread(self.client.get_object, Bucket=self.bucket, Key=key)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
+                raise FileNotFoundError(key) from err
+            raise
+        return _chunks(response["Body"])
+
+    async def download_url(self, key: str, filename: str, content_type: str, expires_in: int) -> str | None:
+        return await asyncio.to_thread(
+            self.client.generate_presigned_url,
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ResponseContentDisposition": content_disposition(filename),
+                "ResponseContentType": content_type,
+            },
+            ExpiresIn=expires_in,
+        )
+
+    async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(method, *args, **kwargs)
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "Unknown")
+            raise ApplicationError(
+                f"R2 refused {method.__name__}: {code}", type=f"R2.{code}", non_retryable=code in _PERMANENT_S3_ERRORS
+            ) from err
+        except BotoCoreError as err:
+            raise ApplicationError(f"R2 unreachable: {err}", type="R2.Unreachable") from err
+
+
+async def _chunks(stream: Any) -> AsyncIterator[bytes]:
+    """Read a blocking file-like object in a thread, chunk by chunk, and close it however the reader stops."""
+    try:
+        while chunk := await asyncio.to_thread(stream.read, CHUNK_BYTES):
+            yield chunk
+    finally:
+        stream.close()
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def build_storage(settings: Settings) -> Storage:
+    if settings.storage_backend == "r2":
+        return R2Storage(settings)
+    return LocalStorage(settings.files_dir)
+
+
+class StorageActivities:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    @activity.defn
+    async def delete_object(self, key: str) -> None:
+        """Idempotent: deleting what is already gone succeeds."""
+        await self.storage.delete(key)
