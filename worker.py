@@ -14,19 +14,22 @@ from temporalio.worker import Worker
 
 from activities.email import EmailActivities, Mailer, build_mailer
 from activities.records import RecordActivities
+from activities.storage import StorageActivities, build_storage
 from models.db import create_engine, migrate
 from observability import init_sentry, sentry_worker_interceptors
 from settings import Settings, get_settings
 from workflows.client import connect
 from workflows.contact import ContactWorkflow
+from workflows.retention import FileRetentionWorkflow
 
-WORKFLOWS: Sequence[type] = (ContactWorkflow,)
+WORKFLOWS: Sequence[type] = (ContactWorkflow, FileRetentionWorkflow)
 
 
 def activities_for(settings: Settings, engine: AsyncEngine, mailer: Mailer | None = None) -> list[Any]:
     email = EmailActivities(mailer or build_mailer(settings), engine)
     records = RecordActivities(engine)
-    return [email.send_email, records.mark_contact_notified]
+    storage = StorageActivities(build_storage(settings))
+    return [email.send_email, records.mark_contact_notified, records.mark_file_deleted, storage.delete_object]
 
 
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine, *, mailer: Mailer | None = None) -> Worker:

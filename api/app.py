@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from activities.storage import build_storage
 from api.errors import error_response, install_error_handlers
 from api.ratelimit import RateLimiter, RateLimitExceeded
-from api.routes import auth, contact, health
+from api.routes import auth, contact, files, health
 from models.db import create_engine, migrate, session_factory
 from models.schemas import ErrorResponse, RateLimitResponse
 from observability import init_sentry
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         app.state.sessions = session_factory(engine)
         app.state.temporal = temporal or await connect(settings)
         app.state.rate_limiter = RateLimiter(settings)
+        app.state.storage = build_storage(settings)
         try:
             yield
         finally:
@@ -87,6 +89,6 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         return error_response(503, "The workflow service is unavailable; nothing was saved, please try again")
 
     app.include_router(health.router)
-    for router in (auth.router, contact.router):
+    for router in (auth.router, contact.router, files.router):
         app.include_router(router, responses=COMMON_RESPONSES)
     return app

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
+from activities.storage import Storage
 from api import accounts
 from api.security import InvalidToken, decode_access_token
 from models.tables import User
@@ -32,9 +33,14 @@ def get_temporal(request: Request) -> Client:
     return request.app.state.temporal
 
 
+def get_storage(request: Request) -> Storage:
+    return request.app.state.storage
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_db)]
 TemporalClient = Annotated[Client, Depends(get_temporal)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
 def _unauthorized(message: str) -> HTTPException:

@@ -83,10 +83,12 @@ class RateLimiter:
             socket_timeout=0.5,
         )
 
-    async def check(self, bucket: Bucket, identity: str) -> Decision:
+    async def check(self, bucket: Bucket, identity: str, *, count: bool = True) -> Decision:
+        """Count the request (or, with count=False, only ask whether one more would be allowed)."""
         item = self.limits[bucket]
         try:
-            allowed = await self.strategy.hit(item, self.namespace, bucket, identity)
+            attempt = self.strategy.hit if count else self.strategy.test
+            allowed = await attempt(item, self.namespace, bucket, identity)
             reset_at, remaining = await self.strategy.get_window_stats(item, self.namespace, bucket, identity)
         except Exception as err:  # any storage failure: fail open, but loudly
             self._report(err)
@@ -130,13 +132,22 @@ def client_ip(request: Request) -> str:
 _current_request: contextvars.ContextVar[Request] = contextvars.ContextVar("statex_request")
 
 
-async def enforce(request: Request) -> None:
+async def enforce(request: Request, *, count: bool = True) -> None:
+    """Raise 429 if the caller is over the limit of this route's bucket; `count=False` only looks."""
     limiter: RateLimiter = request.app.state.rate_limiter
     if not limiter.enabled or client_ip(request) in limiter.allow_list:
         return
-    decision = await limiter.check(bucket_for(request.url.path), client_identity(request, request.app.state.settings))
+    identity = client_identity(request, request.app.state.settings)
+    decision = await limiter.check(bucket_for(request.url.path), identity, count=count)
     if not decision.allowed:
         raise RateLimitExceeded(decision)
+
+
+def counts_itself(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Mark an endpoint that validates a body FastAPI cannot see (an upload stream) and then calls `enforce`
+    itself, so that only valid requests are counted there too."""
+    endpoint.counts_itself = True  # type: ignore[attr-defined]
+    return endpoint
 
 
 class RateLimitedRoute(APIRoute):
@@ -147,7 +158,7 @@ class RateLimitedRoute(APIRoute):
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        super().__init__(path, _counted(endpoint), **kwargs)
+        super().__init__(path, endpoint if getattr(endpoint, "counts_itself", False) else _counted(endpoint), **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Any]]:
         handler = super().get_route_handler()

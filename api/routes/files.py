@@ -1,0 +1,210 @@
+"""/api/files: upload (kept 24 hours, then deleted by FileRetentionWorkflow), list, download, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import suppress
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from sqlmodel import col, select
+from temporalio.client import WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
+
+from activities.storage import content_disposition, storage_key
+from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, TemporalClient
+from api.ratelimit import RateLimitedRoute, counts_itself, enforce
+from api.uploads import receive_file
+from models.schemas import FileDeletion, FileInfo, RetainedFile, UploadedFile
+from models.tables import File, User
+from models.types import utcnow
+from workflows import search_attributes
+from workflows.retention import FileRetentionWorkflow, workflow_id
+
+router = APIRouter(prefix="/api/files", tags=["files"], route_class=RateLimitedRoute)
+
+_MULTIPART_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+_DELETE_WAIT = timedelta(seconds=5)
+
+
+def download_url(file_id: uuid.UUID) -> str:
+    return f"/api/files/{file_id}"
+
+
+def _info(file: File) -> FileInfo:
+    return FileInfo(
+        file_id=file.id,
+        url=download_url(file.id),
+        size=file.size_bytes,
+        expires_at=file.expires_at,
+        name=file.original_name,
+        content_type=file.content_type,
+        sha256=file.sha256,
+        created_at=file.created_at,
+    )
+
+
+@router.post(
+    "/upload",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UploadedFile,
+    openapi_extra=_MULTIPART_BODY,
+    responses={413: {"description": "Larger than FILE_MAX_BYTES"}, 415: {"description": "Type not accepted"}},
+)
+@counts_itself
+async def upload_file(
+    request: Request,
+    user: CurrentUser,
+    db: SessionDep,
+    temporal: TemporalClient,
+    storage: StorageDep,
+    settings: SettingsDep,
+) -> UploadedFile:
+    """Multipart, field `file`. The file is deleted after FILE_RETENTION_HOURS (24 by default)."""
+    await enforce(request, count=False)  # an exhausted quota is refused before the body is read
+    received = await receive_file(
+        request,
+        max_bytes=settings.file_max_bytes,
+        allowed=settings.file_allowed_types,
+        spool_dir=settings.data_dir / "uploads-in-progress",
+    )
+    try:
+        await enforce(request)  # counted now that the upload is valid
+        file = File(
+            user_id=user.id,
+            storage_key="",
+            original_name=received.filename,
+            content_type=received.content_type,
+            size_bytes=received.size,
+            sha256=received.sha256,
+            expires_at=utcnow() + timedelta(hours=settings.file_retention_hours),
+        )
+        file.storage_key = storage_key(file.id)
+        db.add(file)
+        await db.flush()
+        # The timer first, then the object: nothing is ever stored without the workflow that deletes it.
+        handle = await _start_retention(temporal, settings, file)
+        try:
+            await storage.put_file(file.storage_key, received.path, file.content_type)
+            await db.commit()
+        except BaseException:
+            with suppress(Exception):
+                await handle.signal(FileRetentionWorkflow.delete_now)
+            raise
+    finally:
+        await asyncio.to_thread(received.path.unlink, missing_ok=True)
+    return UploadedFile(file_id=file.id, url=download_url(file.id), size=file.size_bytes, expires_at=file.expires_at)
+
+
+async def _start_retention(temporal: TemporalClient, settings: SettingsDep, file: File) -> WorkflowHandle[Any, Any]:
+    return await temporal.start_workflow(
+        FileRetentionWorkflow.run,
+        RetainedFile(file_id=file.id, user_id=file.user_id, storage_key=file.storage_key, expires_at=file.expires_at),
+        id=workflow_id(file.id),
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=search_attributes.for_resource(file.id, file.user_id),
+        static_summary=f"Delete {file.original_name[:100]} at {file.expires_at:%Y-%m-%d %H:%M} UTC",
+        rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
+    )
+
+
+@router.get("", response_model=list[FileInfo])
+async def list_files(user: CurrentUser, db: SessionDep) -> list[FileInfo]:
+    """The caller's files that are still kept, newest first."""
+    statement = (
+        select(File)
+        .where(col(File.user_id) == user.id, col(File.deleted_at).is_(None), col(File.expires_at) > utcnow())
+        .order_by(col(File.created_at).desc())
+    )
+    return [_info(file) for file in (await db.exec(statement)).all()]
+
+
+async def _owned_live_file(db: SessionDep, user: User, file_id: uuid.UUID) -> File:
+    file = await db.get(File, file_id)
+    if file is None or file.user_id != user.id:
+        raise HTTPException(404, "File not found")
+    if file.deleted_at is not None:
+        raise HTTPException(410, "The file was deleted")
+    if file.expires_at <= utcnow():
+        raise HTTPException(410, "The file expired and is being deleted")
+    return file
+
+
+@router.get(
+    "/{file_id}",
+    response_class=Response,
+    responses={
+        200: {"description": "The content (local storage)", "content": {"application/octet-stream": {}}},
+        307: {"description": "A presigned link to the content (R2), valid at most until the file expires"},
+        404: {"description": "No such file of yours"},
+        410: {"description": "Deleted or expired"},
+    },
+)
+async def download_file(
+    file_id: uuid.UUID, user: CurrentUser, db: SessionDep, storage: StorageDep, settings: SettingsDep
+) -> Response:
+    file = await _owned_live_file(db, user, file_id)
+    seconds_left = int((file.expires_at - utcnow()).total_seconds())
+    link = await storage.download_url(
+        file.storage_key,
+        file.original_name,
+        file.content_type,
+        expires_in=max(1, min(settings.file_download_url_seconds, seconds_left)),
+    )
+    if link is not None:
+        return RedirectResponse(link, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    try:
+        chunks = await storage.open(file.storage_key)
+    except FileNotFoundError as err:
+        raise HTTPException(410, "The file was deleted") from err
+    return StreamingResponse(
+        chunks,
+        media_type=file.content_type,
+        headers={
+            "Content-Disposition": content_disposition(file.original_name),
+            "Content-Length": str(file.size_bytes),
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-store",
+            "ETag": f'"{file.sha256}"',
+        },
+    )
+
+
+@router.delete(
+    "/{file_id}",
+    response_model=FileDeletion,
+    responses={202: {"model": FileDeletion, "description": "Deletion under way"}},
+)
+async def delete_file(
+    file_id: uuid.UUID, user: CurrentUser, db: SessionDep, temporal: TemporalClient, settings: SettingsDep
+) -> Response:
+    """Signals the file's retention workflow to delete now, and waits a little for it to finish."""
+    file = await _owned_live_file(db, user, file_id)
+    handle = temporal.get_workflow_handle_for(FileRetentionWorkflow.run, workflow_id(file.id))
+    await handle.signal(
+        FileRetentionWorkflow.delete_now, rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds)
+    )
+    try:
+        await asyncio.wait_for(handle.result(), _DELETE_WAIT.total_seconds())
+    except TimeoutError:
+        body = FileDeletion(file_id=file.id, deleted=False)
+        return Response(body.model_dump_json(by_alias=True), status.HTTP_202_ACCEPTED, media_type="application/json")
+    body = FileDeletion(file_id=file.id, deleted=True)
+    return Response(body.model_dump_json(by_alias=True), status.HTTP_200_OK, media_type="application/json")

@@ -1,0 +1,247 @@
+"""Receiving one uploaded file: streamed from the request to a temporary file, never whole in memory.
+
+While the bytes arrive they are counted (413 past the limit, before the rest is read), hashed (SHA-256) and
+checked: the declared content type must be allowed, and the first bytes must match it (415 otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import hashlib
+import json
+import tempfile
+import unicodedata
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from fastapi import HTTPException, Request
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+FIELD_NAME = "file"
+MAX_NAME_LENGTH = 255
+SNIFF_BYTES = 16
+_MULTIPART_OVERHEAD = 64 * 1024  # headers and boundaries around the file itself
+
+# What the first bytes of each binary type look like. Text types are checked as UTF-8 instead.
+_SIGNATURES: dict[str, Callable[[bytes], bool]] = {
+    "image/png": lambda head: head.startswith(b"\x89PNG\r\n\x1a\n"),
+    "image/jpeg": lambda head: head.startswith(b"\xff\xd8\xff"),
+    "image/gif": lambda head: head[:6] in (b"GIF87a", b"GIF89a"),
+    "image/webp": lambda head: head[:4] == b"RIFF" and head[8:12] == b"WEBP",
+    "application/pdf": lambda head: head.startswith(b"%PDF-"),
+    "application/zip": lambda head: head[:4] in (b"PK\x03\x04", b"PK\x05\x06"),
+    "audio/mpeg": lambda head: head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] >= 0xE0),
+    "audio/wav": lambda head: head[:4] == b"RIFF" and head[8:12] == b"WAVE",
+    "audio/x-wav": lambda head: head[:4] == b"RIFF" and head[8:12] == b"WAVE",
+    "audio/ogg": lambda head: head.startswith(b"OggS"),
+    "audio/webm": lambda head: head.startswith(b"\x1a\x45\xdf\xa3"),
+    "audio/flac": lambda head: head.startswith(b"fLaC"),
+    "audio/mp4": lambda head: head[4:8] == b"ftyp",
+    "audio/x-m4a": lambda head: head[4:8] == b"ftyp",
+}
+_TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/csv", "application/json"})
+
+
+@dataclass
+class ReceivedFile:
+    path: Path
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+def check_filename(raw: str) -> str:
+    """The name is only metadata, but it is shown back to people: refuse what no real file is called."""
+    name = unicodedata.normalize("NFC", raw).strip()
+    if not name:
+        raise HTTPException(422, "The file needs a name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise HTTPException(422, f"The file name is longer than {MAX_NAME_LENGTH} characters")
+    if any(unicodedata.category(c) in {"Cc", "Cf", "Cs"} for c in name):
+        raise HTTPException(422, "The file name contains control characters")
+    if "/" in name or "\\" in name or name in {".", ".."}:
+        raise HTTPException(422, "The file name must be a plain name, without folders or '..'")
+    return name
+
+
+@dataclass
+class _Part:
+    headers: dict[str, bytes] = field(default_factory=dict)
+    name: str | None = None
+    filename: str | None = None
+
+
+class _FileReceiver:
+    """python-multipart callbacks: the `file` part goes to disk; other small fields are ignored."""
+
+    def __init__(self, sink: IO[bytes], max_bytes: int, allowed: Collection[str]) -> None:
+        self.sink = sink
+        self.max_bytes = max_bytes
+        self.allowed = allowed
+        self.part = _Part()
+        self.header_field = b""
+        self.header_value = b""
+        self.file: _Part | None = None
+        self.content_type = ""
+        self.complete = False
+        self.receiving = False
+        self.size = 0
+        self.head = b""
+        self.digest = hashlib.sha256()
+        self.text_decoder: codecs.IncrementalDecoder | None = None
+
+    def on_part_begin(self) -> None:
+        self.part = _Part()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.part.headers[self.header_field.decode("latin-1").lower()] = self.header_value
+        self.header_field = self.header_value = b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.part.headers.get("content-disposition", b""))
+        self.part.name = _option(options, b"name")
+        self.part.filename = _option(options, b"filename")
+        if self.part.name != FIELD_NAME:
+            return
+        if self.file is not None:
+            raise HTTPException(422, f"Send one file per upload, in the '{FIELD_NAME}' field")
+        if self.part.filename is None:
+            raise HTTPException(422, f"The '{FIELD_NAME}' field must be a file, with a file name")
+        check_filename(self.part.filename)
+        declared, _ = parse_options_header(self.part.headers.get("content-type", b"application/octet-stream"))
+        content_type = declared.decode("latin-1").lower()
+        if content_type not in self.allowed:
+            raise HTTPException(
+                415, f"Files of type '{content_type}' are not accepted; accepted: {', '.join(sorted(self.allowed))}"
+            )
+        self.content_type = content_type
+        if content_type in _TEXT_TYPES:
+            self.text_decoder = codecs.getincrementaldecoder("utf-8")()
+        self.file = self.part
+        self.receiving = True
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if not self.receiving:
+            return
+        chunk = data[start:end]
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise HTTPException(413, f"The file is larger than the limit of {_megabytes(self.max_bytes)}")
+        if len(self.head) < SNIFF_BYTES:
+            self.head += chunk[: SNIFF_BYTES - len(self.head)]
+        if self.text_decoder is not None:
+            self._check_text(chunk)
+        self.digest.update(chunk)
+        self.sink.write(chunk)
+
+    def on_part_end(self) -> None:
+        self.receiving = False
+
+    def on_end(self) -> None:
+        self.complete = True
+
+    def _check_text(self, chunk: bytes, final: bool = False) -> None:
+        try:
+            text = self.text_decoder.decode(chunk, final=final)  # type: ignore[union-attr]
+        except UnicodeDecodeError as err:
+            raise HTTPException(415, "The file is declared as text but is not valid UTF-8") from err
+        if "\x00" in text:
+            raise HTTPException(415, "The file is declared as text but contains binary data")
+
+    def finish(self) -> tuple[_Part, str]:
+        if not self.complete:
+            raise HTTPException(400, "Malformed multipart body: it ends before its closing boundary")
+        if self.file is None:
+            raise HTTPException(422, f"No file: send multipart/form-data with the file in a '{FIELD_NAME}' field")
+        if self.size == 0:
+            raise HTTPException(422, "The file is empty")
+        content_type = self.content_type
+        if self.text_decoder is not None:
+            self._check_text(b"", final=True)
+        elif not _SIGNATURES.get(content_type, lambda _: False)(self.head):
+            raise HTTPException(415, f"The file's content is not {content_type}")
+        return self.file, content_type
+
+
+def _option(options: dict[bytes, bytes], key: bytes) -> str | None:
+    value = options.get(key)
+    return value.decode("utf-8", "replace") if value is not None else None
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MB"
+
+
+async def receive_file(request: Request, *, max_bytes: int, allowed: Collection[str], spool_dir: Path) -> ReceivedFile:
+    """Stream the request's `file` part to a temporary file in `spool_dir`; the caller deletes it."""
+    media_type, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if media_type != b"multipart/form-data" or not boundary:
+        raise HTTPException(415, f"Send the file as multipart/form-data, in a '{FIELD_NAME}' field")
+    declared_length = request.headers.get("content-length", "")
+    if declared_length.isdigit() and int(declared_length) > max_bytes + _MULTIPART_OVERHEAD:
+        raise HTTPException(413, f"The file is larger than the limit of {_megabytes(max_bytes)}")
+    sink = await asyncio.to_thread(_spool_file, spool_dir)
+    path = Path(sink.name)
+    try:
+        with sink:
+            receiver = _FileReceiver(sink, max_bytes, allowed)
+            parser = MultipartParser(boundary, _callbacks(receiver))
+            try:
+                async for chunk in request.stream():
+                    parser.write(chunk)
+                parser.finalize()
+            except MultipartParseError as err:
+                raise HTTPException(400, f"Malformed multipart body: {err}") from err
+        part, content_type = receiver.finish()
+        if content_type == "application/json":
+            await asyncio.to_thread(_check_json, path)
+    except BaseException:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        raise
+    assert part.filename is not None
+    return ReceivedFile(
+        path=path,
+        filename=check_filename(part.filename),
+        content_type=content_type,
+        size=receiver.size,
+        sha256=receiver.digest.hexdigest(),
+    )
+
+
+def _spool_file(spool_dir: Path) -> IO[bytes]:
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    return tempfile.NamedTemporaryFile(dir=spool_dir, prefix="upload-", delete=False)
+
+
+def _check_json(path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            json.load(handle)
+    except ValueError as err:
+        raise HTTPException(415, "The file is declared as JSON but is not valid JSON") from err
+
+
+def _callbacks(receiver: _FileReceiver) -> dict[str, Callable[..., None]]:
+    names = (
+        "on_part_begin",
+        "on_part_data",
+        "on_part_end",
+        "on_header_field",
+        "on_header_value",
+        "on_header_end",
+        "on_headers_finished",
+        "on_end",
+    )
+    return {name: getattr(receiver, name) for name in names}

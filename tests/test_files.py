@@ -1,0 +1,228 @@
+"""Files: upload, list, download, delete, and what is refused (nothing stored when refused)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import AppFactory
+from helpers import bearer, register_and_login, serve
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+from temporalio.client import Client
+
+from models.db import open_session
+from models.tables import File
+from models.types import utcnow
+from settings import Settings
+from workflows import search_attributes
+from workflows.retention import FileRetentionWorkflow
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
+
+
+async def upload(
+    api: httpx.AsyncClient, token: str, content: bytes, name: str = "mockup.png", content_type: str = "image/png"
+) -> httpx.Response:
+    """A multipart body built by hand, so the file name arrives byte for byte (httpx would escape a NUL)."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        (
+            f"--{boundary}\r\n".encode(),
+            b'Content-Disposition: form-data; name="file"; filename="' + name.encode() + b'"\r\n',
+            f"Content-Type: {content_type}\r\n\r\n".encode(),
+            content,
+            f"\r\n--{boundary}--\r\n".encode(),
+        )
+    )
+    headers = {**bearer(token), "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    return await api.post("/api/files/upload", content=body, headers=headers)
+
+
+def stored_objects(settings: Settings) -> list[Path]:
+    return [path for path in settings.files_dir.rglob("*") if path.is_file()] if settings.files_dir.exists() else []
+
+
+async def rows_of(engine: AsyncEngine, user_id: str) -> list[File]:
+    async with open_session(engine) as db:
+        return list((await db.exec(select(File).where(File.user_id == uuid.UUID(user_id)))).all())
+
+
+async def test_upload_download_list_and_delete(
+    api: httpx.AsyncClient, worker: object, temporal: Client, settings: Settings, engine: AsyncEngine
+) -> None:
+    account = await register_and_login(api)
+    token = account["access_token"]
+    response = await upload(api, token, PNG, name="Návrh aplikace.png")
+    assert response.status_code == 201, response.text
+    uploaded = response.json()
+    assert set(uploaded) == {"fileId", "url", "size", "expiresAt"}
+    assert uploaded["size"] == len(PNG)
+    assert uploaded["url"] == f"/api/files/{uploaded['fileId']}"
+
+    [row] = await rows_of(engine, account["user"]["id"])
+    assert row.sha256 == hashlib.sha256(PNG).hexdigest()
+    assert row.storage_key == f"uploads/{row.id}"  # the server's key: no trace of the user's file name
+    assert abs(row.expires_at - (utcnow() + timedelta(hours=24))) < timedelta(minutes=1)
+    assert (settings.files_dir / row.storage_key).read_bytes() == PNG
+
+    handle = temporal.get_workflow_handle_for(FileRetentionWorkflow.run, f"file-{row.id}")
+    assert (await handle.query(FileRetentionWorkflow.status)).deletes_at == row.expires_at
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(search_attributes.USER_ID) == account["user"]["id"]
+
+    download = await api.get(uploaded["url"], headers=bearer(token))
+    assert download.status_code == 200
+    assert download.content == PNG
+    assert download.headers["content-type"] == "image/png"
+    assert download.headers["content-disposition"] == (
+        "attachment; filename=\"N_vrh aplikace.png\"; filename*=UTF-8''N%C3%A1vrh%20aplikace.png"
+    )
+
+    listed = (await api.get("/api/files", headers=bearer(token))).json()
+    assert [item["fileId"] for item in listed] == [uploaded["fileId"]]
+    assert listed[0]["name"] == "Návrh aplikace.png"
+
+    deleted = await api.delete(uploaded["url"], headers=bearer(token))
+    assert deleted.status_code == 200
+    assert deleted.json() == {"fileId": uploaded["fileId"], "deleted": True}
+    assert stored_objects(settings) == []
+    assert (await api.get(uploaded["url"], headers=bearer(token))).status_code == 410
+    assert (await api.get("/api/files", headers=bearer(token))).json() == []
+    status = await handle.query(FileRetentionWorkflow.status)
+    assert status.deleted_early and status.deleted_at is not None
+
+
+async def test_someone_elses_file_is_not_found(api: httpx.AsyncClient, worker: object) -> None:
+    owner, stranger = await register_and_login(api), await register_and_login(api)
+    file_url = (await upload(api, owner["access_token"], PNG)).json()["url"]
+    for method in ("GET", "DELETE"):
+        response = await api.request(method, file_url, headers=bearer(stranger["access_token"]))
+        assert response.status_code == 404
+        assert response.json()["error"] == "File not found"
+    assert (await api.get(file_url, headers=bearer(owner["access_token"]))).status_code == 200
+
+
+async def test_forged_ids_are_refused(api: httpx.AsyncClient) -> None:
+    token = (await register_and_login(api))["access_token"]
+    assert (await api.get(f"/api/files/{uuid.uuid4()}", headers=bearer(token))).status_code == 404
+    forged = await api.get("/api/files/..%2F..%2Fetc%2Fpasswd", headers=bearer(token))
+    assert forged.status_code in {404, 422}
+    not_uuid = await api.get("/api/files/not-a-uuid", headers=bearer(token))
+    assert not_uuid.status_code == 422
+    assert "file_id" in not_uuid.json()["error"]
+
+
+REFUSED: list[tuple[str, dict[str, object], int, str]] = [
+    ("empty file", {"content": b""}, 422, "The file is empty"),
+    (
+        "type not accepted",
+        {"content": b"MZ\x90\x00", "content_type": "application/x-msdownload"},
+        415,
+        "Files of type 'application/x-msdownload' are not accepted",
+    ),
+    (
+        "bytes are not the declared type",
+        {"content": b"just some text, not an image"},
+        415,
+        "The file's content is not image/png",
+    ),
+    (
+        "text that is binary",
+        {"content": b"\x00\x01\x02binary", "content_type": "text/plain", "name": "a.txt"},
+        415,
+        "contains binary data",
+    ),
+    (
+        "text that is not UTF-8",
+        {"content": b"caf\xe9 au lait", "content_type": "text/csv", "name": "a.csv"},
+        415,
+        "not valid UTF-8",
+    ),
+    (
+        "json that is not json",
+        {"content": b"{nope", "content_type": "application/json", "name": "a.json"},
+        415,
+        "not valid JSON",
+    ),
+    ("path in the name", {"name": "../../etc/passwd.png"}, 422, "without folders"),
+    ("NUL in the name", {"name": "evil\x00.png"}, 422, "control characters"),
+    ("300-character name", {"name": "a" * 296 + ".png"}, 422, "longer than 255 characters"),
+]
+
+
+@pytest.mark.parametrize(("case", "upload_args", "status", "message"), REFUSED, ids=[case[0] for case in REFUSED])
+async def test_bad_uploads_are_refused_and_nothing_is_stored(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    engine: AsyncEngine,
+    case: str,
+    upload_args: dict[str, object],
+    status: int,
+    message: str,
+) -> None:
+    account = await register_and_login(api)
+    args = {"content": PNG, **upload_args}
+    response = await upload(api, account["access_token"], **args)  # type: ignore[arg-type]
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    assert stored_objects(settings) == []
+    assert await rows_of(engine, account["user"]["id"]) == []
+    assert list((settings.data_dir / "uploads-in-progress").glob("*")) == []
+
+
+async def test_oversize_upload_is_413(make_app: AppFactory, settings: Settings) -> None:
+    async with serve(make_app(file_max_bytes=1024)) as api:
+        token = (await register_and_login(api))["access_token"]
+        response = await upload(api, token, PNG + b"\x00" * 2048)
+        assert response.status_code == 413
+        assert response.json()["error"] == "The file is larger than the limit of 0.000976562 MB"
+    assert stored_objects(settings) == []
+    assert list((settings.data_dir / "uploads-in-progress").glob("*")) == []
+
+
+async def test_requests_without_a_file_are_refused(api: httpx.AsyncClient) -> None:
+    token = (await register_and_login(api))["access_token"]
+    no_file = await api.post(
+        "/api/files/upload", data={"note": "hello"}, files={"other": ("x.png", PNG)}, headers=bearer(token)
+    )
+    assert no_file.status_code == 422
+    assert "No file" in no_file.json()["error"]
+    not_multipart = await api.post("/api/files/upload", json={"file": "aGVsbG8="}, headers=bearer(token))
+    assert not_multipart.status_code == 415
+    field_not_file = await api.post(
+        "/api/files/upload", data={"file": "just text"}, files={"other": ("x.png", PNG)}, headers=bearer(token)
+    )
+    assert field_not_file.status_code == 422
+    assert "must be a file" in field_not_file.json()["error"]
+    broken = await api.post(
+        "/api/files/upload",
+        content=(
+            b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n\x89PNG"
+        ),
+        headers={**bearer(token), "Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+    assert broken.status_code == 400
+    assert "closing boundary" in broken.json()["error"]
+    anonymous = await api.post("/api/files/upload", files={"file": ("a.png", PNG, "image/png")})
+    assert anonymous.status_code == 401
+
+
+async def test_ten_uploads_a_day_and_refusals_do_not_count(make_app: AppFactory, worker: object) -> None:
+    async with serve(make_app(rate_limit_upload="3/day")) as api:
+        token = (await register_and_login(api))["access_token"]
+        for _ in range(3):
+            assert (await upload(api, token, b"not a png")).status_code == 415
+        statuses = [(await upload(api, token, PNG)).status_code for _ in range(4)]
+    assert statuses == [201, 201, 201, 429]
+
+
+def test_openapi_documents_the_upload_form(make_app: AppFactory) -> None:
+    schema = make_app().openapi()
+    body = schema["paths"]["/api/files/upload"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert body["schema"]["properties"]["file"] == {"type": "string", "format": "binary"}

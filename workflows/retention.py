@@ -1,0 +1,78 @@
+"""FileRetentionWorkflow: every stored file is deleted when its lifetime ends, or earlier if its owner asks.
+
+The seed deleted with a `setTimeout`, which every restart forgot. This timer is Temporal's: it survives restarts
+of the API, the worker and the server, and the Temporal UI shows it with the file's deletion time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import suppress
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.records import RecordActivities
+    from activities.storage import StorageActivities
+    from models.schemas import RetainedFile, RetentionStatus
+
+DELETE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=10))
+
+
+def workflow_id(file_id: uuid.UUID) -> str:
+    return f"file-{file_id}"
+
+
+@workflow.defn
+class FileRetentionWorkflow:
+    def __init__(self) -> None:
+        self._file_id: uuid.UUID | None = None
+        self._deletes_at: datetime | None = None
+        self._deleted_at: datetime | None = None
+        self._delete_requested = False
+
+    @workflow.run
+    async def run(self, file: RetainedFile) -> RetentionStatus:
+        self._file_id = file.file_id
+        if not self._delete_requested:  # a signal may arrive before the run starts
+            self._deletes_at = file.expires_at
+        remaining = file.expires_at - workflow.now()
+        if remaining > timedelta(0):
+            with suppress(TimeoutError):  # a timeout means the lifetime is up
+                await workflow.wait_condition(
+                    lambda: self._delete_requested, timeout=remaining, timeout_summary="retention timer"
+                )
+        await workflow.execute_activity_method(
+            StorageActivities.delete_object,
+            file.storage_key,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=DELETE_RETRY,
+            summary="delete the stored object",
+        )
+        await workflow.execute_activity_method(
+            RecordActivities.mark_file_deleted,
+            file.file_id,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DELETE_RETRY,
+            summary="mark the file deleted",
+        )
+        self._deleted_at = workflow.now()
+        return self.status()
+
+    @workflow.signal
+    def delete_now(self) -> None:
+        """The owner deleted the file: no need to wait for the timer."""
+        if self._deleted_at is None and not self._delete_requested:
+            self._delete_requested = True
+            self._deletes_at = workflow.now()
+
+    @workflow.query
+    def status(self) -> RetentionStatus:
+        return RetentionStatus(
+            file_id=self._file_id,
+            deletes_at=self._deletes_at,
+            deleted_at=self._deleted_at,
+            deleted_early=self._delete_requested,
+        )
