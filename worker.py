@@ -32,14 +32,18 @@ def activities_for(settings: Settings, engine: AsyncEngine, mailer: Mailer | Non
     return [email.send_email, records.mark_contact_notified, records.mark_file_deleted, storage.delete_object]
 
 
-def build_worker(client: Client, settings: Settings, engine: AsyncEngine, *, mailer: Mailer | None = None) -> Worker:
-    """`mailer` replaces the one settings choose (tests wrap it to count or stall deliveries)."""
+def build_worker(
+    client: Client, settings: Settings, engine: AsyncEngine, *, mailer: Mailer | None = None, **options: Any
+) -> Worker:
+    """`mailer` replaces the one settings choose (tests wrap it to count or stall deliveries); `options` go to
+    the Worker as they are."""
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=list(WORKFLOWS),
         activities=activities_for(settings, engine, mailer),
         interceptors=sentry_worker_interceptors(settings),
+        **options,
     )
 
 

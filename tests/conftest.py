@@ -22,6 +22,7 @@ import pytest
 from fastapi import FastAPI
 from helpers import serve
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -109,6 +110,32 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 def temporal(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
+
+
+@asynccontextmanager
+async def time_skipping_environment() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server with the project's search attributes. Its clock is shared by
+    everything in it, so each timer test should have its own (see the `skipping` fixture)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=executable("temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    try:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={key.name: key.indexed_value_type for key in search_attributes.ALL},
+            )
+        )
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+async def skipping() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping environment of this test's own."""
+    async with time_skipping_environment() as env:
+        yield env
 
 
 # --- settings, worker, app ---------------------------------------------------------------------------
