@@ -7,7 +7,6 @@ import email
 import email.policy
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -16,7 +15,6 @@ import pytest
 from conftest import AppFactory, executable
 from helpers import eventually, serve
 from moto.core import DEFAULT_ACCOUNT_ID
-from moto.server import ThreadedMotoServer
 from moto.ses.models import ses_backends
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -170,17 +168,6 @@ async def test_nothing_is_saved_when_temporal_is_unreachable(settings: Settings,
 
 
 # --- SES v2 through boto3 against a local moto server over HTTP ------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture

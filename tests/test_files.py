@@ -9,12 +9,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import AppFactory
+from conftest import AppFactory, executable
 from helpers import bearer, register_and_login, serve
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
+from api.app import create_app
 from models.db import open_session
 from models.tables import File
 from models.types import utcnow
@@ -226,3 +229,18 @@ def test_openapi_documents_the_upload_form(make_app: AppFactory) -> None:
     schema = make_app().openapi()
     body = schema["paths"]["/api/files/upload"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert body["schema"]["properties"]["file"] == {"type": "string", "format": "binary"}
+
+
+async def test_no_retention_workflow_means_no_upload(settings: Settings, engine: AsyncEngine) -> None:
+    """Temporal is down: the upload fails clearly and leaves no object, no row and no temporary file."""
+    doomed = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=executable("temporal"), data_converter=pydantic_data_converter, ui=False
+    )
+    async with serve(create_app(settings, temporal=doomed.client)) as api:
+        account = await register_and_login(api)
+        await doomed.shutdown()
+        response = await upload(api, account["access_token"], PNG)
+    assert response.status_code == 503
+    assert stored_objects(settings) == []
+    assert await rows_of(engine, account["user"]["id"]) == []
+    assert list((settings.data_dir / "uploads-in-progress").glob("*")) == []
