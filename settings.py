@@ -15,6 +15,7 @@ DEFAULT_JWT_SECRET = "change-me-development-only-secret-0123456789"
 
 
 CommaList = Annotated[list[str], NoDecode]
+ProviderList = Annotated[list[Literal["ollama", "openai", "azure"]], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -103,14 +104,88 @@ class Settings(BaseSettings):
     r2_secret_access_key: SecretStr | None = None
     r2_bucket: str | None = None
 
-    # AI providers
-    ollama_host: str = "http://127.0.0.1:11434"
+    # AI providers. A provider serves only once configured (Ollama: a host; OpenAI, Azure: a key); with none
+    # configured, the offline template tier answers, clearly labelled. Prices: models/ai_prices.toml.
+    ollama_host: str | None = None
+    ollama_model: str = "llama3.2"
     openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    """Unset: api.openai.com. Set for a compatible gateway (and for the tests' local server)."""
+    openai_chat_model: str = "gpt-4o-mini"
+    openai_transcription_model: str = "whisper-1"
     azure_openai_endpoint: str | None = None
     azure_openai_api_key: SecretStr | None = None
     azure_openai_api_version: str = "2024-10-21"
+    azure_openai_chat_deployment: str = "gpt-4o-mini"
+    azure_openai_chat_model: str = "gpt-4o-mini"
+    """The model behind the chat deployment: its name in the price table."""
+    azure_openai_transcription_deployment: str | None = None
+    azure_openai_transcription_model: str = "whisper"
+    """The model behind the transcription deployment: its name in the price table."""
 
-    @field_validator("cors_origins", "rate_limit_allow_list", "file_allowed_types", mode="before")
+    # AI tiers: who may serve whom, how long a call may take, how often Temporal retries it
+    ai_eu_resident_providers: ProviderList = Field(default_factory=lambda: ["azure"])
+    """Providers that keep data in the EU: the only ones EU_COMPLIANCE users are served by."""
+    ai_fallback_order: ProviderList = Field(default_factory=lambda: ["openai", "azure", "ollama"])
+    """Order in which configured providers are tried when the one before stays down after its retries."""
+    ai_request_timeout_seconds: float = Field(default=60.0, gt=0)
+    ai_transcription_timeout_seconds: float = Field(default=300.0, gt=0)
+    ai_retry_initial_interval_seconds: float = Field(default=1.0, gt=0)
+    ai_retry_maximum_interval_seconds: float = Field(default=30.0, gt=0)
+    ai_retry_maximum_attempts: int = Field(default=4, ge=1, le=20)
+    """Attempts per provider before the next one in the fallback order is tried."""
+    ai_chat_wait_seconds: float = Field(default=20.0, gt=0)
+    """How long POST /api/ai/chat waits for the answer before it answers 202 with a status URL."""
+    ai_price_table: Path | None = None
+    """A price table of your own (the format of models/ai_prices.toml); unset: that shipped file."""
+
+    # Payments: a gateway takes checkouts once configured. Prices come from models/catalogue.toml, never a request.
+    payment_return_url: str = "http://localhost:3000/payment/{payment_id}"
+    """Where the gateway's page sends the customer back; `{payment_id}` is filled in."""
+    payment_cancel_url: str = "http://localhost:3000/payment/{payment_id}/cancelled"
+    payment_checkout_wait_seconds: float = Field(default=15.0, gt=0)
+    """How long POST /api/payments/checkout waits for the gateway before answering 202 without `next_action`."""
+    payment_poll_seconds: int = Field(default=300, ge=1)
+    """When no webhook comes, the workflow asks the gateway for the status this often (webhooks get lost)."""
+    payment_refund_window_days: int = Field(default=14, ge=0)
+    """A customer may refund a completed payment for this many days (POST .../refund); 0 turns that off."""
+    payment_watch_days: int = Field(default=60, ge=1)
+    """How long a completed payment's workflow listens for refunds made in the gateway's own dashboard."""
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str | None = None
+    """Unset: api.stripe.com. The tests point it at localstripe."""
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    stripe_expiry_minutes: int = Field(default=60, ge=1)
+    paypal_client_id: str | None = None
+    paypal_client_secret: SecretStr | None = None
+    paypal_api_base: str = "https://api-m.sandbox.paypal.com"
+    paypal_webhook_id: str | None = None
+    paypal_brand_name: str = "Statex"
+    paypal_expiry_minutes: int = Field(default=180, ge=1)
+    btcpay_url: str | None = None
+    btcpay_api_key: SecretStr | None = None
+    btcpay_store_id: str | None = None
+    btcpay_webhook_secret: SecretStr | None = None
+    btcpay_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    """The store's pricing currency; the catalogue must price every tier in it for crypto checkouts."""
+    btcpay_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    btcpay_expiry_minutes: int = Field(default=60, ge=1)
+    comgate_merchant: str | None = None
+    comgate_secret: SecretStr | None = None
+    comgate_api_base: str = "https://payments.comgate.cz"
+    comgate_test: bool = True
+    """Comgate test payments; set false in production."""
+    comgate_expiry_minutes: int = Field(default=60, ge=1)
+
+    @field_validator(
+        "cors_origins",
+        "rate_limit_allow_list",
+        "file_allowed_types",
+        "ai_eu_resident_providers",
+        "ai_fallback_order",
+        mode="before",
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """Accept `a,b,c` in the environment as well as a JSON list."""

@@ -12,24 +12,60 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.ai.azure import AzureActivities
+from activities.ai.offline import OfflineActivities
+from activities.ai.ollama import OllamaActivities
+from activities.ai.openai import OpenAIActivities
+from activities.ai.openai_compatible import AudioStore
+from activities.ai.records import AIRecordActivities
 from activities.email import EmailActivities, Mailer, build_mailer
+from activities.payments import checkout_activities
 from activities.records import RecordActivities
 from activities.storage import StorageActivities, build_storage
+from models.ai_prices import load_prices
 from models.db import create_engine, migrate
+from models.enums import AITier
 from observability import init_sentry, sentry_worker_interceptors
 from settings import Settings, get_settings
+from workflows.ai import Routing
+from workflows.chat import ChatWorkflow
+from workflows.checkout import CheckoutWorkflow
 from workflows.client import connect
 from workflows.contact import ContactWorkflow
 from workflows.retention import FileRetentionWorkflow
 
-WORKFLOWS: Sequence[type] = (ContactWorkflow, FileRetentionWorkflow)
+WORKFLOWS: Sequence[type] = (ContactWorkflow, FileRetentionWorkflow, ChatWorkflow, CheckoutWorkflow)
 
 
 def activities_for(settings: Settings, engine: AsyncEngine, mailer: Mailer | None = None) -> list[Any]:
     email = EmailActivities(mailer or build_mailer(settings), engine)
     records = RecordActivities(engine)
     storage = StorageActivities(build_storage(settings))
-    return [email.send_email, records.mark_contact_notified, records.mark_file_deleted, storage.delete_object]
+    return [
+        email.send_email,
+        records.mark_contact_notified,
+        records.mark_file_deleted,
+        storage.delete_object,
+        *ai_activities(settings, engine, audio=build_storage(settings)),
+        *checkout_activities(settings, engine),
+    ]
+
+
+def ai_activities(settings: Settings, engine: AsyncEngine, audio: AudioStore) -> list[Any]:
+    """A client for each configured provider (a model without a price stops the worker here, before any
+    call); the offline template is always there."""
+    prices = load_prices(settings.ai_price_table)
+    configured = Routing.from_settings(settings).configured
+    registered: list[Any] = [OfflineActivities().chat, AIRecordActivities(engine).record_ai_call]
+    if AITier.OLLAMA in configured:
+        registered.append(OllamaActivities(settings, prices).chat)
+    if AITier.OPENAI in configured:
+        openai = OpenAIActivities(settings, prices, audio)
+        registered += [openai.chat, openai.transcribe]
+    if AITier.AZURE in configured:
+        azure = AzureActivities(settings, prices, audio)
+        registered += [azure.chat, azure.transcribe]
+    return registered
 
 
 def build_worker(

@@ -43,3 +43,13 @@ class PrototypeStatus(StrEnum):
 class ContactStatus(StrEnum):
     RECEIVED = "RECEIVED"
     NOTIFIED = "NOTIFIED"
+
+
+class GatewayState(StrEnum):
+    """Where a payment stands at its gateway, in the gateways' common terms."""
+
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"  # PayPal: the payer approved; the order still has to be captured
+    PAID = "PAID"
+    FAILED = "FAILED"
+    REFUNDED = "REFUNDED"

@@ -7,13 +7,22 @@ module imports nothing but pydantic and the enums, so workflows can import it in
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from models.enums import ContactStatus, ServiceTier
+from models.enums import AITier, ContactStatus, GatewayState, PaymentGateway, PaymentStatus, ServiceTier
 
 BCRYPT_MAX_BYTES = 72
 
@@ -204,3 +213,289 @@ class RetentionStatus(BaseModel):
     deletes_at: datetime | None
     deleted_at: datetime | None
     deleted_early: bool
+
+
+# --- AI: chat, model calls, transcription ---------------------------------------------------------
+
+AIProviderName = Literal["ollama", "openai", "azure"]
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must contain more than whitespace")
+    return text
+
+
+class ChatRequest(Strict):
+    """The seed's AIPromptSchema."""
+
+    message: Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_not_blank)]
+    model: AIProviderName | None = Field(
+        default=None, description="Preferred provider, tried first; otherwise your service tier decides"
+    )
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=2000, ge=1, le=4000)
+
+
+class ChatResponse(BaseModel):
+    """The seed's AIResponseSchema; `cost_usd_micros` is the stored truth, `cost_usd` is derived from it."""
+
+    success: Literal[True] = True
+    chat_id: uuid.UUID
+    response: str
+    model_used: str = Field(examples=["openai:gpt-4o-mini", "offline:template"])
+    tokens_used: int
+    processing_time_ms: int
+    cost_usd: float
+    cost_usd_micros: int
+
+
+class ChatAccepted(BaseModel):
+    """The answer took longer than the API waits: poll `status_url` (polls do not count against the AI limit)."""
+
+    success: Literal[True] = True
+    chat_id: uuid.UUID
+    status: Literal["running"] = "running"
+    status_url: str
+
+
+class ChatStatus(BaseModel):
+    success: Literal[True] = True
+    chat_id: uuid.UUID
+    status: Literal["running", "completed", "failed"]
+    result: ChatResponse | None = None
+    error: str | None = None
+
+
+class AICallPolicy(BaseModel):
+    """How long one provider gets per attempt, and how Temporal retries it before the next provider."""
+
+    timeout_seconds: float = Field(gt=0)
+    retry_initial_interval_seconds: float = Field(gt=0)
+    retry_maximum_interval_seconds: float = Field(gt=0)
+    retry_maximum_attempts: int = Field(ge=1)
+
+
+class ModelCall(BaseModel):
+    prompt: str
+    temperature: float = 0.7
+    max_tokens: int = 2000
+    system: str | None = None
+
+
+class ModelReply(BaseModel):
+    """One model's answer. `model_used` says who answered: "offline:template" is no model at all."""
+
+    tier: AITier
+    text: str
+    model_used: str
+    input_tokens: int
+    output_tokens: int
+    latency_ms: int
+    cost_usd_micros: int
+
+
+class ChatInput(BaseModel):
+    chat_id: uuid.UUID
+    user_id: uuid.UUID
+    providers: list[AITier] = Field(min_length=1, description="Tried in order; chosen by workflows.ai")
+    call: ModelCall
+    policy: AICallPolicy
+
+
+class ChatOutcome(BaseModel):
+    chat_id: uuid.UUID
+    reply: ModelReply
+    providers_tried: list[AITier]
+
+
+class ChatProgress(BaseModel):
+    chat_id: uuid.UUID | None
+    trying: AITier | None
+    providers_tried: list[AITier]
+    answered: bool
+
+
+class AICallRecord(BaseModel):
+    """One AIResponse row; `call_key` makes writing it idempotent."""
+
+    call_key: str = Field(max_length=200)
+    user_id: uuid.UUID
+    prototype_id: uuid.UUID | None = None
+    step: str | None = None
+    prompt: str
+    reply: ModelReply
+
+
+class TranscriptionCall(BaseModel):
+    """Audio already in file storage: Temporal carries the key, never the bytes."""
+
+    audio_key: str
+    filename: str
+    content_type: str
+    language: str | None = Field(default=None, description="ISO-639-1 hint, e.g. 'cs'")
+
+
+class Transcript(BaseModel):
+    tier: AITier
+    text: str
+    model_used: str
+    audio_milliseconds: int
+    latency_ms: int
+    cost_usd_micros: int
+
+
+# --- payments -------------------------------------------------------------------------------------
+
+COINBASE_SHUT_DOWN = (
+    "Coinbase Commerce was shut down by Coinbase in 2026 and takes no payments; "
+    "pay in crypto with gateway CRYPTO_BTCPAY (BTCPay Server) instead"
+)
+_CLIENT_PRICE_FIELDS = frozenset({"amount", "amount_minor", "price", "total", "value"})
+
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), Field(examples=["EUR"])]
+
+
+class CheckoutRequest(Strict):
+    """What to buy and how to pay. Never an amount: prices come from the server's catalogue."""
+
+    tier: ServiceTier
+    gateway: PaymentGateway
+    currency: Currency | None = Field(default=None, description="ISO 4217; the gateway's default when omitted")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_client_price(cls, data: object) -> object:
+        if isinstance(data, dict) and (sent := sorted(_CLIENT_PRICE_FIELDS & data.keys())):
+            raise ValueError(
+                f"{', '.join(sent)} not accepted: the price comes from the server's catalogue; "
+                "send only tier, gateway and optionally currency"
+            )
+        return data
+
+    @field_validator("gateway")
+    @classmethod
+    def _gateway_in_service(cls, gateway: PaymentGateway) -> PaymentGateway:
+        if gateway == PaymentGateway.CRYPTO_COINBASE:
+            raise ValueError(COINBASE_SHUT_DOWN)
+        return gateway
+
+
+class CheckoutAction(BaseModel):
+    """What the frontend does next: confirm with Stripe.js, or send the customer to the gateway's page."""
+
+    kind: Literal["stripe_client_secret", "redirect"]
+    client_secret: str | None = Field(default=None, description="Stripe: for stripe.confirmPayment()")
+    redirect_url: str | None = Field(default=None, description="PayPal, BTCPay, Comgate: the gateway's page")
+
+
+class PaymentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    tier: ServiceTier
+    gateway: PaymentGateway
+    amount_minor: int = Field(description="Integer minor units (cents, hellers) of `currency`")
+    currency: str
+    status: PaymentStatus
+    gateway_id: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    refunded_at: datetime | None
+    next_action: CheckoutAction | None = Field(default=None, description="Set while the payment is PENDING")
+
+
+class CheckoutResponse(BaseModel):
+    payment: PaymentPublic
+    workflow_id: str
+    message: str | None = Field(default=None, description="Why `next_action` is missing, when it is")
+
+
+class TierPrice(BaseModel):
+    tier: ServiceTier
+    name: str
+    description: str
+    prices: dict[str, int] = Field(description="Integer minor units per ISO 4217 currency")
+
+
+class CatalogueListing(BaseModel):
+    tiers: list[TierPrice]
+    gateways: dict[PaymentGateway, list[str]] = Field(description="Currencies each gateway takes; first is default")
+
+
+class CheckoutOrder(BaseModel):
+    """CheckoutWorkflow's input: everything fixed at checkout, amounts from the catalogue."""
+
+    payment_id: uuid.UUID
+    user_id: uuid.UUID
+    email: str
+    tier: ServiceTier
+    tier_name: str
+    gateway: PaymentGateway
+    amount_minor: int = Field(gt=0)
+    currency: str
+    amount_display: str
+    return_url: str
+    cancel_url: str
+    expires_after: timedelta
+    poll_every: timedelta
+    refund_window: timedelta
+    watch_refunds_for: timedelta
+
+    def at_gateway(self, gateway_id: str) -> GatewayReference:
+        return GatewayReference(
+            payment_id=self.payment_id,
+            gateway=self.gateway,
+            gateway_id=gateway_id,
+            amount_minor=self.amount_minor,
+            currency=self.currency,
+        )
+
+
+class GatewaySession(BaseModel):
+    """The gateway's object for one payment, and what the frontend needs to pay it."""
+
+    gateway_id: str
+    action: CheckoutAction
+
+
+class GatewayReference(BaseModel):
+    payment_id: uuid.UUID
+    gateway: PaymentGateway
+    gateway_id: str
+    amount_minor: int
+    currency: str
+
+
+class GatewayStatus(BaseModel):
+    state: GatewayState
+    detail: str = Field(description="The gateway's own words, e.g. Stripe's `succeeded`")
+
+
+class GatewayEvent(BaseModel):
+    """A verified webhook, as a signal. `state` None means: the notice is not trusted, re-read the gateway."""
+
+    event_id: str = Field(max_length=255)
+    state: GatewayState | None
+    detail: str = Field(max_length=255)
+
+
+class GatewayObject(BaseModel):
+    payment_id: uuid.UUID
+    session: GatewaySession
+
+
+class PaymentHistoryEntry(BaseModel):
+    at: datetime
+    what: str
+
+
+class PaymentProgress(BaseModel):
+    payment_id: uuid.UUID | None
+    gateway: PaymentGateway | None
+    status: PaymentStatus
+    gateway_state: GatewayState
+    gateway_id: str | None
+    next_action: CheckoutAction | None
+    refundable_until: datetime | None
+    history: list[PaymentHistoryEntry]

@@ -13,8 +13,12 @@ GATEWAY = SearchAttributeKey.for_keyword("StatexGateway")
 ALL = (USER_ID, RESOURCE_ID, GATEWAY)
 
 
-def for_resource(resource_id: object, user_id: object | None = None) -> TypedSearchAttributes:
+def for_resource(
+    resource_id: object, user_id: object | None = None, gateway: str | None = None
+) -> TypedSearchAttributes:
     pairs = [SearchAttributePair(RESOURCE_ID, str(resource_id))]
     if user_id is not None:
         pairs.append(SearchAttributePair(USER_ID, str(user_id)))
+    if gateway is not None:
+        pairs.append(SearchAttributePair(GATEWAY, gateway))
     return TypedSearchAttributes(pairs)

@@ -1,0 +1,46 @@
+"""The offline tier: what answers when no provider is configured (the embedded default of `make run`).
+
+It is a template, not a model, and says so in `model_used` and in the text itself: deterministic (the
+same prompt gives the same answer), instant, free, and never passed off as an AI's answer.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from models.enums import AITier
+from models.schemas import ModelCall, ModelReply
+
+OFFLINE_MODEL = "offline:template"
+OFFLINE_NOTICE = (
+    "[Offline template: no AI model was asked. Set OPENAI_API_KEY, AZURE_OPENAI_ENDPOINT and "
+    "AZURE_OPENAI_API_KEY, or OLLAMA_HOST to get answers from a model.]"
+)
+_EXCERPT_CHARS = 200
+
+
+def template_answer(call: ModelCall) -> str:
+    prompt = " ".join(call.prompt.split())
+    excerpt = prompt if len(prompt) <= _EXCERPT_CHARS else prompt[: _EXCERPT_CHARS - 1] + "…"
+    return "\n\n".join(
+        [
+            OFFLINE_NOTICE,
+            f"Your message ({len(prompt.split())} words) was received: “{excerpt}”",
+            "A prototype for an idea like this is usually planned in four steps: the requirements "
+            "(who uses it, for what), a plan of screens and data, the code, and a review.",
+        ]
+    )
+
+
+class OfflineActivities:
+    @activity.defn(name="offline_chat")
+    async def chat(self, call: ModelCall) -> ModelReply:
+        return ModelReply(
+            tier=AITier.OFFLINE,
+            text=template_answer(call),
+            model_used=OFFLINE_MODEL,
+            input_tokens=0,
+            output_tokens=0,
+            latency_ms=0,
+            cost_usd_micros=0,
+        )

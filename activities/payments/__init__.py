@@ -1,0 +1,154 @@
+"""Payment gateways, one module each, behind one set of activities that CheckoutWorkflow calls.
+
+Every gateway answers the same questions (create, status, capture, cancel, refund), so one workflow serves
+them all; the payment's gateway picks the module. A gateway takes payments once its settings are set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.payment_records import PaymentRecords
+from activities.payments import btcpay, comgate, paypal, stripe
+from activities.payments.common import Gateway, WebhookNotice
+from models.enums import PaymentGateway
+from models.schemas import CheckoutOrder, GatewayReference, GatewaySession, GatewayStatus
+from settings import Settings
+
+
+class GatewayNotConfigured(Exception):
+    """This server has no keys for the gateway: it takes no checkouts and can verify none of its webhooks."""
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+def is_configured(settings: Settings, gateway: PaymentGateway) -> bool:
+    return {
+        PaymentGateway.STRIPE: bool(settings.stripe_secret_key),
+        PaymentGateway.PAYPAL: bool(settings.paypal_client_id and settings.paypal_client_secret),
+        PaymentGateway.CRYPTO_BTCPAY: bool(
+            settings.btcpay_url and settings.btcpay_api_key and settings.btcpay_store_id
+        ),
+        PaymentGateway.COMGATE: bool(settings.comgate_merchant and settings.comgate_secret),
+    }.get(gateway, False)
+
+
+def build_gateway(settings: Settings, gateway: PaymentGateway) -> Gateway:
+    if not is_configured(settings, gateway):
+        raise GatewayNotConfigured(f"{gateway} is not configured on this server")
+    if gateway == PaymentGateway.STRIPE:
+        return stripe.StripeGateway(_secret(settings.stripe_secret_key), settings.stripe_api_base)
+    if gateway == PaymentGateway.PAYPAL:
+        return _paypal(settings)
+    if gateway == PaymentGateway.CRYPTO_BTCPAY:
+        return btcpay.BTCPayGateway(
+            settings.btcpay_url or "", _secret(settings.btcpay_api_key), settings.btcpay_store_id or ""
+        )
+    return comgate.ComgateGateway(
+        settings.comgate_api_base,
+        settings.comgate_merchant or "",
+        _secret(settings.comgate_secret),
+        settings.comgate_test,
+    )
+
+
+def _paypal(settings: Settings) -> paypal.PayPalGateway:
+    return paypal.PayPalGateway(
+        settings.paypal_api_base,
+        settings.paypal_client_id or "",
+        _secret(settings.paypal_client_secret),
+        settings.paypal_brand_name,
+    )
+
+
+def build_gateways(settings: Settings) -> dict[PaymentGateway, Gateway]:
+    return {gateway: build_gateway(settings, gateway) for gateway in PaymentGateway if is_configured(settings, gateway)}
+
+
+def expiry(settings: Settings, gateway: PaymentGateway) -> timedelta:
+    """How long an unpaid payment stays open at this gateway before it is cancelled."""
+    minutes = {
+        PaymentGateway.STRIPE: settings.stripe_expiry_minutes,
+        PaymentGateway.PAYPAL: settings.paypal_expiry_minutes,
+        PaymentGateway.CRYPTO_BTCPAY: settings.btcpay_expiry_minutes,
+        PaymentGateway.COMGATE: settings.comgate_expiry_minutes,
+    }[gateway]
+    return timedelta(minutes=minutes)
+
+
+async def verify_webhook(
+    settings: Settings, gateway: PaymentGateway, headers: Mapping[str, str], body: bytes
+) -> WebhookNotice | None:
+    """The verified event, None for an event type that does not concern payments; WebhookRejected if forged."""
+    if gateway == PaymentGateway.STRIPE and settings.stripe_webhook_secret:
+        secret = _secret(settings.stripe_webhook_secret)
+        return stripe.verify_webhook(secret, settings.stripe_webhook_tolerance_seconds, headers, body)
+    if gateway == PaymentGateway.PAYPAL and is_configured(settings, gateway) and settings.paypal_webhook_id:
+        return await _paypal(settings).verify_webhook(settings.paypal_webhook_id, headers, body)
+    if gateway == PaymentGateway.CRYPTO_BTCPAY and settings.btcpay_store_id and settings.btcpay_webhook_secret:
+        secret, tolerance = _secret(settings.btcpay_webhook_secret), settings.btcpay_webhook_tolerance_seconds
+        return btcpay.verify_webhook(secret, settings.btcpay_store_id, tolerance, headers, body)
+    if gateway == PaymentGateway.COMGATE and is_configured(settings, gateway):
+        return comgate.verify_webhook(settings.comgate_merchant or "", _secret(settings.comgate_secret), headers, body)
+    raise GatewayNotConfigured(f"webhooks from {gateway} are not configured on this server")
+
+
+class GatewayActivities:
+    """Thin: each activity hands the call to the payment's gateway, which classifies its own errors."""
+
+    def __init__(self, gateways: Mapping[PaymentGateway, Gateway]) -> None:
+        self.gateways = gateways
+
+    def _gateway(self, gateway: PaymentGateway) -> Gateway:
+        if gateway not in self.gateways:
+            raise ApplicationError(
+                f"{gateway} is not configured on this worker", type="GatewayNotConfigured", non_retryable=True
+            )
+        return self.gateways[gateway]
+
+    @activity.defn
+    async def create_at_gateway(self, order: CheckoutOrder) -> GatewaySession:
+        return await self._gateway(order.gateway).create(order)
+
+    @activity.defn
+    async def gateway_status(self, payment: GatewayReference) -> GatewayStatus:
+        return await self._gateway(payment.gateway).status(payment)
+
+    @activity.defn
+    async def capture_at_gateway(self, payment: GatewayReference) -> GatewayStatus:
+        return await self._gateway(payment.gateway).capture(payment)
+
+    @activity.defn
+    async def cancel_at_gateway(self, payment: GatewayReference) -> GatewayStatus:
+        return await self._gateway(payment.gateway).cancel(payment)
+
+    @activity.defn
+    async def refund_at_gateway(self, payment: GatewayReference) -> GatewayStatus:
+        return await self._gateway(payment.gateway).refund(payment)
+
+
+def checkout_activities(settings: Settings, engine: AsyncEngine) -> list[Any]:
+    """Everything CheckoutWorkflow calls but email: the gateways configured here, and the payment records."""
+    gateways = GatewayActivities(build_gateways(settings))
+    records = PaymentRecords(engine)
+    return [
+        gateways.create_at_gateway,
+        gateways.gateway_status,
+        gateways.capture_at_gateway,
+        gateways.cancel_at_gateway,
+        gateways.refund_at_gateway,
+        records.payment_status,
+        records.attach_gateway_object,
+        records.complete_payment,
+        records.fail_payment,
+        records.refund_payment,
+    ]

@@ -1,0 +1,79 @@
+"""What every gateway module shares: the Gateway interface, webhook outcomes, and HTTP error classification."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+from temporalio.exceptions import ApplicationError
+
+from models.schemas import CheckoutOrder, GatewayEvent, GatewayReference, GatewaySession, GatewayStatus
+
+# Statuses another attempt may fix: timeouts, conflicts (an idempotent request still in flight), rate
+# limits and the gateway's own failures. Every other 4xx says the request itself is wrong.
+_RETRYABLE_HTTP = frozenset({408, 409, 425, 429})
+HTTP_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+
+
+class Gateway(Protocol):
+    """One payment gateway. Each call is idempotent at the gateway, keyed by our payment id."""
+
+    label: str
+
+    async def create(self, order: CheckoutOrder) -> GatewaySession:
+        """Create the gateway's object for this payment and say what the frontend does next."""
+
+    async def status(self, payment: GatewayReference) -> GatewayStatus:
+        """Read the payment's state from the gateway (webhooks get lost)."""
+
+    async def capture(self, payment: GatewayReference) -> GatewayStatus:
+        """Collect an approved payment, where the gateway needs that (PayPal); others report the status."""
+
+    async def cancel(self, payment: GatewayReference) -> GatewayStatus:
+        """Stop an unpaid payment; the state afterwards, which is PAID if the customer paid just in time."""
+
+    async def refund(self, payment: GatewayReference) -> GatewayStatus:
+        """Return the whole amount to the customer."""
+
+
+class WebhookRejected(Exception):
+    """Forged, stale or malformed: answered 400 and nothing is signalled."""
+
+
+@dataclass(frozen=True)
+class WebhookNotice:
+    """A verified webhook: the event for the workflow, and how to find the payment (our id or the gateway's)."""
+
+    event: GatewayEvent
+    payment_id: uuid.UUID | None = None
+    gateway_id: str | None = None
+
+
+def payment_id_from(value: object) -> uuid.UUID | None:
+    """Our payment id as the gateway echoes it back (metadata, reference ids); None if it is not one."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def http_failure(label: str, response: httpx.Response) -> ApplicationError:
+    retryable = response.status_code in _RETRYABLE_HTTP or response.status_code >= 500
+    return ApplicationError(
+        f"{label} answered {response.status_code}: {response.text[:500]}",
+        type=f"{label}.HTTP{response.status_code}",
+        non_retryable=not retryable,
+    )
+
+
+async def call(http: httpx.AsyncClient, label: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One HTTP call to a gateway: a 2xx response, else an error Temporal knows whether to retry."""
+    try:
+        response = await http.request(method, url, **kwargs)
+    except httpx.HTTPError as err:  # connection refused, timeouts: worth another attempt
+        raise ApplicationError(f"{label} unreachable: {err!r}", type=f"{label}.Unreachable") from err
+    if not response.is_success:
+        raise http_failure(label, response)
+    return response

@@ -1,0 +1,130 @@
+"""Stripe PaymentIntents through the official client (`stripe.StripeClient`, async over httpx).
+
+Idempotent at Stripe: every write carries an Idempotency-Key derived from our payment id, so a retried
+activity gets the first call's object. The client's own retries are off: Temporal retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import stripe
+from temporalio.exceptions import ApplicationError
+
+from activities.payments.common import WebhookNotice, WebhookRejected, payment_id_from
+from models.enums import GatewayState
+from models.schemas import CheckoutAction, CheckoutOrder, GatewayEvent, GatewayReference, GatewaySession, GatewayStatus
+
+# SEPA Direct Debit, iDEAL and Bancontact are euro-only; other currencies are paid by card.
+EUR_PAYMENT_METHODS = ["card", "sepa_debit", "ideal", "bancontact"]
+_RETRYABLE = (stripe.RateLimitError, stripe.APIConnectionError, stripe.APIError)
+_STATES = {"succeeded": GatewayState.PAID, "canceled": GatewayState.FAILED}
+
+
+def _classified(err: stripe.StripeError) -> ApplicationError:
+    """Network trouble, rate limits and Stripe's 5xx are worth another attempt; a refused request is not."""
+    return ApplicationError(
+        f"Stripe: {err.user_message or err}",
+        type=f"Stripe.{type(err).__name__}",
+        non_retryable=not isinstance(err, _RETRYABLE),
+    )
+
+
+class StripeGateway:
+    label = "Stripe"
+
+    def __init__(self, secret_key: str, api_base: str | None = None) -> None:
+        self.client = stripe.StripeClient(
+            secret_key,
+            base_addresses={"api": api_base} if api_base else None,
+            max_network_retries=0,
+            http_client=stripe.HTTPXClient(timeout=20),
+        )
+
+    async def create(self, order: CheckoutOrder) -> GatewaySession:
+        params: dict[str, Any] = {
+            "amount": order.amount_minor,
+            "currency": order.currency.lower(),
+            "payment_method_types": EUR_PAYMENT_METHODS if order.currency == "EUR" else ["card"],
+            "metadata": {"payment_id": str(order.payment_id), "user_id": str(order.user_id), "tier": order.tier},
+        }
+        try:
+            intent = await self.client.v1.payment_intents.create_async(
+                params,  # type: ignore[arg-type]
+                options={"idempotency_key": f"statex-payment-{order.payment_id}"},
+            )
+        except stripe.StripeError as err:
+            raise _classified(err) from err
+        action = CheckoutAction(kind="stripe_client_secret", client_secret=intent.client_secret)
+        return GatewaySession(gateway_id=intent.id, action=action)
+
+    async def status(self, payment: GatewayReference) -> GatewayStatus:
+        try:
+            intent = await self.client.v1.payment_intents.retrieve_async(
+                payment.gateway_id, params={"expand": ["latest_charge"]}
+            )
+        except stripe.StripeError as err:
+            raise _classified(err) from err
+        charge = intent.latest_charge
+        if intent.status == "succeeded" and isinstance(charge, stripe.Charge) and charge.refunded:
+            return GatewayStatus(state=GatewayState.REFUNDED, detail="succeeded, refunded")
+        return GatewayStatus(state=_STATES.get(intent.status, GatewayState.PENDING), detail=intent.status)
+
+    async def capture(self, payment: GatewayReference) -> GatewayStatus:
+        return await self.status(payment)  # automatic capture: nothing to collect
+
+    async def cancel(self, payment: GatewayReference) -> GatewayStatus:
+        try:
+            await self.client.v1.payment_intents.cancel_async(payment.gateway_id)
+        except stripe.InvalidRequestError:
+            pass  # already succeeded, processing or cancelled: the status says which
+        except stripe.StripeError as err:
+            raise _classified(err) from err
+        return await self.status(payment)
+
+    async def refund(self, payment: GatewayReference) -> GatewayStatus:
+        try:
+            refund = await self.client.v1.refunds.create_async(
+                {"payment_intent": payment.gateway_id},
+                options={"idempotency_key": f"statex-refund-{payment.payment_id}"},
+            )
+        except stripe.StripeError as err:
+            raise _classified(err) from err
+        if refund.status in ("failed", "canceled"):
+            raise ApplicationError(f"Stripe refund {refund.id} {refund.status}", type="Stripe.RefundFailed")
+        return GatewayStatus(state=GatewayState.REFUNDED, detail=f"refund {refund.id} {refund.status}")
+
+
+def verify_webhook(
+    secret: str, tolerance_seconds: int, headers: Mapping[str, str], body: bytes
+) -> WebhookNotice | None:
+    """Stripe-Signature checked by Stripe's own code (HMAC-SHA256 over timestamp and body, within tolerance)."""
+    try:
+        event = stripe.Webhook.construct_event(
+            body, headers.get("stripe-signature"), secret, tolerance_seconds
+        ).to_dict()
+    except (stripe.SignatureVerificationError, ValueError) as err:
+        raise WebhookRejected(f"Stripe webhook refused: {err}") from err
+    kind, obj = event["type"], event["data"]["object"]
+    if kind.startswith("payment_intent."):
+        state = {
+            "payment_intent.succeeded": GatewayState.PAID,
+            "payment_intent.canceled": GatewayState.FAILED,
+            # a declined attempt: the customer may try another card, so the payment stays open
+            "payment_intent.payment_failed": GatewayState.PENDING,
+            "payment_intent.processing": GatewayState.PENDING,
+        }.get(kind)
+        gateway_id = obj["id"]
+        payment_id = payment_id_from((obj.get("metadata") or {}).get("payment_id"))
+    elif kind == "charge.refunded" and obj.get("refunded"):
+        state, gateway_id, payment_id = GatewayState.REFUNDED, obj.get("payment_intent"), None
+    else:
+        return None
+    if state is None or not gateway_id:
+        return None
+    return WebhookNotice(
+        event=GatewayEvent(event_id=event["id"], state=state, detail=kind),
+        payment_id=payment_id,
+        gateway_id=gateway_id,
+    )

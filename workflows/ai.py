@@ -1,0 +1,178 @@
+"""How workflows reach a model: which providers may serve a user (pure), and walking them in order.
+
+`provider_chain` is the tier choice: a request may name a provider, otherwise the user's service tier
+decides. EU_COMPLIANCE users are served only by providers marked EU-resident, and never fall back to
+another; everyone else falls back along the configured order. Providers without configuration are
+skipped; with none configured at all, the offline template serves (the embedded default).
+
+`ModelCaller` walks the chain inside a workflow: each provider is one activity with its retry policy, so
+the Temporal UI shows every attempt; only a provider that stays down after its retries hands over to the
+next one. A non-retryable failure (bad request, credentials, content policy) stops the walk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+
+with workflow.unsafe.imports_passed_through():
+    from activities.ai.azure import AzureActivities
+    from activities.ai.errors import AIFailure, provider_name
+    from activities.ai.offline import OfflineActivities
+    from activities.ai.ollama import OllamaActivities
+    from activities.ai.openai import OpenAIActivities
+    from models.enums import AITier, ServiceTier
+    from models.schemas import AICallPolicy, ModelCall, ModelReply
+
+if TYPE_CHECKING:
+    from settings import Settings
+
+CHAT_ACTIVITIES: dict[AITier, Callable[..., Any]] = {
+    AITier.OLLAMA: OllamaActivities.chat,
+    AITier.OPENAI: OpenAIActivities.chat,
+    AITier.AZURE: AzureActivities.chat,
+    AITier.OFFLINE: OfflineActivities.chat,
+}
+_TIMEOUT_MARGIN = timedelta(seconds=10)  # the SDK's own timeout fires first; Temporal's is the backstop
+
+
+class ProviderRefused(Exception):
+    """No provider may serve this request: `status_code` is the HTTP answer it deserves."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class Routing:
+    configured: frozenset[AITier]
+    transcribers: frozenset[AITier]
+    eu_resident: frozenset[AITier]
+    fallback_order: tuple[AITier, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Routing:
+        configured = set()
+        if settings.ollama_host:
+            configured.add(AITier.OLLAMA)
+        if settings.openai_api_key is not None:
+            configured.add(AITier.OPENAI)
+        if settings.azure_openai_api_key is not None and settings.azure_openai_endpoint:
+            configured.add(AITier.AZURE)
+        transcribers = {AITier.OPENAI} & configured
+        if AITier.AZURE in configured and settings.azure_openai_transcription_deployment:
+            transcribers.add(AITier.AZURE)
+        return cls(
+            configured=frozenset(configured),
+            transcribers=frozenset(transcribers),
+            eu_resident=frozenset(AITier(name.upper()) for name in settings.ai_eu_resident_providers),
+            fallback_order=tuple(AITier(name.upper()) for name in settings.ai_fallback_order),
+        )
+
+
+def provider_chain(routing: Routing, user_tier: ServiceTier, requested: AITier | None = None) -> list[AITier]:
+    """The providers to try for one chat call, in order. Raises ProviderRefused when none may serve."""
+    if not routing.configured:
+        return [AITier.OFFLINE]
+    eu_only = user_tier == ServiceTier.EU_COMPLIANCE
+    if eu_only and requested is not None and requested not in routing.eu_resident:
+        raise ProviderRefused(
+            f"{provider_name(requested)} is not EU-resident: EU_COMPLIANCE accounts are served only by "
+            f"{_names(routing.eu_resident & routing.configured) or 'EU-resident providers, and none is configured'}",
+            403,
+        )
+    chain = [
+        tier
+        for tier in routing.fallback_order
+        if tier in routing.configured and (not eu_only or tier in routing.eu_resident)
+    ]
+    if requested in chain:
+        chain = [requested, *(tier for tier in chain if tier != requested)]
+    if not chain:
+        needed = "an EU-resident AI provider (AI_EU_RESIDENT_PROVIDERS)" if eu_only else "an AI provider"
+        raise ProviderRefused(f"No AI provider can serve this account: {needed} must be configured", 503)
+    return chain
+
+
+def transcription_chain(routing: Routing, user_tier: ServiceTier) -> list[AITier]:
+    """Who may transcribe a user's voice: OpenAI or Azure Whisper; EU_COMPLIANCE users EU-resident ones only."""
+    eu_only = user_tier == ServiceTier.EU_COMPLIANCE
+    chain = [
+        tier
+        for tier in routing.fallback_order
+        if tier in routing.transcribers and (not eu_only or tier in routing.eu_resident)
+    ]
+    if not chain:
+        setting = (
+            "AZURE_OPENAI_TRANSCRIPTION_DEPLOYMENT"
+            if eu_only
+            else "OPENAI_API_KEY or AZURE_OPENAI_TRANSCRIPTION_DEPLOYMENT"
+        )
+        raise ProviderRefused(f"Voice input is not available: set {setting} to enable transcription", 503)
+    return chain
+
+
+def _names(tiers: frozenset[AITier]) -> str:
+    return ", ".join(sorted(provider_name(tier) for tier in tiers))
+
+
+def retry_policy(policy: AICallPolicy) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=policy.retry_initial_interval_seconds),
+        maximum_interval=timedelta(seconds=policy.retry_maximum_interval_seconds),
+        maximum_attempts=policy.retry_maximum_attempts,
+    )
+
+
+class ModelCaller:
+    """Walks a provider chain from inside a workflow; `trying` and `tried` feed the workflow's query."""
+
+    def __init__(self, policy: AICallPolicy) -> None:
+        self.policy = policy
+        self.trying: AITier | None = None
+        self.tried: list[AITier] = []
+
+    async def ask(self, providers: Sequence[AITier], call: ModelCall, *, purpose: str) -> ModelReply:
+        failures: list[str] = []
+        for tier in providers:
+            self.trying = tier
+            self.tried.append(tier)
+            try:
+                return await workflow.execute_activity(
+                    CHAT_ACTIVITIES[tier],
+                    call,
+                    result_type=ModelReply,
+                    start_to_close_timeout=timedelta(seconds=self.policy.timeout_seconds) + _TIMEOUT_MARGIN,
+                    retry_policy=retry_policy(self.policy),
+                    summary=f"{purpose} via {provider_name(tier)}",
+                )
+            except ActivityError as err:
+                if err.retry_state == RetryState.NON_RETRYABLE_FAILURE:
+                    raise _stop(err) from err
+                failures.append(f"{provider_name(tier)}: {_reason(err)}")
+            finally:
+                self.trying = None
+        raise ApplicationError(
+            "No AI provider answered after retries: " + "; ".join(failures),
+            type=AIFailure.ALL_PROVIDERS_DOWN,
+            non_retryable=True,
+        )
+
+
+def _reason(err: ActivityError) -> str:
+    return str(err.cause) if err.cause is not None else str(err)
+
+
+def _stop(err: ActivityError) -> ApplicationError:
+    """The provider's own verdict (type and message), as the workflow's failure."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return ApplicationError(cause.message, type=cause.type, non_retryable=True)
+    return ApplicationError(_reason(err), type=AIFailure.PROVIDER_ERROR, non_retryable=True)
