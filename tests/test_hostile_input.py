@@ -1,0 +1,89 @@
+"""Every route, fed junk: malformed JSON, wrong shapes, wrong types, forged ids. Never a 5xx, always the envelope."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from conftest import AppFactory
+from helpers import bearer, register_and_login, serve
+
+JUNK_BODIES: list[tuple[bytes, str]] = [
+    (b"", "application/json"),
+    (b"{", "application/json"),
+    (b"[]", "application/json"),
+    (b"null", "application/json"),
+    (b'"a string"', "application/json"),
+    (b'{"\\u0000": "\\ud800"}', "application/json"),
+    (b"\xff\xfe\x00garbage", "application/json"),
+    (b"a=1&b=2", "application/x-www-form-urlencoded"),
+    (b"--x\r\n\r\n", "multipart/form-data; boundary=x"),
+    (b"<xml/>", "text/xml"),
+]
+JUNK_IDS = ["not-a-uuid", "..%2F..%2Fetc%2Fpasswd", "%00", "9" * 200, str(uuid.uuid4())]
+WRONG_VALUES: list[Any] = [None, [], {}, -1, 10**30, "x" * 20000, True, "\u0000"]
+
+
+def concrete_paths(template: str) -> list[str]:
+    if "{" not in template:
+        return [template]
+    return [_fill(template, junk) for junk in JUNK_IDS]
+
+
+def _fill(path: str, value: str) -> str:
+    parts = path.split("/")
+    return "/".join(value if part.startswith("{") else part for part in parts)
+
+
+def wrong_typed_bodies(schema: dict[str, Any], components: dict[str, Any]) -> list[dict[str, Any]]:
+    """For a JSON body schema: each property set, in turn, to every value of the wrong kind."""
+    if "$ref" in schema:
+        schema = components[schema["$ref"].rsplit("/", 1)[-1]]
+    properties = schema.get("properties", {})
+    return [{name: value} for name in properties for value in WRONG_VALUES]
+
+
+@pytest.fixture
+async def hostile(make_app: AppFactory) -> Any:
+    app = make_app(rate_limit_enabled=False)
+    async with serve(app) as api:
+        token = (await register_and_login(api))["access_token"]
+        yield app, api, bearer(token)
+
+
+async def test_no_route_answers_junk_with_a_server_error(hostile: Any) -> None:
+    app, api, auth = hostile
+    schema = app.openapi()
+    components = schema.get("components", {}).get("schemas", {})
+    failures: list[str] = []
+    checked = 0
+    for template, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            json_schema = (
+                operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            )
+            for path in concrete_paths(template):
+                attempts: list[dict[str, Any]] = [
+                    {"content": body, "headers": {"Content-Type": kind}} for body, kind in JUNK_BODIES
+                ]
+                attempts += [{"json": body} for body in wrong_typed_bodies(json_schema, components)]
+                for attempt in attempts:
+                    headers = {**auth, **attempt.pop("headers", {})}
+                    response = await api.request(method.upper(), path, headers=headers, **attempt)
+                    checked += 1
+                    if response.status_code >= 500 or not _is_envelope_or_success(response):
+                        failures.append(f"{method} {path} {attempt} -> {response.status_code} {response.text[:200]}")
+    assert checked > 500
+    assert failures == []
+
+
+def _is_envelope_or_success(response: httpx.Response) -> bool:
+    if response.status_code < 400:
+        return True
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return body.get("success") is False and body.get("code") == response.status_code and bool(body.get("error"))
