@@ -40,13 +40,14 @@ WORKFLOWS: Sequence[type] = (ContactWorkflow, FileRetentionWorkflow, ChatWorkflo
 def activities_for(settings: Settings, engine: AsyncEngine, mailer: Mailer | None = None) -> list[Any]:
     email = EmailActivities(mailer or build_mailer(settings), engine)
     records = RecordActivities(engine)
-    storage = StorageActivities(build_storage(settings))
+    files = build_storage(settings)
+    storage = StorageActivities(files)
     return [
         email.send_email,
         records.mark_contact_notified,
         records.mark_file_deleted,
         storage.delete_object,
-        *ai_activities(settings, engine, audio=build_storage(settings)),
+        *ai_activities(settings, engine, audio=files),
         *checkout_activities(settings, engine),
     ]
 
