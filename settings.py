@@ -139,6 +139,25 @@ class Settings(BaseSettings):
     ai_price_table: Path | None = None
     """A price table of your own (the format of models/ai_prices.toml); unset: that shipped file."""
 
+    # Prototypes and voice input: POST /api/ai/prototype and /api/ai/voice run PrototypeWorkflow
+    public_api_url: str = "http://127.0.0.1:8000"
+    """Where customers reach this API: the prototype email's download link starts with it."""
+    voice_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    """Larger voice messages get 413 (25 MB is also the most Whisper takes)."""
+    voice_allowed_types: CommaList = Field(
+        default_factory=lambda: [
+            "audio/mpeg",
+            "audio/wav",
+            "audio/x-wav",
+            "audio/ogg",
+            "audio/webm",
+            "audio/flac",
+            "audio/mp4",
+            "audio/x-m4a",
+        ]
+    )
+    """Audio types accepted (checked against the bytes too); Whisper reads each of them."""
+
     # Payments: a gateway takes checkouts once configured. Prices come from models/catalogue.toml, never a request.
     payment_return_url: str = "http://localhost:3000/payment/{payment_id}"
     """Where the gateway's page sends the customer back; `{payment_id}` is filled in."""
@@ -182,6 +201,7 @@ class Settings(BaseSettings):
         "cors_origins",
         "rate_limit_allow_list",
         "file_allowed_types",
+        "voice_allowed_types",
         "ai_eu_resident_providers",
         "ai_fallback_order",
         mode="before",

@@ -19,6 +19,7 @@ from activities.ai.openai import OpenAIActivities
 from activities.ai.openai_compatible import AudioStore
 from activities.ai.records import AIRecordActivities
 from activities.email import EmailActivities, Mailer, build_mailer
+from activities.packaging import PackagingActivities
 from activities.payments import checkout_activities
 from activities.records import RecordActivities
 from activities.storage import StorageActivities, build_storage
@@ -32,9 +33,10 @@ from workflows.chat import ChatWorkflow
 from workflows.checkout import CheckoutWorkflow
 from workflows.client import connect
 from workflows.contact import ContactWorkflow
+from workflows.prototype import PrototypeWorkflow
 from workflows.retention import FileRetentionWorkflow
 
-WORKFLOWS: Sequence[type] = (ContactWorkflow, FileRetentionWorkflow, ChatWorkflow, CheckoutWorkflow)
+WORKFLOWS: Sequence[type] = (ContactWorkflow, FileRetentionWorkflow, ChatWorkflow, CheckoutWorkflow, PrototypeWorkflow)
 
 
 def activities_for(settings: Settings, engine: AsyncEngine, mailer: Mailer | None = None) -> list[Any]:
@@ -46,7 +48,9 @@ def activities_for(settings: Settings, engine: AsyncEngine, mailer: Mailer | Non
         email.send_email,
         records.mark_contact_notified,
         records.mark_file_deleted,
+        records.record_prototype_milestone,
         storage.delete_object,
+        PackagingActivities(files, engine).package_prototype,
         *ai_activities(settings, engine, audio=files),
         *checkout_activities(settings, engine),
     ]

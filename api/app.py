@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 from activities.storage import build_storage
 from api.errors import error_response, install_error_handlers
 from api.ratelimit import RateLimiter, RateLimitExceeded
-from api.routes import ai, auth, contact, files, health, payments
+from api.routes import ai, auth, contact, files, health, payments, prototypes
 from models.db import create_engine, migrate, session_factory
 from models.schemas import ErrorResponse, RateLimitResponse
 from observability import init_sentry
@@ -89,7 +89,16 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         return error_response(503, "The workflow service is unavailable; nothing was saved, please try again")
 
     app.include_router(health.router)
-    for router in (auth.router, contact.router, files.router, ai.router, ai.status_router, payments.router):
+    for router in (
+        auth.router,
+        contact.router,
+        files.router,
+        ai.router,
+        ai.status_router,
+        prototypes.router,
+        prototypes.status_router,
+        payments.router,
+    ):
         app.include_router(router, responses=COMMON_RESPONSES)
     app.include_router(payments.webhooks)
     return app

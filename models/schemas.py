@@ -6,6 +6,7 @@ module imports nothing but pydantic and the enums, so workflows can import it in
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
@@ -22,7 +23,15 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from models.enums import AITier, ContactStatus, GatewayState, PaymentGateway, PaymentStatus, ServiceTier
+from models.enums import (
+    AITier,
+    ContactStatus,
+    GatewayState,
+    PaymentGateway,
+    PaymentStatus,
+    PrototypeStatus,
+    ServiceTier,
+)
 
 BCRYPT_MAX_BYTES = 72
 
@@ -220,7 +229,10 @@ class RetentionStatus(BaseModel):
 AIProviderName = Literal["ollama", "openai", "azure"]
 
 
-def _not_blank(text: str) -> str:
+def _plain_text(text: str) -> str:
+    """Words, not control bytes: PostgreSQL cannot store NUL, and no idea needs a bell or an escape."""
+    if any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in text):
+        raise ValueError("must not contain control characters such as NUL")
     if not text.strip():
         raise ValueError("must contain more than whitespace")
     return text
@@ -229,7 +241,7 @@ def _not_blank(text: str) -> str:
 class ChatRequest(Strict):
     """The seed's AIPromptSchema."""
 
-    message: Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_not_blank)]
+    message: Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_plain_text)]
     model: AIProviderName | None = Field(
         default=None, description="Preferred provider, tried first; otherwise your service tier decides"
     )
@@ -281,6 +293,9 @@ class ModelCall(BaseModel):
     temperature: float = 0.7
     max_tokens: int = 2000
     system: str | None = None
+    step: str | None = Field(
+        default=None, description="The prototype step asking (e.g. 'code'), so the offline template answers in kind"
+    )
 
 
 class ModelReply(BaseModel):
@@ -499,3 +514,124 @@ class PaymentProgress(BaseModel):
     next_action: CheckoutAction | None
     refundable_until: datetime | None
     history: list[PaymentHistoryEntry]
+
+
+# --- prototypes -----------------------------------------------------------------------------------
+
+
+class PrototypeRequest(Strict):
+    """An app idea in words; POST /api/ai/voice takes it as a voice message instead."""
+
+    idea: Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_plain_text)]
+    model: AIProviderName | None = Field(
+        default=None, description="Preferred provider for every step; otherwise your service tier decides"
+    )
+
+
+class PrototypeAccepted(BaseModel):
+    """The pipeline runs in the background: poll `status_url` (polls do not count against the AI limit)."""
+
+    success: Literal[True] = True
+    prototype_id: uuid.UUID
+    status: PrototypeStatus
+    status_url: str
+    workflow_id: str
+
+
+class PrototypeView(BaseModel):
+    """A prototype as its owner sees it: live while the pipeline runs, the stored result after."""
+
+    prototype_id: uuid.UUID
+    status: PrototypeStatus
+    source: Literal["text", "voice"]
+    idea: str = Field(description="The idea as submitted, or as transcribed from the voice message")
+    steps: list[str] = Field(description="The pipeline, in order")
+    steps_done: list[str]
+    current_step: str | None
+    trying: AITier | None = Field(default=None, description="The provider being asked right now (live only)")
+    progress_percent: int
+    cost_usd_micros: int
+    cost_usd: float
+    file_id: uuid.UUID | None
+    download_url: str | None = Field(description="The zip: GET with the access token; kept 24 hours")
+    error: str | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class PrototypeOrder(BaseModel):
+    """PrototypeWorkflow's input: everything the API decided (providers, limits) before the workflow starts."""
+
+    prototype_id: uuid.UUID
+    user_id: uuid.UUID
+    email: str
+    idea: str = Field(default="", description="Empty for a voice message: the transcript becomes the idea")
+    audio: TranscriptionCall | None = None
+    providers: list[AITier] = Field(min_length=1, description="Tried in order; chosen by workflows.ai")
+    provider_named: bool = Field(default=False, description="The request named a provider: steps keep its order")
+    transcribers: list[AITier] = Field(default_factory=list)
+    policy: AICallPolicy
+    transcription_timeout_seconds: float = Field(default=300.0, gt=0)
+    file_lifetime: timedelta
+    link_base_url: str = Field(description="The API's public address, for the download link in the email")
+
+
+class PrototypeProgress(BaseModel):
+    """PrototypeWorkflow's query: where the pipeline stands, and what it has cost so far."""
+
+    prototype_id: uuid.UUID | None
+    status: PrototypeStatus
+    idea: str
+    steps: list[str]
+    steps_done: list[str]
+    current_step: str | None
+    trying: AITier | None
+    progress_percent: int
+    cost_usd_micros: int
+    file_id: uuid.UUID | None
+    error: str | None
+
+
+class PrototypeMilestone(BaseModel):
+    """What the Prototype row says at a milestone; writing the same milestone twice changes nothing."""
+
+    prototype_id: uuid.UUID
+    status: PrototypeStatus
+    idea: str | None = Field(default=None, description="Set once a voice message is transcribed")
+    current_step: str | None
+    progress_percent: int = Field(ge=0, le=100)
+    cost_usd_micros: int = Field(ge=0)
+    file_id: uuid.UUID | None = None
+    error: str | None = None
+
+
+class StepAnswer(BaseModel):
+    """One agent step's answer, and where the package puts it."""
+
+    step: str
+    document: str = Field(description="Its file in the zip, e.g. PLAN.md")
+    text: str
+    model_used: str
+    cost_usd_micros: int
+    holds_files: bool = Field(default=False, description="Fenced blocks naming a path become files of their own")
+
+
+class PrototypePackage(BaseModel):
+    """What the packaging activity zips and stores as the file `file_id`."""
+
+    prototype_id: uuid.UUID
+    user_id: uuid.UUID
+    file_id: uuid.UUID
+    idea: str
+    source: Literal["text", "voice"]
+    transcribed_by: str | None = None
+    answers: list[StepAnswer]
+    made_at: datetime = Field(description="The zip entries' date: the same bytes on every retry")
+    expires_at: datetime
+
+
+class PackagedPrototype(BaseModel):
+    file_id: uuid.UUID
+    size: int
+    sha256: str
+    names: list[str] = Field(description="The zip's entries")

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from conftest import AppFactory
 from helpers import bearer, register_and_login, serve
+from pydantic import SecretStr
 
 JUNK_BODIES: list[tuple[bytes, str]] = [
     (b"", "application/json"),
@@ -47,7 +48,11 @@ def wrong_typed_bodies(schema: dict[str, Any], components: dict[str, Any]) -> li
 
 @pytest.fixture
 async def hostile(make_app: AppFactory) -> Any:
-    app = make_app(rate_limit_enabled=False)
+    # A transcriber is configured (never called: no junk gets that far) so that POST /api/ai/voice parses the junk;
+    # without one it answers its documented 503 before reading a byte.
+    app = make_app(
+        rate_limit_enabled=False, openai_api_key=SecretStr("sk-unused"), openai_base_url="http://127.0.0.1:9/v1"
+    )
     async with serve(app) as api:
         token = (await register_and_login(api))["access_token"]
         yield app, api, bearer(token)

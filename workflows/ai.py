@@ -12,10 +12,10 @@ next one. A non-retryable failure (bad request, credentials, content policy) sto
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.ai.ollama import OllamaActivities
     from activities.ai.openai import OpenAIActivities
     from models.enums import AITier, ServiceTier
-    from models.schemas import AICallPolicy, ModelCall, ModelReply
+    from models.schemas import AICallPolicy, ModelCall, ModelReply, Transcript, TranscriptionCall
 
 if TYPE_CHECKING:
     from settings import Settings
@@ -38,6 +38,10 @@ CHAT_ACTIVITIES: dict[AITier, Callable[..., Any]] = {
     AITier.OPENAI: OpenAIActivities.chat,
     AITier.AZURE: AzureActivities.chat,
     AITier.OFFLINE: OfflineActivities.chat,
+}
+TRANSCRIPTION_ACTIVITIES: dict[AITier, Callable[..., Any]] = {
+    AITier.OPENAI: OpenAIActivities.transcribe,
+    AITier.AZURE: AzureActivities.transcribe,
 }
 _TIMEOUT_MARGIN = timedelta(seconds=10)  # the SDK's own timeout fires first; Temporal's is the backstop
 
@@ -131,6 +135,9 @@ def retry_policy(policy: AICallPolicy) -> RetryPolicy:
     )
 
 
+Answer = TypeVar("Answer", ModelReply, Transcript)
+
+
 class ModelCaller:
     """Walks a provider chain from inside a workflow; `trying` and `tried` feed the workflow's query."""
 
@@ -140,16 +147,33 @@ class ModelCaller:
         self.tried: list[AITier] = []
 
     async def ask(self, providers: Sequence[AITier], call: ModelCall, *, purpose: str) -> ModelReply:
+        return await self._walk(CHAT_ACTIVITIES, providers, call, ModelReply, purpose, self.policy.timeout_seconds)
+
+    async def transcribe(
+        self, providers: Sequence[AITier], call: TranscriptionCall, *, timeout_seconds: float
+    ) -> Transcript:
+        """The same walk over transcription_chain's providers; audio takes longer than text, hence its own timeout."""
+        return await self._walk(TRANSCRIPTION_ACTIVITIES, providers, call, Transcript, "transcription", timeout_seconds)
+
+    async def _walk(
+        self,
+        activities: Mapping[AITier, Callable[..., Any]],
+        providers: Sequence[AITier],
+        argument: ModelCall | TranscriptionCall,
+        result_type: type[Answer],
+        purpose: str,
+        timeout_seconds: float,
+    ) -> Answer:
         failures: list[str] = []
         for tier in providers:
             self.trying = tier
             self.tried.append(tier)
             try:
                 return await workflow.execute_activity(
-                    CHAT_ACTIVITIES[tier],
-                    call,
-                    result_type=ModelReply,
-                    start_to_close_timeout=timedelta(seconds=self.policy.timeout_seconds) + _TIMEOUT_MARGIN,
+                    activities[tier],
+                    argument,
+                    result_type=result_type,
+                    start_to_close_timeout=timedelta(seconds=timeout_seconds) + _TIMEOUT_MARGIN,
                     retry_policy=retry_policy(self.policy),
                     summary=f"{purpose} via {provider_name(tier)}",
                 )

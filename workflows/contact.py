@@ -6,14 +6,11 @@ import uuid
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
     from activities.records import RecordActivities
     from models.schemas import ContactNotice, ContactProgress, EmailMessage
-
-EMAIL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5))
+    from workflows.mail import send_email
 
 
 def workflow_id(contact_id: uuid.UUID) -> str:
@@ -30,9 +27,9 @@ class ContactWorkflow:
     @workflow.run
     async def run(self, notice: ContactNotice) -> ContactProgress:
         self._contact_id = notice.contact_id
-        await self._send(team_email(notice, workflow.info().workflow_id), "email the team")
+        await send_email(team_email(notice, workflow.info().workflow_id), "email the team")
         self._team_notified = True
-        await self._send(confirmation_email(notice), "confirm to the sender")
+        await send_email(confirmation_email(notice), "confirm to the sender")
         self._sender_confirmed = True
         await workflow.execute_activity_method(
             RecordActivities.mark_contact_notified,
@@ -40,15 +37,6 @@ class ContactWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
         )
         return self.progress()
-
-    async def _send(self, message: EmailMessage, summary: str) -> None:
-        await workflow.execute_activity_method(
-            EmailActivities.send_email,
-            message,
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=EMAIL_RETRY,
-            summary=summary,
-        )
 
     @workflow.query
     def progress(self) -> ContactProgress:

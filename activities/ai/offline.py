@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from activities.ai.offline_templates import PROTOTYPE_TEMPLATES
 from models.enums import AITier
 from models.schemas import ModelCall, ModelReply
 
@@ -20,6 +21,9 @@ _EXCERPT_CHARS = 200
 
 
 def template_answer(call: ModelCall) -> str:
+    """A prototype step gets its step's template; anything else an acknowledgement of the message."""
+    if call.step in PROTOTYPE_TEMPLATES:
+        return f"{OFFLINE_NOTICE}\n\n{PROTOTYPE_TEMPLATES[call.step]}"
     prompt = " ".join(call.prompt.split())
     excerpt = prompt if len(prompt) <= _EXCERPT_CHARS else prompt[: _EXCERPT_CHARS - 1] + "…"
     return "\n\n".join(

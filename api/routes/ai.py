@@ -25,6 +25,7 @@ from api.ratelimit import RateLimitedRoute
 from models.enums import AITier
 from models.schemas import (
     AICallPolicy,
+    AIProviderName,
     ChatAccepted,
     ChatInput,
     ChatOutcome,
@@ -35,7 +36,7 @@ from models.schemas import (
     ModelCall,
     ModelReply,
 )
-from models.tables import AIResponse
+from models.tables import AIResponse, User
 from settings import Settings
 from workflows import search_attributes
 from workflows.ai import ProviderRefused, Routing, provider_chain
@@ -65,13 +66,18 @@ def call_policy(settings: Settings) -> AICallPolicy:
     )
 
 
-def chosen_providers(body: ChatRequest, user: CurrentUser, settings: SettingsDep) -> list[AITier]:
-    """A dependency, so that a refusal comes before the limiter counts the request, as bad input does."""
-    requested = AITier(body.model.upper()) if body.model else None
+def providers_for(user: User, settings: Settings, model: AIProviderName | None) -> list[AITier]:
+    """The user's provider chain, or the HTTP refusal (403 for a provider the tier may not use, 503 for none)."""
+    requested = AITier(model.upper()) if model else None
     try:
         return provider_chain(Routing.from_settings(settings), user.tier, requested)
     except ProviderRefused as err:
         raise HTTPException(err.status_code, str(err)) from err
+
+
+def chosen_providers(body: ChatRequest, user: CurrentUser, settings: SettingsDep) -> list[AITier]:
+    """A dependency, so that a refusal comes before the limiter counts the request, as bad input does."""
+    return providers_for(user, settings, body.model)
 
 
 Providers = Annotated[list[AITier], Depends(chosen_providers)]

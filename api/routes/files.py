@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from contextlib import suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlmodel import col, select
-from temporalio.client import WorkflowHandle
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
-from activities.storage import content_disposition, storage_key
+from activities.storage import Storage, content_disposition, storage_key
 from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, TemporalClient
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
-from api.uploads import receive_file
+from api.uploads import ReceivedFile, receive_file
 from models.schemas import FileDeletion, FileInfo, RetainedFile, UploadedFile
 from models.tables import File, User
 from models.types import utcnow
+from settings import Settings
 from workflows import search_attributes
 from workflows.retention import FileRetentionWorkflow, workflow_id
 
 router = APIRouter(prefix="/api/files", tags=["files"], route_class=RateLimitedRoute)
 
-_MULTIPART_BODY: dict[str, Any] = {
+MULTIPART_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
@@ -64,7 +67,7 @@ def _info(file: File) -> FileInfo:
     "/upload",
     status_code=status.HTTP_201_CREATED,
     response_model=UploadedFile,
-    openapi_extra=_MULTIPART_BODY,
+    openapi_extra=MULTIPART_BODY,
     responses={413: {"description": "Larger than FILE_MAX_BYTES"}, 415: {"description": "Type not accepted"}},
 )
 @counts_itself
@@ -86,33 +89,47 @@ async def upload_file(
     )
     try:
         await enforce(request)  # counted now that the upload is valid
-        file = File(
-            user_id=user.id,
-            storage_key="",
-            original_name=received.filename,
-            content_type=received.content_type,
-            size_bytes=received.size,
-            sha256=received.sha256,
-            expires_at=utcnow() + timedelta(hours=settings.file_retention_hours),
-        )
-        file.storage_key = storage_key(file.id)
-        db.add(file)
-        await db.flush()
-        # The timer first, then the object: nothing is ever stored without the workflow that deletes it.
-        handle = await _start_retention(temporal, settings, file)
-        try:
-            await storage.put_file(file.storage_key, received.path, file.content_type)
+        async with kept_file(received, user, db, temporal, storage, settings) as file:
             await db.commit()
-        except BaseException:
-            with suppress(Exception):
-                await handle.signal(FileRetentionWorkflow.delete_now)
-            raise
     finally:
         await asyncio.to_thread(received.path.unlink, missing_ok=True)
     return UploadedFile(file_id=file.id, url=download_url(file.id), size=file.size_bytes, expires_at=file.expires_at)
 
 
-async def _start_retention(temporal: TemporalClient, settings: SettingsDep, file: File) -> WorkflowHandle[Any, Any]:
+@asynccontextmanager
+async def kept_file(
+    received: ReceivedFile,
+    user: User,
+    db: AsyncSession,
+    temporal: Client,
+    storage: Storage,
+    settings: Settings,
+) -> AsyncIterator[File]:
+    """The File row (flushed), its retention timer, then the object: nothing is ever stored without the
+    workflow that deletes it. The caller commits inside; if anything fails, the timer deletes at once."""
+    file = File(
+        user_id=user.id,
+        storage_key="",
+        original_name=received.filename,
+        content_type=received.content_type,
+        size_bytes=received.size,
+        sha256=received.sha256,
+        expires_at=utcnow() + timedelta(hours=settings.file_retention_hours),
+    )
+    file.storage_key = storage_key(file.id)
+    db.add(file)
+    await db.flush()
+    handle = await _start_retention(temporal, settings, file)
+    try:
+        await storage.put_file(file.storage_key, received.path, file.content_type)
+        yield file
+    except BaseException:
+        with suppress(Exception):
+            await handle.signal(FileRetentionWorkflow.delete_now)
+        raise
+
+
+async def _start_retention(temporal: Client, settings: Settings, file: File) -> WorkflowHandle[Any, Any]:
     return await temporal.start_workflow(
         FileRetentionWorkflow.run,
         RetainedFile(file_id=file.id, user_id=file.user_id, storage_key=file.storage_key, expires_at=file.expires_at),

@@ -4,47 +4,25 @@ provider over HTTP, and one AIResponse row per answered chat."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
-import sqlalchemy as sa
 from fakes.ai_server import FakeAIServer
-from helpers import bearer, eventually, register_and_login, serve
+from helpers import eventually, serve
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select
+from sqlmodel import select
 from temporalio.client import Client
 
+from ai.support import service, sign_in
 from api.app import create_app
 from api.deps import resource_id
 from models.db import open_session
 from models.enums import AITier, ServiceTier
-from models.tables import AIResponse, User
+from models.tables import AIResponse
 from settings import Settings
-from worker import build_worker
 from workflows.chat import ChatWorkflow, workflow_id
 
 QUESTION = {"message": "An app that books climbing gyms: what would the first screen show?"}
-
-
-@asynccontextmanager
-async def service(temporal: Client, engine: AsyncEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The worker and the API, on the same settings."""
-    async with build_worker(temporal, settings, engine), serve(create_app(settings, temporal=temporal)) as api:
-        yield api
-
-
-async def sign_in(api: httpx.AsyncClient, engine: AsyncEngine, tier: ServiceTier = ServiceTier.STANDARD) -> Any:
-    account = await register_and_login(api)
-    account["id"] = uuid.UUID(account["user"]["id"])
-    account["headers"] = bearer(account["access_token"])
-    if tier != ServiceTier.STANDARD:
-        async with open_session(engine) as db:
-            await db.exec(sa.update(User).where(col(User.id) == account["id"]).values(tier=tier))  # type: ignore[call-overload]
-            await db.commit()
-    return account
 
 
 async def rows_of(engine: AsyncEngine, user_id: uuid.UUID) -> list[AIResponse]:
@@ -268,6 +246,7 @@ async def test_a_slow_chat_that_then_fails_reports_why_on_its_status_url(
     [
         ({"message": ""}, "body.message", "at least 1 character"),
         ({"message": "   "}, "body.message", "more than whitespace"),
+        ({"message": "a\u0000b"}, "body.message", "must not contain control characters such as NUL"),
         ({"message": "x" * 10_001}, "body.message", "at most 10000 characters"),
         ({**QUESTION, "temperature": 3}, "body.temperature", "less than or equal to 2"),
         ({**QUESTION, "max_tokens": 0}, "body.max_tokens", "greater than or equal to 1"),

@@ -1,0 +1,185 @@
+"""Packaging a prototype: the agents' answers become a zip, stored as a file like any upload (kept 24 hours).
+
+The zip holds README.md (the idea, which model made each part, the cost), one markdown document per step,
+and under `code/` every fenced block of the code step that names its path. The same answers always give
+the same bytes (fixed entry dates and order), so a retried activity stores the same object again and the
+File row, keyed by the workflow's file id, is inserted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import re
+import tempfile
+import zipfile
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+
+from activities.ai.offline import OFFLINE_MODEL, OFFLINE_NOTICE
+from activities.storage import Storage, storage_key
+from models.db import insert_if_absent, open_session
+from models.schemas import PackagedPrototype, PrototypePackage
+from models.tables import File
+
+CODE_FOLDER = "code"
+ZIP_CONTENT_TYPE = "application/zip"
+MAX_CODE_FILES = 100
+_MICROS_PER_USD = 1_000_000
+
+# A fenced block: ```lang path/to/file ... ``` (or ~~~), closed by the same fence.
+_FENCE = re.compile(
+    r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL
+)
+# A line naming the file just above its block: "### `app/main.py`", "**main.py**", "File: main.py:".
+_NAME_LINE = re.compile(r"^[#*_\s]*(?:file(?:name)?:\s*)?`?(?P<path>[\w./-]+)`?[*_:\s]*$", re.IGNORECASE)
+_NAME_PART = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9._-]*$")
+_NAME_KEYS = ("title=", "file=", "filename=", "path=")
+_NAMES_WITHOUT_DOT = frozenset({"Dockerfile", "Makefile", "Procfile", "Gemfile", "LICENSE"})
+
+
+def safe_path(raw: str) -> str | None:
+    """A relative path of plain names, or None: the model's file names must not escape the zip's folder."""
+    path = raw.strip().strip("\"'`").removeprefix("./")
+    parts = path.split("/")
+    if not path or len(path) > 200 or len(parts) > 8 or path.startswith("/"):
+        return None
+    if any(part in {".", ".."} or not _NAME_PART.match(part) for part in parts):
+        return None
+    return path
+
+
+def _looks_like_path(token: str) -> str | None:
+    for key in _NAME_KEYS:
+        token = token.removeprefix(key)
+    path = safe_path(token)
+    if path is None:
+        return None
+    name = PurePosixPath(path).name
+    return path if "/" in path or "." in name.strip(".") or name in _NAMES_WITHOUT_DOT else None
+
+
+def code_files(answer: str) -> dict[str, str]:
+    """The files in a code answer: each fenced block whose info string, or the line above it, names a path.
+    A later block with the same path replaces the earlier one (models repeat a file to correct it)."""
+    files: dict[str, str] = {}
+    for block in _FENCE.finditer(answer):
+        tokens = block["info"].split()
+        path = next((found for token in reversed(tokens) if (found := _looks_like_path(token))), None)
+        if path is None:
+            above = answer[: block.start()].rstrip("\n").rsplit("\n", 1)[-1]
+            if named := _NAME_LINE.match(above):
+                path = _looks_like_path(named["path"])
+        if path is not None and (path in files or len(files) < MAX_CODE_FILES):
+            files[path] = block["body"]
+    return files
+
+
+def usd(micros: int) -> str:
+    """Micro-dollars as dollars, exactly: `$0.008755`."""
+    return f"${micros // _MICROS_PER_USD}.{micros % _MICROS_PER_USD:06d}"
+
+
+def _readme(package: PrototypePackage, files: dict[str, str]) -> str:
+    offline = any(answer.model_used == OFFLINE_MODEL for answer in package.answers)
+    title = " ".join(package.idea.split())[:80]
+    lines = [f"# Prototype: {title}", ""]
+    if offline:
+        lines += [
+            f"> **This is an offline template, not an AI model's work.** {OFFLINE_NOTICE}",
+            "> Every document below is a form to fill in, and the code is a skeleton to start from.",
+            "",
+        ]
+    lines += [
+        f"Made by Statex for prototype `{package.prototype_id}` on {package.made_at:%Y-%m-%d %H:%M} UTC. "
+        f"The download is kept until {package.expires_at:%Y-%m-%d %H:%M} UTC, then deleted.",
+        "",
+        "## The idea",
+        "",
+    ]
+    if package.transcribed_by:
+        lines += [f"Transcribed from your voice message by `{package.transcribed_by}`:", ""]
+    lines += [package.idea, "", "## What is in here", ""]
+    lines += [f"- `{answer.document}`: the {answer.step} step's answer" for answer in package.answers]
+    if files:
+        lines += [f"- `{CODE_FOLDER}/`: the files of the code step:"]
+        lines += [f"  - `{CODE_FOLDER}/{path}`" for path in files]
+    else:
+        lines += ["- No files could be read from the code step's answer; its text is in its document above."]
+    lines += ["", "## How it was made", "", "| step | model | cost (USD) |", "|---|---|---|"]
+    lines += [f"| {a.step} | `{a.model_used}` | {usd(a.cost_usd_micros)} |" for a in package.answers]
+    total = sum(answer.cost_usd_micros for answer in package.answers)
+    lines += ["", f"Total cost of the AI calls: {usd(total)}.", ""]
+    return "\n".join(lines)
+
+
+def package_entries(package: PrototypePackage) -> dict[str, str]:
+    """Name -> text of every entry, README first."""
+    files = {
+        path: text for answer in package.answers if answer.holds_files for path, text in code_files(answer.text).items()
+    }
+    entries = {"README.md": _readme(package, files)}
+    entries |= {answer.document: answer.text for answer in package.answers}
+    entries |= {f"{CODE_FOLDER}/{path}": text for path, text in files.items()}
+    return entries
+
+
+def zip_bytes(entries: dict[str, str], made_at: datetime) -> bytes:
+    """Deterministic: the same entries and date give the same bytes."""
+    buffer = io.BytesIO()
+    stamp = (max(made_at.year, 1980), made_at.month, made_at.day, made_at.hour, made_at.minute, made_at.second)
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, text in entries.items():
+            info = zipfile.ZipInfo(f"prototype/{name}", date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, text.encode("utf-8"))
+    return buffer.getvalue()
+
+
+def _write_temporary(content: bytes) -> Path:
+    with tempfile.NamedTemporaryFile(prefix="prototype-", suffix=".zip", delete=False) as handle:
+        handle.write(content)
+    return Path(handle.name)
+
+
+class PackagingActivities:
+    def __init__(self, storage: Storage, engine: AsyncEngine) -> None:
+        self.storage = storage
+        self.engine = engine
+
+    @activity.defn
+    async def package_prototype(self, package: PrototypePackage) -> PackagedPrototype:
+        """Zip, store under the file's key, then insert its File row (once: the id is the workflow's).
+        The workflow has started the file's retention timer before calling this."""
+        entries = package_entries(package)
+        content = await asyncio.to_thread(zip_bytes, entries, package.made_at)
+        sha256 = hashlib.sha256(content).hexdigest()
+        key = storage_key(package.file_id)
+        source = await asyncio.to_thread(_write_temporary, content)
+        try:
+            await self.storage.put_file(key, source, ZIP_CONTENT_TYPE)
+        finally:
+            await asyncio.to_thread(source.unlink, missing_ok=True)
+        async with open_session(self.engine) as db:
+            await insert_if_absent(
+                db,
+                File,
+                {
+                    "id": package.file_id,
+                    "user_id": package.user_id,
+                    "storage_key": key,
+                    "original_name": f"prototype-{str(package.prototype_id)[:8]}.zip",
+                    "content_type": ZIP_CONTENT_TYPE,
+                    "size_bytes": len(content),
+                    "sha256": sha256,
+                    "created_at": package.made_at,
+                    "expires_at": package.expires_at,
+                },
+            )
+            await db.commit()
+        return PackagedPrototype(file_id=package.file_id, size=len(content), sha256=sha256, names=list(entries))

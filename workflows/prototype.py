@@ -1,0 +1,419 @@
+"""PrototypeWorkflow: an app idea (typed, or a voice message) through a pipeline of agents, zipped, emailed.
+
+The pipeline is data (PIPELINE): each step is one model call with its own role, prompt, temperature, token
+budget and preferred provider. Each call walks the user's provider chain (workflows.ai.ModelCaller), so the
+Temporal UI lists every attempt under the step's name, and is recorded once as an AIResponse row
+(`prototype-<id>-<step>`). A voice message is transcribed first, and its transcript becomes the idea.
+
+The answers are zipped by an activity and stored as a file that lives 24 hours like any upload: its
+FileRetentionWorkflow starts (as an abandoned child) before the zip is stored, so nothing is stored without
+its timer. Then the Prototype row is marked COMPLETED and the customer gets one email with the link; on a
+failure (a provider's refusal, every provider down) the row is marked FAILED with the reason and the customer
+gets one email saying why. The row follows the workflow at each milestone; the `progress` query is live.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.ai.offline import OFFLINE_MODEL
+    from activities.ai.records import AIRecordActivities
+    from activities.packaging import PackagingActivities, usd
+    from activities.records import RecordActivities
+    from activities.storage import storage_key
+    from models.enums import AITier, PrototypeStatus
+    from models.schemas import (
+        AICallRecord,
+        EmailMessage,
+        ModelCall,
+        ModelReply,
+        PrototypeMilestone,
+        PrototypeOrder,
+        PrototypePackage,
+        PrototypeProgress,
+        RetainedFile,
+        StepAnswer,
+        TranscriptionCall,
+    )
+    from workflows import search_attributes
+    from workflows.ai import ModelCaller
+    from workflows.mail import send_email
+    from workflows.retention import FileRetentionWorkflow
+    from workflows.retention import workflow_id as retention_workflow_id
+
+RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+PACKAGE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+PACKAGE_DEADLINE = timedelta(minutes=30)
+"""Storage still failing after this long: the prototype fails (and says so) rather than wait for ever."""
+ROW_DEADLINE = timedelta(minutes=2)
+"""The API commits the prototype's row right after starting us; a row still missing by then never will be."""
+TRANSCRIPTION = "transcription"
+PACKAGING = "package"
+_FILE_ID_NAMESPACE = uuid.UUID("6a1d2f0e-93c4-4b8e-8f5a-2c7d9e4b1a30")
+_FAILURES = (ActivityError, ApplicationError)
+
+
+@dataclass(frozen=True)
+class AgentStep:
+    """One specialised agent: `task` is filled in with {idea} and the answers of the steps before it."""
+
+    name: str
+    document: str
+    role: str
+    task: str
+    temperature: float
+    max_tokens: int
+    prefer: AITier | None = None
+    """Asked first when the user's chain allows it and the request named no provider."""
+    holds_files: bool = False
+
+    def call(self, idea: str, answers: Mapping[str, str]) -> ModelCall:
+        return ModelCall(
+            prompt=self.task.format(idea=idea, **answers),
+            system=self.role,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            step=self.name,
+        )
+
+
+PIPELINE: tuple[AgentStep, ...] = (
+    AgentStep(
+        name="requirements",
+        document="REQUIREMENTS.md",
+        role="You are a product analyst. You turn a customer's app idea into clear, testable requirements.",
+        task=(
+            "The customer's app idea:\n\n{idea}\n\n"
+            "Write the requirements of a first prototype in Markdown: who uses the app, what they need to do "
+            "(user stories), the data it keeps, and what is out of scope. One page at most."
+        ),
+        temperature=0.3,
+        max_tokens=1200,
+    ),
+    AgentStep(
+        name="plan",
+        document="PLAN.md",
+        role="You are a software architect. You plan small, working prototypes with the simplest fitting stack.",
+        task=(
+            "The app idea:\n\n{idea}\n\nIts requirements:\n\n{requirements}\n\n"
+            "Plan the prototype in Markdown: the stack, the screens or endpoints, the data model, and the list "
+            "of files to write (paths)."
+        ),
+        temperature=0.4,
+        max_tokens=1500,
+    ),
+    AgentStep(
+        name="code",
+        document="CODE.md",
+        role="You are a senior developer. You write complete, runnable code, never placeholders.",
+        task=(
+            "The app idea:\n\n{idea}\n\nIts requirements:\n\n{requirements}\n\nThe plan:\n\n{plan}\n\n"
+            "Write the prototype's code following the plan. Give every file as a fenced code block whose "
+            "opening line names the language and the file's path, for example ```python app/main.py . "
+            "Include the dependency file and a one-line instruction to run it."
+        ),
+        temperature=0.2,
+        max_tokens=4000,
+        prefer=AITier.OPENAI,
+        holds_files=True,
+    ),
+    AgentStep(
+        name="review",
+        document="REVIEW.md",
+        role="You are a careful code reviewer. You are specific, and you rank problems by how much they matter.",
+        task=(
+            "The requirements:\n\n{requirements}\n\nThe code:\n\n{code}\n\n"
+            "Review the code against the requirements in Markdown: what works, bugs, security problems, and "
+            "the three next steps."
+        ),
+        temperature=0.3,
+        max_tokens=1200,
+    ),
+)
+
+
+def workflow_id(prototype_id: uuid.UUID) -> str:
+    return f"prototype-{prototype_id}"
+
+
+def call_key(prototype_id: uuid.UUID, step: str) -> str:
+    """One AIResponse row per step of a prototype, however often a write is retried."""
+    return f"prototype-{prototype_id}-{step}"
+
+
+def result_file_id(prototype_id: uuid.UUID) -> uuid.UUID:
+    """The zip's file id: derived, so a replayed or retried workflow names the same file."""
+    return uuid.uuid5(_FILE_ID_NAMESPACE, f"prototype-{prototype_id}")
+
+
+def planned_steps(voice: bool) -> list[str]:
+    """The steps a prototype goes through, as the status shows them."""
+    return [*([TRANSCRIPTION] if voice else []), *(step.name for step in PIPELINE), PACKAGING]
+
+
+def step_providers(order: PrototypeOrder, step: AgentStep) -> list[AITier]:
+    """The user's chain, with the step's preferred provider first if the chain has it and the request named none."""
+    if order.provider_named or step.prefer not in order.providers:
+        return list(order.providers)
+    return [step.prefer, *(tier for tier in order.providers if tier != step.prefer)]
+
+
+@workflow.defn
+class PrototypeWorkflow:
+    def __init__(self) -> None:
+        self._prototype_id: uuid.UUID | None = None
+        self._status = PrototypeStatus.QUEUED
+        self._idea = ""
+        self._steps: list[str] = []
+        self._done: list[str] = []
+        self._current: str | None = None
+        self._cost_micros = 0
+        self._file_id: uuid.UUID | None = None
+        self._error: str | None = None
+        self._caller: ModelCaller | None = None
+
+    @workflow.run
+    async def run(self, order: PrototypeOrder) -> PrototypeProgress:
+        self._prototype_id, self._idea, self._caller = order.prototype_id, order.idea, ModelCaller(order.policy)
+        self._steps = planned_steps(voice=order.audio is not None)
+        self._status = PrototypeStatus.RUNNING
+        self._start(self._steps[0])
+        try:
+            await self._record_milestone(deadline=ROW_DEADLINE)
+        except ActivityError as err:
+            raise ApplicationError(
+                "The prototype's row never appeared (the request that started this failed); no model was asked",
+                non_retryable=True,
+            ) from err
+        try:
+            transcribed_by = await self._transcribe(order, order.audio) if order.audio is not None else None
+            answers = await self._ask_agents(order)
+            expires_at = await self._package(order, answers, transcribed_by)
+        except _FAILURES as err:
+            await self._fail(order, _reason(err))
+            raise
+        self._status, self._current = PrototypeStatus.COMPLETED, None
+        await self._record_milestone()
+        await send_email(ready_email(order, self.progress(), expires_at, answers), "email the download link")
+        return self.progress()
+
+    # --- the steps -------------------------------------------------------------------------------------
+
+    async def _transcribe(self, order: PrototypeOrder, audio: TranscriptionCall) -> str:
+        """The transcript becomes the idea; returns the model that heard it."""
+        assert self._caller is not None
+        transcript = await self._caller.transcribe(
+            order.transcribers, audio, timeout_seconds=order.transcription_timeout_seconds
+        )
+        if not transcript.text.strip():
+            raise ApplicationError("The voice message holds no speech that could be transcribed", type="NoSpeech")
+        reply = ModelReply(
+            tier=transcript.tier,
+            text=transcript.text.strip(),
+            model_used=transcript.model_used,
+            input_tokens=0,
+            output_tokens=0,
+            latency_ms=transcript.latency_ms,
+            cost_usd_micros=transcript.cost_usd_micros,
+        )
+        seconds = transcript.audio_milliseconds / 1000
+        await self._record_call(order, TRANSCRIPTION, f"[voice message {audio.filename!r}, {seconds:g} s]", reply)
+        self._idea = reply.text
+        await self._finish(TRANSCRIPTION, reply.cost_usd_micros, idea=reply.text)
+        return transcript.model_used
+
+    async def _ask_agents(self, order: PrototypeOrder) -> list[StepAnswer]:
+        assert self._caller is not None
+        texts: dict[str, str] = {}
+        answers: list[StepAnswer] = []
+        for step in PIPELINE:
+            call = step.call(self._idea, texts)
+            reply = await self._caller.ask(step_providers(order, step), call, purpose=step.name)
+            await self._record_call(order, step.name, call.prompt, reply)
+            texts[step.name] = reply.text
+            answers.append(
+                StepAnswer(
+                    step=step.name,
+                    document=step.document,
+                    text=reply.text,
+                    model_used=reply.model_used,
+                    cost_usd_micros=reply.cost_usd_micros,
+                    holds_files=step.holds_files,
+                )
+            )
+            await self._finish(step.name, reply.cost_usd_micros)
+        return answers
+
+    async def _package(self, order: PrototypeOrder, answers: list[StepAnswer], transcribed_by: str | None) -> datetime:
+        """The zip's retention timer first, then the zip: nothing is stored without the workflow that deletes it."""
+        file_id = result_file_id(order.prototype_id)
+        made_at = workflow.now()
+        expires_at = made_at + order.file_lifetime
+        retention = await workflow.start_child_workflow(
+            FileRetentionWorkflow.run,
+            RetainedFile(
+                file_id=file_id, user_id=order.user_id, storage_key=storage_key(file_id), expires_at=expires_at
+            ),
+            id=retention_workflow_id(file_id),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=search_attributes.for_resource(file_id, order.user_id),
+            static_summary=f"Delete the prototype's zip at {expires_at:%Y-%m-%d %H:%M} UTC",
+        )
+        package = PrototypePackage(
+            prototype_id=order.prototype_id,
+            user_id=order.user_id,
+            file_id=file_id,
+            idea=self._idea,
+            source="voice" if order.audio is not None else "text",
+            transcribed_by=transcribed_by,
+            answers=answers,
+            made_at=made_at,
+            expires_at=expires_at,
+        )
+        try:
+            await workflow.execute_activity_method(
+                PackagingActivities.package_prototype,
+                package,
+                start_to_close_timeout=timedelta(minutes=2),
+                schedule_to_close_timeout=PACKAGE_DEADLINE,
+                retry_policy=PACKAGE_RETRY,
+                summary="zip and store the files",
+            )
+        except ActivityError:
+            await retention.signal(FileRetentionWorkflow.delete_now)  # whatever was stored goes now
+            raise
+        self._file_id = file_id
+        self._done.append(PACKAGING)
+        return expires_at
+
+    async def _fail(self, order: PrototypeOrder, reason: str) -> None:
+        """Keep `current_step` (the step that failed), record why, and tell the customer once."""
+        self._status, self._error = PrototypeStatus.FAILED, reason
+        await self._record_milestone()
+        await send_email(failure_email(order, self._idea, reason), "email why it failed")
+
+    # --- bookkeeping -----------------------------------------------------------------------------------
+
+    def _start(self, step: str) -> None:
+        self._current = step
+        workflow.set_current_details(f"Step {self._steps.index(step) + 1} of {len(self._steps)}: {step}")
+
+    async def _finish(self, step: str, cost_micros: int, idea: str | None = None) -> None:
+        self._done.append(step)
+        self._cost_micros += cost_micros
+        self._start(self._steps[len(self._done)])
+        await self._record_milestone(idea=idea)
+
+    async def _record_milestone(self, *, deadline: timedelta | None = None, idea: str | None = None) -> None:
+        progress = self.progress()
+        await workflow.execute_activity_method(
+            RecordActivities.record_prototype_milestone,
+            PrototypeMilestone(
+                prototype_id=progress.prototype_id,
+                status=progress.status,
+                idea=idea,
+                current_step=progress.current_step,
+                progress_percent=progress.progress_percent,
+                cost_usd_micros=progress.cost_usd_micros,
+                file_id=progress.file_id,
+                error=progress.error,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=deadline,
+            retry_policy=RECORD_RETRY,
+            summary=f"record {progress.status.lower()} {progress.current_step or ''}".strip(),
+        )
+
+    async def _record_call(self, order: PrototypeOrder, step: str, prompt: str, reply: ModelReply) -> None:
+        await workflow.execute_activity_method(
+            AIRecordActivities.record_ai_call,
+            AICallRecord(
+                call_key=call_key(order.prototype_id, step),
+                user_id=order.user_id,
+                prototype_id=order.prototype_id,
+                step=step,
+                prompt=prompt,
+                reply=reply,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+            summary=f"record the {step} call",
+        )
+
+    @workflow.query
+    def progress(self) -> PrototypeProgress:
+        return PrototypeProgress(
+            prototype_id=self._prototype_id,
+            status=self._status,
+            idea=self._idea,
+            steps=list(self._steps),
+            steps_done=list(self._done),
+            current_step=self._current,
+            trying=self._caller.trying if self._caller else None,
+            progress_percent=100 * len(self._done) // len(self._steps) if self._steps else 0,
+            cost_usd_micros=self._cost_micros,
+            file_id=self._file_id,
+            error=self._error,
+        )
+
+
+def _reason(err: FailureError) -> str:
+    """The innermost message: the provider's or the storage's own words."""
+    cause: BaseException = err
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    return cause.message if isinstance(cause, FailureError) else str(cause)
+
+
+def _title(idea: str) -> str:
+    words = " ".join(idea.split())
+    if not words:
+        return "from your voice message"
+    return f"“{words[:77]}…”" if len(words) > 80 else f"“{words}”"
+
+
+def ready_email(
+    order: PrototypeOrder, progress: PrototypeProgress, expires_at: datetime, answers: list[StepAnswer]
+) -> EmailMessage:
+    link = f"{order.link_base_url.rstrip('/')}/api/files/{progress.file_id}"
+    offline = any(answer.model_used == OFFLINE_MODEL for answer in answers)
+    note = (
+        "\nNote: no AI model is configured on this server, so this is an offline template to fill in, "
+        "not an AI model's work.\n"
+        if offline
+        else ""
+    )
+    return EmailMessage(
+        message_id=f"prototype-{order.prototype_id}-ready",
+        to=[order.email],
+        subject="Your prototype is ready",
+        text=(
+            f"Hello,\n\nyour prototype {_title(progress.idea)} is ready.\n\n"
+            f"Download it (signed in to Statex) until {expires_at:%Y-%m-%d %H:%M} UTC; then it is deleted:\n"
+            f"{link}\n\n"
+            f"Inside: {', '.join(answer.document for answer in answers)}, the code and a README, made in "
+            f"{len(progress.steps)} steps. The AI calls cost {usd(progress.cost_usd_micros)}.\n"
+            f"{note}\n-- The Statex team"
+        ),
+    )
+
+
+def failure_email(order: PrototypeOrder, idea: str, reason: str) -> EmailMessage:
+    return EmailMessage(
+        message_id=f"prototype-{order.prototype_id}-failed",
+        to=[order.email],
+        subject="Your prototype could not be made",
+        text=(
+            f"Hello,\n\nwe could not make your prototype {_title(idea)}.\n\nWhy: {reason}\n\n"
+            "Nothing was kept. You can submit the idea again later.\n\n-- The Statex team"
+        ),
+    )
