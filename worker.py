@@ -50,7 +50,7 @@ def activities_for(settings: Settings, engine: AsyncEngine, mailer: Mailer | Non
         records.mark_file_deleted,
         records.record_prototype_milestone,
         storage.delete_object,
-        PackagingActivities(files, engine).package_prototype,
+        PackagingActivities(files, engine, settings).package_prototype,
         *ai_activities(settings, engine, audio=files),
         *checkout_activities(settings, engine),
     ]

@@ -21,10 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities.ai.offline import OFFLINE_MODEL, OFFLINE_NOTICE
-from activities.storage import Storage, storage_key
+from activities.storage import Storage, sign_download, storage_key
 from models.db import insert_if_absent, open_session
 from models.schemas import PackagedPrototype, PrototypePackage
 from models.tables import File
+from settings import Settings
 
 CODE_FOLDER = "code"
 ZIP_CONTENT_TYPE = "application/zip"
@@ -148,9 +149,10 @@ def _write_temporary(content: bytes) -> Path:
 
 
 class PackagingActivities:
-    def __init__(self, storage: Storage, engine: AsyncEngine) -> None:
+    def __init__(self, storage: Storage, engine: AsyncEngine, settings: Settings) -> None:
         self.storage = storage
         self.engine = engine
+        self.settings = settings
 
     @activity.defn
     async def package_prototype(self, package: PrototypePackage) -> PackagedPrototype:
@@ -182,4 +184,10 @@ class PackagingActivities:
                 },
             )
             await db.commit()
-        return PackagedPrototype(file_id=package.file_id, size=len(content), sha256=sha256, names=list(entries))
+        return PackagedPrototype(
+            file_id=package.file_id,
+            size=len(content),
+            sha256=sha256,
+            names=list(entries),
+            download_token=sign_download(self.settings, package.file_id, package.expires_at),
+        )

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import boto3
+import jwt
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from temporalio import activity
@@ -22,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 from settings import Settings
 
 CHUNK_BYTES = 256 * 1024
+DOWNLOAD_TOKEN_TYPE = "download"
 
 # S3 errors that another attempt cannot fix: wrong credentials, missing bucket, no permission.
 _PERMANENT_S3_ERRORS = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket"})
@@ -29,6 +33,27 @@ _PERMANENT_S3_ERRORS = frozenset({"AccessDenied", "InvalidAccessKeyId", "Signatu
 
 def storage_key(file_id: object) -> str:
     return f"uploads/{file_id}"
+
+
+def sign_download(settings: Settings, file_id: uuid.UUID, expires_at: datetime) -> str:
+    """A token that lets whoever holds the link fetch this one file until it expires: what an email carries,
+    since the reader of an email has no access token at hand."""
+    claims = {"typ": DOWNLOAD_TOKEN_TYPE, "sub": str(file_id), "exp": expires_at, "iss": settings.jwt_issuer}
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=settings.jwt_algorithm)
+
+
+def download_token_allows(settings: Settings, token: str, file_id: uuid.UUID) -> bool:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=[settings.jwt_algorithm],
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "sub", "typ"]},
+        )
+    except jwt.InvalidTokenError:
+        return False
+    return claims["typ"] == DOWNLOAD_TOKEN_TYPE and claims["sub"] == str(file_id)
 
 
 def content_disposition(filename: str) -> str:

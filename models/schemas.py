@@ -634,4 +634,5 @@ class PackagedPrototype(BaseModel):
     file_id: uuid.UUID
     size: int
     sha256: str
+    download_token: str = Field(description="Lets the email's link fetch the zip without signing in")
     names: list[str] = Field(description="The zip's entries")

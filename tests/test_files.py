@@ -11,13 +11,16 @@ import httpx
 import pytest
 from conftest import AppFactory, executable
 from helpers import bearer, register_and_login, serve
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.storage import download_token_allows, sign_download
 from api.app import create_app
+from api.security import issue_access_token
 from models.db import open_session
 from models.tables import File
 from models.types import utcnow
@@ -244,3 +247,28 @@ async def test_no_retention_workflow_means_no_upload(settings: Settings, engine:
     assert stored_objects(settings) == []
     assert await rows_of(engine, account["user"]["id"]) == []
     assert list((settings.data_dir / "uploads-in-progress").glob("*")) == []
+
+
+def test_download_links_are_for_one_file_until_it_expires(settings: Settings) -> None:
+    file_id = uuid.uuid4()
+    valid = sign_download(settings, file_id, utcnow() + timedelta(hours=1))
+    assert download_token_allows(settings, valid, file_id)
+    assert not download_token_allows(settings, valid, uuid.uuid4())
+    assert not download_token_allows(
+        settings, sign_download(settings, file_id, utcnow() - timedelta(seconds=1)), file_id
+    )
+    other_secret = settings.model_copy(update={"jwt_secret": SecretStr("z" * 48)})
+    assert not download_token_allows(other_secret, valid, file_id)
+    access_token, _ = issue_access_token(settings, file_id, uuid.uuid4())
+    assert not download_token_allows(settings, access_token, file_id)
+
+
+async def test_a_download_link_needs_no_sign_in_but_only_opens_its_file(
+    api: httpx.AsyncClient, worker: object, settings: Settings
+) -> None:
+    token = (await register_and_login(api))["access_token"]
+    file_id = uuid.UUID((await upload(api, token, PNG)).json()["fileId"])
+    link = sign_download(settings, file_id, utcnow() + timedelta(hours=1))
+    assert (await api.get(f"/api/files/{file_id}", params={"token": link})).content == PNG
+    assert (await api.get(f"/api/files/{file_id}")).status_code == 401
+    assert (await api.delete(f"/api/files/{file_id}", params={"token": link})).status_code == 401

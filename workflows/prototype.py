@@ -178,6 +178,7 @@ class PrototypeWorkflow:
         self._current: str | None = None
         self._cost_micros = 0
         self._file_id: uuid.UUID | None = None
+        self._download_token = ""
         self._error: str | None = None
         self._caller: ModelCaller | None = None
 
@@ -203,7 +204,8 @@ class PrototypeWorkflow:
             raise
         self._status, self._current = PrototypeStatus.COMPLETED, None
         await self._record_milestone()
-        await send_email(ready_email(order, self.progress(), expires_at, answers), "email the download link")
+        ready = ready_email(order, self.progress(), expires_at, answers, self._download_token)
+        await send_email(ready, "email the download link")
         return self.progress()
 
     # --- the steps -------------------------------------------------------------------------------------
@@ -280,7 +282,7 @@ class PrototypeWorkflow:
             expires_at=expires_at,
         )
         try:
-            await workflow.execute_activity_method(
+            packaged = await workflow.execute_activity_method(
                 PackagingActivities.package_prototype,
                 package,
                 start_to_close_timeout=timedelta(minutes=2),
@@ -292,6 +294,7 @@ class PrototypeWorkflow:
             await retention.signal(FileRetentionWorkflow.delete_now)  # whatever was stored goes now
             raise
         self._file_id = file_id
+        self._download_token = packaged.download_token
         self._done.append(PACKAGING)
         return expires_at
 
@@ -382,9 +385,14 @@ def _title(idea: str) -> str:
 
 
 def ready_email(
-    order: PrototypeOrder, progress: PrototypeProgress, expires_at: datetime, answers: list[StepAnswer]
+    order: PrototypeOrder,
+    progress: PrototypeProgress,
+    expires_at: datetime,
+    answers: list[StepAnswer],
+    download_token: str,
 ) -> EmailMessage:
-    link = f"{order.link_base_url.rstrip('/')}/api/files/{progress.file_id}"
+    """The link works from the email without signing in: it carries a token for this one file."""
+    link = f"{order.link_base_url.rstrip('/')}/api/files/{progress.file_id}?token={download_token}"
     offline = any(answer.model_used == OFFLINE_MODEL for answer in answers)
     note = (
         "\nNote: no AI model is configured on this server, so this is an offline template to fill in, "

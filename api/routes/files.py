@@ -7,17 +7,17 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
-from activities.storage import Storage, content_disposition, storage_key
-from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, TemporalClient
+from activities.storage import Storage, content_disposition, download_token_allows, storage_key
+from api.deps import CurrentUser, OptionalUser, SessionDep, SettingsDep, StorageDep, TemporalClient
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
 from api.uploads import ReceivedFile, receive_file
 from models.schemas import FileDeletion, FileInfo, RetainedFile, UploadedFile
@@ -153,9 +153,10 @@ async def list_files(user: CurrentUser, db: SessionDep) -> list[FileInfo]:
     return [_info(file) for file in (await db.exec(statement)).all()]
 
 
-async def _owned_live_file(db: SessionDep, user: User, file_id: uuid.UUID) -> File:
+async def _live_file(db: SessionDep, file_id: uuid.UUID, *, owner: uuid.UUID | None) -> File:
+    """The file, if it is still kept (410 otherwise) and belongs to `owner` (404 otherwise; None: anyone's)."""
     file = await db.get(File, file_id)
-    if file is None or file.user_id != user.id:
+    if file is None or (owner is not None and file.user_id != owner):
         raise HTTPException(404, "File not found")
     if file.deleted_at is not None:
         raise HTTPException(410, "The file was deleted")
@@ -175,9 +176,26 @@ async def _owned_live_file(db: SessionDep, user: User, file_id: uuid.UUID) -> Fi
     },
 )
 async def download_file(
-    file_id: uuid.UUID, user: CurrentUser, db: SessionDep, storage: StorageDep, settings: SettingsDep
+    file_id: uuid.UUID,
+    user: OptionalUser,
+    db: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    token: Annotated[
+        str | None, Query(max_length=2048, description="A download link's token (emails carry one): no sign-in")
+    ] = None,
 ) -> Response:
-    file = await _owned_live_file(db, user, file_id)
+    """For the owner (bearer token), or for whoever holds a download link for this file."""
+    if token is not None:
+        if not download_token_allows(settings, token, file_id):
+            raise HTTPException(401, "The download link is invalid or has expired")
+        file = await _live_file(db, file_id, owner=None)
+    elif user is None:
+        raise HTTPException(
+            401, "Not authenticated: send 'Authorization: Bearer <access_token>' or use a download link"
+        )
+    else:
+        file = await _live_file(db, file_id, owner=user.id)
     seconds_left = int((file.expires_at - utcnow()).total_seconds())
     link = await storage.download_url(
         file.storage_key,
@@ -213,7 +231,7 @@ async def delete_file(
     file_id: uuid.UUID, user: CurrentUser, db: SessionDep, temporal: TemporalClient, settings: SettingsDep
 ) -> Response:
     """Signals the file's retention workflow to delete now, and waits a little for it to finish."""
-    file = await _owned_live_file(db, user, file_id)
+    file = await _live_file(db, file_id, owner=user.id)
     handle = temporal.get_workflow_handle_for(FileRetentionWorkflow.run, workflow_id(file.id))
     await handle.signal(
         FileRetentionWorkflow.delete_now, rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds)

@@ -4,6 +4,7 @@ activities -> a zip stored as a 24-hour file -> one email; GET /api/prototypes/{
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -68,6 +69,18 @@ async def test_offline_prototype_end_to_end_submit_poll_download_and_email(
 
         download = await api.get(done["download_url"], headers=account["headers"])
         assert download.status_code == 200, download.text
+
+        # The email's link works without signing in, for this file only, and not once tampered with.
+        [email] = outbox(settings)
+        link = re.search(r"http://127\.0\.0\.1:8000(/api/files/\S+)", body_of(email))
+        assert link is not None and link.group(1).startswith(f"/api/files/{file_id}?token=")
+        from_email = await api.get(link.group(1))
+        assert from_email.status_code == 200 and from_email.content == download.content
+        token = link.group(1).split("token=", 1)[1]
+        elsewhere = await api.get(f"/api/files/{uuid.uuid4()}?token={token}")
+        tampered = await api.get(f"/api/files/{file_id}?token={token[:-2]}xx")
+        assert (elsewhere.status_code, tampered.status_code) == (401, 401)
+        assert tampered.json()["error"] == "The download link is invalid or has expired"
         assert download.headers["content-type"] == "application/zip"
         retention = temporal.get_workflow_handle_for(FileRetentionWorkflow.run, f"file-{file_id}")
         deletes_at = (await retention.query(FileRetentionWorkflow.status)).deletes_at
