@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import sentry_sdk
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST, EventScrubber
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -18,6 +20,7 @@ from temporalio.worker import (
 from settings import Settings
 
 FILTERED = "[Filtered]"
+REPORT_AFTER_ATTEMPTS = 3
 
 # Keys whose values never leave the process, wherever they appear in an event (matched lower-case).
 SENSITIVE_KEYS = frozenset(
@@ -119,8 +122,19 @@ class _SentryActivityInbound(ActivityInboundInterceptor):
             try:
                 return await super().execute_activity(input)
             except Exception as err:
-                sentry_sdk.capture_exception(err)
+                if worth_reporting(err, info.attempt):
+                    sentry_sdk.capture_exception(err)
                 raise
+
+
+def worth_reporting(err: BaseException, attempt: int) -> bool:
+    """A failure no retry will fix, or one that has outlived a few retries: a provider's passing 429 or 503,
+    which Temporal retries away, should not page anyone."""
+    if isinstance(err, ApplicationError) and err.non_retryable:
+        return True
+    if isinstance(err, asyncio.CancelledError):
+        return False
+    return attempt == REPORT_AFTER_ATTEMPTS
 
 
 class SentryInterceptor(Interceptor):

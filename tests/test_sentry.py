@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():  # the sandbox re-imports this mo
     from temporalio.client import Client, WorkflowFailureError
     from temporalio.worker import Worker
 
-    from observability import SentryInterceptor, init_sentry
+    from observability import SentryInterceptor, init_sentry, worth_reporting
     from settings import Settings
 
 # The tokens are made fresh each run, so no source line that Sentry quotes can hold one; the card is
@@ -369,3 +369,13 @@ async def test_activity_failure_carries_only_its_own_breadcrumbs(
 
     event = await sentry.event(refused("Grace"), "the second activity failure event")
     assert [call["url"] for call in gateway_calls(event)] == [f"{sentry.url}/v1/customers/Grace"]
+
+
+def test_only_lasting_or_hopeless_activity_failures_are_reported() -> None:
+    hopeless = ApplicationError("bad request", type="OpenAI.BadRequest", non_retryable=True)
+    passing = ApplicationError("rate limited", type="OpenAI.RateLimited")
+    assert worth_reporting(hopeless, attempt=1)
+    assert not worth_reporting(passing, attempt=1)
+    assert not worth_reporting(RuntimeError("timeout"), attempt=2)
+    assert worth_reporting(RuntimeError("timeout"), attempt=3)
+    assert not worth_reporting(RuntimeError("timeout"), attempt=4)  # once per activity, not every retry
