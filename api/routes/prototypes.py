@@ -12,6 +12,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
@@ -20,7 +21,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import Client, WorkflowQueryFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
@@ -61,6 +62,7 @@ status_router = APIRouter(prefix="/api/prototypes", tags=["prototypes"], route_c
 
 _MICROS_PER_USD = 1_000_000
 _LIST_LIMIT = 100
+_MAX_WAIT_SECONDS = 60
 _REFUSALS = {
     403: {"model": ErrorResponse, "description": "The named provider may not serve this account's tier"},
     409: {"model": ErrorResponse, "description": "A request with this Idempotency-Key is still in progress"},
@@ -264,7 +266,20 @@ async def list_prototypes(user: CurrentUser, db: SessionDep) -> list[PrototypeVi
 
 @status_router.get("/{prototype_id}", response_model=PrototypeView, responses={404: {"model": ErrorResponse}})
 async def prototype_status(
-    prototype_id: uuid.UUID, user: CurrentUser, db: SessionDep, temporal: TemporalClient, settings: SettingsDep
+    prototype_id: uuid.UUID,
+    user: CurrentUser,
+    db: SessionDep,
+    temporal: TemporalClient,
+    settings: SettingsDep,
+    wait: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=_MAX_WAIT_SECONDS,
+            description="Long polling: wait up to this many seconds for the pipeline to finish before answering. "
+            "Fewer requests for the same news, so polling costs less of the daily request limit.",
+        ),
+    ] = 0,
 ) -> PrototypeView:
     """While the pipeline runs: its live step, progress and cost (from the workflow). After: the stored result,
     with the zip's download URL. Only its owner may see it."""
@@ -273,6 +288,12 @@ async def prototype_status(
         raise HTTPException(404, f"No prototype {prototype_id} of yours")
     if prototype.status in (PrototypeStatus.QUEUED, PrototypeStatus.RUNNING):
         handle = temporal.get_workflow_handle_for(PrototypeWorkflow.run, workflow_id(prototype_id))
+        if wait:
+            with suppress(TimeoutError, WorkflowFailureError):  # still running, or failed: the row says which
+                await asyncio.wait_for(handle.result(), wait)
+            await db.refresh(prototype)
+            if prototype.status not in (PrototypeStatus.QUEUED, PrototypeStatus.RUNNING):
+                return _view(prototype)
         try:
             live = await handle.query(
                 PrototypeWorkflow.progress, rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds)

@@ -3,6 +3,7 @@ activities -> a zip stored as a 24-hour file -> one email; GET /api/prototypes/{
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -294,3 +295,24 @@ async def test_a_refused_provider_choice_uses_none_of_the_quota_and_starts_nothi
         assert (await api.post("/api/ai/prototype", json=IDEA, headers=account["headers"])).status_code == 202
         assert (await api.post("/api/ai/prototype", json=IDEA, headers=account["headers"])).status_code == 202
     assert fake_ai.calls == []  # no worker here: the two accepted ones wait, nothing reached a provider
+
+
+async def test_long_polling_answers_when_the_pipeline_finishes(
+    temporal: Client, engine: AsyncEngine, settings: Settings
+) -> None:
+    """`?wait=` holds the status request until the result is there: one request instead of many."""
+    async with serve(create_app(settings, temporal=temporal)) as api:
+        account = await sign_in(api, engine)
+        prototype_id = await submit(api, account)  # no worker yet: nothing can progress
+        status_url = f"/api/prototypes/{prototype_id}"
+        immediate = await api.get(status_url, headers=account["headers"])
+        assert immediate.json()["status"] in {"QUEUED", "RUNNING"}
+        waiting = asyncio.create_task(api.get(status_url, params={"wait": 30}, headers=account["headers"]))
+        async with build_worker(temporal, settings, engine):
+            answered = await asyncio.wait_for(waiting, 60)
+            await temporal.get_workflow_handle(workflow_id(uuid.UUID(prototype_id))).result()
+        too_long = await api.get(status_url, params={"wait": 61}, headers=account["headers"])
+    assert answered.status_code == 200
+    assert answered.json()["status"] == "COMPLETED"
+    assert answered.json()["download_url"]
+    assert too_long.status_code == 422
