@@ -15,6 +15,12 @@ from models.types import utcnow
 _ROW_ID_NAMESPACE = uuid.UUID("5d0c3a8e-2b1f-4e7a-9c64-0f6f3b1d2a77")
 
 
+def storable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL, and a model may answer with one: without this the write would fail on
+    every retry and hold the workflow up for ever."""
+    return text.replace("\x00", "\ufffd")
+
+
 class AIRecordActivities:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -34,8 +40,8 @@ class AIRecordActivities:
                     "user_id": record.user_id,
                     "prototype_id": record.prototype_id,
                     "step": record.step,
-                    "prompt": record.prompt,
-                    "response": reply.text,
+                    "prompt": storable(record.prompt),
+                    "response": storable(reply.text),
                     "tier": reply.tier,
                     "model_used": reply.model_used[:128],
                     "input_tokens": reply.input_tokens,
