@@ -38,6 +38,7 @@ class FileRetentionWorkflow:
         self._file_id = file.file_id
         if not self._delete_requested:  # a signal may arrive before the run starts
             self._deletes_at = file.expires_at
+        workflow.set_current_details(f"Deletes {file.storage_key} at {self._deletes_at:%Y-%m-%d %H:%M:%S} UTC")
         remaining = file.expires_at - workflow.now()
         if remaining > timedelta(0):
             with suppress(TimeoutError):  # a timeout means the lifetime is up
