@@ -12,10 +12,10 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
@@ -37,6 +37,8 @@ from settings import Settings
 from worker import build_worker
 from workflows.checkout import CheckoutWorkflow, workflow_id
 
+T = TypeVar("T")
+
 
 @asynccontextmanager
 async def serve_http(app: FastAPI) -> AsyncIterator[str]:
@@ -57,6 +59,37 @@ async def serve_http(app: FastAPI) -> AsyncIterator[str]:
 
 async def _started(server: uvicorn.Server) -> bool:
     return server.started
+
+
+def with_gateway(settings: Settings, **gateway: Any) -> Settings:
+    """Test settings pointed at one gateway; the workflow polls only hourly, so the tests' webhooks drive it."""
+    return settings.model_copy(update={**gateway, "payment_poll_seconds": 3600})
+
+
+async def post_webhook(
+    http: httpx.AsyncClient, gateway: PaymentGateway, delivery: tuple[bytes, dict[str, str]]
+) -> httpx.Response:
+    body, headers = delivery
+    return await http.post(f"/api/payments/webhooks/{gateway}", content=body, headers=headers)
+
+
+async def assert_forgeries_refused(
+    http: httpx.AsyncClient,
+    temporal: Client,
+    token: str,
+    payment_id: str,
+    send: Callable[[T], Awaitable[httpx.Response]],
+    forgeries: dict[str, T],
+    refusal: str,
+) -> None:
+    """Each forged delivery gets a 400 that says why; afterwards the workflow has had no signal at all and the
+    payment is still PENDING."""
+    for name, forgery in forgeries.items():
+        response = await send(forgery)
+        assert response.status_code == 400, (name, response.text)
+        assert refusal in response.json()["error"], name
+    assert (await workflow_calls(temporal, payment_id))[1] == 0
+    assert await payment_status(http, token, payment_id) == "PENDING"
 
 
 def stripe_signature(payload: bytes, secret: str, timestamp: int | None = None) -> str:

@@ -11,6 +11,7 @@ import pytest
 from fakes.comgate_server import MERCHANT, SECRET, FakeComgate
 from helpers import bearer, eventually, register_and_login
 from payments_support import (
+    assert_forgeries_refused,
     checkout,
     payment_stack,
     payment_status,
@@ -19,6 +20,7 @@ from payments_support import (
     serve_http,
     tier_of,
     wait_for_status,
+    with_gateway,
     workflow_calls,
 )
 from pydantic import SecretStr
@@ -43,13 +45,8 @@ async def comgate() -> AsyncIterator[tuple[FakeComgate, str]]:
 
 @pytest.fixture
 def comgate_settings(settings: Settings, comgate: tuple[FakeComgate, str]) -> Settings:
-    return settings.model_copy(
-        update={
-            "comgate_api_base": comgate[1],
-            "comgate_merchant": MERCHANT,
-            "comgate_secret": SecretStr(SECRET),
-            "payment_poll_seconds": 3600,
-        }
+    return with_gateway(
+        settings, comgate_api_base=comgate[1], comgate_merchant=MERCHANT, comgate_secret=SecretStr(SECRET)
     )
 
 
@@ -119,12 +116,15 @@ async def test_a_push_with_a_wrong_secret_or_merchant_is_refused_and_signals_not
         "no secret": b"merchant=123456&transId=" + payment["gateway_id"].encode(),
         "malformed": b"%%%",
     }
-    for name, body in forgeries.items():
-        response = await push(http, body)
-        assert response.status_code == 400, (name, response.text)
-        assert "Comgate push refused" in response.json()["error"]
-    assert (await workflow_calls(temporal, payment["id"]))[1] == 0
-    assert await payment_status(http, account["access_token"], payment["id"]) == "PENDING"
+    await assert_forgeries_refused(
+        http,
+        temporal,
+        account["access_token"],
+        payment["id"],
+        lambda body: push(http, body),
+        forgeries,
+        "Comgate push refused",
+    )
 
 
 async def test_a_comgate_refund_returns_the_hellers_and_takes_the_tier_back(

@@ -28,6 +28,7 @@ from payments_support import (
     signed_stripe_event,
     tier_of,
     wait_for_status,
+    with_gateway,
     workflow_calls,
 )
 from pydantic import SecretStr
@@ -54,13 +55,11 @@ def localstripe_url() -> Iterator[str]:
 @pytest.fixture
 def stripe_settings(settings: Settings, localstripe_url: str) -> Settings:
     """Stripe configured against localstripe; polling slow enough that webhooks are what settles payments."""
-    return settings.model_copy(
-        update={
-            "stripe_secret_key": SecretStr(SECRET_KEY),
-            "stripe_webhook_secret": SecretStr(WEBHOOK_SECRET),
-            "stripe_api_base": localstripe_url,
-            "payment_poll_seconds": 3600,
-        }
+    return with_gateway(
+        settings,
+        stripe_secret_key=SecretStr(SECRET_KEY),
+        stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
+        stripe_api_base=localstripe_url,
     )
 
 
