@@ -8,6 +8,8 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
@@ -96,3 +98,15 @@ def resource_id(kind: str, caller: str, idempotency_key: str | None) -> uuid.UUI
     if idempotency_key is None:
         return uuid.uuid4()
     return uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{kind}\n{caller}\n{idempotency_key}")
+
+
+async def stage(db: AsyncSession, row: SQLModel) -> None:
+    """Write the row but do not commit: the caller commits once the row's workflow has started, so there is
+    never a row without its workflow. A concurrent request with the same idempotency key loses with a 409."""
+    db.add(row)
+    try:
+        await db.flush()
+    except IntegrityError as err:
+        raise HTTPException(
+            409, "A request with this Idempotency-Key is already in progress; retry it shortly"
+        ) from err

@@ -13,6 +13,7 @@ import boto3
 import httpx
 import pytest
 from conftest import AppFactory, executable
+from fastapi import HTTPException
 from helpers import eventually, serve
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
@@ -26,6 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.email import EmailActivities, Mailer, OutboxMailer, SesMailer
 from api.app import create_app
+from api.deps import stage
 from models.db import open_session
 from models.enums import ContactStatus
 from models.schemas import ContactProgress, EmailMessage
@@ -244,3 +246,22 @@ async def test_a_retried_request_with_the_same_idempotency_key_sends_once(
     assert other.json()["contact_id"] != first.json()["contact_id"]
     await temporal.get_workflow_handle(other.json()["workflow_id"]).result()
     assert len(outbox_messages(settings.outbox_dir)) == 4
+
+
+async def test_two_requests_racing_with_one_idempotency_key_write_one_row(engine: AsyncEngine) -> None:
+    """The loser of the race gets a clear 409, not a 500, and nothing of its own is written."""
+    contact_id = uuid.uuid4()
+
+    def message() -> Contact:
+        return Contact(id=contact_id, name="Ada", email="ada@example.com", message="hi")
+
+    async with open_session(engine) as first, open_session(engine) as second:
+        await stage(first, message())  # written, not yet committed: PostgreSQL holds the key for it
+        racing = asyncio.create_task(stage(second, message()))
+        await first.commit()
+        with pytest.raises(HTTPException) as refused:
+            await racing
+    assert refused.value.status_code == 409
+    assert "Idempotency-Key is already in progress" in refused.value.detail
+    async with open_session(engine) as db:
+        assert len((await db.exec(select(Contact).where(Contact.id == contact_id))).all()) == 1

@@ -5,12 +5,11 @@ from __future__ import annotations
 from contextlib import suppress
 from datetime import timedelta
 
-from fastapi import APIRouter, HTTPException, Request, status
-from sqlalchemy.exc import IntegrityError
+from fastapi import APIRouter, Request, status
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.deps import IdempotencyKey, OptionalUser, SessionDep, SettingsDep, TemporalClient, resource_id
+from api.deps import IdempotencyKey, OptionalUser, SessionDep, SettingsDep, TemporalClient, resource_id, stage
 from api.ratelimit import RateLimitedRoute, client_identity, client_ip
 from models.schemas import ContactAccepted, ContactNotice, ContactRequest
 from models.tables import Contact
@@ -35,11 +34,7 @@ async def submit_contact(
     contact = await db.get(Contact, contact_id)
     if contact is None:
         contact = Contact(id=contact_id, **body.model_dump(), user_id=user.id if user else None, ip=client_ip(request))
-        db.add(contact)
-        try:
-            await db.flush()  # committed only once its workflow exists: no message without its emails
-        except IntegrityError as err:
-            raise HTTPException(409, "A request with this Idempotency-Key is already in progress") from err
+        await stage(db, contact)
     notice = ContactNotice(contact_id=contact.id, team_address=settings.email_team_address, **body.model_dump())
     with suppress(WorkflowAlreadyStartedError):  # a retry after the first request's workflow finished
         await temporal.start_workflow(

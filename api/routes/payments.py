@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from temporalio.client import (
     WithStartWorkflowOperation,
@@ -29,7 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities import payments as gateways
 from activities.payments.common import WebhookRejected
-from api.deps import CurrentUser, IdempotencyKey, SessionDep, SettingsDep, TemporalClient, resource_id
+from api.deps import CurrentUser, IdempotencyKey, SessionDep, SettingsDep, TemporalClient, resource_id, stage
 from api.ratelimit import RateLimitedRoute
 from models.catalogue import NotForSale, Price, catalogue
 from models.enums import PaymentGateway, PaymentStatus
@@ -109,11 +108,7 @@ async def checkout(
             tier=body.tier,
             idempotency_key=idempotency_key,
         )
-        db.add(payment)
-        try:
-            await db.flush()  # committed only once its workflow runs: no payment without its workflow
-        except IntegrityError as err:
-            raise HTTPException(409, "A checkout with this Idempotency-Key is already in progress") from err
+        await stage(db, payment)
     elif (payment.tier, payment.gateway, payment.currency) != (body.tier, body.gateway, price.currency):
         raise HTTPException(422, "This Idempotency-Key was used for a different checkout; send a new key")
 

@@ -18,7 +18,6 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client, WorkflowFailureError, WorkflowQueryFailedError
@@ -33,6 +32,7 @@ from api.deps import (
     StorageDep,
     TemporalClient,
     resource_id,
+    stage,
 )
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
 from api.routes.ai import call_policy, providers_for
@@ -217,11 +217,7 @@ async def _start(
     db: AsyncSession, temporal: Client, settings: Settings, prototype: Prototype, order: PrototypeOrder
 ) -> None:
     """Write the row, start its workflow, and commit only once the workflow exists: no row without its work."""
-    db.add(prototype)
-    try:
-        await db.flush()
-    except IntegrityError as err:
-        raise HTTPException(409, "A request with this Idempotency-Key is already in progress") from err
+    await stage(db, prototype)
     await temporal.start_workflow(
         PrototypeWorkflow.run,
         order,
