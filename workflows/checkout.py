@@ -19,8 +19,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.mail import send_email
+
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
     from activities.payment_records import PaymentRecords
     from activities.payments import GatewayActivities
     from models.enums import GatewayState, PaymentStatus
@@ -163,7 +164,7 @@ class CheckoutWorkflow:
         self._status = PaymentStatus.COMPLETED
         self._refundable_until = workflow.now() + order.refund_window
         self._note(f"paid: COMPLETED, {order.tier} unlocked")
-        await self._record(EmailActivities.send_email, receipt(order, self._gateway_id or ""), "email the receipt")
+        await send_email(receipt(order, self._gateway_id or ""), "email the receipt")
 
     async def _listen_for_refunds(self, order: CheckoutOrder) -> None:
         listen_until = workflow.now() + order.watch_refunds_for
@@ -188,7 +189,7 @@ class CheckoutWorkflow:
         await self._record(PaymentRecords.refund_payment, order.payment_id, "mark REFUNDED, take the tier back")
         self._status = PaymentStatus.REFUNDED
         self._note(f"refunded: REFUNDED, {order.tier} taken back")
-        await self._record(EmailActivities.send_email, refund_notice(order), "email the refund notice")
+        await send_email(refund_notice(order), "email the refund notice")
 
     # --- signals, updates, queries -------------------------------------------------------------------
 
@@ -285,7 +286,7 @@ class CheckoutWorkflow:
             self._note(f"{summary}: the gateway refused: {err.cause or err}")
 
     async def _record(self, activity: Callable[..., Any], argument: Any, summary: str) -> None:
-        """A database write or an email: idempotent, so retried until it is done."""
+        """A database write: idempotent, so retried until it is done."""
         await workflow.execute_activity_method(
             activity, argument, start_to_close_timeout=timedelta(seconds=60), retry_policy=RECORD_RETRY, summary=summary
         )
