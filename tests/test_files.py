@@ -14,6 +14,7 @@ from helpers import bearer, register_and_login, serve
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -78,6 +79,8 @@ async def test_upload_download_list_and_delete(
 
     handle = temporal.get_workflow_handle_for(FileRetentionWorkflow.run, f"file-{row.id}")
     assert (await handle.query(FileRetentionWorkflow.status)).deletes_at == row.expires_at
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert metadata.current_details == f"Deletes {row.storage_key} at {row.expires_at:%Y-%m-%d %H:%M:%S} UTC"
     description = await handle.describe()
     assert description.typed_search_attributes.get(search_attributes.USER_ID) == account["user"]["id"]
 
