@@ -23,7 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from models.db import insert_if_absent, open_session
-from models.schemas import EmailMessage, EmailReceipt
+from models.messages.email import EmailMessage, EmailReceipt
 from models.tables import EmailDelivery
 from models.types import utcnow
 from settings import Settings

@@ -23,7 +23,7 @@ from temporalio import activity
 from activities.ai.offline import OFFLINE_MODEL, OFFLINE_NOTICE
 from activities.storage import Storage, sign_download, storage_key
 from models.db import insert_if_absent, open_session
-from models.schemas import PackagedPrototype, PrototypePackage
+from models.messages.prototypes import PackagedPrototype, PrototypePackage
 from models.tables import File
 from settings import Settings
 

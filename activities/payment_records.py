@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from models.catalogue import catalogue
 from models.db import open_session
 from models.enums import PaymentStatus, ServiceTier
-from models.schemas import GatewayObject
+from models.messages.payments import GatewayObject
 from models.tables import Payment, User
 from models.types import utcnow
 

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from models.db import open_session
 from models.enums import ContactStatus, PrototypeStatus
-from models.schemas import PrototypeMilestone
+from models.messages.prototypes import PrototypeMilestone
 from models.tables import Contact, File, Prototype
 from models.types import utcnow
 

@@ -17,7 +17,7 @@ from api.security import (
     issue_access_token,
     verify_password,
 )
-from models.schemas import RegisterRequest, TokenPair
+from models.api.auth import RegisterRequest, TokenPair
 from models.tables import Session, User
 from models.types import utcnow
 from settings import Settings

@@ -17,8 +17,8 @@ from activities.storage import build_storage
 from api.errors import error_response, install_error_handlers
 from api.ratelimit import RateLimiter, RateLimitExceeded
 from api.routes import ai, auth, contact, files, health, payments, prototypes
+from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import create_engine, migrate, session_factory
-from models.schemas import ErrorResponse, RateLimitResponse
 from observability import init_sentry
 from settings import Settings, get_settings
 from workflows.client import connect

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.schemas import ErrorResponse, FieldError
+from models.api.common import ErrorResponse, FieldError
 from models.types import utcnow
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
 
+from models.api.payments import COINBASE_SHUT_DOWN
 from models.enums import PaymentGateway, ServiceTier
-from models.schemas import COINBASE_SHUT_DOWN
 
 CATALOGUE_FILE = Path(__file__).with_name("catalogue.toml")
 

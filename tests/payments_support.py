@@ -31,7 +31,7 @@ from api.routes.payments import checkout_order
 from models.catalogue import catalogue
 from models.db import open_session
 from models.enums import PaymentGateway, ServiceTier
-from models.schemas import PaymentProgress
+from models.messages.payments import PaymentProgress
 from models.tables import Payment, User
 from settings import Settings
 from worker import build_worker

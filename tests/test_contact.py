@@ -30,7 +30,8 @@ from api.app import create_app
 from api.deps import stage
 from models.db import open_session
 from models.enums import ContactStatus
-from models.schemas import ContactProgress, EmailMessage
+from models.messages.contact import ContactProgress
+from models.messages.email import EmailMessage
 from models.tables import Contact, EmailDelivery
 from settings import Settings
 from worker import build_worker

@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.ai.ollama import OllamaActivities
     from activities.ai.openai import OpenAIActivities
     from models.enums import AITier, ServiceTier
-    from models.schemas import AICallPolicy, ModelCall, ModelReply, Transcript, TranscriptionCall
+    from models.messages.ai import AICallPolicy, ModelCall, ModelReply, Transcript, TranscriptionCall
 
 if TYPE_CHECKING:
     from settings import Settings

@@ -10,7 +10,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.ai.records import AIRecordActivities
-    from models.schemas import AICallRecord, ChatInput, ChatOutcome, ChatProgress
+    from models.messages.ai import AICallRecord, ChatInput, ChatOutcome, ChatProgress
     from workflows.ai import ModelCaller
 
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))

@@ -25,10 +25,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.payment_records import PaymentRecords
     from activities.payments import GatewayActivities
     from models.enums import GatewayState, PaymentStatus
-    from models.schemas import (
+    from models.messages.email import EmailMessage
+    from models.messages.payments import (
         CheckoutAction,
         CheckoutOrder,
-        EmailMessage,
         GatewayEvent,
         GatewayObject,
         GatewayReference,

@@ -9,7 +9,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
-    from models.schemas import ContactNotice, ContactProgress, EmailMessage
+    from models.messages.contact import ContactNotice, ContactProgress
+    from models.messages.email import EmailMessage
     from workflows.mail import send_email
 
 

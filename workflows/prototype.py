@@ -31,18 +31,15 @@ with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
     from activities.storage import storage_key
     from models.enums import AITier, PrototypeStatus
-    from models.schemas import (
-        AICallRecord,
-        EmailMessage,
-        ModelCall,
-        ModelReply,
+    from models.messages.ai import AICallRecord, ModelCall, ModelReply, TranscriptionCall
+    from models.messages.email import EmailMessage
+    from models.messages.files import RetainedFile
+    from models.messages.prototypes import (
         PrototypeMilestone,
         PrototypeOrder,
         PrototypePackage,
         PrototypeProgress,
-        RetainedFile,
         StepAnswer,
-        TranscriptionCall,
     )
     from workflows import search_attributes
     from workflows.ai import ModelCaller

@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
     from activities.storage import StorageActivities
-    from models.schemas import RetainedFile, RetentionStatus
+    from models.messages.files import RetainedFile, RetentionStatus
 
 DELETE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=10))
 

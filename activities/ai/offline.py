@@ -10,7 +10,7 @@ from temporalio import activity
 
 from activities.ai.offline_templates import PROTOTYPE_TEMPLATES
 from models.enums import AITier
-from models.schemas import ModelCall, ModelReply
+from models.messages.ai import ModelCall, ModelReply
 
 OFFLINE_MODEL = "offline:template"
 OFFLINE_NOTICE = (

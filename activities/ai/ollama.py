@@ -13,7 +13,7 @@ from activities.ai import elapsed_ms
 from activities.ai.errors import AIFailure, http_failure, unreachable
 from models.ai_prices import PriceTable
 from models.enums import AITier
-from models.schemas import ModelCall, ModelReply
+from models.messages.ai import ModelCall, ModelReply
 from settings import Settings
 
 

@@ -8,7 +8,7 @@ from temporalio import activity
 from activities.ai.openai_compatible import AudioStore, Deployment, OpenAICompatible
 from models.ai_prices import PriceTable
 from models.enums import AITier
-from models.schemas import ModelCall, ModelReply, Transcript, TranscriptionCall
+from models.messages.ai import ModelCall, ModelReply, Transcript, TranscriptionCall
 from settings import Settings
 
 

@@ -19,7 +19,7 @@ from activities.ai import elapsed_ms
 from activities.ai.errors import AIFailure, content_refused, http_failure, provider_name, retry_after, unreachable
 from models.ai_prices import PriceTable
 from models.enums import AITier
-from models.schemas import ModelCall, ModelReply, Transcript, TranscriptionCall
+from models.messages.ai import ModelCall, ModelReply, Transcript, TranscriptionCall
 from settings import Settings
 
 

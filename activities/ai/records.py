@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from models.db import insert_if_absent, open_session
-from models.schemas import AICallRecord
+from models.messages.ai import AICallRecord
 from models.tables import AIResponse
 from models.types import utcnow
 

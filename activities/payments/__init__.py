@@ -19,7 +19,7 @@ from activities.payment_records import PaymentRecords
 from activities.payments import btcpay, comgate, paypal, stripe
 from activities.payments.common import Gateway, WebhookNotice
 from models.enums import PaymentGateway
-from models.schemas import CheckoutOrder, GatewayReference, GatewaySession, GatewayStatus
+from models.messages.payments import CheckoutOrder, GatewayReference, GatewaySession, GatewayStatus
 from settings import Settings
 
 

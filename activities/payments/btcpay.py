@@ -18,7 +18,14 @@ import httpx
 from activities.payments.common import HTTP_TIMEOUT, WebhookNotice, WebhookRejected, call, payment_id_from
 from models.catalogue import catalogue
 from models.enums import GatewayState
-from models.schemas import CheckoutAction, CheckoutOrder, GatewayEvent, GatewayReference, GatewaySession, GatewayStatus
+from models.messages.payments import (
+    CheckoutAction,
+    CheckoutOrder,
+    GatewayEvent,
+    GatewayReference,
+    GatewaySession,
+    GatewayStatus,
+)
 
 _INVOICE_STATES = {"Settled": GatewayState.PAID, "Expired": GatewayState.FAILED, "Invalid": GatewayState.FAILED}
 _EVENT_STATES = {

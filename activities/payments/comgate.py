@@ -16,7 +16,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.payments.common import HTTP_TIMEOUT, WebhookNotice, WebhookRejected, call, payment_id_from
 from models.enums import GatewayState
-from models.schemas import CheckoutAction, CheckoutOrder, GatewayEvent, GatewayReference, GatewaySession, GatewayStatus
+from models.messages.payments import (
+    CheckoutAction,
+    CheckoutOrder,
+    GatewayEvent,
+    GatewayReference,
+    GatewaySession,
+    GatewayStatus,
+)
 
 # Comgate's own result codes another attempt may fix: unknown error, database error, unexpected result.
 _RETRYABLE_CODES = frozenset({"1100", "1200", "1399", "1500"})

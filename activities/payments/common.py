@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from models.schemas import CheckoutOrder, GatewayEvent, GatewayReference, GatewaySession, GatewayStatus
+from models.messages.payments import CheckoutOrder, GatewayEvent, GatewayReference, GatewaySession, GatewayStatus
 
 # Statuses another attempt may fix: timeouts, conflicts (an idempotent request still in flight), rate
 # limits and the gateway's own failures. Every other 4xx says the request itself is wrong.

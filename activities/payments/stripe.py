@@ -14,7 +14,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.payments.common import WebhookNotice, WebhookRejected, payment_id_from
 from models.enums import GatewayState
-from models.schemas import CheckoutAction, CheckoutOrder, GatewayEvent, GatewayReference, GatewaySession, GatewayStatus
+from models.messages.payments import (
+    CheckoutAction,
+    CheckoutOrder,
+    GatewayEvent,
+    GatewayReference,
+    GatewaySession,
+    GatewayStatus,
+)
 
 # SEPA Direct Debit, iDEAL and Bancontact are euro-only; other currencies are paid by card.
 EUR_PAYMENT_METHODS = ["card", "sepa_debit", "ideal", "bancontact"]

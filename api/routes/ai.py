@@ -22,20 +22,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.ai.errors import AIFailure
 from api.deps import CurrentUser, IdempotencyKey, SessionDep, SettingsDep, TemporalClient, resource_id
 from api.ratelimit import RateLimitedRoute
+from models.api.chat import ChatAccepted, ChatRequest, ChatResponse, ChatStatus
+from models.api.common import AIProviderName, ErrorResponse
 from models.enums import AITier
-from models.schemas import (
-    AICallPolicy,
-    AIProviderName,
-    ChatAccepted,
-    ChatInput,
-    ChatOutcome,
-    ChatRequest,
-    ChatResponse,
-    ChatStatus,
-    ErrorResponse,
-    ModelCall,
-    ModelReply,
-)
+from models.messages.ai import AICallPolicy, ChatInput, ChatOutcome, ModelCall, ModelReply
 from models.tables import AIResponse, User
 from settings import Settings
 from workflows import search_attributes

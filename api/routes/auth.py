@@ -8,7 +8,7 @@ from api import accounts
 from api.deps import CurrentUser, SessionDep, SettingsDep
 from api.ratelimit import RateLimitedRoute, client_ip
 from api.security import InvalidToken
-from models.schemas import LoginRequest, RefreshRequest, RegisterRequest, TokenPair, UserPublic
+from models.api.auth import LoginRequest, RefreshRequest, RegisterRequest, TokenPair, UserPublic
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=RateLimitedRoute)
 

@@ -11,7 +11,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.deps import IdempotencyKey, OptionalUser, SessionDep, SettingsDep, TemporalClient, resource_id, stage
 from api.ratelimit import RateLimitedRoute, client_identity, client_ip
-from models.schemas import ContactAccepted, ContactNotice, ContactRequest
+from models.api.contact import ContactAccepted, ContactRequest
+from models.messages.contact import ContactNotice
 from models.tables import Contact
 from workflows import search_attributes
 from workflows.contact import ContactWorkflow, workflow_id

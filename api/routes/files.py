@@ -20,7 +20,8 @@ from activities.storage import Storage, content_disposition, download_token_allo
 from api.deps import CurrentUser, OptionalUser, SessionDep, SettingsDep, StorageDep, TemporalClient
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
 from api.uploads import ReceivedFile, receive_file
-from models.schemas import FileDeletion, FileInfo, RetainedFile, UploadedFile
+from models.api.files import FileDeletion, FileInfo, UploadedFile
+from models.messages.files import RetainedFile
 from models.tables import File, User
 from models.types import utcnow
 from settings import Settings

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from models.schemas import HealthStatus
+from models.api.common import HealthStatus
 
 router = APIRouter(tags=["health"])
 

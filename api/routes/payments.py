@@ -30,17 +30,10 @@ from activities import payments as gateways
 from activities.payments.common import WebhookRejected
 from api.deps import CurrentUser, IdempotencyKey, SessionDep, SettingsDep, TemporalClient, resource_id, stage
 from api.ratelimit import RateLimitedRoute
+from models.api.payments import CatalogueListing, CheckoutRequest, CheckoutResponse, PaymentPublic, TierPrice
 from models.catalogue import NotForSale, Price, catalogue
 from models.enums import PaymentGateway, PaymentStatus
-from models.schemas import (
-    CatalogueListing,
-    CheckoutAction,
-    CheckoutOrder,
-    CheckoutRequest,
-    CheckoutResponse,
-    PaymentPublic,
-    TierPrice,
-)
+from models.messages.payments import CheckoutAction, CheckoutOrder
 from models.tables import Payment, User
 from settings import Settings
 from workflows import search_attributes

@@ -38,17 +38,11 @@ from api.ratelimit import RateLimitedRoute, counts_itself, enforce
 from api.routes.ai import call_policy, providers_for
 from api.routes.files import MULTIPART_BODY, download_url, kept_file
 from api.uploads import receive_file
+from models.api.common import AIProviderName, ErrorResponse
+from models.api.prototypes import PrototypeAccepted, PrototypeRequest, PrototypeView
 from models.enums import AITier, PrototypeStatus
-from models.schemas import (
-    AIProviderName,
-    ErrorResponse,
-    PrototypeAccepted,
-    PrototypeOrder,
-    PrototypeProgress,
-    PrototypeRequest,
-    PrototypeView,
-    TranscriptionCall,
-)
+from models.messages.ai import TranscriptionCall
+from models.messages.prototypes import PrototypeOrder, PrototypeProgress
 from models.tables import Prototype, User
 from settings import Settings
 from workflows import search_attributes

@@ -23,7 +23,7 @@ from activities.ai.openai import OpenAIActivities
 from activities.storage import LocalStorage
 from models.ai_prices import PriceNotFound, PriceTable, load_prices
 from models.enums import AITier
-from models.schemas import ModelCall, ModelReply, TranscriptionCall
+from models.messages.ai import ModelCall, ModelReply, TranscriptionCall
 from settings import Settings
 from worker import ai_activities
 

@@ -12,7 +12,7 @@ from sqlmodel import select
 from activities.ai.records import AIRecordActivities
 from models.db import open_session
 from models.enums import AITier
-from models.schemas import AICallRecord, ModelReply
+from models.messages.ai import AICallRecord, ModelReply
 from models.tables import AIResponse
 
 

@@ -1,0 +1,1 @@
+"""API request and response models, one module per domain. Nothing here crosses Temporal."""

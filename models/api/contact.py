@@ -1,0 +1,26 @@
+"""Requests and responses of /api/contact."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, StringConstraints
+
+from models.api.common import Email, Name, Strict
+from models.enums import ContactStatus
+
+
+class ContactRequest(Strict):
+    name: Name
+    email: Email
+    message: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
+    subject: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    phone: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()-]{5,32}$")] | None = None
+
+
+class ContactAccepted(BaseModel):
+    success: Literal[True] = True
+    contact_id: uuid.UUID
+    status: ContactStatus
+    workflow_id: str

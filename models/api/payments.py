@@ -1,0 +1,83 @@
+"""Requests and responses of /api/payments. Never an amount from the client: prices come from the catalogue."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from models.api.common import Strict
+from models.enums import PaymentGateway, PaymentStatus, ServiceTier
+from models.messages.payments import CheckoutAction
+
+COINBASE_SHUT_DOWN = (
+    "Coinbase Commerce was shut down by Coinbase in 2026 and takes no payments; "
+    "pay in crypto with gateway CRYPTO_BTCPAY (BTCPay Server) instead"
+)
+
+
+_CLIENT_PRICE_FIELDS = frozenset({"amount", "amount_minor", "price", "total", "value"})
+
+
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), Field(examples=["EUR"])]
+
+
+class CheckoutRequest(Strict):
+    """What to buy and how to pay. Never an amount: prices come from the server's catalogue."""
+
+    tier: ServiceTier
+    gateway: PaymentGateway
+    currency: Currency | None = Field(default=None, description="ISO 4217; the gateway's default when omitted")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_client_price(cls, data: object) -> object:
+        if isinstance(data, dict) and (sent := sorted(_CLIENT_PRICE_FIELDS & data.keys())):
+            raise ValueError(
+                f"{', '.join(sent)} not accepted: the price comes from the server's catalogue; "
+                "send only tier, gateway and optionally currency"
+            )
+        return data
+
+    @field_validator("gateway")
+    @classmethod
+    def _gateway_in_service(cls, gateway: PaymentGateway) -> PaymentGateway:
+        if gateway == PaymentGateway.CRYPTO_COINBASE:
+            raise ValueError(COINBASE_SHUT_DOWN)
+        return gateway
+
+
+class PaymentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    tier: ServiceTier
+    gateway: PaymentGateway
+    amount_minor: int = Field(description="Integer minor units (cents, hellers) of `currency`")
+    currency: str
+    status: PaymentStatus
+    gateway_id: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    refunded_at: datetime | None
+    next_action: CheckoutAction | None = Field(default=None, description="Set while the payment is PENDING")
+
+
+class CheckoutResponse(BaseModel):
+    payment: PaymentPublic
+    workflow_id: str
+    message: str | None = Field(default=None, description="Why `next_action` is missing, when it is")
+
+
+class TierPrice(BaseModel):
+    tier: ServiceTier
+    name: str
+    description: str
+    prices: dict[str, int] = Field(description="Integer minor units per ISO 4217 currency")
+
+
+class CatalogueListing(BaseModel):
+    tiers: list[TierPrice]
+    gateways: dict[PaymentGateway, list[str]] = Field(description="Currencies each gateway takes; first is default")

@@ -1,0 +1,52 @@
+"""Requests and responses of /api/ai/prototype, /api/ai/voice and /api/prototypes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, Field
+
+from models.api.common import AIProviderName, Strict, plain_text
+from models.enums import AITier, PrototypeStatus
+
+
+class PrototypeRequest(Strict):
+    """An app idea in words; POST /api/ai/voice takes it as a voice message instead."""
+
+    idea: Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(plain_text)]
+    model: AIProviderName | None = Field(
+        default=None, description="Preferred provider for every step; otherwise your service tier decides"
+    )
+
+
+class PrototypeAccepted(BaseModel):
+    """The pipeline runs in the background: poll `status_url` (polls do not count against the AI limit)."""
+
+    success: Literal[True] = True
+    prototype_id: uuid.UUID
+    status: PrototypeStatus
+    status_url: str
+    workflow_id: str
+
+
+class PrototypeView(BaseModel):
+    """A prototype as its owner sees it: live while the pipeline runs, the stored result after."""
+
+    prototype_id: uuid.UUID
+    status: PrototypeStatus
+    source: Literal["text", "voice"]
+    idea: str = Field(description="The idea as submitted, or as transcribed from the voice message")
+    steps: list[str] = Field(description="The pipeline, in order")
+    steps_done: list[str]
+    current_step: str | None
+    trying: AITier | None = Field(default=None, description="The provider being asked right now (live only)")
+    progress_percent: int
+    cost_usd_micros: int
+    cost_usd: float
+    file_id: uuid.UUID | None
+    download_url: str | None = Field(description="The zip: GET with the access token; kept 24 hours")
+    error: str | None
+    created_at: datetime
+    completed_at: datetime | None

@@ -1,0 +1,91 @@
+"""PrototypeWorkflow's input, query, milestones and package."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from models.enums import AITier, PrototypeStatus
+from models.messages.ai import AICallPolicy, TranscriptionCall
+
+
+class PrototypeOrder(BaseModel):
+    """PrototypeWorkflow's input: everything the API decided (providers, limits) before the workflow starts."""
+
+    prototype_id: uuid.UUID
+    user_id: uuid.UUID
+    email: str
+    idea: str = Field(default="", description="Empty for a voice message: the transcript becomes the idea")
+    audio: TranscriptionCall | None = None
+    providers: list[AITier] = Field(min_length=1, description="Tried in order; chosen by workflows.ai")
+    provider_named: bool = Field(default=False, description="The request named a provider: steps keep its order")
+    transcribers: list[AITier] = Field(default_factory=list)
+    policy: AICallPolicy
+    transcription_timeout_seconds: float = Field(default=300.0, gt=0)
+    file_lifetime: timedelta
+    link_base_url: str = Field(description="The API's public address, for the download link in the email")
+
+
+class PrototypeProgress(BaseModel):
+    """PrototypeWorkflow's query: where the pipeline stands, and what it has cost so far."""
+
+    prototype_id: uuid.UUID | None
+    status: PrototypeStatus
+    idea: str
+    steps: list[str]
+    steps_done: list[str]
+    current_step: str | None
+    trying: AITier | None
+    progress_percent: int
+    cost_usd_micros: int
+    file_id: uuid.UUID | None
+    error: str | None
+
+
+class PrototypeMilestone(BaseModel):
+    """What the Prototype row says at a milestone; writing the same milestone twice changes nothing."""
+
+    prototype_id: uuid.UUID
+    status: PrototypeStatus
+    idea: str | None = Field(default=None, description="Set once a voice message is transcribed")
+    current_step: str | None
+    progress_percent: int = Field(ge=0, le=100)
+    cost_usd_micros: int = Field(ge=0)
+    file_id: uuid.UUID | None = None
+    error: str | None = None
+
+
+class StepAnswer(BaseModel):
+    """One agent step's answer, and where the package puts it."""
+
+    step: str
+    document: str = Field(description="Its file in the zip, e.g. PLAN.md")
+    text: str
+    model_used: str
+    cost_usd_micros: int
+    holds_files: bool = Field(default=False, description="Fenced blocks naming a path become files of their own")
+
+
+class PrototypePackage(BaseModel):
+    """What the packaging activity zips and stores as the file `file_id`."""
+
+    prototype_id: uuid.UUID
+    user_id: uuid.UUID
+    file_id: uuid.UUID
+    idea: str
+    source: Literal["text", "voice"]
+    transcribed_by: str | None = None
+    answers: list[StepAnswer]
+    made_at: datetime = Field(description="The zip entries' date: the same bytes on every retry")
+    expires_at: datetime
+
+
+class PackagedPrototype(BaseModel):
+    file_id: uuid.UUID
+    size: int
+    sha256: str
+    download_token: str = Field(description="Lets the email's link fetch the zip without signing in")
+    names: list[str] = Field(description="The zip's entries")
