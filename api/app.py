@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -18,8 +19,9 @@ from api.errors import error_response, install_error_handlers
 from api.ratelimit import RateLimiter, RateLimitExceeded
 from api.routes import ai, auth, contact, files, health, payments, prototypes
 from models.api.common import ErrorResponse, RateLimitResponse
-from models.db import create_engine, migrate, session_factory
+from models.db import Database, engine_for, migrate
 from observability import init_sentry
+from services.runtime import Runtime
 from settings import Settings, get_settings
 from workflows.client import connect
 
@@ -32,6 +34,12 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def operation_id(route: APIRoute) -> str:
+    """`auth-register`, `files-download`: names that generated clients can use as they are."""
+    name = route.name.replace("_", "-")
+    return name if not route.tags else f"{route.tags[0]}-{name}"
+
+
 def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
     """`temporal` lets a caller share one client; otherwise the lifespan connects from settings."""
     settings = settings or get_settings()
@@ -39,14 +47,16 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.effective_database_url)
+        engine = engine_for(settings)
         if settings.run_migrations_on_start:
             await migrate(engine)
-        app.state.engine = engine
-        app.state.sessions = session_factory(engine)
-        app.state.temporal = temporal or await connect(settings)
+        app.state.runtime = Runtime(
+            settings=settings,
+            database=Database(engine),
+            temporal=temporal or await connect(settings),
+            storage=build_storage(settings),
+        )
         app.state.rate_limiter = RateLimiter(settings)
-        app.state.storage = build_storage(settings)
         try:
             yield
         finally:
@@ -54,6 +64,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
             await engine.dispose()
 
     app = FastAPI(
+        generate_unique_id_function=operation_id,
         title="Statex API",
         version="0.1.0",
         summary="Describe an app idea, get a prototype; payments and 24-hour file storage.",

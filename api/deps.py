@@ -1,84 +1,76 @@
-"""Annotated dependencies for endpoints: settings, database session, Temporal client, current user."""
+"""Annotated dependencies for endpoints: the domain services, the caller, the Idempotency-Key header.
+
+No dependency hands a route a database session: services open short units of work themselves, so a
+request that waits on the network (an upload body, Temporal, a long poll) holds no connection.
+"""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import SQLModel
-from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import Client
 
-from activities.storage import Storage
-from api import accounts
-from api.security import InvalidToken, decode_access_token
-from models.tables import User
+from services.accounts import Account, AccountService
+from services.contact import ContactService
+from services.errors import Unauthorized
+from services.runtime import Runtime, Service
 from settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="The access_token from POST /auth/login")
 
-
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+AnyService = TypeVar("AnyService", bound=Service)
 
 
-async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.sessions() as session:
-        yield session
+async def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_temporal(request: Request) -> Client:
-    return request.app.state.temporal
-
-
-def get_storage(request: Request) -> Storage:
-    return request.app.state.storage
+async def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[AsyncSession, Depends(get_db)]
-TemporalClient = Annotated[Client, Depends(get_temporal)]
-StorageDep = Annotated[Storage, Depends(get_storage)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def _unauthorized(message: str) -> HTTPException:
-    return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
+def service(kind: type[AnyService]) -> Callable[[Runtime], AnyService]:
+    """A dependency that hands the route the domain's service (a light object over the shared runtime)."""
+
+    async def provide(runtime: RuntimeDep) -> AnyService:
+        return kind(runtime)
+
+    return provide
+
+
+Accounts = Annotated[AccountService, Depends(service(AccountService))]
+Contacts = Annotated[ContactService, Depends(service(ContactService))]
 
 
 async def get_optional_user(
     request: Request,
-    db: SessionDep,
-    settings: SettingsDep,
+    accounts: Accounts,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User | None:
+) -> Account | None:
     """The caller, if a bearer token came; a bad or revoked token is a 401 even where sign-in is optional."""
     if credentials is None:
         return None
-    try:
-        claims = decode_access_token(settings, credentials.credentials)
-    except InvalidToken as err:
-        raise _unauthorized(str(err).capitalize()) from err
-    user = await accounts.active_user(db, claims.user_id, claims.session_id)
+    account = await accounts.authenticate(credentials.credentials)
+    request.state.user_id = account.id  # the rate limiter keys on it
+    return account
+
+
+OptionalUser = Annotated[Account | None, Depends(get_optional_user)]
+
+
+async def get_current_user(user: OptionalUser) -> Account:
     if user is None:
-        raise _unauthorized("Session revoked or user no longer exists")
-    request.state.user_id = user.id  # the rate limiter keys on it
+        raise Unauthorized("Not authenticated: send 'Authorization: Bearer <access_token>'")
     return user
 
 
-OptionalUser = Annotated[User | None, Depends(get_optional_user)]
-
-
-async def get_current_user(user: OptionalUser) -> User:
-    if user is None:
-        raise _unauthorized("Not authenticated: send 'Authorization: Bearer <access_token>'")
-    return user
-
-
-CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentUser = Annotated[Account, Depends(get_current_user)]
 
 
 IdempotencyKey = Annotated[
@@ -90,19 +82,40 @@ IdempotencyKey = Annotated[
         description="Send the same key when retrying: the retry gets the first request's result",
     ),
 ]
-_IDEMPOTENCY_NAMESPACE = uuid.UUID("0b6f4f52-8f0e-4c1e-9a55-5a7e3e1f0c11")
 
 
-def resource_id(kind: str, caller: str, idempotency_key: str | None) -> uuid.UUID:
-    """A fresh id, or, with an idempotency key, the same id for the same caller and key every time."""
-    if idempotency_key is None:
-        return uuid.uuid4()
-    return uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{kind}\n{caller}\n{idempotency_key}")
+# --- TRANSITIONAL: routes not yet moved to their service still use these; removed when the last one moves ---
+from collections.abc import AsyncIterator  # noqa: E402
+
+from fastapi import HTTPException  # noqa: E402
+from sqlalchemy.exc import IntegrityError  # noqa: E402
+from sqlmodel import SQLModel  # noqa: E402
+from sqlmodel.ext.asyncio.session import AsyncSession  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+
+from activities.storage import Storage  # noqa: E402
+from services.idempotency import resource_id  # noqa: E402, F401
+
+
+async def get_db(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    async with runtime.database.session() as session:
+        yield session
+
+
+async def get_temporal(runtime: RuntimeDep) -> Client:
+    return runtime.temporal
+
+
+async def get_storage(runtime: RuntimeDep) -> Storage:
+    return runtime.storage
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_db)]
+TemporalClient = Annotated[Client, Depends(get_temporal)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
 async def stage(db: AsyncSession, row: SQLModel) -> None:
-    """Write the row but do not commit: the caller commits once the row's workflow has started, so there is
-    never a row without its workflow. A concurrent request with the same idempotency key loses with a 409."""
     db.add(row)
     try:
         await db.flush()

@@ -12,8 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.api.common import ErrorResponse, FieldError
+from models.api.common import ErrorResponse, FieldError, RateLimitResponse
 from models.types import utcnow
+from services.errors import DomainError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,35 @@ def _validation_message(error: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+_DESCRIPTIONS = {
+    400: "The request cannot be processed as sent",
+    401: "Missing, invalid or expired access token",
+    403: "Signed in, but not allowed to do this",
+    404: "No such resource, or it belongs to someone else",
+    409: "Conflicts with the resource's current state, or an Idempotency-Key still in progress",
+    410: "The resource existed but is gone (for example a file past its 24 hours)",
+    413: "The body is larger than allowed",
+    415: "The content type is not accepted",
+    422: "The request is invalid; `details` names each field",
+    429: "Daily limit reached; see Retry-After",
+    502: "An outside provider (payment gateway, AI) refused or failed",
+    503: "A service this needs is unavailable; nothing was done, try again",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route can answer, each with the error envelope."""
+    return {
+        code: {"model": RateLimitResponse if code == 429 else ErrorResponse, "description": _DESCRIPTIONS[code]}
+        for code in codes
+    }
+
+
 def install_error_handlers(app: FastAPI, *, hide_internal_errors: bool) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        return error_response(exc.status, exc.message, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = [FieldError(field=_field_name(e["loc"]), message=_validation_message(e)) for e in exc.errors()]

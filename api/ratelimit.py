@@ -24,7 +24,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from api.security import InvalidToken, decode_access_token
+from services.security import InvalidToken, decode_access_token
 from settings import Settings
 
 log = logging.getLogger(__name__)

@@ -16,16 +16,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from settings import Settings
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATION_LOCK_ID = 0x5747_4558  # any constant: serialises migrations of processes starting together
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 5.0) -> AsyncEngine:
+    """A bounded pool that refuses quickly: a request waits `pool_timeout` for a connection, never 30 s."""
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     if url.startswith("sqlite"):
         database = url.split(":///", 1)[-1]
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, poolclass=sa.AsyncAdaptedQueuePool, **pool)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -36,7 +40,30 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_async_engine(url, pool_pre_ping=True, **pool)
+
+
+def engine_for(settings: Settings) -> AsyncEngine:
+    return create_engine(
+        settings.effective_database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_overflow,
+        pool_timeout=settings.database_pool_timeout_seconds,
+    )
+
+
+class Database:
+    """Short units of work: `async with database.session() as db:` query, commit, and the connection goes
+    back to the pool at the end of the block. Never keep one open across an await on the network."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = session_factory(engine)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session:
+            yield session
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -11,8 +11,8 @@ import jwt
 import pytest
 from helpers import bearer, new_email, register_and_login
 
-from api.security import AUDIENCE
 from models.types import utcnow
+from services.security import AUDIENCE
 from settings import Settings
 
 

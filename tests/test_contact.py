@@ -13,7 +13,6 @@ import boto3
 import httpx
 import pytest
 from conftest import AppFactory, executable
-from fastapi import HTTPException
 from helpers import eventually, serve
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
@@ -27,12 +26,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.email import EmailActivities, Mailer, OutboxMailer, SesMailer
 from api.app import create_app
-from api.deps import stage
-from models.db import open_session
+from models.db import Database, open_session
 from models.enums import ContactStatus
 from models.messages.contact import ContactProgress
 from models.messages.email import EmailMessage
 from models.tables import Contact, EmailDelivery
+from services.errors import IdempotencyKeyInUse
+from services.staging import staged
 from settings import Settings
 from worker import build_worker
 from workflows import search_attributes
@@ -250,19 +250,29 @@ async def test_a_retried_request_with_the_same_idempotency_key_sends_once(
 
 
 async def test_two_requests_racing_with_one_idempotency_key_write_one_row(engine: AsyncEngine) -> None:
-    """The loser of the race gets a clear 409, not a 500, and nothing of its own is written."""
+    """The loser of the race gets a clear 409, not a 500; the winner's row and workflow stand."""
     contact_id = uuid.uuid4()
+    database = Database(engine)
 
     def message() -> Contact:
         return Contact(id=contact_id, name="Ada", email="ada@example.com", message="hi")
 
-    async with open_session(engine) as first, open_session(engine) as second:
-        await stage(first, message())  # written, not yet committed: PostgreSQL holds the key for it
-        racing = asyncio.create_task(stage(second, message()))
-        await first.commit()
-        with pytest.raises(HTTPException) as refused:
-            await racing
-    assert refused.value.status_code == 409
-    assert "Idempotency-Key is already in progress" in refused.value.detail
+    async with staged(database, message()):  # the winner's row is committed; its workflow would start here
+        with pytest.raises(IdempotencyKeyInUse) as refused:
+            async with staged(database, message()):
+                pytest.fail("the loser must not get to start a workflow")
+    assert refused.value.status == 409
+    assert "Idempotency-Key is already in progress" in refused.value.message
     async with open_session(engine) as db:
         assert len((await db.exec(select(Contact).where(Contact.id == contact_id))).all()) == 1
+
+
+async def test_a_row_whose_workflow_cannot_start_is_deleted_again(engine: AsyncEngine) -> None:
+    contact_id = uuid.uuid4()
+    with pytest.raises(RuntimeError):
+        async with staged(Database(engine), Contact(id=contact_id, name="Ada", email="ada@example.com", message="hi")):
+            async with open_session(engine) as db:
+                assert await db.get(Contact, contact_id) is not None  # committed before the start
+            raise RuntimeError("Temporal refused")
+    async with open_session(engine) as db:
+        assert await db.get(Contact, contact_id) is None

@@ -21,10 +21,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.storage import download_token_allows, sign_download
 from api.app import create_app
-from api.security import issue_access_token
 from models.db import open_session
 from models.tables import File
 from models.types import utcnow
+from services.security import issue_access_token
 from settings import Settings
 from workflows import search_attributes
 from workflows.retention import FileRetentionWorkflow

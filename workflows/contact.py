@@ -12,10 +12,14 @@ with workflow.unsafe.imports_passed_through():
     from models.messages.contact import ContactNotice, ContactProgress
     from models.messages.email import EmailMessage
     from workflows.mail import send_email
+    from workflows.starting import ONCE_PER_RESOURCE
 
 
 def workflow_id(contact_id: uuid.UUID) -> str:
     return f"contact-{contact_id}"
+
+
+START_POLICY = ONCE_PER_RESOURCE  # one message, one workflow; a retried request gets the same run
 
 
 @workflow.defn

@@ -2,59 +2,38 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request, status
 
-from api import accounts
-from api.deps import CurrentUser, SessionDep, SettingsDep
+from api.deps import Accounts, CurrentUser
+from api.errors import errors
 from api.ratelimit import RateLimitedRoute, client_ip
-from api.security import InvalidToken
 from models.api.auth import LoginRequest, RefreshRequest, RegisterRequest, TokenPair, UserPublic
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=RateLimitedRoute)
 
-_BAD_CREDENTIALS = "Invalid email or password"
+
+@router.post("/register", status_code=status.HTTP_201_CREATED, responses=errors(409, 422, 429))
+async def register(body: RegisterRequest, accounts: Accounts) -> UserPublic:
+    return UserPublic.model_validate(await accounts.register(body))
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserPublic)
-async def register(body: RegisterRequest, db: SessionDep, settings: SettingsDep) -> UserPublic:
-    try:
-        user = await accounts.register(db, settings, body)
-    except accounts.EmailTaken as err:
-        raise HTTPException(409, "An account with this email already exists") from err
-    return UserPublic.model_validate(user)
+@router.post("/login", responses=errors(401, 422, 429))
+async def login(body: LoginRequest, request: Request, accounts: Accounts) -> TokenPair:
+    return await accounts.login(
+        body.email, body.password, user_agent=request.headers.get("user-agent"), ip=client_ip(request)
+    )
 
 
-@router.post("/login", response_model=TokenPair)
-async def login(body: LoginRequest, request: Request, db: SessionDep, settings: SettingsDep) -> TokenPair:
-    try:
-        return await accounts.login(
-            db,
-            settings,
-            body.email,
-            body.password,
-            user_agent=request.headers.get("user-agent"),
-            ip=client_ip(request),
-        )
-    except accounts.BadCredentials as err:
-        raise HTTPException(401, _BAD_CREDENTIALS, headers={"WWW-Authenticate": "Bearer"}) from err
+@router.post("/refresh", responses=errors(401, 422, 429))
+async def refresh(body: RefreshRequest, accounts: Accounts) -> TokenPair:
+    return await accounts.refresh(body.refresh_token)
 
 
-@router.post("/refresh", response_model=TokenPair)
-async def refresh(body: RefreshRequest, db: SessionDep, settings: SettingsDep) -> TokenPair:
-    try:
-        return await accounts.refresh(db, settings, body.refresh_token)
-    except InvalidToken as err:
-        raise HTTPException(401, f"Invalid refresh token: {err}") from err
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 422, 429))
+async def logout(body: RefreshRequest, accounts: Accounts) -> None:
+    await accounts.logout(body.refresh_token)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(body: RefreshRequest, db: SessionDep) -> None:
-    try:
-        await accounts.logout(db, body.refresh_token)
-    except InvalidToken as err:
-        raise HTTPException(401, f"Invalid refresh token: {err}") from err
-
-
-@router.get("/me", response_model=UserPublic)
+@router.get("/me", responses=errors(401, 429))
 async def me(user: CurrentUser) -> UserPublic:
     return UserPublic.model_validate(user)

@@ -35,12 +35,12 @@ async def ready(request: Request) -> JSONResponse:
 
 
 async def _database(request: Request) -> None:
-    async with request.app.state.engine.connect() as connection:
+    async with request.app.state.runtime.database.engine.connect() as connection:
         await connection.execute(sa.text("SELECT 1"))
 
 
 async def _temporal(request: Request) -> None:
-    await request.app.state.temporal.service_client.check_health()
+    await request.app.state.runtime.temporal.service_client.check_health()
 
 
 async def _check(probe: object) -> str:

@@ -15,10 +15,10 @@ from temporalio.client import Client
 
 from ai.support import service, sign_in
 from api.app import create_app
-from api.deps import resource_id
 from models.db import open_session
 from models.enums import AITier, ServiceTier
 from models.tables import AIResponse
+from services.idempotency import resource_id
 from settings import Settings
 from workflows.chat import ChatWorkflow, workflow_id
 

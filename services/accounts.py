@@ -1,0 +1,165 @@
+"""Accounts: register, log in, rotate refresh tokens (families), log out, and who a token belongs to.
+
+Each operation is one short unit of work. `authenticate` returns a plain `Account`, not a row, so nothing
+downstream can hold the session it came from.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.api.auth import RegisterRequest, TokenPair
+from models.enums import ServiceTier
+from models.tables import Session, User
+from models.types import utcnow
+from services.errors import Conflict, Unauthorized
+from services.runtime import Service
+from services.security import (
+    InvalidToken,
+    RefreshToken,
+    decode_access_token,
+    hash_password,
+    issue_access_token,
+    verify_password,
+)
+
+
+class Account(BaseModel):
+    """The signed-in caller, as every service receives it."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    name: str | None
+    phone: str | None
+    language: str
+    tier: ServiceTier
+    created_at: datetime
+
+
+BAD_CREDENTIALS = "Invalid email or password"  # wrong password and unknown email alike, on purpose
+
+
+class AccountService(Service):
+    async def register(self, body: RegisterRequest) -> Account:
+        user = User(
+            email=body.email,
+            name=body.name,
+            password_hash=await hash_password(body.password, self.settings.bcrypt_rounds),
+        )
+        async with self.database.session() as db:
+            db.add(user)
+            try:
+                await db.commit()
+            except IntegrityError as err:
+                raise Conflict("An account with this email already exists") from err
+            return Account.model_validate(user)
+
+    async def login(self, email: str, password: str, *, user_agent: str | None, ip: str | None) -> TokenPair:
+        async with self.database.session() as db:
+            user = (await db.exec(select(User).where(User.email == email))).first()
+        # bcrypt runs with no connection held
+        if not await verify_password(password, user.password_hash if user else None, self.settings.bcrypt_rounds):
+            raise Unauthorized(BAD_CREDENTIALS)
+        assert user is not None
+        session = Session(
+            user_id=user.id,
+            token_hash="",
+            user_agent=(user_agent or "")[:512] or None,
+            ip=ip,
+            expires_at=utcnow() + timedelta(days=self.settings.refresh_token_days),
+        )
+        refresh = RefreshToken.new(session.id)
+        session.token_hash = refresh.digest
+        async with self.database.session() as db:
+            db.add(session)
+            await db.commit()
+        return self._token_pair(user.id, refresh)
+
+    async def refresh(self, presented: str) -> TokenPair:
+        """Rotate: the presented token must be the family's current one. An older token of the family
+        coming back means someone kept a copy, so the family is revoked and both holders are logged out."""
+        token = _parse_refresh(presented)
+        async with self.database.session() as db:
+            session = await db.get(Session, token.session_id)
+            now = utcnow()
+            if session is None or session.revoked_at is not None or session.expires_at <= now:
+                raise Unauthorized("Invalid refresh token: refresh token revoked or expired")
+            if not token.matches(session.token_hash):
+                await _revoke(db, session.id, reason="reuse")
+                raise Unauthorized("Invalid refresh token: refresh token already used: the session is revoked")
+            rotated = RefreshToken.new(session.id)
+            # Compare-and-swap, so two concurrent refreshes with the same token cannot both succeed.
+            result = await db.exec(  # type: ignore[call-overload]
+                sa.update(Session)
+                .where(
+                    col(Session.id) == session.id,
+                    col(Session.token_hash) == token.digest,
+                    col(Session.revoked_at).is_(None),
+                )
+                .values(token_hash=rotated.digest, generation=Session.generation + 1, last_rotated_at=now)
+            )
+            if result.rowcount != 1:
+                await db.rollback()
+                await _revoke(db, session.id, reason="reuse")
+                raise Unauthorized("Invalid refresh token: refresh token already used: the session is revoked")
+            await db.commit()
+            return self._token_pair(session.user_id, rotated)
+
+    async def logout(self, presented: str) -> None:
+        """Revoke the family the token belongs to, if the token is its current one; anything else is a no-op,
+        so logout never tells a caller whether a token was ever valid."""
+        token = _parse_refresh(presented)
+        async with self.database.session() as db:
+            session = await db.get(Session, token.session_id)
+            if session is not None and session.revoked_at is None and token.matches(session.token_hash):
+                await _revoke(db, session.id, reason="logout")
+
+    async def authenticate(self, access_token: str) -> Account:
+        """The account behind an access token, if its session has not been revoked since it was issued."""
+        try:
+            claims = decode_access_token(self.settings, access_token)
+        except InvalidToken as err:
+            raise Unauthorized(str(err).capitalize()) from err
+        statement = (
+            select(User)
+            .join(Session, col(Session.user_id) == col(User.id))
+            .where(
+                col(User.id) == claims.user_id,
+                col(Session.id) == claims.session_id,
+                col(Session.revoked_at).is_(None),
+            )
+        )
+        async with self.database.session() as db:
+            user = (await db.exec(statement)).first()
+            if user is None:
+                raise Unauthorized("Session revoked or user no longer exists")
+            return Account.model_validate(user)
+
+    def _token_pair(self, user_id: uuid.UUID, refresh_token: RefreshToken) -> TokenPair:
+        access, lifetime = issue_access_token(self.settings, user_id, refresh_token.session_id)
+        return TokenPair(access_token=access, refresh_token=str(refresh_token), expires_in=lifetime)
+
+
+def _parse_refresh(presented: str) -> RefreshToken:
+    try:
+        return RefreshToken.parse(presented)
+    except InvalidToken as err:
+        raise Unauthorized(f"Invalid refresh token: {err}") from err
+
+
+async def _revoke(db: AsyncSession, session_id: uuid.UUID, *, reason: str) -> None:
+    await db.exec(  # type: ignore[call-overload]
+        sa.update(Session)
+        .where(col(Session.id) == session_id, col(Session.revoked_at).is_(None))
+        .values(revoked_at=utcnow(), revoke_reason=reason)
+    )
+    await db.commit()

@@ -1,0 +1,51 @@
+"""Contact form: store the message, then ContactWorkflow emails the team and the sender."""
+
+from __future__ import annotations
+
+from models.api.contact import ContactAccepted, ContactRequest
+from models.messages.contact import ContactNotice
+from models.tables import Contact
+from services.accounts import Account
+from services.idempotency import resource_id
+from services.runtime import Service
+from services.staging import staged
+from services.temporal import start_workflow
+from workflows import search_attributes
+from workflows.contact import START_POLICY, ContactWorkflow, workflow_id
+
+
+class ContactService(Service):
+    async def submit(
+        self,
+        body: ContactRequest,
+        sender: Account | None,
+        *,
+        caller: str,
+        ip: str,
+        idempotency_key: str | None,
+    ) -> ContactAccepted:
+        """With an `Idempotency-Key`, a retried request finds the first one's message and workflow."""
+        contact_id = resource_id("contact", caller, idempotency_key)
+        async with self.database.session() as db:
+            existing = await db.get(Contact, contact_id)
+        if existing is not None:
+            return _accepted(existing)
+        contact = Contact(id=contact_id, **body.model_dump(), user_id=sender.id if sender else None, ip=ip)
+        async with staged(self.database, contact):
+            await start_workflow(
+                self.temporal,
+                self.settings,
+                ContactWorkflow.run,
+                ContactNotice(
+                    contact_id=contact.id, team_address=self.settings.email_team_address, **body.model_dump()
+                ),
+                id=workflow_id(contact.id),
+                policy=START_POLICY,
+                search_attributes=search_attributes.for_resource(contact.id, contact.user_id),
+                summary=f"Contact form from {body.email}",
+            )
+        return _accepted(contact)
+
+
+def _accepted(contact: Contact) -> ContactAccepted:
+    return ContactAccepted(contact_id=contact.id, status=contact.status, workflow_id=workflow_id(contact.id))

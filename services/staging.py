@@ -1,0 +1,44 @@
+"""Rows that come with a workflow: committed first, in a short unit of work, then the workflow starts; if it
+cannot start, the row is deleted again. No connection is held while Temporal is called, and a client never
+finds a row that has no workflow behind it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import SQLModel
+
+from models.db import Database
+from services.errors import IdempotencyKeyInUse
+
+Row = TypeVar("Row", bound=SQLModel)
+
+
+@asynccontextmanager
+async def staged(database: Database, row: Row) -> AsyncIterator[Row]:
+    """Commit `row`, then run the block (start its workflow). If the block fails, or the request is cancelled,
+    the row is deleted. A concurrent request with the same idempotency key (same row id) loses with a 409."""
+    async with database.session() as db:
+        db.add(row)
+        try:
+            await db.commit()
+        except IntegrityError as err:
+            raise IdempotencyKeyInUse() from err
+    try:
+        yield row
+    except BaseException:
+        await asyncio.shield(_delete(database, row))  # finishes even when the request was cancelled
+        raise
+
+
+async def _delete(database: Database, row: SQLModel) -> None:
+    table = type(row)
+    key = sa.inspect(table).primary_key[0]
+    async with database.session() as db:
+        await db.exec(sa.delete(table).where(key == getattr(row, key.name)))  # type: ignore[call-overload]
+        await db.commit()

@@ -1,0 +1,73 @@
+"""One way to talk to Temporal from a request: the RPC timeout from settings, the workflow's own start
+policy, and the same answers for every caller (a retry gets the existing run; a conflict is a 409; an
+unreachable Temporal is a 503 that says nothing was done)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import TypedSearchAttributes
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from services.errors import Conflict, Unavailable
+from settings import Settings
+from workflows.starting import StartPolicy
+
+WorkflowClass = TypeVar("WorkflowClass")
+Input = TypeVar("Input")
+Output = TypeVar("Output")
+
+UNAVAILABLE = "The workflow service is unavailable; nothing was saved, please try again"
+
+
+def rpc_timeout(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.temporal_rpc_timeout_seconds)
+
+
+@contextmanager
+def reaching_temporal(message: str = UNAVAILABLE) -> Iterator[None]:
+    """Turn an unreachable or failing Temporal into a clear 503 for signals, queries and describes."""
+    try:
+        yield
+    except RPCError as err:
+        raise Unavailable(message) from err
+
+
+async def start_workflow(
+    temporal: Client,
+    settings: Settings,
+    run: Callable[[WorkflowClass, Input], Awaitable[Output]],
+    arg: Input,
+    *,
+    id: str,
+    policy: StartPolicy,
+    search_attributes: TypedSearchAttributes,
+    summary: str,
+    **options: Any,
+) -> WorkflowHandle[WorkflowClass, Output]:
+    """Start `run` under the workflow module's `policy`. With an idempotent policy a repeated start (a retried
+    request) gets the existing run, running or closed; otherwise a second start is a 409."""
+    try:
+        return await temporal.start_workflow(
+            run,
+            arg,
+            id=id,
+            task_queue=settings.temporal_task_queue,
+            id_conflict_policy=policy.conflict_policy,
+            id_reuse_policy=policy.reuse_policy,
+            search_attributes=search_attributes,
+            static_summary=summary,
+            rpc_timeout=rpc_timeout(settings),
+            **options,
+        )
+    except WorkflowAlreadyStartedError as err:
+        if policy.idempotent:
+            return temporal.get_workflow_handle_for(run, id)
+        raise Conflict(f"Workflow {id} is already running") from err
+    except RPCError as err:
+        raise Unavailable(UNAVAILABLE) from err

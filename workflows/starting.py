@@ -1,0 +1,31 @@
+"""How a workflow may be started twice: each workflow module declares one of these next to its id function.
+
+Pure data (safe in the sandbox); services/temporal.py applies it for every caller in the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+
+@dataclass(frozen=True)
+class StartPolicy:
+    """`idempotent`: a second start with the same id is a retry and gets the existing run (running or closed).
+    Otherwise a second start while one runs is a conflict the caller hears about (409)."""
+
+    idempotent: bool
+
+    @property
+    def conflict_policy(self) -> WorkflowIDConflictPolicy:
+        return WorkflowIDConflictPolicy.USE_EXISTING if self.idempotent else WorkflowIDConflictPolicy.FAIL
+
+    @property
+    def reuse_policy(self) -> WorkflowIDReusePolicy:
+        # An id names one resource: its workflow runs once, and a closed one is never started again.
+        return WorkflowIDReusePolicy.REJECT_DUPLICATE
+
+
+ONCE_PER_RESOURCE = StartPolicy(idempotent=True)
+"""The usual case: the id is derived from a row's id (or an Idempotency-Key), so a repeat is a retry."""
