@@ -17,12 +17,16 @@ with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
     from activities.storage import StorageActivities
     from models.messages.files import RetainedFile, RetentionStatus
+    from workflows.starting import ONCE_PER_RESOURCE
 
 DELETE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=10))
 
 
 def workflow_id(file_id: uuid.UUID) -> str:
     return f"file-{file_id}"
+
+
+START_POLICY = ONCE_PER_RESOURCE  # one file, one timer
 
 
 @workflow.defn
