@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from fastapi import HTTPException, Request
 from python_multipart.exceptions import MultipartParseError
@@ -43,6 +43,22 @@ _SIGNATURES: dict[str, Callable[[bytes], bool]] = {
     "audio/mp4": lambda head: head[4:8] == b"ftyp",
     "audio/x-m4a": lambda head: head[4:8] == b"ftyp",
 }
+# OpenAPI for a route that parses its own multipart body (FastAPI cannot see the stream).
+MULTIPART_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+
 _TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/csv", "application/json"})
 
 

@@ -6,6 +6,7 @@ only then is the object written; if storing fails, the timer is told to delete a
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
@@ -21,6 +22,11 @@ from services.staging import staged
 from services.temporal import rpc_timeout, start_workflow
 from workflows import search_attributes
 from workflows.retention import START_POLICY, FileRetentionWorkflow, workflow_id
+
+
+def download_path(file_id: uuid.UUID) -> str:
+    """Where the owner downloads a file (GET, with the access token)."""
+    return f"/api/files/{file_id}"
 
 
 class FileService(Service):

@@ -19,42 +19,25 @@ from temporalio.common import WorkflowIDConflictPolicy
 from activities.storage import Storage, content_disposition, download_token_allows, storage_key
 from api.deps import CurrentUser, OptionalUser, SessionDep, SettingsDep, StorageDep, TemporalClient
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
-from api.uploads import ReceivedFile, receive_file
+from api.uploads import MULTIPART_BODY, ReceivedFile, receive_file
 from models.api.files import FileDeletion, FileInfo, UploadedFile
 from models.messages.files import RetainedFile
 from models.tables import File, User
 from models.types import utcnow
+from services.files import download_path
 from settings import Settings
 from workflows import search_attributes
 from workflows.retention import FileRetentionWorkflow, workflow_id
 
 router = APIRouter(prefix="/api/files", tags=["files"], route_class=RateLimitedRoute)
 
-MULTIPART_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                }
-            }
-        },
-    }
-}
 _DELETE_WAIT = timedelta(seconds=5)
-
-
-def download_url(file_id: uuid.UUID) -> str:
-    return f"/api/files/{file_id}"
 
 
 def _info(file: File) -> FileInfo:
     return FileInfo(
         file_id=file.id,
-        url=download_url(file.id),
+        url=download_path(file.id),
         size=file.size_bytes,
         expires_at=file.expires_at,
         name=file.original_name,
@@ -94,7 +77,7 @@ async def upload_file(
             await db.commit()
     finally:
         await asyncio.to_thread(received.path.unlink, missing_ok=True)
-    return UploadedFile(file_id=file.id, url=download_url(file.id), size=file.size_bytes, expires_at=file.expires_at)
+    return UploadedFile(file_id=file.id, url=download_path(file.id), size=file.size_bytes, expires_at=file.expires_at)
 
 
 @asynccontextmanager

@@ -36,14 +36,15 @@ from api.deps import (
 )
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
 from api.routes.ai import call_policy, providers_for
-from api.routes.files import MULTIPART_BODY, download_url, kept_file
-from api.uploads import receive_file
+from api.routes.files import kept_file
+from api.uploads import MULTIPART_BODY, receive_file
 from models.api.common import AIProviderName, ErrorResponse
 from models.api.prototypes import PrototypeAccepted, PrototypeRequest, PrototypeView
 from models.enums import AITier, PrototypeStatus
 from models.messages.ai import TranscriptionCall
 from models.messages.prototypes import PrototypeOrder, PrototypeProgress
 from models.tables import Prototype, User
+from services.files import download_path
 from settings import Settings
 from workflows import search_attributes
 from workflows.ai import ProviderRefused, Routing, transcription_chain
@@ -316,7 +317,7 @@ def _view(prototype: Prototype, live: PrototypeProgress | None = None) -> Protot
         prototype_id=prototype.id,
         source=prototype.source,  # type: ignore[arg-type]
         cost_usd=live.cost_usd_micros / _MICROS_PER_USD,
-        download_url=download_url(live.file_id) if live.status == PrototypeStatus.COMPLETED and live.file_id else None,
+        download_url=download_path(live.file_id) if live.status == PrototypeStatus.COMPLETED and live.file_id else None,
         created_at=prototype.created_at,
         completed_at=prototype.completed_at,
     )
