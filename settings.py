@@ -15,7 +15,8 @@ DEFAULT_JWT_SECRET = "change-me-development-only-secret-0123456789"
 
 
 CommaList = Annotated[list[str], NoDecode]
-ProviderList = Annotated[list[Literal["ollama", "openai", "azure"]], NoDecode]
+Provider = Literal["ollama", "openai", "azure"]
+ProviderList = Annotated[list[Provider], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -129,9 +130,9 @@ class Settings(BaseSettings):
     """The model behind the transcription deployment: its name in the price table."""
 
     # AI tiers: who may serve whom, how long a call may take, how often Temporal retries it
-    ai_eu_resident_providers: ProviderList = Field(default_factory=lambda: ["azure"])
+    ai_eu_resident_providers: ProviderList = Field(default_factory=lambda: list[Provider](["azure"]))
     """Providers that keep data in the EU: the only ones EU_COMPLIANCE users are served by."""
-    ai_fallback_order: ProviderList = Field(default_factory=lambda: ["openai", "azure", "ollama"])
+    ai_fallback_order: ProviderList = Field(default_factory=lambda: list[Provider](["openai", "azure", "ollama"]))
     """Order in which configured providers are tried when the one before stays down after its retries."""
     ai_request_timeout_seconds: float = Field(default=60.0, gt=0)
     ai_transcription_timeout_seconds: float = Field(default=300.0, gt=0)

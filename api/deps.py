@@ -6,8 +6,8 @@ request that waits on the network (an upload body, Temporal, a long poll) holds 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -35,7 +35,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def service(kind: type[AnyService]) -> Callable[[Runtime], AnyService]:
+def service(kind: type[AnyService]) -> Callable[[Runtime], Coroutine[Any, Any, AnyService]]:
     """A dependency that hands the route the domain's service (a light object over the shared runtime)."""
 
     async def provide(runtime: RuntimeDep) -> AnyService:

@@ -7,6 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 import sentry_sdk
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -73,6 +74,12 @@ def install_error_handlers(app: FastAPI, *, hide_internal_errors: bool) -> None:
         details = [FieldError(field=_field_name(e["loc"]), message=_validation_message(e)) for e in exc.errors()]
         summary = "; ".join(f"{d.field}: {d.message}" for d in details[:5])
         return error_response(422, f"Invalid request: {summary}", details=details)
+
+    @app.exception_handler(sqlalchemy.exc.TimeoutError)
+    async def _pool_exhausted(request: Request, _: sqlalchemy.exc.TimeoutError) -> JSONResponse:
+        """Every pooled connection is busy: say so at once rather than fail with a 500 after a long wait."""
+        log.warning("database pool exhausted on %s %s", request.method, request.url.path)
+        return error_response(503, "The service is busy; please retry in a moment", headers={"Retry-After": "1"})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -13,12 +13,12 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import sentry_sdk
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -106,7 +106,7 @@ class RateLimiter:
 
     async def close(self) -> None:
         if isinstance(self.storage, RedisStorage):
-            await self.storage.bridge.get_connection().aclose()
+            await self.storage.bridge.get_connection().aclose()  # type: ignore[attr-defined]
 
 
 def client_identity(request: Request, settings: Settings) -> str:
@@ -160,10 +160,10 @@ class RateLimitedRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint if getattr(endpoint, "counts_itself", False) else _counted(endpoint), **kwargs)
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Any]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
-        async def remember_request(request: Request) -> Any:
+        async def remember_request(request: Request) -> Response:
             token = _current_request.set(request)
             try:
                 return await handler(request)

@@ -98,5 +98,5 @@ def _upgrade(connection: sa.Connection) -> None:
 
 async def insert_if_absent(db: AsyncSession, table: type[SQLModel], values: dict[str, Any]) -> None:
     """INSERT ... ON CONFLICT DO NOTHING: the idempotent write a retried activity needs."""
-    dialect_insert = pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
+    dialect_insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
     await db.exec(dialect_insert(table).values(**values).on_conflict_do_nothing())  # type: ignore[call-overload]

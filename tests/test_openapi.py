@@ -1,0 +1,61 @@
+"""The OpenAPI document says what the API does, so that generated clients are usable as they come."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from conftest import AppFactory
+
+OPERATION_ID = re.compile(r"^[a-z]+(-[a-z]+)+$")
+ENVELOPE = "#/components/schemas/ErrorResponse"
+RATE_LIMITED = "#/components/schemas/RateLimitResponse"
+UNCHECKED = {"/health", "/ready", "/openapi.json"}
+
+
+@pytest.fixture
+def schema(make_app: AppFactory) -> dict[str, Any]:
+    return make_app().openapi()
+
+
+def operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(method, path, op) for path, item in schema["paths"].items() for method, op in item.items()]
+
+
+def test_operation_ids_are_readable_and_unique(schema: dict[str, Any]) -> None:
+    ids = [op["operationId"] for _, _, op in operations(schema)]
+    assert len(ids) == len(set(ids))
+    unreadable = [operation_id for operation_id in ids if not OPERATION_ID.match(operation_id)]
+    assert not unreadable, unreadable
+    assert {"auth-register", "auth-login", "auth-me", "contact-submit"} <= set(ids)
+
+
+def test_every_error_a_route_can_answer_is_documented_with_the_envelope(schema: dict[str, Any]) -> None:
+    missing: list[str] = []
+    for method, path, op in operations(schema):
+        if path in UNCHECKED:
+            continue
+        responses = op["responses"]
+        expected = {"429"}
+        if op.get("security"):
+            expected.add("401")
+        if op.get("requestBody") or op.get("parameters"):
+            expected.add("422")
+        if "{" in path:
+            expected.add("404")
+        for code in sorted(expected - responses.keys()):
+            missing.append(f"{method.upper()} {path}: {code}")
+        for code, response in responses.items():
+            if code[0] in "45" and code != "500":
+                ref = response["content"]["application/json"]["schema"]["$ref"]
+                assert ref in (ENVELOPE, RATE_LIMITED), (method, path, code)
+    assert not missing, missing
+
+
+def test_accepted_and_successful_bodies_are_declared(schema: dict[str, Any]) -> None:
+    for method, path, op in operations(schema):
+        for code, response in op["responses"].items():
+            if code.startswith("2") and code != "204" and "content" in response:
+                content = response["content"]
+                assert any(media.get("schema") for media in content.values()), (method, path, code)
