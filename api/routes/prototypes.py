@@ -36,7 +36,6 @@ from api.deps import (
 )
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
 from api.routes.ai import call_policy, providers_for
-from api.routes.files import kept_file
 from api.uploads import MULTIPART_BODY, receive_file
 from models.api.common import AIProviderName, ErrorResponse
 from models.api.prototypes import PrototypeAccepted, PrototypeRequest, PrototypeView
@@ -44,7 +43,7 @@ from models.enums import AITier, PrototypeStatus
 from models.messages.ai import TranscriptionCall
 from models.messages.prototypes import PrototypeOrder, PrototypeProgress
 from models.tables import Prototype, User
-from services.files import download_path
+from services.files import FileService, download_path
 from settings import Settings
 from workflows import search_attributes
 from workflows.ai import ProviderRefused, Routing, transcription_chain
@@ -159,7 +158,7 @@ async def submit_voice(
     )
     try:
         await enforce(request)  # counted now that the message is valid
-        async with kept_file(received, user, db, temporal, storage, settings) as audio:
+        async with FileService(request.app.state.runtime).keep(received, user) as audio:
             prototype = Prototype(id=prototype_id, user_id=user.id, idea="", source="voice")
             message = TranscriptionCall(
                 audio_key=audio.storage_key,
