@@ -29,7 +29,6 @@ from api.deps import (
     IdempotencyKey,
     SessionDep,
     SettingsDep,
-    StorageDep,
     TemporalClient,
     resource_id,
     stage,
@@ -136,7 +135,6 @@ async def submit_voice(
     chains: Annotated[VoiceChains, Depends(voice_chains)],
     db: SessionDep,
     temporal: TemporalClient,
-    storage: StorageDep,
     settings: SettingsDep,
     language: Annotated[
         str | None, Query(pattern=r"^[a-z]{2}$", description="ISO-639-1 language of the message, e.g. 'cs'")
