@@ -15,11 +15,16 @@ import unicodedata
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+from services.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks  # a TypedDict that exists for type checkers only
 
 FIELD_NAME = "file"
 MAX_NAME_LENGTH = 255
@@ -75,13 +80,13 @@ def check_filename(raw: str) -> str:
     """The name is only metadata, but it is shown back to people: refuse what no real file is called."""
     name = unicodedata.normalize("NFC", raw).strip()
     if not name:
-        raise HTTPException(422, "The file needs a name")
+        raise Unprocessable("The file needs a name")
     if len(name) > MAX_NAME_LENGTH:
-        raise HTTPException(422, f"The file name is longer than {MAX_NAME_LENGTH} characters")
+        raise Unprocessable(f"The file name is longer than {MAX_NAME_LENGTH} characters")
     if any(unicodedata.category(c) in {"Cc", "Cf", "Cs"} for c in name):
-        raise HTTPException(422, "The file name contains control characters")
+        raise Unprocessable("The file name contains control characters")
     if "/" in name or "\\" in name or name in {".", ".."}:
-        raise HTTPException(422, "The file name must be a plain name, without folders or '..'")
+        raise Unprocessable("The file name must be a plain name, without folders or '..'")
     return name
 
 
@@ -131,15 +136,15 @@ class _FileReceiver:
         if self.part.name != FIELD_NAME:
             return
         if self.file is not None:
-            raise HTTPException(422, f"Send one file per upload, in the '{FIELD_NAME}' field")
+            raise Unprocessable(f"Send one file per upload, in the '{FIELD_NAME}' field")
         if self.part.filename is None:
-            raise HTTPException(422, f"The '{FIELD_NAME}' field must be a file, with a file name")
+            raise Unprocessable(f"The '{FIELD_NAME}' field must be a file, with a file name")
         check_filename(self.part.filename)
         declared, _ = parse_options_header(self.part.headers.get("content-type", b"application/octet-stream"))
         content_type = declared.decode("latin-1").lower()
         if content_type not in self.allowed:
-            raise HTTPException(
-                415, f"Files of type '{content_type}' are not accepted; accepted: {', '.join(sorted(self.allowed))}"
+            raise UnsupportedMediaType(
+                f"Files of type '{content_type}' are not accepted; accepted: {', '.join(sorted(self.allowed))}"
             )
         self.content_type = content_type
         if content_type in _TEXT_TYPES:
@@ -153,7 +158,7 @@ class _FileReceiver:
         chunk = data[start:end]
         self.size += len(chunk)
         if self.size > self.max_bytes:
-            raise HTTPException(413, f"The file is larger than the limit of {_megabytes(self.max_bytes)}")
+            raise PayloadTooLarge(f"The file is larger than the limit of {_megabytes(self.max_bytes)}")
         if len(self.head) < SNIFF_BYTES:
             self.head += chunk[: SNIFF_BYTES - len(self.head)]
         if self.text_decoder is not None:
@@ -171,22 +176,22 @@ class _FileReceiver:
         try:
             text = self.text_decoder.decode(chunk, final=final)  # type: ignore[union-attr]
         except UnicodeDecodeError as err:
-            raise HTTPException(415, "The file is declared as text but is not valid UTF-8") from err
+            raise UnsupportedMediaType("The file is declared as text but is not valid UTF-8") from err
         if "\x00" in text:
-            raise HTTPException(415, "The file is declared as text but contains binary data")
+            raise UnsupportedMediaType("The file is declared as text but contains binary data")
 
     def finish(self) -> tuple[_Part, str]:
         if not self.complete:
-            raise HTTPException(400, "Malformed multipart body: it ends before its closing boundary")
+            raise BadRequest("Malformed multipart body: it ends before its closing boundary")
         if self.file is None:
-            raise HTTPException(422, f"No file: send multipart/form-data with the file in a '{FIELD_NAME}' field")
+            raise Unprocessable(f"No file: send multipart/form-data with the file in a '{FIELD_NAME}' field")
         if self.size == 0:
-            raise HTTPException(422, "The file is empty")
+            raise Unprocessable("The file is empty")
         content_type = self.content_type
         if self.text_decoder is not None:
             self._check_text(b"", final=True)
         elif not _SIGNATURES.get(content_type, lambda _: False)(self.head):
-            raise HTTPException(415, f"The file's content is not {content_type}")
+            raise UnsupportedMediaType(f"The file's content is not {content_type}")
         return self.file, content_type
 
 
@@ -204,10 +209,10 @@ async def receive_file(request: Request, *, max_bytes: int, allowed: Collection[
     media_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if media_type != b"multipart/form-data" or not boundary:
-        raise HTTPException(415, f"Send the file as multipart/form-data, in a '{FIELD_NAME}' field")
+        raise UnsupportedMediaType(f"Send the file as multipart/form-data, in a '{FIELD_NAME}' field")
     declared_length = request.headers.get("content-length", "")
     if declared_length.isdigit() and int(declared_length) > max_bytes + _MULTIPART_OVERHEAD:
-        raise HTTPException(413, f"The file is larger than the limit of {_megabytes(max_bytes)}")
+        raise PayloadTooLarge(f"The file is larger than the limit of {_megabytes(max_bytes)}")
     sink = await asyncio.to_thread(_spool_file, spool_dir)
     path = Path(sink.name)
     try:
@@ -219,7 +224,7 @@ async def receive_file(request: Request, *, max_bytes: int, allowed: Collection[
                     parser.write(chunk)
                 parser.finalize()
             except MultipartParseError as err:
-                raise HTTPException(400, f"Malformed multipart body: {err}") from err
+                raise BadRequest(f"Malformed multipart body: {err}") from err
         part, content_type = receiver.finish()
         if content_type == "application/json":
             await asyncio.to_thread(_check_json, path)
@@ -246,18 +251,17 @@ def _check_json(path: Path) -> None:
         with path.open("rb") as handle:
             json.load(handle)
     except ValueError as err:
-        raise HTTPException(415, "The file is declared as JSON but is not valid JSON") from err
+        raise UnsupportedMediaType("The file is declared as JSON but is not valid JSON") from err
 
 
-def _callbacks(receiver: _FileReceiver) -> dict[str, Callable[..., None]]:
-    names = (
-        "on_part_begin",
-        "on_part_data",
-        "on_part_end",
-        "on_header_field",
-        "on_header_value",
-        "on_header_end",
-        "on_headers_finished",
-        "on_end",
-    )
-    return {name: getattr(receiver, name) for name in names}
+def _callbacks(receiver: _FileReceiver) -> MultipartCallbacks:
+    return {
+        "on_part_begin": receiver.on_part_begin,
+        "on_part_data": receiver.on_part_data,
+        "on_part_end": receiver.on_part_end,
+        "on_header_field": receiver.on_header_field,
+        "on_header_value": receiver.on_header_value,
+        "on_header_end": receiver.on_header_end,
+        "on_headers_finished": receiver.on_headers_finished,
+        "on_end": receiver.on_end,
+    }

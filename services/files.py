@@ -2,24 +2,34 @@
 
 Nothing is ever stored without the workflow that deletes it: the row is committed, the timer started, and
 only then is the object written; if storing fails, the timer is told to delete at once.
+
+No database connection is held while bytes move or Temporal is awaited: every read is a short unit of work
+that is closed before the body streams, the object is fetched, or the retention workflow is signalled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from datetime import timedelta
 
-from activities.storage import storage_key
+from sqlmodel import col, select
+from temporalio.service import RPCError
+
+from activities.storage import content_disposition, download_token_allows, storage_key
 from api.uploads import ReceivedFile
+from models.api.files import FileDeletion, FileInfo, UploadedFile
 from models.messages.files import RetainedFile
 from models.tables import File
 from models.types import utcnow
 from services.accounts import Account
+from services.errors import Gone, NotFound, Unauthorized
 from services.runtime import Service
 from services.staging import staged
-from services.temporal import rpc_timeout, start_workflow
+from services.temporal import reaching_temporal, rpc_timeout, start_workflow
 from workflows import search_attributes
 from workflows.retention import START_POLICY, FileRetentionWorkflow, workflow_id
 
@@ -29,7 +39,109 @@ def download_path(file_id: uuid.UUID) -> str:
     return f"/api/files/{file_id}"
 
 
+DELETE_WAIT = timedelta(seconds=5)  # how long a DELETE waits for the object to be gone before answering 202
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """The content is fetched from storage directly (R2): a presigned link, valid at most until expiry."""
+
+    url: str
+
+
+@dataclass(frozen=True)
+class Content:
+    """The content streamed by the API itself (local storage), with the headers it goes out with."""
+
+    chunks: AsyncIterator[bytes]
+    media_type: str
+    headers: dict[str, str]
+
+
+Download = Redirect | Content
+
+
 class FileService(Service):
+    async def upload(self, received: ReceivedFile, owner: Account) -> UploadedFile:
+        """Keep a received file for its owner; the caller removes the spool file."""
+        async with self.keep(received, owner) as file:
+            return UploadedFile(
+                file_id=file.id, url=download_path(file.id), size=file.size_bytes, expires_at=file.expires_at
+            )
+
+    async def list_of(self, owner: Account) -> list[FileInfo]:
+        """The owner's files that are still kept, newest first."""
+        statement = (
+            select(File)
+            .where(col(File.user_id) == owner.id, col(File.deleted_at).is_(None), col(File.expires_at) > utcnow())
+            .order_by(col(File.created_at).desc())
+        )
+        async with self.database.session() as db:
+            files = (await db.exec(statement)).all()
+        return [_info(file) for file in files]
+
+    async def download(self, file_id: uuid.UUID, *, caller: Account | None, link_token: str | None) -> Download:
+        """For the owner, or for whoever holds a download link for this file (no sign-in). The row is read
+        and the session closed before storage is asked for a link or the content."""
+        if link_token is not None:
+            if not download_token_allows(self.settings, link_token, file_id):
+                raise Unauthorized("The download link is invalid or has expired")
+            file = await self._live_file(file_id, owner=None)
+        elif caller is None:
+            raise Unauthorized("Not authenticated: send 'Authorization: Bearer <access_token>' or use a download link")
+        else:
+            file = await self._live_file(file_id, owner=caller)
+        seconds_left = int((file.expires_at - utcnow()).total_seconds())
+        link = await self.storage.download_url(
+            file.storage_key,
+            file.original_name,
+            file.content_type,
+            expires_in=max(1, min(self.settings.file_download_url_seconds, seconds_left)),
+        )
+        if link is not None:
+            return Redirect(link)
+        try:
+            chunks = await self.storage.open(file.storage_key)
+        except FileNotFoundError as err:
+            raise Gone("The file was deleted") from err
+        return Content(
+            chunks,
+            media_type=file.content_type,
+            headers={
+                "Content-Disposition": content_disposition(file.original_name),
+                "Content-Length": str(file.size_bytes),
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "private, no-store",
+                "ETag": f'"{file.sha256}"',
+            },
+        )
+
+    async def delete(self, file_id: uuid.UUID, owner: Account) -> FileDeletion:
+        """Tell the file's retention workflow to delete now, and wait up to DELETE_WAIT for it to finish.
+        `deleted` is false when it is still under way (the signal was delivered, so it will finish)."""
+        file = await self._live_file(file_id, owner=owner)
+        handle = self.temporal.get_workflow_handle_for(FileRetentionWorkflow.run, workflow_id(file.id))
+        with reaching_temporal("The file could not be deleted right now; please try again"):
+            await handle.signal(FileRetentionWorkflow.delete_now, rpc_timeout=rpc_timeout(self.settings))
+        try:
+            await asyncio.wait_for(handle.result(), DELETE_WAIT.total_seconds())
+        except (TimeoutError, RPCError):
+            return FileDeletion(file_id=file.id, deleted=False)
+        return FileDeletion(file_id=file.id, deleted=True)
+
+    async def _live_file(self, file_id: uuid.UUID, *, owner: Account | None) -> File:
+        """The file if it belongs to `owner` (None: a download link, anyone's) and is still kept. Missing and
+        someone else's are the same 404; deleted or expired is 410."""
+        async with self.database.session() as db:
+            file = await db.get(File, file_id)
+        if file is None or (owner is not None and file.user_id != owner.id):
+            raise NotFound("File")
+        if file.deleted_at is not None:
+            raise Gone("The file was deleted")
+        if file.expires_at <= utcnow():
+            raise Gone("The file expired and is being deleted")
+        return file
+
     @asynccontextmanager
     async def keep(self, received: ReceivedFile, owner: Account) -> AsyncIterator[File]:
         """Store `received` for `owner` under its retention timer and yield the File. If the block raises,
@@ -64,3 +176,16 @@ class FileService(Service):
             with suppress(Exception):
                 await handle.signal(FileRetentionWorkflow.delete_now, rpc_timeout=rpc_timeout(self.settings))
             raise
+
+
+def _info(file: File) -> FileInfo:
+    return FileInfo(
+        file_id=file.id,
+        url=download_path(file.id),
+        size=file.size_bytes,
+        expires_at=file.expires_at,
+        name=file.original_name,
+        content_type=file.content_type,
+        sha256=file.sha256,
+        created_at=file.created_at,
+    )

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import AppFactory, executable
-from helpers import bearer, register_and_login, serve
+from fastapi import FastAPI
+from helpers import bearer, eventually, register_and_login, serve
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
@@ -19,7 +23,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.storage import download_token_allows, sign_download
+from activities.storage import CHUNK_BYTES, Storage, download_token_allows, sign_download
 from api.app import create_app
 from models.db import open_session
 from models.tables import File
@@ -32,22 +36,26 @@ from workflows.retention import FileRetentionWorkflow
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
 
 
-async def upload(
-    api: httpx.AsyncClient, token: str, content: bytes, name: str = "mockup.png", content_type: str = "image/png"
-) -> httpx.Response:
-    """A multipart body built by hand, so the file name arrives byte for byte (httpx would escape a NUL)."""
+def multipart(content: bytes, name: str, content_type: str) -> tuple[bytes, bytes, str]:
+    """The parts before and after the file's bytes, and the Content-Type header that goes with them."""
     boundary = uuid.uuid4().hex
-    body = b"".join(
+    head = b"".join(
         (
             f"--{boundary}\r\n".encode(),
             b'Content-Disposition: form-data; name="file"; filename="' + name.encode() + b'"\r\n',
             f"Content-Type: {content_type}\r\n\r\n".encode(),
-            content,
-            f"\r\n--{boundary}--\r\n".encode(),
         )
     )
-    headers = {**bearer(token), "Content-Type": f"multipart/form-data; boundary={boundary}"}
-    return await api.post("/api/files/upload", content=body, headers=headers)
+    return head, f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+async def upload(
+    api: httpx.AsyncClient, token: str, content: bytes, name: str = "mockup.png", content_type: str = "image/png"
+) -> httpx.Response:
+    """A multipart body built by hand, so the file name arrives byte for byte (httpx would escape a NUL)."""
+    head, tail, form_type = multipart(content, name, content_type)
+    headers = {**bearer(token), "Content-Type": form_type}
+    return await api.post("/api/files/upload", content=head + content + tail, headers=headers)
 
 
 def stored_objects(settings: Settings) -> list[Path]:
@@ -237,6 +245,20 @@ def test_openapi_documents_the_upload_form(make_app: AppFactory) -> None:
     assert body["schema"]["properties"]["file"] == {"type": "string", "format": "binary"}
 
 
+def test_openapi_names_each_file_operation_and_its_errors(make_app: AppFactory) -> None:
+    paths = make_app().openapi()["paths"]
+    operations = {
+        ("/api/files/upload", "post"): ("files-upload", {"400", "401", "413", "415", "422", "429", "503"}),
+        ("/api/files", "get"): ("files-list", {"401", "429"}),
+        ("/api/files/{file_id}", "get"): ("files-download", {"307", "401", "404", "410", "422"}),
+        ("/api/files/{file_id}", "delete"): ("files-delete", {"202", "401", "404", "410", "503"}),
+    }
+    for (path, method), (operation_id, statuses) in operations.items():
+        operation = paths[path][method]
+        assert operation["operationId"] == operation_id
+        assert statuses <= set(operation["responses"]), (operation_id, sorted(operation["responses"]))
+
+
 async def test_no_retention_workflow_means_no_upload(settings: Settings, engine: AsyncEngine) -> None:
     """Temporal is down: the upload fails clearly and leaves no object, no row and no temporary file."""
     doomed = await WorkflowEnvironment.start_local(
@@ -275,3 +297,105 @@ async def test_a_download_link_needs_no_sign_in_but_only_opens_its_file(
     assert (await api.get(f"/api/files/{file_id}", params={"token": link})).content == PNG
     assert (await api.get(f"/api/files/{file_id}")).status_code == 401
     assert (await api.delete(f"/api/files/{file_id}", params={"token": link})).status_code == 401
+
+
+# --- one database connection for the whole API: a request that waits on the network must not hold it --------
+
+
+class HeldDownloads:
+    """Storage whose downloads stop after their first chunk until released: a slow client, mid-body."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.name = storage.name
+        self.first_chunk_sent = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def put_file(self, key: str, source: Path, content_type: str) -> None:
+        await self.storage.put_file(key, source, content_type)
+
+    async def delete(self, key: str) -> None:
+        await self.storage.delete(key)
+
+    async def exists(self, key: str) -> bool:
+        return await self.storage.exists(key)
+
+    async def download_url(self, key: str, filename: str, content_type: str, expires_in: int) -> str | None:
+        return await self.storage.download_url(key, filename, content_type, expires_in)
+
+    async def open(self, key: str) -> AsyncIterator[bytes]:
+        return self._held(await self.storage.open(key))
+
+    async def _held(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            yield chunk
+            if not self.first_chunk_sent.is_set():  # runs once the server asks for the second chunk
+                self.first_chunk_sent.set()
+                await self.release.wait()
+
+
+@pytest.fixture
+async def one_connection(make_app: AppFactory) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """An API with a pool of exactly one connection that gives up after a second: a held one shows at once."""
+    app = make_app(database_pool_size=1, database_pool_overflow=0, database_pool_timeout_seconds=1)
+    async with serve(app) as api:
+        yield app, api
+
+
+async def reached(event: asyncio.Event, request: asyncio.Task[httpx.Response], what: str) -> None:
+    """Wait until `event` is set, failing at once (with the answer) if the request ended before it."""
+
+    async def probe() -> bool:
+        if request.done():
+            raise AssertionError(f"the request ended before {what}: {request.result().text}")
+        return event.is_set()
+
+    await eventually(probe, within=10, what=what)
+
+
+async def test_an_upload_in_flight_holds_no_database_connection(
+    one_connection: tuple[FastAPI, httpx.AsyncClient], worker: object
+) -> None:
+    _, api = one_connection
+    uploader, other = await register_and_login(api), await register_and_login(api)
+    head, tail, form_type = multipart(PNG, "slow.png", "image/png")
+    first_part_read, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield head + PNG[:64]
+        first_part_read.set()  # runs only once the server has read the first part and asks for more
+        await release.wait()
+        yield PNG[64:] + tail
+
+    headers = {**bearer(uploader["access_token"]), "Content-Type": form_type}
+    sending = asyncio.create_task(api.post("/api/files/upload", content=slow_body(), headers=headers))
+    await reached(first_part_read, sending, "the server read the first part")
+
+    listed = await api.get("/api/files", headers=bearer(other["access_token"]))
+    assert listed.status_code == 200, listed.text
+
+    release.set()
+    uploaded = await sending
+    assert uploaded.status_code == 201, uploaded.text
+
+
+async def test_a_download_in_flight_holds_no_database_connection(
+    one_connection: tuple[FastAPI, httpx.AsyncClient], worker: object
+) -> None:
+    app, api = one_connection
+    owner, other = await register_and_login(api), await register_and_login(api)
+    large = PNG + bytes(3 * CHUNK_BYTES)
+    file_url = (await upload(api, owner["access_token"], large)).json()["url"]
+    held = HeldDownloads(app.state.runtime.storage)
+    app.state.runtime = dataclasses.replace(app.state.runtime, storage=held)
+
+    downloading = asyncio.create_task(api.get(file_url, headers=bearer(owner["access_token"])))
+    await reached(held.first_chunk_sent, downloading, "the first chunk was sent")
+
+    listed = await api.get("/api/files", headers=bearer(other["access_token"]))
+    assert listed.status_code == 200, listed.text
+
+    held.release.set()
+    downloaded = await downloading
+    assert downloaded.status_code == 200
+    assert downloaded.content == large

@@ -4,65 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import RedirectResponse, StreamingResponse
 
-from activities.storage import Storage, content_disposition, download_token_allows, storage_key
-from api.deps import CurrentUser, OptionalUser, SessionDep, SettingsDep, StorageDep, TemporalClient
+from api.deps import CurrentUser, Files, OptionalUser, SettingsDep
+from api.errors import errors
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
-from api.uploads import MULTIPART_BODY, ReceivedFile, receive_file
+from api.uploads import MULTIPART_BODY, receive_file
 from models.api.files import FileDeletion, FileInfo, UploadedFile
-from models.messages.files import RetainedFile
-from models.tables import File, User
-from models.types import utcnow
-from services.files import download_path
-from settings import Settings
-from workflows import search_attributes
-from workflows.retention import FileRetentionWorkflow, workflow_id
+from services.files import Redirect
 
 router = APIRouter(prefix="/api/files", tags=["files"], route_class=RateLimitedRoute)
-
-_DELETE_WAIT = timedelta(seconds=5)
-
-
-def _info(file: File) -> FileInfo:
-    return FileInfo(
-        file_id=file.id,
-        url=download_path(file.id),
-        size=file.size_bytes,
-        expires_at=file.expires_at,
-        name=file.original_name,
-        content_type=file.content_type,
-        sha256=file.sha256,
-        created_at=file.created_at,
-    )
 
 
 @router.post(
     "/upload",
     status_code=status.HTTP_201_CREATED,
-    response_model=UploadedFile,
     openapi_extra=MULTIPART_BODY,
-    responses={413: {"description": "Larger than FILE_MAX_BYTES"}, 415: {"description": "Type not accepted"}},
+    responses=errors(400, 401, 413, 415, 422, 429, 503),
 )
 @counts_itself
-async def upload_file(
-    request: Request,
-    user: CurrentUser,
-    db: SessionDep,
-    temporal: TemporalClient,
-    storage: StorageDep,
-    settings: SettingsDep,
-) -> UploadedFile:
+async def upload(request: Request, user: CurrentUser, files: Files, settings: SettingsDep) -> UploadedFile:
     """Multipart, field `file`. The file is deleted after FILE_RETENTION_HOURS (24 by default)."""
     await enforce(request, count=False)  # an exhausted quota is refused before the body is read
     received = await receive_file(
@@ -73,80 +37,15 @@ async def upload_file(
     )
     try:
         await enforce(request)  # counted now that the upload is valid
-        async with kept_file(received, user, db, temporal, storage, settings) as file:
-            await db.commit()
+        return await files.upload(received, user)
     finally:
         await asyncio.to_thread(received.path.unlink, missing_ok=True)
-    return UploadedFile(file_id=file.id, url=download_path(file.id), size=file.size_bytes, expires_at=file.expires_at)
 
 
-@asynccontextmanager
-async def kept_file(
-    received: ReceivedFile,
-    user: User,
-    db: AsyncSession,
-    temporal: Client,
-    storage: Storage,
-    settings: Settings,
-) -> AsyncIterator[File]:
-    """The File row (flushed), its retention timer, then the object: nothing is ever stored without the
-    workflow that deletes it. The caller commits inside; if anything fails, the timer deletes at once."""
-    file = File(
-        user_id=user.id,
-        storage_key="",
-        original_name=received.filename,
-        content_type=received.content_type,
-        size_bytes=received.size,
-        sha256=received.sha256,
-        expires_at=utcnow() + timedelta(hours=settings.file_retention_hours),
-    )
-    file.storage_key = storage_key(file.id)
-    db.add(file)
-    await db.flush()
-    handle = await _start_retention(temporal, settings, file)
-    try:
-        await storage.put_file(file.storage_key, received.path, file.content_type)
-        yield file
-    except BaseException:
-        with suppress(Exception):
-            await handle.signal(FileRetentionWorkflow.delete_now)
-        raise
-
-
-async def _start_retention(temporal: Client, settings: Settings, file: File) -> WorkflowHandle[Any, Any]:
-    return await temporal.start_workflow(
-        FileRetentionWorkflow.run,
-        RetainedFile(file_id=file.id, user_id=file.user_id, storage_key=file.storage_key, expires_at=file.expires_at),
-        id=workflow_id(file.id),
-        task_queue=settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=search_attributes.for_resource(file.id, file.user_id),
-        static_summary=f"Delete {file.original_name[:100]} at {file.expires_at:%Y-%m-%d %H:%M} UTC",
-        rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
-    )
-
-
-@router.get("", response_model=list[FileInfo])
-async def list_files(user: CurrentUser, db: SessionDep) -> list[FileInfo]:
+@router.get("", name="list", responses=errors(401, 429))  # named here: a function `list` would shadow the builtin
+async def list_files(user: CurrentUser, files: Files) -> list[FileInfo]:
     """The caller's files that are still kept, newest first."""
-    statement = (
-        select(File)
-        .where(col(File.user_id) == user.id, col(File.deleted_at).is_(None), col(File.expires_at) > utcnow())
-        .order_by(col(File.created_at).desc())
-    )
-    return [_info(file) for file in (await db.exec(statement)).all()]
-
-
-async def _live_file(db: SessionDep, file_id: uuid.UUID, *, owner: uuid.UUID | None) -> File:
-    """The file, if it is still kept (410 otherwise) and belongs to `owner` (404 otherwise; None: anyone's)."""
-    file = await db.get(File, file_id)
-    if file is None or (owner is not None and file.user_id != owner):
-        raise HTTPException(404, "File not found")
-    if file.deleted_at is not None:
-        raise HTTPException(410, "The file was deleted")
-    if file.expires_at <= utcnow():
-        raise HTTPException(410, "The file expired and is being deleted")
-    return file
+    return await files.list_of(user)
 
 
 @router.get(
@@ -155,75 +54,36 @@ async def _live_file(db: SessionDep, file_id: uuid.UUID, *, owner: uuid.UUID | N
     responses={
         200: {"description": "The content (local storage)", "content": {"application/octet-stream": {}}},
         307: {"description": "A presigned link to the content (R2), valid at most until the file expires"},
-        404: {"description": "No such file of yours"},
-        410: {"description": "Deleted or expired"},
+        **errors(401, 404, 410, 422, 429),
     },
 )
-async def download_file(
+async def download(
     file_id: uuid.UUID,
     user: OptionalUser,
-    db: SessionDep,
-    storage: StorageDep,
-    settings: SettingsDep,
+    files: Files,
     token: Annotated[
         str | None, Query(max_length=2048, description="A download link's token (emails carry one): no sign-in")
     ] = None,
 ) -> Response:
-    """For the owner (bearer token), or for whoever holds a download link for this file."""
-    if token is not None:
-        if not download_token_allows(settings, token, file_id):
-            raise HTTPException(401, "The download link is invalid or has expired")
-        file = await _live_file(db, file_id, owner=None)
-    elif user is None:
-        raise HTTPException(
-            401, "Not authenticated: send 'Authorization: Bearer <access_token>' or use a download link"
-        )
-    else:
-        file = await _live_file(db, file_id, owner=user.id)
-    seconds_left = int((file.expires_at - utcnow()).total_seconds())
-    link = await storage.download_url(
-        file.storage_key,
-        file.original_name,
-        file.content_type,
-        expires_in=max(1, min(settings.file_download_url_seconds, seconds_left)),
-    )
-    if link is not None:
-        return RedirectResponse(link, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
-    try:
-        chunks = await storage.open(file.storage_key)
-    except FileNotFoundError as err:
-        raise HTTPException(410, "The file was deleted") from err
-    return StreamingResponse(
-        chunks,
-        media_type=file.content_type,
-        headers={
-            "Content-Disposition": content_disposition(file.original_name),
-            "Content-Length": str(file.size_bytes),
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "private, no-store",
-            "ETag": f'"{file.sha256}"',
-        },
-    )
+    """For the owner (bearer token), or for whoever holds a download link for this file. No database
+    connection is held while the content streams."""
+    found = await files.download(file_id, caller=user, link_token=token)
+    if isinstance(found, Redirect):
+        return RedirectResponse(found.url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    return StreamingResponse(found.chunks, media_type=found.media_type, headers=found.headers)
 
 
 @router.delete(
     "/{file_id}",
-    response_model=FileDeletion,
-    responses={202: {"model": FileDeletion, "description": "Deletion under way"}},
+    responses={
+        202: {"model": FileDeletion, "description": "Deletion under way"},
+        **errors(401, 404, 410, 422, 429, 503),
+    },
 )
-async def delete_file(
-    file_id: uuid.UUID, user: CurrentUser, db: SessionDep, temporal: TemporalClient, settings: SettingsDep
-) -> Response:
-    """Signals the file's retention workflow to delete now, and waits a little for it to finish."""
-    file = await _live_file(db, file_id, owner=user.id)
-    handle = temporal.get_workflow_handle_for(FileRetentionWorkflow.run, workflow_id(file.id))
-    await handle.signal(
-        FileRetentionWorkflow.delete_now, rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds)
-    )
-    try:
-        await asyncio.wait_for(handle.result(), _DELETE_WAIT.total_seconds())
-    except TimeoutError:
-        body = FileDeletion(file_id=file.id, deleted=False)
-        return Response(body.model_dump_json(by_alias=True), status.HTTP_202_ACCEPTED, media_type="application/json")
-    body = FileDeletion(file_id=file.id, deleted=True)
-    return Response(body.model_dump_json(by_alias=True), status.HTTP_200_OK, media_type="application/json")
+async def delete(file_id: uuid.UUID, user: CurrentUser, files: Files, response: Response) -> FileDeletion:
+    """Signals the file's retention workflow to delete now, and waits a little for it to finish (200);
+    if it has not finished by then, 202: the deletion is under way."""
+    deletion = await files.delete(file_id, user)
+    if not deletion.deleted:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return deletion

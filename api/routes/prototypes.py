@@ -29,14 +29,12 @@ from api.deps import (
     IdempotencyKey,
     SessionDep,
     SettingsDep,
-    StorageDep,
     TemporalClient,
     resource_id,
     stage,
 )
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
 from api.routes.ai import call_policy, providers_for
-from api.routes.files import kept_file
 from api.uploads import MULTIPART_BODY, receive_file
 from models.api.common import AIProviderName, ErrorResponse
 from models.api.prototypes import PrototypeAccepted, PrototypeRequest, PrototypeView
@@ -44,7 +42,7 @@ from models.enums import AITier, PrototypeStatus
 from models.messages.ai import TranscriptionCall
 from models.messages.prototypes import PrototypeOrder, PrototypeProgress
 from models.tables import Prototype, User
-from services.files import download_path
+from services.files import FileService, download_path
 from settings import Settings
 from workflows import search_attributes
 from workflows.ai import ProviderRefused, Routing, transcription_chain
@@ -137,7 +135,6 @@ async def submit_voice(
     chains: Annotated[VoiceChains, Depends(voice_chains)],
     db: SessionDep,
     temporal: TemporalClient,
-    storage: StorageDep,
     settings: SettingsDep,
     language: Annotated[
         str | None, Query(pattern=r"^[a-z]{2}$", description="ISO-639-1 language of the message, e.g. 'cs'")
@@ -159,7 +156,7 @@ async def submit_voice(
     )
     try:
         await enforce(request)  # counted now that the message is valid
-        async with kept_file(received, user, db, temporal, storage, settings) as audio:
+        async with FileService(request.app.state.runtime).keep(received, user) as audio:
             prototype = Prototype(id=prototype_id, user_id=user.id, idea="", source="voice")
             message = TranscriptionCall(
                 audio_key=audio.storage_key,
