@@ -22,6 +22,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from services.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from services.files import ReceivedFile
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks  # a TypedDict that exists for type checkers only
@@ -65,15 +66,6 @@ MULTIPART_BODY: dict[str, Any] = {
 }
 
 _TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/csv", "application/json"})
-
-
-@dataclass
-class ReceivedFile:
-    path: Path
-    filename: str
-    content_type: str
-    size: int
-    sha256: str
 
 
 def check_filename(raw: str) -> str:

@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from sqlmodel import col, select
 from temporalio.service import RPCError
 
 from activities.storage import content_disposition, download_token_allows, storage_key
-from api.uploads import ReceivedFile
 from models.api.files import FileDeletion, FileInfo, UploadedFile
 from models.messages.files import RetainedFile
 from models.tables import File
@@ -59,6 +59,17 @@ class Content:
 
 
 Download = Redirect | Content
+
+
+@dataclass(frozen=True)
+class ReceivedFile:
+    """An upload already checked and spooled to a temporary file (api/uploads.py streams it there)."""
+
+    path: Path
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
 
 
 class FileService(Service):
