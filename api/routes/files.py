@@ -52,7 +52,10 @@ async def list_files(user: CurrentUser, files: Files) -> list[FileInfo]:
     "/{file_id}",
     response_class=Response,
     responses={
-        200: {"description": "The content (local storage)", "content": {"application/octet-stream": {}}},
+        200: {
+            "description": "The content (local storage), with the file's own media type",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        },
         307: {"description": "A presigned link to the content (R2), valid at most until the file expires"},
         **errors(401, 404, 410, 422, 429),
     },
