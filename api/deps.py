@@ -13,8 +13,10 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.accounts import Account, AccountService
+from services.chat import ChatService
 from services.contact import ContactService
 from services.errors import Unauthorized
+from services.prototypes import PrototypeService
 from services.runtime import Runtime, Service
 from settings import Settings
 
@@ -46,6 +48,8 @@ def service(kind: type[AnyService]) -> Callable[[Runtime], AnyService]:
 
 Accounts = Annotated[AccountService, Depends(service(AccountService))]
 Contacts = Annotated[ContactService, Depends(service(ContactService))]
+Chats = Annotated[ChatService, Depends(service(ChatService))]
+Prototypes = Annotated[PrototypeService, Depends(service(PrototypeService))]
 
 
 async def get_optional_user(

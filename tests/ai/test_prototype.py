@@ -24,7 +24,8 @@ from models.enums import AITier, PrototypeStatus, ServiceTier
 from models.tables import EmailDelivery, File, Prototype
 from settings import Settings
 from worker import build_worker
-from workflows.prototype import PIPELINE, PrototypeWorkflow, call_key, result_file_id, workflow_id
+from workflows.prompts import PIPELINE
+from workflows.prototype import PrototypeWorkflow, call_key, result_file_id, workflow_id
 from workflows.retention import FileRetentionWorkflow
 
 IDEA = {"idea": "An app that books climbing gyms: members see free slots and reserve one."}
@@ -167,7 +168,7 @@ async def test_only_the_owner_sees_a_prototype(temporal: Client, engine: AsyncEn
         done = await finished(api, temporal, owner, prototype_id)
         theirs = await api.get(f"/api/prototypes/{prototype_id}", headers=stranger["headers"])
         assert theirs.status_code == 404
-        assert theirs.json()["error"] == f"No prototype {prototype_id} of yours"
+        assert theirs.json()["error"] == "Prototype not found"
         assert (await api.get(done["download_url"], headers=stranger["headers"])).status_code == 404
         assert (await api.get("/api/prototypes", headers=stranger["headers"])).json() == []
         listed = (await api.get("/api/prototypes", headers=owner["headers"])).json()
