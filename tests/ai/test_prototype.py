@@ -7,6 +7,8 @@ import asyncio
 import json
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -317,3 +319,45 @@ async def test_long_polling_answers_when_the_pipeline_finishes(
     assert answered.json()["status"] == "COMPLETED"
     assert answered.json()["download_url"]
     assert too_long.status_code == 422
+
+
+async def test_long_polls_hold_no_database_connection_while_they_wait(
+    temporal: Client, engine: AsyncEngine, settings: Settings
+) -> None:
+    """With one pooled connection, two long polls on a prototype that makes no progress (no worker yet) wait
+    on Temporal, not on the connection: another user is answered at once meanwhile, and both polls answer."""
+    one_connection = settings.model_copy(
+        update={"database_pool_size": 1, "database_pool_overflow": 0, "database_pool_timeout_seconds": 1}
+    )
+    app = create_app(one_connection, temporal=temporal)
+    async with serve(app) as api:
+        owner, other = await sign_in(api, engine), await sign_in(api, engine)
+        prototype_id = await submit(api, owner)
+        database = app.state.runtime.database
+        sessions_of, closed = database.session, 0
+
+        @asynccontextmanager
+        async def counted_session() -> AsyncIterator[Any]:
+            nonlocal closed
+            async with sessions_of() as session:
+                yield session
+            closed += 1
+
+        database.session = counted_session  # each poll: one session to sign in, one to read the row
+        status_url = f"/api/prototypes/{prototype_id}"
+        polls = [
+            asyncio.create_task(api.get(status_url, params={"wait": 30}, headers=owner["headers"])) for _ in range(2)
+        ]
+
+        async def both_polls_waiting() -> bool:
+            return closed >= 4
+
+        await eventually(both_polls_waiting, what="both polls to have read the row and let their sessions go")
+        for _ in range(3):
+            me = await asyncio.wait_for(api.get("/auth/me", headers=other["headers"]), 5)
+            assert me.status_code == 200, me.text
+        assert not any(poll.done() for poll in polls)  # the answers above came while both polls were waiting
+        async with build_worker(temporal, settings, engine):
+            answered = await asyncio.wait_for(asyncio.gather(*polls), 60)
+    assert [poll.status_code for poll in answered] == [200, 200]
+    assert [poll.json()["status"] for poll in answered] == ["COMPLETED", "COMPLETED"]
