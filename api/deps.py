@@ -13,9 +13,11 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.accounts import Account, AccountService
+from services.chat import ChatService
 from services.contact import ContactService
 from services.errors import Unauthorized
 from services.files import FileService
+from services.prototypes import PrototypeService
 from services.runtime import Runtime, Service
 from settings import Settings
 
@@ -48,6 +50,8 @@ def service(kind: type[AnyService]) -> Callable[[Runtime], Coroutine[Any, Any, A
 Accounts = Annotated[AccountService, Depends(service(AccountService))]
 Contacts = Annotated[ContactService, Depends(service(ContactService))]
 Files = Annotated[FileService, Depends(service(FileService))]
+Chats = Annotated[ChatService, Depends(service(ChatService))]
+Prototypes = Annotated[PrototypeService, Depends(service(PrototypeService))]
 
 
 async def get_optional_user(

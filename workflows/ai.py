@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio import workflow
@@ -46,12 +47,23 @@ TRANSCRIPTION_ACTIVITIES: dict[AITier, Callable[..., Any]] = {
 _TIMEOUT_MARGIN = timedelta(seconds=10)  # the SDK's own timeout fires first; Temporal's is the backstop
 
 
-class ProviderRefused(Exception):
-    """No provider may serve this request: `status_code` is the HTTP answer it deserves."""
+class Refusal(StrEnum):
+    """Why no provider may serve a request; the caller (a service) decides what its client hears."""
 
-    def __init__(self, message: str, status_code: int) -> None:
+    PROVIDER_NOT_ALLOWED = "provider_not_allowed"
+    """The request named a provider the user's tier may not use (a non-EU one for EU_COMPLIANCE)."""
+    NO_PROVIDER = "no_provider"
+    """No configured provider may serve the user's tier."""
+    NO_TRANSCRIBER = "no_transcriber"
+    """Voice input, but no configured provider may transcribe it for the user's tier."""
+
+
+class ProviderRefused(Exception):
+    """No provider may serve this request, for the reason `kind`."""
+
+    def __init__(self, message: str, kind: Refusal) -> None:
         super().__init__(message)
-        self.status_code = status_code
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -90,7 +102,7 @@ def provider_chain(routing: Routing, user_tier: ServiceTier, requested: AITier |
         raise ProviderRefused(
             f"{provider_name(requested)} is not EU-resident: EU_COMPLIANCE accounts are served only by "
             f"{_names(routing.eu_resident & routing.configured) or 'EU-resident providers, and none is configured'}",
-            403,
+            Refusal.PROVIDER_NOT_ALLOWED,
         )
     chain = [
         tier
@@ -101,7 +113,9 @@ def provider_chain(routing: Routing, user_tier: ServiceTier, requested: AITier |
         chain = [requested, *(tier for tier in chain if tier != requested)]
     if not chain:
         needed = "an EU-resident AI provider (AI_EU_RESIDENT_PROVIDERS)" if eu_only else "an AI provider"
-        raise ProviderRefused(f"No AI provider can serve this account: {needed} must be configured", 503)
+        raise ProviderRefused(
+            f"No AI provider can serve this account: {needed} must be configured", Refusal.NO_PROVIDER
+        )
     return chain
 
 
@@ -119,7 +133,9 @@ def transcription_chain(routing: Routing, user_tier: ServiceTier) -> list[AITier
             if eu_only
             else "OPENAI_API_KEY or AZURE_OPENAI_TRANSCRIPTION_DEPLOYMENT"
         )
-        raise ProviderRefused(f"Voice input is not available: set {setting} to enable transcription", 503)
+        raise ProviderRefused(
+            f"Voice input is not available: set {setting} to enable transcription", Refusal.NO_TRANSCRIBER
+        )
     return chain
 
 

@@ -12,12 +12,18 @@ with workflow.unsafe.imports_passed_through():
     from activities.ai.records import AIRecordActivities
     from models.messages.ai import AICallRecord, ChatInput, ChatOutcome, ChatProgress
     from workflows.ai import ModelCaller
+    from workflows.starting import ONCE_PER_RESOURCE
 
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
 def workflow_id(chat_id: uuid.UUID) -> str:
     return f"chat-{chat_id}"
+
+
+START_POLICY = ONCE_PER_RESOURCE
+"""The id comes from the chat id (an Idempotency-Key's, or fresh): a second start is a retried request, and gets
+the first run's answer, whether it is still running or finished (as before: USE_EXISTING, REJECT_DUPLICATE)."""
 
 
 def call_key(chat_id: uuid.UUID) -> str:

@@ -15,8 +15,6 @@ gets one email saying why. The row follows the workflow at each milestone; the `
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -25,14 +23,12 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ai.offline import OFFLINE_MODEL
     from activities.ai.records import AIRecordActivities
-    from activities.packaging import PackagingActivities, usd
+    from activities.packaging import PackagingActivities
     from activities.records import RecordActivities
     from activities.storage import storage_key
     from models.enums import AITier, PrototypeStatus
-    from models.messages.ai import AICallRecord, ModelCall, ModelReply, TranscriptionCall
-    from models.messages.email import EmailMessage
+    from models.messages.ai import AICallRecord, ModelReply, TranscriptionCall
     from models.messages.files import RetainedFile
     from models.messages.prototypes import (
         PrototypeMilestone,
@@ -43,103 +39,36 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes
     from workflows.ai import ModelCaller
+    from workflows.emails import failure_email, ready_email
     from workflows.mail import send_email
+    from workflows.prompts import PIPELINE, AgentStep
     from workflows.retention import FileRetentionWorkflow
     from workflows.retention import workflow_id as retention_workflow_id
+    from workflows.starting import ONCE_PER_RESOURCE
 
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 PACKAGE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 PACKAGE_DEADLINE = timedelta(minutes=30)
 """Storage still failing after this long: the prototype fails (and says so) rather than wait for ever."""
 ROW_DEADLINE = timedelta(minutes=2)
-"""The API commits the prototype's row right after starting us; a row still missing by then never will be."""
+"""The row is committed before the start (services.staging), so it is there at once; the deadline only guards
+runs started by an older API, which committed the row after the start and might never have."""
 TRANSCRIPTION = "transcription"
 PACKAGING = "package"
 _FILE_ID_NAMESPACE = uuid.UUID("6a1d2f0e-93c4-4b8e-8f5a-2c7d9e4b1a30")
 _FAILURES = (ActivityError, ApplicationError)
 
 
-@dataclass(frozen=True)
-class AgentStep:
-    """One specialised agent: `task` is filled in with {idea} and the answers of the steps before it."""
-
-    name: str
-    document: str
-    role: str
-    task: str
-    temperature: float
-    max_tokens: int
-    prefer: AITier | None = None
-    """Asked first when the user's chain allows it and the request named no provider."""
-    holds_files: bool = False
-
-    def call(self, idea: str, answers: Mapping[str, str]) -> ModelCall:
-        return ModelCall(
-            prompt=self.task.format(idea=idea, **answers),
-            system=self.role,
-            temperature=self.temperature,
-            max_tokens=self.max_tokens,
-            step=self.name,
-        )
-
-
-PIPELINE: tuple[AgentStep, ...] = (
-    AgentStep(
-        name="requirements",
-        document="REQUIREMENTS.md",
-        role="You are a product analyst. You turn a customer's app idea into clear, testable requirements.",
-        task=(
-            "The customer's app idea:\n\n{idea}\n\n"
-            "Write the requirements of a first prototype in Markdown: who uses the app, what they need to do "
-            "(user stories), the data it keeps, and what is out of scope. One page at most."
-        ),
-        temperature=0.3,
-        max_tokens=1200,
-    ),
-    AgentStep(
-        name="plan",
-        document="PLAN.md",
-        role="You are a software architect. You plan small, working prototypes with the simplest fitting stack.",
-        task=(
-            "The app idea:\n\n{idea}\n\nIts requirements:\n\n{requirements}\n\n"
-            "Plan the prototype in Markdown: the stack, the screens or endpoints, the data model, and the list "
-            "of files to write (paths)."
-        ),
-        temperature=0.4,
-        max_tokens=1500,
-    ),
-    AgentStep(
-        name="code",
-        document="CODE.md",
-        role="You are a senior developer. You write complete, runnable code, never placeholders.",
-        task=(
-            "The app idea:\n\n{idea}\n\nIts requirements:\n\n{requirements}\n\nThe plan:\n\n{plan}\n\n"
-            "Write the prototype's code following the plan. Give every file as a fenced code block whose "
-            "opening line names the language and the file's path, for example ```python app/main.py . "
-            "Include the dependency file and a one-line instruction to run it."
-        ),
-        temperature=0.2,
-        max_tokens=4000,
-        prefer=AITier.OPENAI,
-        holds_files=True,
-    ),
-    AgentStep(
-        name="review",
-        document="REVIEW.md",
-        role="You are a careful code reviewer. You are specific, and you rank problems by how much they matter.",
-        task=(
-            "The requirements:\n\n{requirements}\n\nThe code:\n\n{code}\n\n"
-            "Review the code against the requirements in Markdown: what works, bugs, security problems, and "
-            "the three next steps."
-        ),
-        temperature=0.3,
-        max_tokens=1200,
-    ),
-)
-
-
 def workflow_id(prototype_id: uuid.UUID) -> str:
     return f"prototype-{prototype_id}"
+
+
+START_POLICY = ONCE_PER_RESOURCE
+"""The id comes from the prototype's row id (an Idempotency-Key's, or fresh), and the row is committed before the
+start and deleted if the start fails (services.staging). So a second start with the same id is a retried request
+for the same prototype and gets the existing run, running or closed; no run ever exists without its row, so the
+old ALLOW_DUPLICATE_FAILED_ONLY (a failed run whose row never committed could be started again) is not needed,
+and a failed prototype is never silently run again under the same id."""
 
 
 def call_key(prototype_id: uuid.UUID, step: str) -> str:
@@ -372,53 +301,3 @@ def _reason(err: FailureError) -> str:
     while isinstance(cause, ActivityError) and cause.cause is not None:
         cause = cause.cause
     return cause.message if isinstance(cause, FailureError) else str(cause)
-
-
-def _title(idea: str) -> str:
-    words = " ".join(idea.split())
-    if not words:
-        return "from your voice message"
-    return f"“{words[:77]}…”" if len(words) > 80 else f"“{words}”"
-
-
-def ready_email(
-    order: PrototypeOrder,
-    progress: PrototypeProgress,
-    expires_at: datetime,
-    answers: list[StepAnswer],
-    download_token: str,
-) -> EmailMessage:
-    """The link works from the email without signing in: it carries a token for this one file."""
-    link = f"{order.link_base_url.rstrip('/')}/api/files/{progress.file_id}?token={download_token}"
-    offline = any(answer.model_used == OFFLINE_MODEL for answer in answers)
-    note = (
-        "\nNote: no AI model is configured on this server, so this is an offline template to fill in, "
-        "not an AI model's work.\n"
-        if offline
-        else ""
-    )
-    return EmailMessage(
-        message_id=f"prototype-{order.prototype_id}-ready",
-        to=[order.email],
-        subject="Your prototype is ready",
-        text=(
-            f"Hello,\n\nyour prototype {_title(progress.idea)} is ready.\n\n"
-            f"Download it (signed in to Statex) until {expires_at:%Y-%m-%d %H:%M} UTC; then it is deleted:\n"
-            f"{link}\n\n"
-            f"Inside: {', '.join(answer.document for answer in answers)}, the code and a README, made in "
-            f"{len(progress.steps)} steps. The AI calls cost {usd(progress.cost_usd_micros)}.\n"
-            f"{note}\n-- The Statex team"
-        ),
-    )
-
-
-def failure_email(order: PrototypeOrder, idea: str, reason: str) -> EmailMessage:
-    return EmailMessage(
-        message_id=f"prototype-{order.prototype_id}-failed",
-        to=[order.email],
-        subject="Your prototype could not be made",
-        text=(
-            f"Hello,\n\nwe could not make your prototype {_title(idea)}.\n\nWhy: {reason}\n\n"
-            "Nothing was kept. You can submit the idea again later.\n\n-- The Statex team"
-        ),
-    )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from activities.ai.offline_templates import PROTOTYPE_TEMPLATES
 from activities.packaging import code_files, package_entries, zip_bytes
 from models.messages.prototypes import PrototypePackage, StepAnswer
-from workflows.prototype import PIPELINE
+from workflows.prompts import PIPELINE
 
 ANSWER = """Here is the app.
 

@@ -7,6 +7,8 @@ import asyncio
 import json
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +26,8 @@ from models.enums import AITier, PrototypeStatus, ServiceTier
 from models.tables import EmailDelivery, File, Prototype
 from settings import Settings
 from worker import build_worker
-from workflows.prototype import PIPELINE, PrototypeWorkflow, call_key, result_file_id, workflow_id
+from workflows.prompts import PIPELINE
+from workflows.prototype import PrototypeWorkflow, call_key, result_file_id, workflow_id
 from workflows.retention import FileRetentionWorkflow
 
 IDEA = {"idea": "An app that books climbing gyms: members see free slots and reserve one."}
@@ -167,7 +170,7 @@ async def test_only_the_owner_sees_a_prototype(temporal: Client, engine: AsyncEn
         done = await finished(api, temporal, owner, prototype_id)
         theirs = await api.get(f"/api/prototypes/{prototype_id}", headers=stranger["headers"])
         assert theirs.status_code == 404
-        assert theirs.json()["error"] == f"No prototype {prototype_id} of yours"
+        assert theirs.json()["error"] == "Prototype not found"
         assert (await api.get(done["download_url"], headers=stranger["headers"])).status_code == 404
         assert (await api.get("/api/prototypes", headers=stranger["headers"])).json() == []
         listed = (await api.get("/api/prototypes", headers=owner["headers"])).json()
@@ -316,3 +319,45 @@ async def test_long_polling_answers_when_the_pipeline_finishes(
     assert answered.json()["status"] == "COMPLETED"
     assert answered.json()["download_url"]
     assert too_long.status_code == 422
+
+
+async def test_long_polls_hold_no_database_connection_while_they_wait(
+    temporal: Client, engine: AsyncEngine, settings: Settings
+) -> None:
+    """With one pooled connection, two long polls on a prototype that makes no progress (no worker yet) wait
+    on Temporal, not on the connection: another user is answered at once meanwhile, and both polls answer."""
+    one_connection = settings.model_copy(
+        update={"database_pool_size": 1, "database_pool_overflow": 0, "database_pool_timeout_seconds": 1}
+    )
+    app = create_app(one_connection, temporal=temporal)
+    async with serve(app) as api:
+        owner, other = await sign_in(api, engine), await sign_in(api, engine)
+        prototype_id = await submit(api, owner)
+        database = app.state.runtime.database
+        sessions_of, closed = database.session, 0
+
+        @asynccontextmanager
+        async def counted_session() -> AsyncIterator[Any]:
+            nonlocal closed
+            async with sessions_of() as session:
+                yield session
+            closed += 1
+
+        database.session = counted_session  # each poll: one session to sign in, one to read the row
+        status_url = f"/api/prototypes/{prototype_id}"
+        polls = [
+            asyncio.create_task(api.get(status_url, params={"wait": 30}, headers=owner["headers"])) for _ in range(2)
+        ]
+
+        async def both_polls_waiting() -> bool:
+            return closed >= 4
+
+        await eventually(both_polls_waiting, what="both polls to have read the row and let their sessions go")
+        for _ in range(3):
+            me = await asyncio.wait_for(api.get("/auth/me", headers=other["headers"]), 5)
+            assert me.status_code == 200, me.text
+        assert not any(poll.done() for poll in polls)  # the answers above came while both polls were waiting
+        async with build_worker(temporal, settings, engine):
+            answered = await asyncio.wait_for(asyncio.gather(*polls), 60)
+    assert [poll.status_code for poll in answered] == [200, 200]
+    assert [poll.json()["status"] for poll in answered] == ["COMPLETED", "COMPLETED"]

@@ -7,7 +7,7 @@ from pydantic import SecretStr
 
 from models.enums import AITier, ServiceTier
 from settings import Settings
-from workflows.ai import ProviderRefused, Routing, provider_chain, transcription_chain
+from workflows.ai import ProviderRefused, Refusal, Routing, provider_chain, transcription_chain
 
 OLLAMA, OPENAI, AZURE, OFFLINE = AITier.OLLAMA, AITier.OPENAI, AITier.AZURE, AITier.OFFLINE
 STANDARD, EU, PREMIUM = ServiceTier.STANDARD, ServiceTier.EU_COMPLIANCE, ServiceTier.PREMIUM
@@ -50,13 +50,13 @@ def test_eu_users_are_served_by_eu_resident_providers_only() -> None:
 def test_an_eu_user_naming_a_non_eu_provider_is_refused_not_rerouted() -> None:
     with pytest.raises(ProviderRefused, match=r"openai is not EU-resident.*served only by azure") as refused:
         provider_chain(routing(OPENAI, AZURE), EU, requested=OPENAI)
-    assert refused.value.status_code == 403
+    assert refused.value.kind == Refusal.PROVIDER_NOT_ALLOWED
 
 
 def test_an_eu_user_with_no_eu_provider_configured_gets_no_non_eu_one() -> None:
     with pytest.raises(ProviderRefused, match="EU-resident AI provider") as refused:
         provider_chain(routing(OPENAI, OLLAMA), EU)
-    assert refused.value.status_code == 503
+    assert refused.value.kind == Refusal.NO_PROVIDER
 
 
 def test_routing_reads_configuration_from_settings() -> None:
@@ -94,4 +94,4 @@ def test_voice_for_eu_users_goes_to_azure_whisper_only() -> None:
 def test_voice_on_the_offline_tier_says_which_setting_enables_it() -> None:
     with pytest.raises(ProviderRefused, match="set OPENAI_API_KEY or AZURE_OPENAI_TRANSCRIPTION_DEPLOYMENT") as refused:
         transcription_chain(routing(), STANDARD)
-    assert refused.value.status_code == 503
+    assert refused.value.kind == Refusal.NO_TRANSCRIBER

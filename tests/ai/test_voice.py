@@ -20,7 +20,7 @@ from models.db import open_session
 from models.enums import PrototypeStatus, ServiceTier
 from models.tables import File, Prototype
 from settings import Settings
-from workflows.prototype import PIPELINE
+from workflows.prompts import PIPELINE
 from workflows.retention import FileRetentionWorkflow
 
 WEBM = b"\x1a\x45\xdf\xa3" + bytes(range(256)) * 8

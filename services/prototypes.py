@@ -1,0 +1,251 @@
+"""Prototypes: an idea (typed, or a voice message) through PrototypeWorkflow; its status, live or stored.
+
+The Prototype row is committed before its workflow starts and deleted if the start fails (services.staging),
+so a client never finds a row without its work. No database connection is held while Temporal is asked or
+waited on: a long poll reads the row, lets the connection go, waits on the workflow, then reads again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlmodel import col, select
+from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError
+from temporalio.service import RPCError
+
+from api.uploads import ReceivedFile
+from models.api.common import AIProviderName
+from models.api.prototypes import PrototypeAccepted, PrototypeRequest, PrototypeView
+from models.enums import AITier, PrototypeStatus
+from models.messages.ai import TranscriptionCall
+from models.messages.prototypes import PrototypeOrder, PrototypeProgress
+from models.tables import Prototype
+from services.accounts import Account
+from services.ai import call_policy, providers_for, transcribers_for
+from services.errors import NotFound
+from services.files import FileService, download_path
+from services.idempotency import resource_id
+from services.runtime import Service
+from services.staging import staged
+from services.temporal import rpc_timeout, start_workflow
+from workflows import search_attributes
+from workflows.prototype import START_POLICY, PrototypeWorkflow, planned_steps, workflow_id
+
+log = logging.getLogger(__name__)
+
+LIST_LIMIT = 100
+MAX_WAIT_SECONDS = 60
+_MICROS_PER_USD = 1_000_000
+_UNDER_WAY = (PrototypeStatus.QUEUED, PrototypeStatus.RUNNING)
+
+
+def status_url(prototype_id: uuid.UUID) -> str:
+    """Outside /api/ai/ on purpose: polling costs nothing of the AI limit."""
+    return f"/api/prototypes/{prototype_id}"
+
+
+@dataclass(frozen=True)
+class VoiceChains:
+    """Who serves a voice prototype: the transcribers for the message, then the providers for every step."""
+
+    providers: list[AITier]
+    provider_named: bool
+    transcribers: list[AITier]
+
+
+class PrototypeService(Service):
+    def providers(self, account: Account, model: AIProviderName | None) -> list[AITier]:
+        """The account's provider chain (403 for a provider its tier may not use, 503 for none). Separate from
+        `submit` so a route can refuse before the request is counted against the AI limit."""
+        return providers_for(self.settings, account, model)
+
+    def voice_chains(self, account: Account, model: AIProviderName | None) -> VoiceChains:
+        """As `providers`, and a transcriber first: voice without one (the offline tier) is a 503 naming the
+        setting that enables it, answered before the body is read."""
+        transcribers = transcribers_for(self.settings, account)
+        return VoiceChains(
+            providers_for(self.settings, account, model), provider_named=model is not None, transcribers=transcribers
+        )
+
+    async def submit(
+        self, account: Account, body: PrototypeRequest, providers: list[AITier], *, idempotency_key: str | None
+    ) -> PrototypeAccepted:
+        """Start the pipeline for a typed idea. With an Idempotency-Key, a retry gets the first prototype."""
+        prototype_id = resource_id("prototype", f"user:{account.id}", idempotency_key)
+        if (earlier := await self._find(prototype_id)) is not None:
+            return accepted(earlier)
+        prototype = Prototype(id=prototype_id, user_id=account.id, idea=body.idea, source="text")
+        await self._start(prototype, self._order(prototype, account, providers, provider_named=body.model is not None))
+        return accepted(prototype)
+
+    async def submit_voice(
+        self,
+        account: Account,
+        received: ReceivedFile,
+        chains: VoiceChains,
+        *,
+        language: str | None,
+        idempotency_key: str | None,
+    ) -> PrototypeAccepted:
+        """Keep the voice message as a 24-hour file, then start the pipeline on it (transcription first)."""
+        prototype_id = resource_id("prototype", f"user:{account.id}", idempotency_key)
+        if (earlier := await self._find(prototype_id)) is not None:
+            return accepted(earlier)
+        async with FileService(self.runtime).keep(received, account) as audio:
+            prototype = Prototype(id=prototype_id, user_id=account.id, idea="", source="voice")
+            message = TranscriptionCall(
+                audio_key=audio.storage_key,
+                filename=audio.original_name,
+                content_type=audio.content_type,
+                language=language,
+            )
+            order = self._order(
+                prototype,
+                account,
+                chains.providers,
+                provider_named=chains.provider_named,
+                audio=message,
+                transcribers=chains.transcribers,
+            )
+            await self._start(prototype, order)
+        return accepted(prototype)
+
+    async def get(self, account: Account, prototype_id: uuid.UUID, *, wait: float = 0) -> PrototypeView:
+        """While the pipeline runs: its live progress (the workflow's query). After: the stored result. With
+        `wait`, hold the answer up to that many seconds for the pipeline to finish (a long poll), holding no
+        database connection meanwhile. Someone else's prototype is not found."""
+        prototype = await self._owned(account, prototype_id)
+        if prototype.status not in _UNDER_WAY:
+            return prototype_view(prototype, stored_progress(prototype))
+        handle = self.temporal.get_workflow_handle_for(PrototypeWorkflow.run, workflow_id(prototype_id))
+        if wait:
+            # Still running, failed, or Temporal out of reach: in every case the row says where things stand.
+            with suppress(TimeoutError, WorkflowFailureError, RPCError):
+                await asyncio.wait_for(handle.result(), wait)
+            prototype = await self._owned(account, prototype_id)
+            if prototype.status not in _UNDER_WAY:
+                return prototype_view(prototype, stored_progress(prototype))
+        try:
+            live = await handle.query(PrototypeWorkflow.progress, rpc_timeout=rpc_timeout(self.settings))
+        except (RPCError, WorkflowQueryFailedError) as err:  # no worker to answer right now: the row answers
+            log.warning("prototype %s: live progress unavailable (%s); answering from the database", prototype_id, err)
+            live = stored_progress(prototype)
+        return prototype_view(prototype, live)
+
+    async def list_own(self, account: Account) -> list[PrototypeView]:
+        """The account's prototypes, newest first, as last recorded (the status of one is live)."""
+        statement = (
+            select(Prototype)
+            .where(col(Prototype.user_id) == account.id)
+            .order_by(col(Prototype.created_at).desc())
+            .limit(LIST_LIMIT)
+        )
+        async with self.database.session() as db:
+            prototypes = (await db.exec(statement)).all()
+        return [prototype_view(prototype, stored_progress(prototype)) for prototype in prototypes]
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    async def _find(self, prototype_id: uuid.UUID) -> Prototype | None:
+        async with self.database.session() as db:
+            return await db.get(Prototype, prototype_id)
+
+    async def _owned(self, account: Account, prototype_id: uuid.UUID) -> Prototype:
+        prototype = await self._find(prototype_id)
+        if prototype is None or prototype.user_id != account.id:
+            raise NotFound("Prototype")
+        return prototype
+
+    def _order(
+        self,
+        prototype: Prototype,
+        account: Account,
+        providers: list[AITier],
+        *,
+        provider_named: bool,
+        audio: TranscriptionCall | None = None,
+        transcribers: Sequence[AITier] = (),
+    ) -> PrototypeOrder:
+        return PrototypeOrder(
+            prototype_id=prototype.id,
+            user_id=account.id,
+            email=account.email,
+            idea=prototype.idea,
+            audio=audio,
+            providers=providers,
+            provider_named=provider_named,
+            transcribers=list(transcribers),
+            policy=call_policy(self.settings),
+            transcription_timeout_seconds=self.settings.ai_transcription_timeout_seconds,
+            file_lifetime=timedelta(hours=self.settings.file_retention_hours),
+            link_base_url=self.settings.public_api_url,
+        )
+
+    async def _start(self, prototype: Prototype, order: PrototypeOrder) -> None:
+        """The row is committed first, then the workflow starts; if it cannot, the row is deleted again."""
+        summary = f"Prototype: {' '.join(prototype.idea.split())[:80]}" if prototype.idea else "Prototype by voice"
+        async with staged(self.database, prototype):
+            await start_workflow(
+                self.temporal,
+                self.settings,
+                PrototypeWorkflow.run,
+                order,
+                id=workflow_id(prototype.id),
+                policy=START_POLICY,
+                search_attributes=search_attributes.for_resource(prototype.id, prototype.user_id),
+                summary=summary,
+            )
+
+
+def accepted(prototype: Prototype) -> PrototypeAccepted:
+    return PrototypeAccepted(
+        prototype_id=prototype.id,
+        status=prototype.status,
+        status_url=status_url(prototype.id),
+        workflow_id=workflow_id(prototype.id),
+    )
+
+
+def stored_progress(prototype: Prototype) -> PrototypeProgress:
+    """The workflow's progress as its last recorded milestone left it in the row. Steps run in order, so every
+    step before the current one is done (all of them, once completed)."""
+    steps = planned_steps(voice=prototype.source == "voice")
+    if prototype.status == PrototypeStatus.COMPLETED:
+        done = steps
+    elif prototype.current_step in steps:
+        done = steps[: steps.index(prototype.current_step)]
+    else:
+        done = []
+    return PrototypeProgress(
+        prototype_id=prototype.id,
+        status=prototype.status,
+        idea=prototype.idea,
+        steps=steps,
+        steps_done=done,
+        current_step=prototype.current_step,
+        trying=None,
+        progress_percent=prototype.progress_percent,
+        cost_usd_micros=prototype.cost_usd_micros,
+        file_id=prototype.file_id,
+        error=prototype.error,
+    )
+
+
+def prototype_view(prototype: Prototype, progress: PrototypeProgress) -> PrototypeView:
+    """The one way a prototype is shown: the workflow's progress (live, or as stored), and the row's facts."""
+    completed = progress.status == PrototypeStatus.COMPLETED
+    return PrototypeView(
+        **progress.model_dump(exclude={"prototype_id"}),
+        prototype_id=prototype.id,
+        source="voice" if prototype.source == "voice" else "text",
+        cost_usd=progress.cost_usd_micros / _MICROS_PER_USD,
+        download_url=download_path(progress.file_id) if completed and progress.file_id else None,
+        created_at=prototype.created_at,
+        completed_at=prototype.completed_at,
+    )

@@ -1,0 +1,64 @@
+"""The prototype's two emails (ready, failed): their words, built from the workflow's state.
+
+Pure functions of their inputs, so PrototypeWorkflow calls them on replay and gets the same message (and
+message id) every time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from activities.ai.offline import OFFLINE_MODEL
+from activities.packaging import usd
+from models.messages.email import EmailMessage
+from models.messages.prototypes import PrototypeOrder, PrototypeProgress, StepAnswer
+
+
+def _title(idea: str) -> str:
+    words = " ".join(idea.split())
+    if not words:
+        return "from your voice message"
+    return f"“{words[:77]}…”" if len(words) > 80 else f"“{words}”"
+
+
+def ready_email(
+    order: PrototypeOrder,
+    progress: PrototypeProgress,
+    expires_at: datetime,
+    answers: list[StepAnswer],
+    download_token: str,
+) -> EmailMessage:
+    """The link works from the email without signing in: it carries a token for this one file."""
+    link = f"{order.link_base_url.rstrip('/')}/api/files/{progress.file_id}?token={download_token}"
+    offline = any(answer.model_used == OFFLINE_MODEL for answer in answers)
+    note = (
+        "\nNote: no AI model is configured on this server, so this is an offline template to fill in, "
+        "not an AI model's work.\n"
+        if offline
+        else ""
+    )
+    return EmailMessage(
+        message_id=f"prototype-{order.prototype_id}-ready",
+        to=[order.email],
+        subject="Your prototype is ready",
+        text=(
+            f"Hello,\n\nyour prototype {_title(progress.idea)} is ready.\n\n"
+            f"Download it (signed in to Statex) until {expires_at:%Y-%m-%d %H:%M} UTC; then it is deleted:\n"
+            f"{link}\n\n"
+            f"Inside: {', '.join(answer.document for answer in answers)}, the code and a README, made in "
+            f"{len(progress.steps)} steps. The AI calls cost {usd(progress.cost_usd_micros)}.\n"
+            f"{note}\n-- The Statex team"
+        ),
+    )
+
+
+def failure_email(order: PrototypeOrder, idea: str, reason: str) -> EmailMessage:
+    return EmailMessage(
+        message_id=f"prototype-{order.prototype_id}-failed",
+        to=[order.email],
+        subject="Your prototype could not be made",
+        text=(
+            f"Hello,\n\nwe could not make your prototype {_title(idea)}.\n\nWhy: {reason}\n\n"
+            "Nothing was kept. You can submit the idea again later.\n\n-- The Statex team"
+        ),
+    )

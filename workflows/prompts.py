@@ -1,0 +1,93 @@
+"""The prototype pipeline's agents: who each one is (role), what it is asked (task), and its budget.
+
+Plain data, kept apart from PrototypeWorkflow so the prompts can be read and edited as text. Deterministic
+and free of I/O, so the workflow sandbox imports it like any module; changing a prompt changes what new runs
+ask, never the shape of a running workflow's history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from models.enums import AITier
+from models.messages.ai import ModelCall
+
+
+@dataclass(frozen=True)
+class AgentStep:
+    """One specialised agent: `task` is filled in with {idea} and the answers of the steps before it."""
+
+    name: str
+    document: str
+    role: str
+    task: str
+    temperature: float
+    max_tokens: int
+    prefer: AITier | None = None
+    """Asked first when the user's chain allows it and the request named no provider."""
+    holds_files: bool = False
+
+    def call(self, idea: str, answers: Mapping[str, str]) -> ModelCall:
+        return ModelCall(
+            prompt=self.task.format(idea=idea, **answers),
+            system=self.role,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            step=self.name,
+        )
+
+
+PIPELINE: tuple[AgentStep, ...] = (
+    AgentStep(
+        name="requirements",
+        document="REQUIREMENTS.md",
+        role="You are a product analyst. You turn a customer's app idea into clear, testable requirements.",
+        task=(
+            "The customer's app idea:\n\n{idea}\n\n"
+            "Write the requirements of a first prototype in Markdown: who uses the app, what they need to do "
+            "(user stories), the data it keeps, and what is out of scope. One page at most."
+        ),
+        temperature=0.3,
+        max_tokens=1200,
+    ),
+    AgentStep(
+        name="plan",
+        document="PLAN.md",
+        role="You are a software architect. You plan small, working prototypes with the simplest fitting stack.",
+        task=(
+            "The app idea:\n\n{idea}\n\nIts requirements:\n\n{requirements}\n\n"
+            "Plan the prototype in Markdown: the stack, the screens or endpoints, the data model, and the list "
+            "of files to write (paths)."
+        ),
+        temperature=0.4,
+        max_tokens=1500,
+    ),
+    AgentStep(
+        name="code",
+        document="CODE.md",
+        role="You are a senior developer. You write complete, runnable code, never placeholders.",
+        task=(
+            "The app idea:\n\n{idea}\n\nIts requirements:\n\n{requirements}\n\nThe plan:\n\n{plan}\n\n"
+            "Write the prototype's code following the plan. Give every file as a fenced code block whose "
+            "opening line names the language and the file's path, for example ```python app/main.py . "
+            "Include the dependency file and a one-line instruction to run it."
+        ),
+        temperature=0.2,
+        max_tokens=4000,
+        prefer=AITier.OPENAI,
+        holds_files=True,
+    ),
+    AgentStep(
+        name="review",
+        document="REVIEW.md",
+        role="You are a careful code reviewer. You are specific, and you rank problems by how much they matter.",
+        task=(
+            "The requirements:\n\n{requirements}\n\nThe code:\n\n{code}\n\n"
+            "Review the code against the requirements in Markdown: what works, bugs, security problems, and "
+            "the three next steps."
+        ),
+        temperature=0.3,
+        max_tokens=1200,
+    ),
+)
