@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from services.accounts import Account, AccountService
 from services.contact import ContactService
 from services.errors import Unauthorized
+from services.payments import PaymentService
 from services.runtime import Runtime, Service
 from settings import Settings
 
@@ -46,6 +47,7 @@ def service(kind: type[AnyService]) -> Callable[[Runtime], AnyService]:
 
 Accounts = Annotated[AccountService, Depends(service(AccountService))]
 Contacts = Annotated[ContactService, Depends(service(ContactService))]
+Payments = Annotated[PaymentService, Depends(service(PaymentService))]
 
 
 async def get_optional_user(

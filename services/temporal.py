@@ -9,10 +9,18 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.common import TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
+from temporalio.workflow import UpdateMethodMultiParam
 
 from services.errors import Conflict, Unavailable
 from settings import Settings
@@ -21,6 +29,7 @@ from workflows.starting import StartPolicy
 WorkflowClass = TypeVar("WorkflowClass")
 Input = TypeVar("Input")
 Output = TypeVar("Output")
+Result = TypeVar("Result")
 
 UNAVAILABLE = "The workflow service is unavailable; nothing was saved, please try again"
 
@@ -70,4 +79,44 @@ async def start_workflow(
             return temporal.get_workflow_handle_for(run, id)
         raise Conflict(f"Workflow {id} is already running") from err
     except RPCError as err:
+        raise Unavailable(UNAVAILABLE) from err
+
+
+async def start_with_update(
+    temporal: Client,
+    settings: Settings,
+    update: UpdateMethodMultiParam[[WorkflowClass], Result],
+    run: Callable[[WorkflowClass, Input], Awaitable[Any]],
+    arg: Input,
+    *,
+    id: str,
+    policy: StartPolicy,
+    search_attributes: TypedSearchAttributes,
+    summary: str,
+) -> WorkflowUpdateHandle[Result]:
+    """Start `run` under `policy` (or join the run already going, if the policy allows) and send it `update`,
+    in one call; return once a worker has accepted the update, then await its result with your own deadline.
+
+    A closed run the policy will not start again is a 409 (it cannot take the update); an unreachable or
+    slow Temporal is a 503, as for start_workflow."""
+    operation = WithStartWorkflowOperation(
+        run,
+        arg,
+        id=id,
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=policy.conflict_policy,
+        id_reuse_policy=policy.reuse_policy,
+        search_attributes=search_attributes,
+        static_summary=summary,
+    )
+    try:
+        return await temporal.start_update_with_start_workflow(
+            update,
+            start_workflow_operation=operation,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            rpc_timeout=rpc_timeout(settings),
+        )
+    except WorkflowAlreadyStartedError as err:
+        raise Conflict(f"Workflow {id} has already run and cannot be started again") from err
+    except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as err:
         raise Unavailable(UNAVAILABLE) from err
