@@ -5,7 +5,7 @@ unreachable Temporal is a 503 that says nothing was done)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -117,6 +117,15 @@ async def start_with_update(
             rpc_timeout=rpc_timeout(settings),
         )
     except WorkflowAlreadyStartedError as err:
+        await _collect_start(operation)
         raise Conflict(f"Workflow {id} has already run and cannot be started again") from err
     except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as err:
+        await _collect_start(operation)
         raise Unavailable(UNAVAILABLE) from err
+
+
+async def _collect_start(operation: WithStartWorkflowOperation[Any, Any]) -> None:
+    """The SDK also stores the start's outcome on the operation (set by the time the call has failed); read
+    it, or asyncio logs a failed start as an exception nobody retrieved. The caller raises the real error."""
+    with suppress(Exception):
+        await operation.workflow_handle()
