@@ -276,12 +276,13 @@ def next_action(action: CheckoutAction) -> NextAction:
 
 
 def _public(payment: Payment, *, next_action: NextAction | None = None) -> PaymentPublic:
-    """The API's view of a row. A PENDING payment shows the next step its workflow stored with it."""
-    if next_action is None and payment.status == PaymentStatus.PENDING:
-        stored = (payment.details or {}).get("next_action")
-        next_action = NextAction.model_validate(stored) if stored else None
-    public = PaymentPublic.model_validate(payment)
-    return public.model_copy(update={"next_action": next_action if payment.status == PaymentStatus.PENDING else None})
+    """The API's view of a row. Only a PENDING payment has a next step: the one given (the update's result),
+    else the one its workflow stored with the row (for GET and for a 202's repeat)."""
+    if payment.status != PaymentStatus.PENDING:
+        next_action = None
+    elif next_action is None and (stored := (payment.details or {}).get("next_action")):
+        next_action = NextAction.model_validate(stored)
+    return PaymentPublic.model_validate(payment).model_copy(update={"next_action": next_action})
 
 
 def _checkout_response(
