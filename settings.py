@@ -173,7 +173,8 @@ class Settings(BaseSettings):
     payment_poll_seconds: int = Field(default=300, ge=1)
     """When no webhook comes, the workflow asks the gateway for the status this often (webhooks get lost)."""
     payment_refund_window_days: int = Field(default=14, ge=0)
-    """A customer may refund a completed payment for this many days (POST .../refund); 0 turns that off."""
+    """A customer may refund a completed payment for this many days (POST .../refund); 0 turns that off. Fixed
+    per payment at checkout (CheckoutOrder.refund_window)."""
     payment_watch_days: int = Field(default=60, ge=1)
     """How long a completed payment's workflow listens for refunds made in the gateway's own dashboard."""
     stripe_secret_key: SecretStr | None = None

@@ -17,6 +17,7 @@ from services.chat import ChatService
 from services.contact import ContactService
 from services.errors import Unauthorized
 from services.files import FileService
+from services.payments import PaymentService
 from services.prototypes import PrototypeService
 from services.runtime import Runtime, Service
 from settings import Settings
@@ -52,6 +53,7 @@ Contacts = Annotated[ContactService, Depends(service(ContactService))]
 Files = Annotated[FileService, Depends(service(FileService))]
 Chats = Annotated[ChatService, Depends(service(ChatService))]
 Prototypes = Annotated[PrototypeService, Depends(service(PrototypeService))]
+Payments = Annotated[PaymentService, Depends(service(PaymentService))]
 
 
 async def get_optional_user(

@@ -5,14 +5,22 @@ unreachable Temporal is a 503 that says nothing was done)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.common import TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
+from temporalio.workflow import UpdateMethodMultiParam
 
 from services.errors import Conflict, Unavailable
 from settings import Settings
@@ -21,6 +29,7 @@ from workflows.starting import StartPolicy
 WorkflowClass = TypeVar("WorkflowClass")
 Input = TypeVar("Input")
 Output = TypeVar("Output")
+Result = TypeVar("Result")
 
 UNAVAILABLE = "The workflow service is unavailable; nothing was saved, please try again"
 
@@ -71,3 +80,52 @@ async def start_workflow(
         raise Conflict(f"Workflow {id} is already running") from err
     except RPCError as err:
         raise Unavailable(UNAVAILABLE) from err
+
+
+async def start_with_update(
+    temporal: Client,
+    settings: Settings,
+    update: UpdateMethodMultiParam[[WorkflowClass], Result],
+    run: Callable[[WorkflowClass, Input], Awaitable[Any]],
+    arg: Input,
+    *,
+    id: str,
+    policy: StartPolicy,
+    search_attributes: TypedSearchAttributes,
+    summary: str,
+) -> WorkflowUpdateHandle[Result]:
+    """Start `run` under `policy` (or join the run already going, if the policy allows) and send it `update`,
+    in one call; return once a worker has accepted the update, then await its result with your own deadline.
+
+    A closed run the policy will not start again is a 409 (it cannot take the update); an unreachable or
+    slow Temporal is a 503, as for start_workflow."""
+    operation = WithStartWorkflowOperation(
+        run,
+        arg,
+        id=id,
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=policy.conflict_policy,
+        id_reuse_policy=policy.reuse_policy,
+        search_attributes=search_attributes,
+        static_summary=summary,
+    )
+    try:
+        return await temporal.start_update_with_start_workflow(
+            update,
+            start_workflow_operation=operation,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            rpc_timeout=rpc_timeout(settings),
+        )
+    except WorkflowAlreadyStartedError as err:
+        await _collect_start(operation)
+        raise Conflict(f"Workflow {id} has already run and cannot be started again") from err
+    except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as err:
+        await _collect_start(operation)
+        raise Unavailable(UNAVAILABLE) from err
+
+
+async def _collect_start(operation: WithStartWorkflowOperation[Any, Any]) -> None:
+    """The SDK also stores the start's outcome on the operation (set by the time the call has failed); read
+    it, or asyncio logs a failed start as an exception nobody retrieved. The caller raises the real error."""
+    with suppress(Exception):
+        await operation.workflow_handle()

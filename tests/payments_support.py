@@ -27,12 +27,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from api.routes.payments import checkout_order
 from models.catalogue import catalogue
 from models.db import open_session
 from models.enums import PaymentGateway, ServiceTier
 from models.messages.payments import PaymentProgress
 from models.tables import Payment, User
+from services.payments import checkout_order
 from settings import Settings
 from worker import build_worker
 from workflows.checkout import CheckoutWorkflow, workflow_id
@@ -174,7 +174,7 @@ async def time_skipping_checkout(
         async with build_worker(env.client, settings, engine):
             handle = await env.client.start_workflow(
                 CheckoutWorkflow.run,
-                checkout_order(settings, user, payment, price),
+                checkout_order(settings, payment, price, email=user.email),
                 id=workflow_id(payment.id),
                 task_queue=settings.temporal_task_queue,
             )

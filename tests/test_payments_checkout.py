@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
 import pytest
-from helpers import bearer, register_and_login
+from conftest import executable
+from helpers import bearer, register_and_login, serve
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
+from api.app import create_app
 from models.catalogue import catalogue
+from models.db import open_session
+from models.tables import Payment
+from settings import Settings
 
 REFUSED: list[tuple[dict[str, Any], int, str]] = [
     (
@@ -71,3 +82,25 @@ def test_the_catalogue_ranks_tiers_and_formats_minor_units() -> None:
     assert offer.rank("STANDARD") < offer.rank("EU_COMPLIANCE") < offer.rank("PREMIUM")  # type: ignore[arg-type]
     assert offer.display(72900, "CZK") == "729.00 CZK"
     assert str(offer.decimal(5, "EUR")) == "0.05"
+
+
+async def test_a_checkout_that_cannot_reach_temporal_leaves_no_payment(settings: Settings, engine: AsyncEngine) -> None:
+    """Temporal goes down after the API started: the update-with-start fails, the staged row is deleted again,
+    and the customer hears that nothing was saved (nothing reached a gateway)."""
+    stripe = settings.model_copy(update={"stripe_secret_key": SecretStr("sk_test_unused")})
+    doomed = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=executable("temporal"), data_converter=pydantic_data_converter, ui=False
+    )
+    key = f"lost-{uuid.uuid4().hex[:8]}"
+    async with serve(create_app(stripe, temporal=doomed.client)) as api:
+        account = await register_and_login(api)
+        await doomed.shutdown()
+        response = await api.post(
+            "/api/payments/checkout",
+            json={"tier": "PREMIUM", "gateway": "STRIPE"},
+            headers={**bearer(account["access_token"]), "Idempotency-Key": key},
+        )
+    assert response.status_code == 503, response.text
+    assert "nothing was saved" in response.json()["error"]
+    async with open_session(engine) as db:
+        assert (await db.exec(select(Payment).where(Payment.idempotency_key == key))).first() is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -150,3 +151,72 @@ async def test_an_unpaid_comgate_payment_expires_failed_and_is_cancelled(
     progress = await run_unpaid_checkout(comgate_settings, engine, PaymentGateway.COMGATE)
     assert progress.status == PaymentStatus.FAILED and progress.gateway_id is not None
     assert fake.payments[progress.gateway_id]["status"] == "CANCELLED"
+
+
+async def paid_premium(http: httpx.AsyncClient, fake: FakeComgate, token: str) -> dict[str, Any]:
+    """A PREMIUM payment by Comgate, paid and COMPLETED."""
+    payment = (await checkout(http, token, PREMIUM_BY_COMGATE))["payment"]
+    fake.pay(payment["gateway_id"])
+    assert (await push(http, fake.push(payment["gateway_id"]))).status_code == 200
+    await wait_for_status(http, token, payment["id"], "COMPLETED")
+    return payment
+
+
+async def test_a_refund_comgate_refuses_is_a_bad_gateway_and_takes_nothing_back(
+    http: httpx.AsyncClient, comgate: tuple[FakeComgate, str]
+) -> None:
+    fake, _ = comgate
+    token = (await register_and_login(http))["access_token"]
+    payment = await paid_premium(http, fake, token)
+    fake.payments[payment["gateway_id"]]["status"] = "CANCELLED"  # Comgate will not refund it now
+    refused = await http.post(f"/api/payments/{payment['id']}/refund", headers=bearer(token))
+    assert refused.status_code == 502, refused.text
+    assert "COMGATE refused the refund" in refused.json()["error"] and "Refund refused" in refused.json()["error"]
+    assert await payment_status(http, token, payment["id"]) == "COMPLETED"
+    assert await tier_of(http, token) == "PREMIUM" and fake.refunds == []
+
+
+async def test_refunds_turned_off_send_the_customer_to_support(
+    comgate_settings: Settings, temporal: Client, engine: AsyncEngine, comgate: tuple[FakeComgate, str]
+) -> None:
+    by_support = comgate_settings.model_copy(update={"payment_refund_window_days": 0})
+    async with payment_stack(by_support, temporal, engine) as http:
+        token = (await register_and_login(http))["access_token"]
+        payment = await paid_premium(http, comgate[0], token)
+        refused = await http.post(f"/api/payments/{payment['id']}/refund", headers=bearer(token))
+        assert refused.status_code == 409, refused.text
+        assert "refunds are handled by support" in refused.json()["error"]
+        assert await payment_status(http, token, payment["id"]) == "COMPLETED"
+
+
+async def test_a_checkout_comgate_refuses_is_a_bad_gateway_and_the_payment_fails(
+    comgate_settings: Settings, temporal: Client, engine: AsyncEngine
+) -> None:
+    unknown_shop = comgate_settings.model_copy(update={"comgate_secret": SecretStr("not-our-secret")})
+    async with payment_stack(unknown_shop, temporal, engine) as http:
+        token = (await register_and_login(http))["access_token"]
+        headers = {**bearer(token), "Idempotency-Key": uuid.uuid4().hex}
+        refused = await http.post("/api/payments/checkout", json=PREMIUM_BY_COMGATE, headers=headers)
+        assert refused.status_code == 502, refused.text
+        assert "COMGATE refused the payment" in refused.json()["error"] and "Unknown e-shop" in refused.json()["error"]
+        [payment] = (await http.get("/api/payments", headers=bearer(token))).json()
+        await wait_for_status(http, token, payment["id"], "FAILED")
+
+
+async def test_a_slow_gateway_gets_a_202_with_the_payment_and_its_next_action_follows(
+    comgate_settings: Settings, temporal: Client, engine: AsyncEngine
+) -> None:
+    impatient = comgate_settings.model_copy(update={"payment_checkout_wait_seconds": 0.001})
+    async with payment_stack(impatient, temporal, engine) as http:
+        token = (await register_and_login(http))["access_token"]
+        accepted = await checkout(http, token, PREMIUM_BY_COMGATE, expect=202)
+        assert accepted["payment"]["status"] == "PENDING" and accepted["payment"]["next_action"] is None
+        assert "COMGATE is slow to answer" in accepted["message"]
+
+        async def next_action() -> dict[str, Any] | None:
+            response = await http.get(f"/api/payments/{accepted['payment']['id']}", headers=bearer(token))
+            action: dict[str, Any] | None = response.json()["next_action"]
+            return action
+
+        action = await eventually(next_action, what="the workflow to store the next action")
+        assert action["kind"] == "redirect" and action["redirect_url"].startswith("https://payments.comgate.cz/")

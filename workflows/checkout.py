@@ -20,6 +20,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.mail import send_email
+from workflows.starting import StartPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.payment_records import PaymentRecords
@@ -42,7 +43,8 @@ RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interv
 CREATE_DEADLINE = timedelta(minutes=10)
 """A gateway still down after this long: the checkout fails rather than leave the customer waiting."""
 ROW_DEADLINE = timedelta(minutes=2)
-"""The API commits the payment right after starting us; a row still missing by then never will be."""
+"""The API commits the payment before starting us, and deletes it again if the start fails (the request timed
+out after Temporal had started us); a row still missing by then never will be."""
 SLOW_POLL = timedelta(hours=1)
 """After the cancel at expiry, a payment still in flight is polled this often."""
 SETTLED = (GatewayState.PAID, GatewayState.FAILED)
@@ -50,6 +52,17 @@ SETTLED = (GatewayState.PAID, GatewayState.FAILED)
 
 def workflow_id(payment_id: uuid.UUID) -> str:
     return f"payment-{payment_id}"
+
+
+START_POLICY = StartPolicy(idempotent=True, restart_failed=True)
+"""A repeated checkout (same Idempotency-Key, same id) joins the running workflow and asks it again for the
+next action. A run that failed because its row never appeared (the request that started it gave up) may be
+started anew by the retry; a payment that was created at its gateway is never started twice."""
+
+ALREADY_REFUNDED = "AlreadyRefunded"
+NOT_REFUNDABLE = "NotRefundable"
+REFUND_REFUSED = "RefundRefused"
+"""Why `request_refund` said no: refunded before, refused by its rules (validator), refused by the gateway."""
 
 
 @workflow.defn
@@ -218,20 +231,27 @@ class CheckoutWorkflow:
         self._refund_requested, self._refund_error = True, None
         await workflow.wait_condition(lambda: not self._refund_requested)
         if self._refund_error is not None:
-            raise ApplicationError(self._refund_error, type="RefundRefused")
+            raise ApplicationError(self._refund_error, type=REFUND_REFUSED)
         await workflow.wait_condition(lambda: self._status == PaymentStatus.REFUNDED)
         return self.progress()
 
     @request_refund.validator
     def _refund_allowed(self) -> None:
+        """The refund rules, here only: the API maps these rejections to its answers."""
         if self._status == PaymentStatus.REFUNDED or self._refund_reported:
-            raise ValueError("this payment is already refunded")
+            raise ApplicationError("this payment is already refunded", type=ALREADY_REFUNDED)
+        if self._order is not None and self._order.refund_window <= timedelta(0):
+            raise ApplicationError(
+                "refunds are handled by support on this server; please contact us", type=NOT_REFUNDABLE
+            )
         if self._status != PaymentStatus.COMPLETED:
-            raise ValueError(f"only a completed payment can be refunded; this one is {self._status}")
+            raise ApplicationError(
+                f"only a completed payment can be refunded; this one is {self._status}", type=NOT_REFUNDABLE
+            )
         if self._refund_requested:
-            raise ValueError("a refund of this payment is already in progress")
+            raise ApplicationError("a refund of this payment is already in progress", type=NOT_REFUNDABLE)
         if self._refundable_until is None or workflow.now() > self._refundable_until:
-            raise ValueError("the refund window of this payment has closed")
+            raise ApplicationError("the refund window of this payment has closed", type=NOT_REFUNDABLE)
 
     @workflow.query
     def progress(self) -> PaymentProgress:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from models.api.common import Strict
 from models.enums import PaymentGateway, PaymentStatus, ServiceTier
-from models.messages.payments import CheckoutAction
 
 COINBASE_SHUT_DOWN = (
     "Coinbase Commerce was shut down by Coinbase in 2026 and takes no payments; "
@@ -49,6 +48,17 @@ class CheckoutRequest(Strict):
         return gateway
 
 
+class NextAction(BaseModel):
+    """What the frontend does next: confirm with Stripe.js, or send the customer to the gateway's page.
+
+    The API's own shape (the workflow's CheckoutAction is converted into it), so that a change to what
+    crosses Temporal cannot change the API unnoticed."""
+
+    kind: Literal["stripe_client_secret", "redirect"]
+    client_secret: str | None = Field(default=None, description="Stripe: for stripe.confirmPayment()")
+    redirect_url: str | None = Field(default=None, description="PayPal, BTCPay, Comgate: the gateway's page")
+
+
 class PaymentPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -62,7 +72,7 @@ class PaymentPublic(BaseModel):
     created_at: datetime
     completed_at: datetime | None
     refunded_at: datetime | None
-    next_action: CheckoutAction | None = Field(default=None, description="Set while the payment is PENDING")
+    next_action: NextAction | None = Field(default=None, description="Set while the payment is PENDING")
 
 
 class CheckoutResponse(BaseModel):
@@ -81,3 +91,10 @@ class TierPrice(BaseModel):
 class CatalogueListing(BaseModel):
     tiers: list[TierPrice]
     gateways: dict[PaymentGateway, list[str]] = Field(description="Currencies each gateway takes; first is default")
+
+
+class WebhookReceipt(BaseModel):
+    """The answer to a gateway (Comgate's is the form-encoded `code=0&message=OK` instead)."""
+
+    received: bool = True
+    outcome: str = Field(description="signalled, or why the notice was ignored")
