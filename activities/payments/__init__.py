@@ -117,10 +117,6 @@ class GatewayActivities:
             )
         return self.gateways[gateway]
 
-    async def aclose(self) -> None:
-        for gateway in self.gateways.values():
-            await gateway.aclose()
-
     @activity.defn
     async def create_at_gateway(self, order: CheckoutOrder) -> GatewaySession:
         return await self._gateway(order.gateway).create(order)
@@ -145,8 +141,10 @@ class GatewayActivities:
 def checkout_activities(settings: Settings, engine: AsyncEngine, clients: AsyncExitStack) -> list[Any]:
     """Everything CheckoutWorkflow calls but email: the gateways configured here, and the payment records.
     Each gateway's client is built once here and closed when `clients` closes (the worker's shutdown)."""
-    gateways = GatewayActivities(build_gateways(settings))
-    clients.push_async_callback(gateways.aclose)
+    built = build_gateways(settings)
+    for gateway in built.values():
+        clients.push_async_callback(gateway.aclose)
+    gateways = GatewayActivities(built)
     records = PaymentRecords(engine)
     return [
         gateways.create_at_gateway,
