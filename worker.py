@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -39,10 +40,18 @@ from workflows.retention import FileRetentionWorkflow
 WORKFLOWS: Sequence[type] = (ContactWorkflow, FileRetentionWorkflow, ChatWorkflow, CheckoutWorkflow, PrototypeWorkflow)
 
 
-def activities_for(settings: Settings, engine: AsyncEngine, mailer: Mailer | None = None) -> list[Any]:
-    email = EmailActivities(mailer or build_mailer(settings), engine)
-    records = RecordActivities(engine)
+def activities_for(
+    settings: Settings, engine: AsyncEngine, clients: AsyncExitStack, mailer: Mailer | None = None
+) -> list[Any]:
+    """Every activity, each outside system's client built once here and reused by every call; `clients` closes
+    them. A `mailer` given by the caller stays the caller's to close."""
+    if mailer is None:
+        mailer = build_mailer(settings)
+        clients.push_async_callback(mailer.aclose)
     files = build_storage(settings)
+    clients.push_async_callback(files.aclose)
+    email = EmailActivities(mailer, engine)
+    records = RecordActivities(engine)
     storage = StorageActivities(files)
     return [
         email.send_email,
@@ -51,41 +60,50 @@ def activities_for(settings: Settings, engine: AsyncEngine, mailer: Mailer | Non
         records.record_prototype_milestone,
         storage.delete_object,
         PackagingActivities(files, engine, settings).package_prototype,
-        *ai_activities(settings, engine, audio=files),
-        *checkout_activities(settings, engine),
+        *ai_activities(settings, engine, files, clients),
+        *checkout_activities(settings, engine, clients),
     ]
 
 
-def ai_activities(settings: Settings, engine: AsyncEngine, audio: AudioStore) -> list[Any]:
+def ai_activities(settings: Settings, engine: AsyncEngine, audio: AudioStore, clients: AsyncExitStack) -> list[Any]:
     """A client for each configured provider (a model without a price stops the worker here, before any
-    call); the offline template is always there."""
+    call), closed with `clients`; the offline template is always there."""
     prices = load_prices(settings.ai_price_table)
     configured = Routing.from_settings(settings).configured
     registered: list[Any] = [OfflineActivities().chat, AIRecordActivities(engine).record_ai_call]
     if AITier.OLLAMA in configured:
-        registered.append(OllamaActivities(settings, prices).chat)
+        ollama = OllamaActivities(settings, prices)
+        clients.push_async_callback(ollama.client.close)
+        registered.append(ollama.chat)
     if AITier.OPENAI in configured:
         openai = OpenAIActivities(settings, prices, audio)
+        clients.push_async_callback(openai.client.close)
         registered += [openai.chat, openai.transcribe]
     if AITier.AZURE in configured:
         azure = AzureActivities(settings, prices, audio)
+        clients.push_async_callback(azure.client.close)
         registered += [azure.chat, azure.transcribe]
     return registered
 
 
-def build_worker(
+@asynccontextmanager
+async def build_worker(
     client: Client, settings: Settings, engine: AsyncEngine, *, mailer: Mailer | None = None, **options: Any
-) -> Worker:
-    """`mailer` replaces the one settings choose (tests wrap it to count or stall deliveries); `options` go to
-    the Worker as they are."""
-    return Worker(
-        client,
-        task_queue=settings.temporal_task_queue,
-        workflows=list(WORKFLOWS),
-        activities=activities_for(settings, engine, mailer),
-        interceptors=sentry_worker_interceptors(settings),
-        **options,
-    )
+) -> AsyncIterator[Worker]:
+    """The running worker: on exit it finishes its running tasks and stops, then closes the clients its
+    activities used. `mailer` replaces the one settings choose (tests wrap it to count or stall deliveries);
+    `options` go to the Worker as they are."""
+    async with AsyncExitStack() as clients:
+        worker = Worker(
+            client,
+            task_queue=settings.temporal_task_queue,
+            workflows=list(WORKFLOWS),
+            activities=activities_for(settings, engine, clients, mailer),
+            interceptors=sentry_worker_interceptors(settings),
+            **options,
+        )
+        async with worker:
+            yield worker
 
 
 async def run(settings: Settings) -> None:

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import boto_config
 from models.db import insert_if_absent, open_session
 from models.messages.email import EmailMessage, EmailReceipt
 from models.tables import EmailDelivery
@@ -48,6 +48,9 @@ class Mailer(Protocol):
     async def deliver(self, message: EmailMessage) -> str | None:
         """Send the message; return the provider's message id, if it gives one."""
 
+    async def aclose(self) -> None:
+        """Release the client's connections: the worker does this on shutdown."""
+
 
 class OutboxMailer:
     """Writes each message as an RFC 5322 `.eml` file into a folder: the embedded default."""
@@ -57,6 +60,9 @@ class OutboxMailer:
     def __init__(self, folder: Path, sender: str) -> None:
         self.folder = folder
         self.sender = sender
+
+    async def aclose(self) -> None:
+        pass  # no client to close
 
     async def deliver(self, message: EmailMessage) -> str | None:
         return await asyncio.to_thread(self._write, message)
@@ -90,7 +96,7 @@ class OutboxMailer:
 
 
 class SesMailer:
-    """Amazon SES v2 through boto3. boto3 is synchronous, so calls run in a thread."""
+    """Amazon SES v2 through boto3, one client per worker. boto3 is synchronous, so calls run in a thread."""
 
     name = "ses"
 
@@ -103,7 +109,7 @@ class SesMailer:
             endpoint_url=settings.ses_endpoint_url,
             aws_access_key_id=_secret(settings.aws_access_key_id),
             aws_secret_access_key=_secret(settings.aws_secret_access_key),
-            config=BotoConfig(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=20),
+            config=boto_config(connect_timeout=5, read_timeout=20),
         )
 
     async def deliver(self, message: EmailMessage) -> str | None:
@@ -130,6 +136,9 @@ class SesMailer:
         except BotoCoreError as err:  # connection and timeout errors: worth another attempt
             raise ApplicationError(f"SES unreachable: {err}", type="SES.Unreachable") from err
         return response.get("MessageId")
+
+    async def aclose(self) -> None:
+        self.client.close()
 
 
 def _utf8(text: str) -> dict[str, str]:

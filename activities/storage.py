@@ -17,11 +17,11 @@ from urllib.parse import quote
 
 import boto3
 import jwt
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import boto_config
 from settings import Settings
 
 CHUNK_BYTES = 256 * 1024
@@ -78,6 +78,9 @@ class Storage(Protocol):
     async def download_url(self, key: str, filename: str, content_type: str, expires_in: int) -> str | None:
         """A link the client can fetch directly, or None when the API streams the content itself."""
 
+    async def aclose(self) -> None:
+        """Release the client's pooled connections: the worker and the API do this on shutdown."""
+
 
 class LocalStorage:
     name = "local"
@@ -108,10 +111,14 @@ class LocalStorage:
     async def download_url(self, key: str, filename: str, content_type: str, expires_in: int) -> str | None:
         return None
 
+    async def aclose(self) -> None:
+        pass  # no client to close
+
 
 class R2Storage:
     """R2 speaks the S3 API. Region `auto`; checksums only when an operation requires them, because R2 rejects
-    some of the CRC checksums newer boto3 versions send by default."""
+    some of the CRC checksums newer boto3 versions send by default. One client per process (boto3 clients are
+    thread-safe), its connection pool reused by every call."""
 
     name = "r2"
 
@@ -125,11 +132,10 @@ class R2Storage:
             region_name="auto",
             aws_access_key_id=_secret(settings.r2_access_key_id),
             aws_secret_access_key=_secret(settings.r2_secret_access_key),
-            config=BotoConfig(
+            config=boto_config(
                 signature_version="s3v4",
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
-                retries={"max_attempts": 3, "mode": "standard"},
                 connect_timeout=5,
                 read_timeout=60,
             ),
@@ -173,6 +179,9 @@ class R2Storage:
             },
             ExpiresIn=expires_in,
         )
+
+    async def aclose(self) -> None:
+        self.client.close()
 
     async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:

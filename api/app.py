@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
             yield
         finally:
             await app.state.rate_limiter.close()
+            await app.state.runtime.storage.aclose()
             await engine.dispose()
 
     app = FastAPI(

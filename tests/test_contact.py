@@ -116,6 +116,9 @@ class CountingMailer:
         self.delivered[message.message_id] += 1
         return await self.inner.deliver(message)
 
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
 
 async def test_worker_restarted_mid_workflow_sends_each_email_once(
     api: httpx.AsyncClient, temporal: Client, settings: Settings, engine: AsyncEngine

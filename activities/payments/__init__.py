@@ -7,6 +7,7 @@ them all; the payment's gateway picks the module. A gateway takes payments once 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AsyncExitStack, aclosing
 from datetime import timedelta
 from typing import Any
 
@@ -93,7 +94,8 @@ async def verify_webhook(
         secret = _secret(settings.stripe_webhook_secret)
         return stripe.verify_webhook(secret, settings.stripe_webhook_tolerance_seconds, headers, body)
     if gateway == PaymentGateway.PAYPAL and is_configured(settings, gateway) and settings.paypal_webhook_id:
-        return await _paypal(settings).verify_webhook(settings.paypal_webhook_id, headers, body)
+        async with aclosing(_paypal(settings)) as paypal_gateway:  # the API builds it per webhook: closed here
+            return await paypal_gateway.verify_webhook(settings.paypal_webhook_id, headers, body)
     if gateway == PaymentGateway.CRYPTO_BTCPAY and settings.btcpay_store_id and settings.btcpay_webhook_secret:
         secret, tolerance = _secret(settings.btcpay_webhook_secret), settings.btcpay_webhook_tolerance_seconds
         return btcpay.verify_webhook(secret, settings.btcpay_store_id, tolerance, headers, body)
@@ -136,9 +138,13 @@ class GatewayActivities:
         return await self._gateway(payment.gateway).refund(payment)
 
 
-def checkout_activities(settings: Settings, engine: AsyncEngine) -> list[Any]:
-    """Everything CheckoutWorkflow calls but email: the gateways configured here, and the payment records."""
-    gateways = GatewayActivities(build_gateways(settings))
+def checkout_activities(settings: Settings, engine: AsyncEngine, clients: AsyncExitStack) -> list[Any]:
+    """Everything CheckoutWorkflow calls but email: the gateways configured here, and the payment records.
+    Each gateway's client is built once here and closed when `clients` closes (the worker's shutdown)."""
+    built = build_gateways(settings)
+    for gateway in built.values():
+        clients.push_async_callback(gateway.aclose)
+    gateways = GatewayActivities(built)
     records = PaymentRecords(engine)
     return [
         gateways.create_at_gateway,

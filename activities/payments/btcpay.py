@@ -13,9 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
-from activities.payments.common import HTTP_TIMEOUT, WebhookNotice, WebhookRejected, call, payment_id_from
+from activities.payments.common import WebhookNotice, WebhookRejected, call, gateway_http, payment_id_from
 from models.catalogue import catalogue
 from models.enums import GatewayState
 from models.messages.payments import (
@@ -41,13 +39,14 @@ class BTCPayGateway:
     label = "BTCPay"
 
     def __init__(self, url: str, api_key: str, store_id: str) -> None:
-        self.url = url.rstrip("/")
-        self.headers = {"Authorization": f"token {api_key}"}
+        self.http = gateway_http(url.rstrip("/"), headers={"Authorization": f"token {api_key}"})
         self.store = f"/api/v1/stores/{store_id}"
 
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        async with httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=HTTP_TIMEOUT) as http:
-            return (await call(http, self.label, method, f"{self.store}{path}", **kwargs)).json()
+        return (await call(self.http, self.label, method, f"{self.store}{path}", **kwargs)).json()
 
     async def create(self, order: CheckoutOrder) -> GatewaySession:
         reference = str(order.payment_id)

@@ -11,10 +11,9 @@ import hmac
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
-import httpx
 from temporalio.exceptions import ApplicationError
 
-from activities.payments.common import HTTP_TIMEOUT, WebhookNotice, WebhookRejected, call, payment_id_from
+from activities.payments.common import WebhookNotice, WebhookRejected, call, gateway_http, payment_id_from
 from models.enums import GatewayState
 from models.messages.payments import (
     CheckoutAction,
@@ -34,16 +33,18 @@ class ComgateGateway:
     label = "Comgate"
 
     def __init__(self, api_base: str, merchant: str, secret: str, test: bool) -> None:
-        self.api_base = api_base.rstrip("/")
+        self.http = gateway_http(api_base.rstrip("/"))
         self.merchant = merchant
         self.secret = secret
         self.test = "true" if test else "false"
 
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
     async def _call(self, action: str, fields: dict[str, str]) -> dict[str, str]:
         """POST one form, read the form-encoded answer; a non-zero `code` is Comgate refusing."""
         form = {"merchant": self.merchant, "secret": self.secret, **fields}
-        async with httpx.AsyncClient(base_url=self.api_base, timeout=HTTP_TIMEOUT) as http:
-            response = await call(http, self.label, "POST", f"/v1.0/{action}", data=form)
+        response = await call(self.http, self.label, "POST", f"/v1.0/{action}", data=form)
         answer = dict(parse_qsl(response.text, keep_blank_values=True))
         if (code := answer.get("code")) != "0":
             raise ApplicationError(

@@ -17,6 +17,12 @@ _RETRYABLE_HTTP = frozenset({408, 409, 425, 429})
 HTTP_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 
 
+def gateway_http(base_url: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    """One pooled client per gateway for the life of the worker: its connections are reused across calls.
+    httpx's transport does not retry (retries=0 is its default): Temporal retries the activity."""
+    return httpx.AsyncClient(base_url=base_url, headers=headers, timeout=HTTP_TIMEOUT)
+
+
 class Gateway(Protocol):
     """One payment gateway. Each call is idempotent at the gateway, keyed by our payment id."""
 
@@ -36,6 +42,9 @@ class Gateway(Protocol):
 
     async def refund(self, payment: GatewayReference) -> GatewayStatus:
         """Return the whole amount to the customer."""
+
+    async def aclose(self) -> None:
+        """Close the gateway's HTTP client (its pooled connections): the worker does this on shutdown."""
 
 
 class WebhookRejected(Exception):

@@ -12,10 +12,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 from temporalio.exceptions import ApplicationError
 
-from activities.payments.common import HTTP_TIMEOUT, WebhookNotice, WebhookRejected, call, payment_id_from
+from activities.payments.common import WebhookNotice, WebhookRejected, call, gateway_http, payment_id_from
 from models.catalogue import catalogue
 from models.enums import GatewayState
 from models.messages.payments import (
@@ -54,17 +53,20 @@ class PayPalGateway:
     label = "PayPal"
 
     def __init__(self, api_base: str, client_id: str, client_secret: str, brand_name: str) -> None:
-        self.api_base = api_base.rstrip("/")
+        self.http = gateway_http(api_base.rstrip("/"))
         self.credentials = (client_id, client_secret)
         self.brand_name = brand_name
         self._token: str | None = None
         self._token_expires = 0.0
 
-    async def _authorized(self, http: httpx.AsyncClient) -> dict[str, str]:
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _authorized(self) -> dict[str, str]:
         """A bearer token from the client credentials, reused until shortly before it expires."""
         if self._token is None or time.monotonic() > self._token_expires:
             response = await call(
-                http,
+                self.http,
                 self.label,
                 "POST",
                 "/v1/oauth2/token",
@@ -77,11 +79,10 @@ class PayPalGateway:
         return {"Authorization": f"Bearer {self._token}"}
 
     async def _call(self, method: str, path: str, request_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
-        async with httpx.AsyncClient(base_url=self.api_base, timeout=HTTP_TIMEOUT) as http:
-            headers = await self._authorized(http)
-            if request_id is not None:
-                headers |= {"PayPal-Request-Id": request_id, "Prefer": "return=representation"}
-            return (await call(http, self.label, method, path, headers=headers, **kwargs)).json()
+        headers = await self._authorized()
+        if request_id is not None:
+            headers |= {"PayPal-Request-Id": request_id, "Prefer": "return=representation"}
+        return (await call(self.http, self.label, method, path, headers=headers, **kwargs)).json()
 
     async def create(self, order: CheckoutOrder) -> GatewaySession:
         reference = str(order.payment_id)

@@ -42,12 +42,16 @@ class StripeGateway:
     label = "Stripe"
 
     def __init__(self, secret_key: str, api_base: str | None = None) -> None:
+        self.http = stripe.HTTPXClient(timeout=20)  # async only: no idle sync client alongside
         self.client = stripe.StripeClient(
             secret_key,
             base_addresses={"api": api_base} if api_base else None,
             max_network_retries=0,
-            http_client=stripe.HTTPXClient(timeout=20),
+            http_client=self.http,
         )
+
+    async def aclose(self) -> None:
+        await self.http.close_async()
 
     async def create(self, order: CheckoutOrder) -> GatewaySession:
         params: dict[str, Any] = {

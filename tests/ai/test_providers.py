@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -254,4 +255,4 @@ def test_the_worker_refuses_to_start_with_a_model_it_cannot_price(
 ) -> None:
     unpriced = ai_settings.model_copy(update={"openai_chat_model": "gpt-unknown"})
     with pytest.raises(PriceNotFound, match=re.escape('add [chat.openai."gpt-unknown"]')):
-        ai_activities(unpriced, engine, LocalStorage(tmp_path))
+        ai_activities(unpriced, engine, LocalStorage(tmp_path), AsyncExitStack())
