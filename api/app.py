@@ -12,7 +12,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from activities.storage import build_storage
 from api.errors import error_response, install_error_handlers
@@ -94,11 +93,6 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
             message=f"Rate limit exceeded. Try again in {seconds} seconds.",
             retryAfter=seconds,
         )
-
-    @app.exception_handler(RPCError)
-    async def _temporal_unavailable(request: Request, exc: RPCError) -> JSONResponse:
-        log.error("Temporal call failed on %s: %s", request.url.path, exc)
-        return error_response(503, "The workflow service is unavailable; nothing was saved, please try again")
 
     app.include_router(health.router)
     for router in (
