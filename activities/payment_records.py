@@ -83,7 +83,7 @@ async def _recompute_tier(db: AsyncSession, user_id: uuid.UUID) -> None:
     paid = await db.exec(
         select(Payment.tier).where(Payment.user_id == user_id, Payment.status == PaymentStatus.COMPLETED)
     )
-    tier = max(paid.all(), key=catalogue().rank, default=ServiceTier.STANDARD)
+    tier = max((ServiceTier(t) for t in paid.all()), key=catalogue().rank, default=ServiceTier.STANDARD)
     await db.exec(  # type: ignore[call-overload]
         sa.update(User).where(col(User.id) == user_id, col(User.tier) != tier).values(tier=tier, updated_at=utcnow())
     )

@@ -185,7 +185,7 @@ class ModelCaller:
             self.trying = tier
             self.tried.append(tier)
             try:
-                return await workflow.execute_activity(
+                return await workflow.execute_activity(  # type: ignore[call-overload]  # result_type with a callable
                     activities[tier],
                     argument,
                     result_type=result_type,

@@ -114,7 +114,7 @@ class OpenAICompatible:
                 model=self.transcription_deployment.name,
                 file=(call.filename, audio, call.content_type),
                 response_format="verbose_json",
-                **({"language": call.language} if call.language else {}),
+                language=call.language or openai.omit,
                 timeout=self.transcription_timeout.total_seconds(),
             )
         except openai.OpenAIError as err:
