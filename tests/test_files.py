@@ -320,6 +320,9 @@ class HeldDownloads:
     async def exists(self, key: str) -> bool:
         return await self.storage.exists(key)
 
+    async def aclose(self) -> None:
+        await self.storage.aclose()
+
     async def download_url(self, key: str, filename: str, content_type: str, expires_in: int) -> str | None:
         return await self.storage.download_url(key, filename, content_type, expires_in)
 
