@@ -47,6 +47,20 @@ def reaching_temporal(message: str = UNAVAILABLE) -> Iterator[None]:
         raise Unavailable(message) from err
 
 
+def _start_options(
+    settings: Settings, id: str, policy: StartPolicy, search_attributes: TypedSearchAttributes, summary: str
+) -> dict[str, Any]:
+    """What every start says the same way: the task queue, the workflow's id policy, what the UI shows."""
+    return {
+        "id": id,
+        "task_queue": settings.temporal_task_queue,
+        "id_conflict_policy": policy.conflict_policy,
+        "id_reuse_policy": policy.reuse_policy,
+        "search_attributes": search_attributes,
+        "static_summary": summary,
+    }
+
+
 async def start_workflow(
     temporal: Client,
     settings: Settings,
@@ -65,12 +79,7 @@ async def start_workflow(
         return await temporal.start_workflow(
             run,
             arg,
-            id=id,
-            task_queue=settings.temporal_task_queue,
-            id_conflict_policy=policy.conflict_policy,
-            id_reuse_policy=policy.reuse_policy,
-            search_attributes=search_attributes,
-            static_summary=summary,
+            **_start_options(settings, id, policy, search_attributes, summary),
             rpc_timeout=rpc_timeout(settings),
             **options,
         )
@@ -99,16 +108,7 @@ async def start_with_update(
 
     A closed run the policy will not start again is a 409 (it cannot take the update); an unreachable or
     slow Temporal is a 503, as for start_workflow."""
-    operation = WithStartWorkflowOperation(
-        run,
-        arg,
-        id=id,
-        task_queue=settings.temporal_task_queue,
-        id_conflict_policy=policy.conflict_policy,
-        id_reuse_policy=policy.reuse_policy,
-        search_attributes=search_attributes,
-        static_summary=summary,
-    )
+    operation = WithStartWorkflowOperation(run, arg, **_start_options(settings, id, policy, search_attributes, summary))
     try:
         return await temporal.start_update_with_start_workflow(
             update,
