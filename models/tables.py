@@ -97,6 +97,8 @@ class Prototype(SQLModel, table=True):
     source: str = Field(default="text", max_length=16)
     status: PrototypeStatus = Field(default=PrototypeStatus.QUEUED, sa_type=_enum(PrototypeStatus))
     current_step: str | None = Field(default=None, max_length=64)
+    steps_done: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """As the workflow's last milestone reported it; None on rows written before it was recorded."""
     progress_percent: int = Field(default=0, ge=0, le=100)
     cost_usd_micros: int = Field(default=0, ge=0, sa_type=sa.BigInteger)
     file_id: uuid.UUID | None = Field(default=None, foreign_key="files.id", ondelete="SET NULL")

@@ -84,6 +84,13 @@ class PrototypeService(Service):
         await self._start(prototype, self._order(prototype, account, providers, provider_named=body.model is not None))
         return accepted(prototype)
 
+    async def earlier(self, account: Account, idempotency_key: str | None) -> PrototypeAccepted | None:
+        """The prototype a retried request (same Idempotency-Key) already started, if any."""
+        if idempotency_key is None:
+            return None
+        earlier = await self._find(resource_id("prototype", f"user:{account.id}", idempotency_key))
+        return accepted(earlier) if earlier is not None else None
+
     async def submit_voice(
         self,
         account: Account,
@@ -213,10 +220,12 @@ def accepted(prototype: Prototype) -> PrototypeAccepted:
 
 
 def stored_progress(prototype: Prototype) -> PrototypeProgress:
-    """The workflow's progress as its last recorded milestone left it in the row. Steps run in order, so every
-    step before the current one is done (all of them, once completed)."""
+    """The workflow's progress as its last recorded milestone left it in the row: the same shape as the live
+    query. A row whose milestones predate `steps_done` (older runs) counts the steps before the current one."""
     steps = planned_steps(voice=prototype.source == "voice")
-    if prototype.status == PrototypeStatus.COMPLETED:
+    if prototype.steps_done is not None:
+        done = list(prototype.steps_done)
+    elif prototype.status == PrototypeStatus.COMPLETED:
         done = steps
     elif prototype.current_step in steps:
         done = steps[: steps.index(prototype.current_step)]

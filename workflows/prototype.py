@@ -251,6 +251,7 @@ class PrototypeWorkflow:
                 status=progress.status,
                 idea=idea,
                 current_step=progress.current_step,
+                steps_done=progress.steps_done,
                 progress_percent=progress.progress_percent,
                 cost_usd_micros=progress.cost_usd_micros,
                 file_id=progress.file_id,

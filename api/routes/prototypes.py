@@ -80,6 +80,9 @@ async def submit_voice(
     VOICE_ALLOWED_TYPES). It is transcribed (EU_COMPLIANCE accounts: by an EU-resident provider only), and the
     transcript goes through the same pipeline as a typed idea. The audio is kept 24 hours like any upload."""
     await enforce(request, count=False)  # an exhausted quota is refused before the body is read
+    if (earlier := await prototypes.earlier(user, idempotency_key)) is not None:
+        response.headers["Location"] = earlier.status_url
+        return earlier  # a retried request: answered before its body is read, and not counted again
     received = await receive_file(
         request,
         max_bytes=settings.voice_max_bytes,

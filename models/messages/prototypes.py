@@ -52,6 +52,7 @@ class PrototypeMilestone(BaseModel):
     status: PrototypeStatus
     idea: str | None = Field(default=None, description="Set once a voice message is transcribed")
     current_step: str | None
+    steps_done: list[str] | None = Field(default=None, description="None in milestones of older workflow runs")
     progress_percent: int = Field(ge=0, le=100)
     cost_usd_micros: int = Field(ge=0)
     file_id: uuid.UUID | None = None

@@ -67,6 +67,9 @@ async def test_offline_prototype_end_to_end_submit_poll_download_and_email(
         done = await finished(api, temporal, account, prototype_id)
         assert done["status"] == "COMPLETED", done
         assert done["steps"] == done["steps_done"] == [*AGENT_STEPS, "package"]
+        async with open_session(engine) as db:  # the row holds what the workflow reported, not a reconstruction
+            row = await db.get(Prototype, uuid.UUID(prototype_id))
+            assert row is not None and row.steps_done == done["steps_done"]
         assert (done["progress_percent"], done["cost_usd_micros"], done["current_step"]) == (100, 0, None)
         file_id = str(result_file_id(uuid.UUID(prototype_id)))
         assert (done["file_id"], done["download_url"]) == (file_id, f"/api/files/{file_id}")

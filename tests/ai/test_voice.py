@@ -160,3 +160,23 @@ async def test_anything_but_audio_is_refused_clearly_and_nothing_is_kept(
         prototypes = (await db.exec(select(Prototype).where(Prototype.user_id == account["id"]))).all()
     assert [prototype.status for prototype in prototypes] == [PrototypeStatus.QUEUED] * 2
     assert len(stored_objects(ai_settings)) == 2  # the two accepted messages only
+
+
+async def test_a_retried_voice_request_gets_the_first_prototype_and_costs_no_second_ai_request(
+    temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
+) -> None:
+    settings = ai_settings.model_copy(update={"rate_limit_ai": "2/day"})
+    async with service(temporal, engine, settings) as api:
+        account = await sign_in(api, engine)
+        retry = {**account, "headers": {**account["headers"], "Idempotency-Key": f"voice-{uuid.uuid4().hex}"}}
+        first = await send_voice(api, retry)
+        assert first.status_code == 202, first.text
+        for _ in range(3):  # a client retrying after a lost answer
+            again = await send_voice(api, retry)
+            assert again.status_code == 202, again.text
+            assert again.json()["prototype_id"] == first.json()["prototype_id"]
+        assert (await send_voice(api, account)).status_code == 202  # the day's second AI request is still there
+        assert (await send_voice(api, account)).status_code == 429
+        async with open_session(engine) as db:
+            mine = (await db.exec(select(Prototype).where(Prototype.user_id == account["id"]))).all()
+        assert len(mine) == 2
