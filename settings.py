@@ -19,6 +19,12 @@ Provider = Literal["ollama", "openai", "azure"]
 ProviderList = Annotated[list[Provider], NoDecode]
 
 
+DEV_CORS_ORIGINS = tuple(
+    f"http://{host}:{port}" for port in (3000, 5173, 4200, 8080) for host in ("localhost", "127.0.0.1")
+)
+"""Next.js / CRA, Vite, Angular and Vue CLI dev servers: allowed by default outside production."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
 
@@ -38,7 +44,9 @@ class Settings(BaseSettings):
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    cors_origins: CommaList = Field(default_factory=lambda: ["http://localhost:3000", "http://127.0.0.1:3000"])
+    cors_origins: CommaList | None = None
+    """Browser origins allowed to call the API with credentials. Unset: the usual development servers in
+    development and test (see DEV_CORS_ORIGINS), none in production."""
 
     # Temporal (dev server for `make run`; a cluster or Temporal Cloud in production)
     temporal_address: str = "127.0.0.1:7233"
@@ -255,6 +263,12 @@ class Settings(BaseSettings):
         if self.rate_limit_allow_list is not None:
             return frozenset(self.rate_limit_allow_list)
         return frozenset({"127.0.0.1", "::1"}) if self.environment == "development" else frozenset()
+
+    @property
+    def effective_cors_origins(self) -> list[str]:
+        if self.cors_origins is not None:
+            return list(self.cors_origins)
+        return [] if self.is_production else list(DEV_CORS_ORIGINS)
 
     @property
     def is_production(self) -> bool:

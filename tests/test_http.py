@@ -9,6 +9,8 @@ import pytest
 from conftest import AppFactory
 from helpers import bearer, new_email, register_and_login, serve
 
+from settings import Settings
+
 BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
     # (method, path, json body or raw bytes, expected status, a fragment of the error message)
     ("POST", "/auth/register", {"email": "not-an-email", "password": "long enough"}, 422, "body.email"),
@@ -168,3 +170,19 @@ async def test_a_revoked_user_cannot_use_contact_as_themselves(api: httpx.AsyncC
         headers=bearer(account["access_token"]),
     )
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:5173", "http://127.0.0.1:3000", "http://localhost:4200"])
+async def test_development_allows_the_common_dev_servers(make_app: AppFactory, origin: str) -> None:
+    async with serve(make_app(cors_origins=None, environment="development")) as api:
+        preflight = await api.options("/auth/me", headers={"Origin": origin, "Access-Control-Request-Method": "GET"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == origin
+
+
+def test_production_allows_only_the_configured_origins() -> None:
+    assert Settings(_env_file=None, environment="production", jwt_secret="x" * 40).effective_cors_origins == []  # type: ignore[call-arg]
+    configured = Settings(
+        _env_file=None, environment="production", jwt_secret="x" * 40, cors_origins=["https://a.example"]
+    )  # type: ignore[call-arg]
+    assert configured.effective_cors_origins == ["https://a.example"]
