@@ -16,7 +16,7 @@ from temporalio.client import Client
 from activities.storage import build_storage
 from api.errors import error_response, install_error_handlers
 from api.ratelimit import RateLimiter, RateLimitExceeded
-from api.routes import ai, auth, contact, files, health, payments, prototypes
+from api.routes import ai, auth, capabilities, contact, files, health, payments, prototypes
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
 from observability import init_sentry
@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         )
 
     app.include_router(health.router)
+    app.include_router(capabilities.router)  # open and not counted: a frontend asks it on every load
     for router in (
         auth.router,
         contact.router,

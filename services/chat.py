@@ -109,6 +109,7 @@ def chat_response(chat_id: uuid.UUID, reply: ModelReply) -> ChatResponse:
         chat_id=chat_id,
         response=reply.text,
         model_used=reply.model_used,
+        template=reply.tier == AITier.OFFLINE,
         tokens_used=reply.input_tokens + reply.output_tokens,
         processing_time_ms=reply.latency_ms,
         cost_usd=reply.cost_usd_micros / _MICROS_PER_USD,

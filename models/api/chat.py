@@ -28,6 +28,7 @@ class ChatResponse(BaseModel):
     chat_id: uuid.UUID
     response: str
     model_used: str = Field(examples=["openai:gpt-4o-mini", "offline:template"])
+    template: bool = Field(description="True when the offline template answered: no model was asked")
     tokens_used: int
     processing_time_ms: int
     cost_usd: float

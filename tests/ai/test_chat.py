@@ -55,7 +55,7 @@ async def test_with_no_provider_configured_the_offline_template_answers(
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["success"] is True
-    assert answer["model_used"] == "offline:template"
+    assert (answer["model_used"], answer["template"]) == ("offline:template", True)
     assert answer["response"].startswith("[Offline template: no AI model was asked.")
     assert (answer["cost_usd"], answer["cost_usd_micros"], answer["tokens_used"]) == (0, 0, 0)
     [row] = await rows_of(engine, account["id"])
@@ -74,7 +74,7 @@ async def test_rate_limit_and_server_error_are_retried_by_temporal_and_recorded_
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["response"] == "openai says hello"
-    assert answer["model_used"] == "openai:gpt-test"
+    assert (answer["model_used"], answer["template"]) == ("openai:gpt-test", False)
     assert answer["tokens_used"] == 1234 + 567
     assert (answer["cost_usd_micros"], answer["cost_usd"]) == (8755, 0.008755)
     assert len(fake_ai.calls_to("openai")) == 3 and fake_ai.calls_to("azure") == []

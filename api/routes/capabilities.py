@@ -1,0 +1,20 @@
+"""GET /api/capabilities: no sign-in, not counted against any limit (a frontend asks it on every load)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from api.deps import service
+from models.api.capabilities import Capabilities
+from services.capabilities import CapabilityService
+
+router = APIRouter(prefix="/api/capabilities", tags=["capabilities"])
+
+
+@router.get("", name="get")
+async def get(capabilities: Annotated[CapabilityService, Depends(service(CapabilityService))]) -> Capabilities:
+    """Which AI providers answer (or that answers are offline templates), whether voice works and through
+    whom, which gateways and currencies work, the storage and email backends, and the limits in force."""
+    return capabilities.describe()

@@ -1,0 +1,60 @@
+"""What this server can do, read from its settings: AI providers (or templates), voice, gateways, limits."""
+
+from __future__ import annotations
+
+from activities import payments as gateways
+from activities.ai.errors import provider_name
+from models.api.capabilities import (
+    AICapabilities,
+    Capabilities,
+    FileCapabilities,
+    GatewayCapabilities,
+    LimitCapabilities,
+    VoiceCapabilities,
+)
+from models.catalogue import catalogue
+from models.enums import AITier, PaymentGateway
+from services.runtime import Service
+from workflows.ai import Routing
+
+
+class CapabilityService(Service):
+    def describe(self) -> Capabilities:
+        settings = self.settings
+        routing = Routing.from_settings(settings)
+        in_order = [tier for tier in routing.fallback_order if tier in routing.configured]
+        transcribers = [tier for tier in routing.fallback_order if tier in routing.transcribers]
+        offer = catalogue()
+        return Capabilities(
+            ai=AICapabilities(
+                providers=_names(in_order),
+                template_answers=not in_order,
+                eu_resident_providers=_names([tier for tier in in_order if tier in routing.eu_resident]),
+            ),
+            voice=VoiceCapabilities(available=bool(transcribers), providers=_names(transcribers)),
+            payments={
+                gateway: GatewayCapabilities(
+                    available=gateways.is_configured(settings, gateway),
+                    currencies=offer.accepted_currencies(gateway, settings.btcpay_currency),
+                )
+                for gateway in PaymentGateway
+                if gateway != PaymentGateway.CRYPTO_COINBASE
+            },
+            files=FileCapabilities(
+                retention_hours=settings.file_retention_hours,
+                max_bytes=settings.file_max_bytes,
+                allowed_types=sorted(settings.file_allowed_types),
+            ),
+            storage=settings.storage_backend,
+            email=settings.email_backend,
+            limits=LimitCapabilities(
+                enabled=settings.rate_limit_enabled,
+                ai=settings.rate_limit_ai,
+                upload=settings.rate_limit_upload,
+                default=settings.rate_limit_default,
+            ),
+        )
+
+
+def _names(tiers: list[AITier]) -> list[str]:
+    return [provider_name(tier) for tier in tiers]
