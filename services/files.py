@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlmodel import col, select
 from temporalio.service import RPCError
 
-from activities.storage import content_disposition, download_token_allows, storage_key
+from activities.storage import content_disposition, download_token_allows, sign_download, storage_key
 from models.api.files import FileDeletion, FileInfo, UploadedFile
 from models.messages.files import RetainedFile
 from models.tables import File
@@ -30,6 +30,7 @@ from services.errors import Gone, NotFound, Unauthorized
 from services.runtime import Service
 from services.staging import staged
 from services.temporal import reaching_temporal, rpc_timeout, start_workflow
+from settings import Settings
 from workflows import search_attributes
 from workflows.retention import START_POLICY, FileRetentionWorkflow, workflow_id
 
@@ -72,12 +73,24 @@ class ReceivedFile:
     sha256: str
 
 
+def browser_link(settings: Settings, file_id: uuid.UUID) -> str:
+    """An absolute link that works in an `<a href>` with no Authorization header: signed for this one file,
+    valid FILE_DOWNLOAD_URL_SECONDS (a deleted or expired file is refused whatever the link says)."""
+    expires_at = utcnow() + timedelta(seconds=settings.file_download_url_seconds)
+    token = sign_download(settings, file_id, expires_at)
+    return f"{settings.public_api_url.rstrip('/')}{download_path(file_id)}?token={token}"
+
+
 class FileService(Service):
     async def upload(self, received: ReceivedFile, owner: Account) -> UploadedFile:
         """Keep a received file for its owner; the caller removes the spool file."""
         async with self.keep(received, owner) as file:
             return UploadedFile(
-                file_id=file.id, url=download_path(file.id), size=file.size_bytes, expires_at=file.expires_at
+                file_id=file.id,
+                url=download_path(file.id),
+                download_link=browser_link(self.settings, file.id),
+                size=file.size_bytes,
+                expires_at=file.expires_at,
             )
 
     async def list_of(self, owner: Account) -> list[FileInfo]:
@@ -89,7 +102,7 @@ class FileService(Service):
         )
         async with self.database.session() as db:
             files = (await db.exec(statement)).all()
-        return [_info(file) for file in files]
+        return [_info(self.settings, file) for file in files]
 
     async def download(self, file_id: uuid.UUID, *, caller: Account | None, link_token: str | None) -> Download:
         """For the owner, or for whoever holds a download link for this file (no sign-in). The row is read
@@ -189,10 +202,11 @@ class FileService(Service):
             raise
 
 
-def _info(file: File) -> FileInfo:
+def _info(settings: Settings, file: File) -> FileInfo:
     return FileInfo(
         file_id=file.id,
         url=download_path(file.id),
+        download_link=browser_link(settings, file.id),
         size=file.size_bytes,
         expires_at=file.expires_at,
         name=file.original_name,

@@ -29,11 +29,12 @@ from models.tables import Prototype
 from services.accounts import Account
 from services.ai import call_policy, providers_for, transcribers_for
 from services.errors import NotFound
-from services.files import FileService, download_path
+from services.files import FileService, browser_link, download_path
 from services.idempotency import resource_id
 from services.runtime import Service
 from services.staging import staged
 from services.temporal import rpc_timeout, start_workflow
+from settings import Settings
 from workflows import search_attributes
 from workflows.prototype import START_POLICY, PrototypeWorkflow, planned_steps, workflow_id
 
@@ -129,7 +130,7 @@ class PrototypeService(Service):
         database connection meanwhile. Someone else's prototype is not found."""
         prototype = await self._owned(account, prototype_id)
         if prototype.status not in _UNDER_WAY:
-            return prototype_view(prototype, stored_progress(prototype))
+            return prototype_view(self.settings, prototype, stored_progress(prototype))
         handle = self.temporal.get_workflow_handle_for(PrototypeWorkflow.run, workflow_id(prototype_id))
         if wait:
             # Still running, failed, or Temporal out of reach: in every case the row says where things stand.
@@ -137,13 +138,13 @@ class PrototypeService(Service):
                 await asyncio.wait_for(handle.result(), wait)
             prototype = await self._owned(account, prototype_id)
             if prototype.status not in _UNDER_WAY:
-                return prototype_view(prototype, stored_progress(prototype))
+                return prototype_view(self.settings, prototype, stored_progress(prototype))
         try:
             live = await handle.query(PrototypeWorkflow.progress, rpc_timeout=rpc_timeout(self.settings))
         except (RPCError, WorkflowQueryFailedError) as err:  # no worker to answer right now: the row answers
             log.warning("prototype %s: live progress unavailable (%s); answering from the database", prototype_id, err)
             live = stored_progress(prototype)
-        return prototype_view(prototype, live)
+        return prototype_view(self.settings, prototype, live)
 
     async def list_own(self, account: Account) -> list[PrototypeView]:
         """The account's prototypes, newest first, as last recorded (the status of one is live)."""
@@ -155,7 +156,7 @@ class PrototypeService(Service):
         )
         async with self.database.session() as db:
             prototypes = (await db.exec(statement)).all()
-        return [prototype_view(prototype, stored_progress(prototype)) for prototype in prototypes]
+        return [prototype_view(self.settings, prototype, stored_progress(prototype)) for prototype in prototypes]
 
     # --- helpers ---------------------------------------------------------------------------------------
 
@@ -246,7 +247,7 @@ def stored_progress(prototype: Prototype) -> PrototypeProgress:
     )
 
 
-def prototype_view(prototype: Prototype, progress: PrototypeProgress) -> PrototypeView:
+def prototype_view(settings: Settings, prototype: Prototype, progress: PrototypeProgress) -> PrototypeView:
     """The one way a prototype is shown: the workflow's progress (live, or as stored), and the row's facts."""
     completed = progress.status == PrototypeStatus.COMPLETED
     return PrototypeView(
@@ -255,6 +256,7 @@ def prototype_view(prototype: Prototype, progress: PrototypeProgress) -> Prototy
         source="voice" if prototype.source == "voice" else "text",
         cost_usd=progress.cost_usd_micros / _MICROS_PER_USD,
         download_url=download_path(progress.file_id) if completed and progress.file_id else None,
+        download_link=browser_link(settings, progress.file_id) if completed and progress.file_id else None,
         created_at=prototype.created_at,
         completed_at=prototype.completed_at,
     )

@@ -75,7 +75,7 @@ async def test_upload_download_list_and_delete(
     response = await upload(api, token, PNG, name="Návrh aplikace.png")
     assert response.status_code == 201, response.text
     uploaded = response.json()
-    assert set(uploaded) == {"fileId", "url", "size", "expiresAt"}
+    assert set(uploaded) == {"fileId", "url", "downloadLink", "size", "expiresAt"}
     assert uploaded["size"] == len(PNG)
     assert uploaded["url"] == f"/api/files/{uploaded['fileId']}"
 
@@ -297,6 +297,34 @@ async def test_a_download_link_needs_no_sign_in_but_only_opens_its_file(
     assert (await api.get(f"/api/files/{file_id}", params={"token": link})).content == PNG
     assert (await api.get(f"/api/files/{file_id}")).status_code == 401
     assert (await api.delete(f"/api/files/{file_id}", params={"token": link})).status_code == 401
+
+
+async def test_the_browser_link_in_a_listing_downloads_without_a_header_until_the_file_is_deleted(
+    make_app: AppFactory, worker: object
+) -> None:
+    async with serve(make_app(public_api_url="http://testserver")) as api:
+        token = (await register_and_login(api))["access_token"]
+        uploaded = (await upload(api, token, PNG)).json()
+        [listed] = (await api.get("/api/files", headers=bearer(token))).json()
+        for link in (uploaded["downloadLink"], listed["downloadLink"]):
+            assert link.startswith(f"http://testserver/api/files/{uploaded['fileId']}?token=")
+            response = await api.get(link)  # no Authorization header, as an <a href> in a browser
+            assert (response.status_code, response.content) == (200, PNG)
+        assert (await api.delete(uploaded["url"], headers=bearer(token))).status_code == 200
+        assert (await api.get(listed["downloadLink"])).status_code == 410
+
+
+async def test_an_expired_browser_link_is_refused(make_app: AppFactory, worker: object) -> None:
+    async with serve(make_app(public_api_url="http://testserver", file_download_url_seconds=1)) as api:
+        token = (await register_and_login(api))["access_token"]
+        link = (await upload(api, token, PNG)).json()["downloadLink"]
+        refused = await eventually(lambda: _refused(api, link), within=10, what="the one-second link to expire")
+        assert refused.status_code == 401
+
+
+async def _refused(api: httpx.AsyncClient, link: str) -> httpx.Response | None:
+    response = await api.get(link)
+    return response if response.status_code != 200 else None
 
 
 # --- one database connection for the whole API: a request that waits on the network must not hold it --------

@@ -13,6 +13,10 @@ from models.api.common import CamelModel
 class UploadedFile(CamelModel):
     file_id: uuid.UUID
     url: str = Field(description="Where the owner downloads it: GET, with the access token")
+    download_link: str = Field(
+        description="Absolute and signed for this file: works in an <a href> with no Authorization header, "
+        "for FILE_DOWNLOAD_URL_SECONDS; ask the list again for a fresh one"
+    )
     size: int
     expires_at: datetime
 

@@ -47,6 +47,11 @@ class PrototypeView(BaseModel):
     cost_usd: float
     file_id: uuid.UUID | None
     download_url: str | None = Field(description="The zip: GET with the access token; kept 24 hours")
+    download_link: str | None = Field(
+        default=None,
+        description="The zip as an absolute signed link: works in an <a href> with no Authorization header, "
+        "for FILE_DOWNLOAD_URL_SECONDS; poll again for a fresh one",
+    )
     error: str | None
     created_at: datetime
     completed_at: datetime | None
