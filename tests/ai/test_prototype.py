@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from fakes.ai_server import FakeAIServer
@@ -76,6 +77,9 @@ async def test_offline_prototype_end_to_end_submit_poll_download_and_email(
 
         download = await api.get(done["download_url"], headers=account["headers"])
         assert download.status_code == 200, download.text
+        link = urlsplit(done["download_link"])  # absolute, signed: a browser needs no Authorization header
+        assert f"{link.scheme}://{link.netloc}" == settings.public_api_url
+        assert (await api.get(f"{link.path}?{link.query}")).content == download.content
 
         # The email's link works without signing in, for this file only, and not once tampered with.
         [email] = outbox(settings)
