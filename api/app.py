@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from temporalio.client import Client
 
 from activities.storage import build_storage
+from api.docs import TAGS, install_docs
 from api.errors import error_response, install_error_handlers
 from api.ratelimit import RateLimiter, RateLimitExceeded
 from api.routes import ai, auth, capabilities, contact, files, health, payments, prototypes
@@ -70,7 +71,12 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         summary="Describe an app idea, get a prototype; payments and 24-hour file storage.",
         lifespan=lifespan,
         responses={500: {"model": ErrorResponse, "description": "Unexpected error"}},
+        openapi_tags=TAGS,
+        servers=[{"url": settings.public_api_url, "description": "This API (PUBLIC_API_URL)"}],
+        docs_url=None,  # served from packaged assets by install_docs, not from a CDN
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     app.add_middleware(
         CORSMiddleware,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -186,3 +187,23 @@ def test_production_allows_only_the_configured_origins() -> None:
         _env_file=None, environment="production", jwt_secret="x" * 40, cors_origins=["https://a.example"]
     )  # type: ignore[call-arg]
     assert configured.effective_cors_origins == ["https://a.example"]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_docs_reference_no_outside_host_and_their_assets_are_served(api: httpx.AsyncClient, page: str) -> None:
+    html = (await api.get(page)).text
+    assert "Statex API" in html
+    assert not re.findall(r"""(?:src|href)=["']?(?:https?:)?//""", html), "an asset from another host"
+    assets = re.findall(r"""["'](/docs-assets/[^"']+)["']""", html)
+    assert assets
+    for asset in assets:
+        response = await api.get(asset)
+        assert response.status_code == 200 and response.content, asset
+
+
+async def test_the_openapi_names_its_server_and_describes_its_tags(make_app: AppFactory) -> None:
+    schema = make_app(public_api_url="https://api.statex.example").openapi()
+    assert schema["servers"][0]["url"] == "https://api.statex.example"
+    used = {tag for item in schema["paths"].values() for op in item.values() for tag in op.get("tags", [])}
+    described = {tag["name"]: tag["description"] for tag in schema["tags"]}
+    assert used <= described.keys() and all(described.values())

@@ -1,0 +1,63 @@
+"""Swagger UI and ReDoc served by the app itself: no CDN, so /docs works offline and behind strict CSPs.
+
+The assets come from the `fastapi-offline` package (MIT), which ships Swagger UI's and ReDoc's bundles; we
+use only its files and build the pages with FastAPI's own helpers.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+ASSETS_URL = "/docs-assets"
+_ASSETS = files("fastapi_offline") / "static"
+
+TAGS = [
+    {"name": "auth", "description": "Register, log in, rotate refresh tokens, log out; who am I."},
+    {"name": "contact", "description": "The contact form: emails the team and confirms to the sender."},
+    {"name": "files", "description": "Uploads kept 24 hours, then deleted by a durable timer; download and delete."},
+    {"name": "ai", "description": "Chat with the AI tier your account may use (2 AI requests a day)."},
+    {"name": "chats", "description": "A chat answer that took longer than the request waited."},
+    {"name": "prototypes", "description": "An app idea (text or voice) in, a verified prototype zip out; poll it."},
+    {"name": "payments", "description": "Buy a service tier: server-side prices, four gateways, refunds, webhooks."},
+    {"name": "capabilities", "description": "What this server can do: providers, voice, gateways, limits."},
+    {"name": "health", "description": "Liveness and readiness probes."},
+]
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI, Authorize included) and /redoc, from packaged assets."""
+    app.mount(ASSETS_URL, StaticFiles(directory=str(_ASSETS)), name="docs-assets")
+    redirect_url = "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=f"{root}{redirect_url}",
+            swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+    @app.get(redirect_url, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )
