@@ -1,45 +1,51 @@
 # The README's two commands, `make run` and `make test`, on a fresh clone with only Python 3.11+ and make.
-# The virtualenv is created on first use and reinstalled whenever pyproject.toml changes.
+# The virtualenv is created on first use and reinstalled whenever pyproject.toml changes: `make run` installs
+# what running needs (the `run` extra), `make test` and `make lint` add the test tools (the `dev` extra).
 # Another interpreter: PYTHON=python3.12 make run. Extra pytest arguments: make test PYTEST_ARGS='-k contact'.
 
 PYTHON ?= python3
 VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
-INSTALLED := $(VENV)/.installed
+RUN_INSTALLED := $(VENV)/.installed-run
+DEV_INSTALLED := $(VENV)/.installed-dev
 
 .PHONY: run test lint format worker api migrate
 
-run: $(INSTALLED)
+run: $(RUN_INSTALLED)
 	$(VENV_PYTHON) -m cli run
 
-test: $(INSTALLED)
+test: $(DEV_INSTALLED)
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
-lint: $(INSTALLED)
+lint: $(DEV_INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-format: $(INSTALLED)
+format: $(DEV_INSTALLED)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-worker: $(INSTALLED)
+worker: $(RUN_INSTALLED)
 	$(VENV_PYTHON) -m cli worker
 
-api: $(INSTALLED)
+api: $(RUN_INSTALLED)
 	$(VENV_PYTHON) -m cli api
 
-migrate: $(INSTALLED)
+migrate: $(RUN_INSTALLED)
 	$(VENV_PYTHON) -m cli migrate
 
 .PHONY: histories
-histories: $(INSTALLED)  # re-record tests/histories/*.json (README, "Replay tests and changing workflows")
+histories: $(DEV_INSTALLED)  # re-record tests/histories/*.json (README, "Replay tests and changing workflows")
 	$(VENV_PYTHON) tests/histories/record.py
 
-$(INSTALLED): pyproject.toml | $(VENV_PYTHON)
-	$(VENV_PYTHON) -m pip install -e '.[dev]'
+$(RUN_INSTALLED): pyproject.toml | $(VENV_PYTHON)
+	$(VENV_PYTHON) -m pip install -e '.[run]'
 	touch $@
+
+$(DEV_INSTALLED): pyproject.toml | $(VENV_PYTHON)
+	$(VENV_PYTHON) -m pip install -e '.[run,dev]'
+	touch $@ $(RUN_INSTALLED)
 
 # Order-only above: the interpreter is a symlink whose date is the system Python's, not a reason to reinstall.
 $(VENV_PYTHON):
