@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     """GET /metrics on the API."""
     metrics_token: SecretStr | None = None
-    """Set: GET /metrics wants `Authorization: Bearer <token>`. Unset: open (keep the API's /metrics off the internet)."""
+    """Set: GET /metrics wants `Authorization: Bearer <token>`. Unset: open; keep it off the internet then."""
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9464, ge=1, le=65535)
     """The worker's scrape target: its activities' metrics and the Temporal SDK's (`temporal_*`) together."""
