@@ -270,6 +270,7 @@ def banner(settings: Settings) -> str:
             "Statex is running: Temporal dev server, worker and API.",
             f"  API docs     {_base_url(settings)}/docs",
             f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}",
+            f"  Metrics      {_base_url(settings)}/metrics (API), {worker.worker_metrics_url(settings)} (worker)",
             f"  Emails       {email}",
             "Press Ctrl-C to stop.",
             "",

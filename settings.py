@@ -83,6 +83,19 @@ class Settings(BaseSettings):
     sentry_dsn: SecretStr | None = None
     sentry_traces_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
+    # Metrics (Prometheus). Several API processes: set PROMETHEUS_MULTIPROC_DIR (see .env.example).
+    metrics_enabled: bool = True
+    """GET /metrics on the API."""
+    metrics_token: SecretStr | None = None
+    """Set: GET /metrics wants `Authorization: Bearer <token>`. Unset: open; keep it off the internet then."""
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9464, ge=1, le=65535)
+    """The worker's scrape target: its activities' metrics and the Temporal SDK's (`temporal_*`) together."""
+    worker_sdk_metrics_port: int = Field(default=9465, ge=1, le=65535)
+    """Where the Temporal SDK's own exporter listens on 127.0.0.1; WORKER_METRICS_PORT serves it merged."""
+    ready_worker_seen_seconds: float = Field(default=60.0, gt=0)
+    """/ready answers 503 when no worker has polled the task queue within this many seconds."""
+
     # Email: a local outbox folder by default, Amazon SES v2 in production
     email_backend: Literal["outbox", "ses"] = "outbox"
     email_from: str = "Statex <no-reply@statex.local>"

@@ -11,8 +11,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+import metrics
 from activities.ai.azure import AzureActivities
 from activities.ai.offline import OfflineActivities
 from activities.ai.ollama import OllamaActivities
@@ -106,12 +108,29 @@ async def build_worker(
             yield worker
 
 
+def metrics_runtime(sdk_metrics_port: int) -> Runtime:
+    """A Temporal runtime whose SDK metrics (workflow task and activity latency, failures, sticky cache, pollers)
+    Prometheus can read at 127.0.0.1:<port>. One per process: its exporter binds the port for good."""
+    exporter = PrometheusConfig(bind_address=f"127.0.0.1:{sdk_metrics_port}", durations_as_seconds=True)
+    return Runtime(telemetry=TelemetryConfig(metrics=exporter))
+
+
+def worker_metrics_url(settings: Settings) -> str:
+    return f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
+
+
 async def run(settings: Settings) -> None:
     init_sentry(settings, component="worker")
     engine = create_engine(settings.effective_database_url)
     if settings.run_migrations_on_start:
         await migrate(engine)
-    client = await connect(settings)
+    client = await connect(settings, runtime=metrics_runtime(settings.worker_sdk_metrics_port))
+    exporter = metrics.serve_worker_metrics(
+        settings.worker_metrics_host,
+        settings.worker_metrics_port,
+        f"http://127.0.0.1:{settings.worker_sdk_metrics_port}/metrics",
+    )
+    logging.getLogger(__name__).info("worker metrics at %s", worker_metrics_url(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -121,6 +140,7 @@ async def run(settings: Settings) -> None:
             logging.getLogger(__name__).info("worker polling task queue %r", settings.temporal_task_queue)
             await stop.wait()
     finally:
+        exporter.shutdown()
         await engine.dispose()
 
 

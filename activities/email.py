@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+import metrics
 from activities import boto_config
 from models.db import insert_if_absent, open_session
 from models.messages.email import EmailMessage, EmailReceipt
@@ -166,7 +167,12 @@ class EmailActivities:
         async with open_session(self.engine) as db:
             if (earlier := await db.get(EmailDelivery, message.message_id)) is not None:
                 return _receipt(earlier)
-        provider_id = await self.mailer.deliver(message)
+        try:
+            provider_id = await self.mailer.deliver(message)
+        except Exception:
+            metrics.emails.labels(self.mailer.name, "failed").inc()  # each failed attempt
+            raise
+        metrics.emails.labels(self.mailer.name, "sent").inc()
         delivery = EmailDelivery(
             message_id=message.message_id,
             recipient=", ".join(message.to)[:320],

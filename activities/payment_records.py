@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+import metrics
 from models.catalogue import catalogue
 from models.db import open_session
 from models.enums import PaymentStatus, ServiceTier
@@ -70,13 +71,15 @@ class PaymentRecords:
             if payment is None:
                 raise ApplicationError(f"payment {payment_id} not found", type="PaymentNotFound", non_retryable=True)
             await db.exec(select(User).where(User.id == payment.user_id).with_for_update())
-            await db.exec(  # type: ignore[call-overload]
+            moved = await db.exec(  # type: ignore[call-overload]
                 sa.update(Payment)
                 .where(col(Payment.id) == payment_id, col(Payment.status) == expected)
                 .values(status=new, updated_at=utcnow(), **moments)
             )
             await _recompute_tier(db, payment.user_id)
             await db.commit()
+        if moved.rowcount:  # a retry finds it moved already and counts nothing
+            metrics.payments_settled.labels(payment.gateway.lower(), new.value).inc()
 
 
 async def _recompute_tier(db: AsyncSession, user_id: uuid.UUID) -> None:

@@ -7,15 +7,19 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+import metrics
 from models.db import open_session
 from models.enums import ContactStatus, PrototypeStatus
 from models.messages.prototypes import PrototypeMilestone
-from models.tables import Contact, File, Prototype
+from models.tables import AIResponse, Contact, File, Prototype
 from models.types import utcnow
+
+_FINISHED = frozenset({PrototypeStatus.COMPLETED, PrototypeStatus.FAILED})
 
 
 class RecordActivities:
@@ -39,9 +43,11 @@ class RecordActivities:
 
     @activity.defn
     async def mark_file_deleted(self, file_id: uuid.UUID) -> None:
-        await self._execute(
+        marked = await self._execute(
             sa.update(File).where(col(File.id) == file_id, col(File.deleted_at).is_(None)).values(deleted_at=utcnow())
         )
+        if marked:  # a retry finds it marked already and counts nothing
+            metrics.files_deleted.inc()
 
     @activity.defn
     async def record_prototype_milestone(self, milestone: PrototypeMilestone) -> None:
@@ -56,8 +62,27 @@ class RecordActivities:
             values["idea"] = milestone.idea
         if milestone.status == PrototypeStatus.COMPLETED:
             values["completed_at"] = utcnow()
-        touched = await self._execute(
-            sa.update(Prototype).where(col(Prototype.id) == milestone.prototype_id).values(**values)
-        )
-        if touched == 0:
-            raise ApplicationError(f"prototype {milestone.prototype_id} is not in the database (yet)")
+        async with open_session(self.engine) as db:
+            status_before = (
+                await db.exec(select(Prototype.status).where(Prototype.id == milestone.prototype_id).with_for_update())
+            ).first()
+            if status_before is None:
+                raise ApplicationError(f"prototype {milestone.prototype_id} is not in the database (yet)")
+            await db.exec(sa.update(Prototype).where(col(Prototype.id) == milestone.prototype_id).values(**values))
+            await db.commit()
+            if milestone.status in _FINISHED and status_before != milestone.status:  # once, however often retried
+                provider = await self._last_provider(db, milestone.prototype_id)
+                metrics.prototypes_finished.labels(provider, milestone.status.value).inc()
+
+    @staticmethod
+    async def _last_provider(db: AsyncSession, prototype_id: uuid.UUID) -> str:
+        """The provider of the prototype's latest AI call: who served it, after any fallbacks."""
+        tier = (
+            await db.exec(
+                select(AIResponse.tier)
+                .where(AIResponse.prototype_id == prototype_id)
+                .order_by(col(AIResponse.created_at).desc())
+                .limit(1)
+            )
+        ).first()
+        return tier.lower() if tier else "none"

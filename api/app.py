@@ -13,10 +13,12 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from temporalio.client import Client
 
+import metrics
 from activities.storage import build_storage
 from api.docs import TAGS, install_docs
 from api.errors import error_response, install_error_handlers
-from api.ratelimit import RateLimiter, RateLimitExceeded
+from api.metrics import install_metrics
+from api.ratelimit import RateLimiter, RateLimitExceeded, bucket_for
 from api.routes import ai, auth, capabilities, contact, files, health, payments, prototypes
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
@@ -88,9 +90,11 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         max_age=600,
     )
     install_error_handlers(app, hide_internal_errors=settings.is_production)
+    install_metrics(app, settings)
 
     @app.exception_handler(RateLimitExceeded)
-    async def _rate_limited(_: Request, exc: RateLimitExceeded) -> JSONResponse:
+    async def _rate_limited(request: Request, exc: RateLimitExceeded) -> JSONResponse:
+        metrics.rate_limit_refusals.labels(bucket_for(request.url.path)).inc()
         seconds = exc.decision.retry_after
         return error_response(
             429,

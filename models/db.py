@@ -96,7 +96,9 @@ def _upgrade(connection: sa.Connection) -> None:
     command.upgrade(config, "heads")  # every branch: features add their own migrations
 
 
-async def insert_if_absent(db: AsyncSession, table: type[SQLModel], values: dict[str, Any]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING: the idempotent write a retried activity needs."""
+async def insert_if_absent(db: AsyncSession, table: type[SQLModel], values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING: the idempotent write a retried activity needs. True if it inserted
+    (what a metric counts, so that a retry is not counted twice)."""
     dialect_insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
-    await db.exec(dialect_insert(table).values(**values).on_conflict_do_nothing())  # type: ignore[call-overload]
+    result = await db.exec(dialect_insert(table).values(**values).on_conflict_do_nothing())  # type: ignore[call-overload]
+    return bool(result.rowcount)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+import metrics
 from models.api.auth import RegisterRequest, TokenPair
 from models.enums import ServiceTier
 from models.tables import Session, User
@@ -61,6 +62,7 @@ class AccountService(Service):
                 await db.commit()
             except IntegrityError as err:
                 raise Conflict("An account with this email already exists") from err
+            metrics.users_registered.inc()
             return Account.model_validate(user)
 
     async def login(self, email: str, password: str, *, user_agent: str | None, ip: str | None) -> TokenPair:

@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlmodel import col, select
 from temporalio.service import RPCError
 
+import metrics
 from activities.storage import content_disposition, download_token_allows, sign_download, storage_key
 from models.api.files import FileDeletion, FileInfo, UploadedFile
 from models.messages.files import RetainedFile
@@ -195,6 +196,7 @@ class FileService(Service):
             )
         try:
             await self.storage.put_file(file.storage_key, received.path, file.content_type)
+            metrics.upload_bytes.inc(file.size_bytes)
             yield file
         except BaseException:
             with suppress(Exception):

@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+import metrics
 from api.uploads import ReceivedFile
 from models.api.common import AIProviderName
 from models.api.prototypes import PrototypeAccepted, PrototypeRequest, PrototypeView
@@ -209,6 +210,7 @@ class PrototypeService(Service):
                 search_attributes=search_attributes.for_resource(prototype.id, prototype.user_id),
                 summary=summary,
             )
+        metrics.prototypes_submitted.labels(order.providers[0].value.lower() if order.providers else "none").inc()
 
 
 def accepted(prototype: Prototype) -> PrototypeAccepted:

@@ -7,10 +7,14 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import AppFactory
-from helpers import bearer, new_email, register_and_login, serve
+from conftest import REDIS_URL, AppFactory
+from helpers import bearer, eventually, new_email, register_and_login, serve
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.worker import Worker
 
 from settings import Settings
+from worker import build_worker
 
 BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
     # (method, path, json body or raw bytes, expected status, a fragment of the error message)
@@ -96,11 +100,40 @@ async def test_bad_bearer_on_an_open_route_is_refused(api: httpx.AsyncClient) ->
     assert response.status_code == 401
 
 
-async def test_health_and_ready(api: httpx.AsyncClient) -> None:
+async def test_health_and_ready(api: httpx.AsyncClient, worker: Worker) -> None:
     assert (await api.get("/health")).json() == {"status": "ok", "checks": {}}
+
+    async def answered_ready() -> httpx.Response | None:
+        ready = await api.get("/ready")
+        return ready if ready.status_code == 200 else None
+
+    ready = (await eventually(answered_ready, what="the worker's first poll")).json()
+    assert ready["status"] == "ok"
+    assert ready["checks"] == {"database": "ok", "temporal": "ok", "worker": "ok"}
+    assert set(ready["latency_ms"]) == set(ready["checks"])
+    assert all(isinstance(ms, float) and ms >= 0 for ms in ready["latency_ms"].values())
+
+
+async def test_ready_is_503_until_a_worker_polls_the_task_queue(
+    api: httpx.AsyncClient, temporal: Client, settings: Settings, engine: AsyncEngine
+) -> None:
     ready = await api.get("/ready")
-    assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "temporal": "ok"}}
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["worker"].startswith("failed: no worker polled")
+    assert {ready.json()["checks"][name] for name in ("database", "temporal")} == {"ok"}
+    async with build_worker(temporal, settings, engine):
+
+        async def answered_ready() -> bool:
+            return (await api.get("/ready")).status_code == 200
+
+        await eventually(answered_ready, what="/ready to see the worker")
+
+
+async def test_ready_checks_redis_when_configured(make_app: AppFactory) -> None:
+    async with serve(make_app(redis_url=REDIS_URL)) as api:
+        ready = (await api.get("/ready")).json()
+    assert ready["checks"]["redis"] == "ok"
+    assert ready["latency_ms"]["redis"] >= 0
 
 
 async def test_ready_is_503_when_the_database_is_unreachable(make_app: AppFactory) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 
 from settings import Settings
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """`runtime`: the worker's, which exports the SDK's metrics; unset, the SDK's default one."""
     tls: TLSConfig | bool = settings.temporal_tls
     if settings.temporal_tls_client_cert_path and settings.temporal_tls_client_key_path:
         tls = TLSConfig(
@@ -21,4 +23,5 @@ async def connect(settings: Settings) -> Client:
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         tls=tls or bool(settings.temporal_api_key),
         data_converter=pydantic_data_converter,
+        runtime=runtime,
     )

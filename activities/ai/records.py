@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
+import metrics
 from models.db import insert_if_absent, open_session
 from models.messages.ai import AICallRecord
 from models.tables import AIResponse
@@ -31,7 +32,7 @@ class AIRecordActivities:
         row_id = uuid.uuid5(_ROW_ID_NAMESPACE, record.call_key)
         reply = record.reply
         async with open_session(self.engine) as db:
-            await insert_if_absent(
+            inserted = await insert_if_absent(
                 db,
                 AIResponse,
                 {
@@ -52,4 +53,9 @@ class AIRecordActivities:
                 },
             )
             await db.commit()
+        if inserted:
+            provider = reply.tier.lower()
+            metrics.ai_tokens.labels(provider, "input").inc(reply.input_tokens)
+            metrics.ai_tokens.labels(provider, "output").inc(reply.output_tokens)
+            metrics.ai_cost_usd_micros.labels(provider).inc(reply.cost_usd_micros)
         return row_id

@@ -51,6 +51,12 @@ class HealthStatus(BaseModel):
     checks: dict[str, str] = Field(default_factory=dict)
 
 
+class ReadyStatus(HealthStatus):
+    """Each check's outcome ("ok" or "failed: ...") and how long it took."""
+
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+
+
 class CamelModel(BaseModel):
     """The seed's file API speaks camelCase (`fileId`, `expiresAt`)."""
 
