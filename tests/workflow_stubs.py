@@ -103,6 +103,7 @@ class StubActivities:
         return [
             self.send_email,
             self.mark_contact_notified,
+            self.mark_contact_failed,
             self.mark_file_deleted,
             self.record_prototype_milestone,
             self.delete_object,
@@ -143,6 +144,10 @@ class StubActivities:
 
     @activity.defn(name="mark_contact_notified")
     async def mark_contact_notified(self, contact_id: uuid.UUID) -> None:
+        await self._note(contact_id)
+
+    @activity.defn(name="mark_contact_failed")
+    async def mark_contact_failed(self, contact_id: uuid.UUID) -> None:
         await self._note(contact_id)
 
     @activity.defn(name="mark_file_deleted")
