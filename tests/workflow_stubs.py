@@ -67,6 +67,8 @@ class Outside:
     providers_refusing: set[AITier] = field(default_factory=set)
     """Every call fails non-retryably (a content-policy refusal): the provider's verdict stands."""
     storage_down: bool = False
+    mailer_down: bool = False
+    """Every send fails, retryably: the email's bounded retries run out."""
     gateway_refuses: bool = False
     """create_at_gateway fails non-retryably (e.g. the gateway rejects the amount)."""
     gateway_status: GatewayState = GatewayState.PENDING
@@ -138,6 +140,8 @@ class StubActivities:
     @activity.defn(name="send_email")
     async def send_email(self, message: EmailMessage) -> EmailReceipt:
         await self._note(message)
+        if self.outside.mailer_down:
+            raise ApplicationError("the mailer is unreachable", type="Stub.Unreachable")
         return EmailReceipt(
             message_id=message.message_id, backend="stub", provider_message_id=None, sent_at=datetime.now(UTC)
         )
