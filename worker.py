@@ -58,6 +58,7 @@ def activities_for(
     return [
         email.send_email,
         records.mark_contact_notified,
+        records.mark_contact_failed,
         records.mark_file_deleted,
         records.record_prototype_milestone,
         storage.delete_object,

@@ -73,27 +73,34 @@ class OutboxMailer:
         target = self.folder / f"{message.message_id}.eml"
         if target.exists():
             return target.name
-        mime = email.message.EmailMessage()
-        mime["Message-ID"] = f"<{message.message_id}@statex.local>"
-        mime["Date"] = email.utils.formatdate(localtime=False)
-        mime["From"] = self.sender
-        mime["To"] = ", ".join(message.to)
-        if message.reply_to:
-            mime["Reply-To"] = message.reply_to
-        mime["Subject"] = message.subject
-        mime.set_content(message.text)
-        if message.html:
-            mime.add_alternative(message.html, subtype="html")
+        mime = build_mime(message, self.sender)
         descriptor, temporary = tempfile.mkstemp(dir=self.folder, prefix=".sending-")
         try:
             with os.fdopen(descriptor, "wb") as handle:
-                handle.write(mime.as_bytes())
+                handle.write(mime)
             os.link(temporary, target)  # atomic, and fails rather than overwrite an earlier send
         except FileExistsError:
             pass
         finally:
             os.unlink(temporary)
         return target.name
+
+
+def build_mime(message: EmailMessage, sender: str) -> bytes:
+    """The message as RFC 5322 bytes. A ValueError means it cannot be built (a header with a line break, say):
+    no retry will change that."""
+    mime = email.message.EmailMessage()
+    mime["Message-ID"] = f"<{message.message_id}@statex.local>"
+    mime["Date"] = email.utils.formatdate(localtime=False)
+    mime["From"] = sender
+    mime["To"] = ", ".join(message.to)
+    if message.reply_to:
+        mime["Reply-To"] = message.reply_to
+    mime["Subject"] = message.subject
+    mime.set_content(message.text)
+    if message.html:
+        mime.add_alternative(message.html, subtype="html")
+    return mime.as_bytes()
 
 
 class SesMailer:
@@ -163,12 +170,19 @@ class EmailActivities:
 
     @activity.defn
     async def send_email(self, message: EmailMessage) -> EmailReceipt:
-        """Send once: a retry finds the earlier delivery by message id and returns its receipt."""
+        """Send once: a retry finds the earlier delivery by message id and returns its receipt. A message that
+        cannot be built is a non-retryable failure: another attempt would fail the same way."""
         async with open_session(self.engine) as db:
             if (earlier := await db.get(EmailDelivery, message.message_id)) is not None:
                 return _receipt(earlier)
         try:
+            build_mime(message, "check@statex.local")  # every backend refuses what the outbox could not write
             provider_id = await self.mailer.deliver(message)
+        except ValueError as err:
+            metrics.emails.labels(self.mailer.name, "failed").inc()
+            raise ApplicationError(
+                f"The message cannot be built: {err}", type="EmailUnbuildable", non_retryable=True
+            ) from err
         except Exception:
             metrics.emails.labels(self.mailer.name, "failed").inc()  # each failed attempt
             raise

@@ -42,6 +42,15 @@ class RecordActivities:
         )
 
     @activity.defn
+    async def mark_contact_failed(self, contact_id: uuid.UUID) -> None:
+        """The team's email could not be sent: the message stays stored, marked for someone to read."""
+        await self._execute(
+            sa.update(Contact)
+            .where(col(Contact.id) == contact_id, col(Contact.status) == ContactStatus.RECEIVED)
+            .values(status=ContactStatus.FAILED)
+        )
+
+    @activity.defn
     async def mark_file_deleted(self, file_id: uuid.UUID) -> None:
         marked = await self._execute(
             sa.update(File).where(col(File.id) == file_id, col(File.deleted_at).is_(None)).values(deleted_at=utcnow())

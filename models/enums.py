@@ -43,6 +43,7 @@ class PrototypeStatus(StrEnum):
 class ContactStatus(StrEnum):
     RECEIVED = "RECEIVED"
     NOTIFIED = "NOTIFIED"
+    FAILED = "FAILED"  # the team's email could not be sent within its retry bound; the message is kept
 
 
 class GatewayState(StrEnum):

@@ -178,3 +178,18 @@ class EmailDelivery(SQLModel, table=True):
     backend: str = Field(max_length=16)
     provider_message_id: str | None = Field(default=None, max_length=255)
     sent_at: datetime = _created()
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """One use of an Idempotency-Key (as Stripe defines them): the request it came with, as a fingerprint, and
+    the resource it names. A retry with the same request replays that resource; another request is refused."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: str = Field(primary_key=True, max_length=100)
+    """What the key is for and whose it is: `contact:anonymous`, `chat:user:<id>`, `payment:<user id>`..."""
+    key: str = Field(primary_key=True, max_length=255)
+    fingerprint: str = Field(max_length=64)
+    """sha256 of the canonical request (JSON body, or a voice message's sha256 and language)."""
+    resource_id: uuid.UUID
+    created_at: datetime = _created()

@@ -22,7 +22,7 @@ from models.tables import AIResponse
 from services.accounts import Account
 from services.ai import call_policy, failure_error, failure_message, providers_for
 from services.errors import NotFound
-from services.idempotency import resource_id
+from services.idempotency import claim
 from services.runtime import Service
 from services.temporal import reaching_temporal, rpc_timeout, start_workflow
 from workflows import search_attributes
@@ -46,8 +46,11 @@ class ChatService(Service):
         self, account: Account, body: ChatRequest, providers: list[AITier], *, idempotency_key: str | None
     ) -> ChatResponse | ChatAccepted:
         """The answer if it comes within AI_CHAT_WAIT_SECONDS, else where to poll for it. With an
-        Idempotency-Key, a retry joins the first request's workflow and gets its answer."""
-        chat_id = resource_id("chat", f"user:{account.id}", idempotency_key)
+        Idempotency-Key, a retry joins the first request's workflow and gets its answer; the same key with a
+        different question is a 422."""
+        chat_id = await claim(
+            self.database, "chat", f"user:{account.id}", idempotency_key, body.model_dump(mode="json")
+        )
         question = ChatInput(
             chat_id=chat_id,
             user_id=account.id,

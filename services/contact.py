@@ -6,7 +6,7 @@ from models.api.contact import ContactAccepted, ContactRequest
 from models.messages.contact import ContactNotice
 from models.tables import Contact
 from services.accounts import Account
-from services.idempotency import resource_id
+from services.idempotency import claim
 from services.runtime import Service
 from services.staging import staged
 from services.temporal import start_workflow
@@ -20,12 +20,14 @@ class ContactService(Service):
         body: ContactRequest,
         sender: Account | None,
         *,
-        caller: str,
         ip: str,
         idempotency_key: str | None,
     ) -> ContactAccepted:
-        """With an `Idempotency-Key`, a retried request finds the first one's message and workflow."""
-        contact_id = resource_id("contact", caller, idempotency_key)
+        """With an `Idempotency-Key`, a retried request finds the first one's message and workflow; the key is
+        the signed-in sender's, or for an anonymous sender the key alone (never the IP: two senders behind one
+        address must not meet). The same key with another message is refused (422), nothing dropped."""
+        caller = f"user:{sender.id}" if sender else "anonymous"
+        contact_id = await claim(self.database, "contact", caller, idempotency_key, body.model_dump(mode="json"))
         async with self.database.session() as db:
             existing = await db.get(Contact, contact_id)
         if existing is not None:

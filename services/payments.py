@@ -39,7 +39,7 @@ from models.messages.payments import CheckoutAction, CheckoutOrder
 from models.tables import Payment
 from services.accounts import Account
 from services.errors import BadGateway, BadRequest, Conflict, NotFound, Unavailable, Unprocessable
-from services.idempotency import resource_id
+from services.idempotency import claim
 from services.runtime import Service
 from services.staging import staged
 from services.temporal import reaching_temporal, rpc_timeout, start_with_update
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 
 Body = TypeVar("Body")
 
-KEY_REUSED = "This Idempotency-Key was used for a different checkout; send a new key"
 STATUS_UNREADABLE = (
     "The payment was started but the workflow service stopped answering; "
     "repeat this request with the same Idempotency-Key"
@@ -86,9 +85,10 @@ class PaymentService(Service):
         self, user: Account, body: CheckoutRequest, idempotency_key: str | None
     ) -> Answer[CheckoutResponse]:
         """Price the order, stage its row, start its workflow and wait (briefly) for the gateway's next step.
-        With an Idempotency-Key a repeat finds the same payment and asks its workflow again."""
+        With an Idempotency-Key a repeat finds the same payment and asks its workflow again; the same key for
+        a different checkout is a 422."""
         price = self._price(body)
-        payment_id = resource_id("payment", str(user.id), idempotency_key)
+        payment_id = await claim(self.database, "payment", str(user.id), idempotency_key, body.model_dump(mode="json"))
         async with self.database.session() as db:
             payment = await db.get(Payment, payment_id)
         if payment is None:
@@ -103,8 +103,6 @@ class PaymentService(Service):
             )
             async with staged(self.database, payment):
                 update = await self._start(payment, price, user.email)
-        elif (payment.tier, payment.gateway, payment.currency) != (body.tier, body.gateway, price.currency):
-            raise Unprocessable(KEY_REUSED)
         elif payment.status != PaymentStatus.PENDING:
             return Answer(_checkout_response(payment))  # settled: nothing left to start or ask
         else:

@@ -31,7 +31,7 @@ from services.accounts import Account
 from services.ai import call_policy, providers_for, transcribers_for
 from services.errors import NotFound
 from services.files import FileService, browser_link, download_path
-from services.idempotency import resource_id
+from services.idempotency import claim
 from services.runtime import Service
 from services.staging import staged
 from services.temporal import rpc_timeout, start_workflow
@@ -78,19 +78,25 @@ class PrototypeService(Service):
     async def submit(
         self, account: Account, body: PrototypeRequest, providers: list[AITier], *, idempotency_key: str | None
     ) -> PrototypeAccepted:
-        """Start the pipeline for a typed idea. With an Idempotency-Key, a retry gets the first prototype."""
-        prototype_id = resource_id("prototype", f"user:{account.id}", idempotency_key)
+        """Start the pipeline for a typed idea. With an Idempotency-Key, a retry gets the first prototype; the
+        same key with a different request is a 422."""
+        prototype_id = await claim(
+            self.database, "prototype", f"user:{account.id}", idempotency_key, body.model_dump(mode="json")
+        )
         if (earlier := await self._find(prototype_id)) is not None:
             return accepted(earlier)
         prototype = Prototype(id=prototype_id, user_id=account.id, idea=body.idea, source="text")
         await self._start(prototype, self._order(prototype, account, providers, provider_named=body.model is not None))
         return accepted(prototype)
 
-    async def earlier(self, account: Account, idempotency_key: str | None) -> PrototypeAccepted | None:
-        """The prototype a retried request (same Idempotency-Key) already started, if any."""
+    async def earlier(
+        self, account: Account, received: ReceivedFile, *, language: str | None, idempotency_key: str | None
+    ) -> PrototypeAccepted | None:
+        """The prototype a retried voice request (same Idempotency-Key, same message) already started, if any;
+        the key with a different message or language is a 422. Asked before the request is counted."""
         if idempotency_key is None:
             return None
-        earlier = await self._find(resource_id("prototype", f"user:{account.id}", idempotency_key))
+        earlier = await self._find(await self._claim_voice(account, received, language, idempotency_key))
         return accepted(earlier) if earlier is not None else None
 
     async def submit_voice(
@@ -103,7 +109,7 @@ class PrototypeService(Service):
         idempotency_key: str | None,
     ) -> PrototypeAccepted:
         """Keep the voice message as a 24-hour file, then start the pipeline on it (transcription first)."""
-        prototype_id = resource_id("prototype", f"user:{account.id}", idempotency_key)
+        prototype_id = await self._claim_voice(account, received, language, idempotency_key)
         if (earlier := await self._find(prototype_id)) is not None:
             return accepted(earlier)
         async with FileService(self.runtime).keep(received, account) as audio:
@@ -160,6 +166,13 @@ class PrototypeService(Service):
         return [prototype_view(self.settings, prototype, stored_progress(prototype)) for prototype in prototypes]
 
     # --- helpers ---------------------------------------------------------------------------------------
+
+    async def _claim_voice(
+        self, account: Account, received: ReceivedFile, language: str | None, idempotency_key: str | None
+    ) -> uuid.UUID:
+        """A voice message is its content and language: the same key with other audio is another request."""
+        request = {"voice_sha256": received.sha256, "language": language}
+        return await claim(self.database, "prototype", f"user:{account.id}", idempotency_key, request)
 
     async def _find(self, prototype_id: uuid.UUID) -> Prototype | None:
         async with self.database.session() as db:

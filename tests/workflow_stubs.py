@@ -67,6 +67,8 @@ class Outside:
     providers_refusing: set[AITier] = field(default_factory=set)
     """Every call fails non-retryably (a content-policy refusal): the provider's verdict stands."""
     storage_down: bool = False
+    mailer_down: bool = False
+    """Every send fails, retryably: the email's bounded retries run out."""
     gateway_refuses: bool = False
     """create_at_gateway fails non-retryably (e.g. the gateway rejects the amount)."""
     gateway_status: GatewayState = GatewayState.PENDING
@@ -103,6 +105,7 @@ class StubActivities:
         return [
             self.send_email,
             self.mark_contact_notified,
+            self.mark_contact_failed,
             self.mark_file_deleted,
             self.record_prototype_milestone,
             self.delete_object,
@@ -137,12 +140,18 @@ class StubActivities:
     @activity.defn(name="send_email")
     async def send_email(self, message: EmailMessage) -> EmailReceipt:
         await self._note(message)
+        if self.outside.mailer_down:
+            raise ApplicationError("the mailer is unreachable", type="Stub.Unreachable")
         return EmailReceipt(
             message_id=message.message_id, backend="stub", provider_message_id=None, sent_at=datetime.now(UTC)
         )
 
     @activity.defn(name="mark_contact_notified")
     async def mark_contact_notified(self, contact_id: uuid.UUID) -> None:
+        await self._note(contact_id)
+
+    @activity.defn(name="mark_contact_failed")
+    async def mark_contact_failed(self, contact_id: uuid.UUID) -> None:
         await self._note(contact_id)
 
     @activity.defn(name="mark_file_deleted")

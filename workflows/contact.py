@@ -1,4 +1,9 @@
-"""ContactWorkflow: a contact-form message is emailed to the team, and the sender gets a confirmation."""
+"""ContactWorkflow: a contact-form message is emailed to the team, and the sender gets a confirmation.
+
+Each email is retried within a bound (workflows.mail). If the team's cannot be sent, the contact is recorded
+FAILED (the message stays in the database for the team to read) and the workflow ends; a confirmation that
+cannot be sent does not undo the team's notice.
+"""
 
 from __future__ import annotations
 
@@ -28,14 +33,21 @@ class ContactWorkflow:
         self._team_notified = False
         self._sender_confirmed = False
         self._contact_id: uuid.UUID | None = None
+        self._failure: str | None = None
 
     @workflow.run
     async def run(self, notice: ContactNotice) -> ContactProgress:
         self._contact_id = notice.contact_id
-        await send_email(team_email(notice, workflow.info().workflow_id), "email the team")
+        if await send_email(team_email(notice, workflow.info().workflow_id), "email the team") is None:
+            self._failure = "the team's email could not be sent"
+            await workflow.execute_activity_method(
+                RecordActivities.mark_contact_failed,
+                notice.contact_id,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+            return self.progress()
         self._team_notified = True
-        await send_email(confirmation_email(notice), "confirm to the sender")
-        self._sender_confirmed = True
+        self._sender_confirmed = await send_email(confirmation_email(notice), "confirm to the sender") is not None
         await workflow.execute_activity_method(
             RecordActivities.mark_contact_notified,
             notice.contact_id,
@@ -49,6 +61,7 @@ class ContactWorkflow:
             contact_id=self._contact_id,
             team_notified=self._team_notified,
             sender_confirmed=self._sender_confirmed,
+            failure=self._failure,
         )
 
 
@@ -70,13 +83,15 @@ def team_email(notice: ContactNotice, reference: str) -> EmailMessage:
 
 
 def confirmation_email(notice: ContactNotice) -> EmailMessage:
+    """A fixed text: nothing the sender typed is echoed, so the form cannot send chosen words to an address
+    that is not the sender's own."""
     return EmailMessage(
         message_id=f"contact-{notice.contact_id}-confirmation",
         to=[notice.email],
         subject="We received your message",
         text=(
-            f"Hello {notice.name},\n\nthank you for writing to Statex. We received your message and "
-            "will answer within one working day.\n\nYour message:\n\n"
-            f"{notice.message}\n\n-- The Statex team"
+            "Hello,\n\nthank you for writing to Statex. We received your message and will answer within one "
+            "working day.\n\nIf you did not write to us, someone else gave your address; you can ignore this "
+            "email.\n\n-- The Statex team"
         ),
     )

@@ -6,20 +6,33 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from models.messages.email import EmailMessage, EmailReceipt
 
-EMAIL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5))
+# Bounded: a mailer down for longer than this, or a message it will never take, must not keep a workflow
+# (and its customer's payment or prototype) waiting for ever. About 20 minutes of backed-off attempts.
+EMAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5), maximum_attempts=8
+)
+EMAIL_DEADLINE = timedelta(minutes=30)
 
 
-async def send_email(message: EmailMessage, summary: str) -> EmailReceipt:
-    """Retried until the mailer takes it; the message id makes a retry find the earlier send."""
-    return await workflow.execute_activity_method(
-        EmailActivities.send_email,
-        message,
-        start_to_close_timeout=timedelta(seconds=60),
-        retry_policy=EMAIL_RETRY,
-        summary=summary,
-    )
+async def send_email(message: EmailMessage, summary: str) -> EmailReceipt | None:
+    """Retried within EMAIL_RETRY and EMAIL_DEADLINE; the message id makes a retry find the earlier send.
+    None when the message could not be sent (logged): the caller records that and goes on, an email is never
+    worth failing or stalling the work it reports on."""
+    try:
+        return await workflow.execute_activity_method(
+            EmailActivities.send_email,
+            message,
+            start_to_close_timeout=timedelta(seconds=60),
+            schedule_to_close_timeout=EMAIL_DEADLINE,
+            retry_policy=EMAIL_RETRY,
+            summary=summary,
+        )
+    except ActivityError as err:
+        workflow.logger.warning("email %s not sent: %s", message.message_id, err.cause or err)
+        return None

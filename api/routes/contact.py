@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from api.deps import Contacts, IdempotencyKey, OptionalUser, SettingsDep
+from api.deps import Contacts, IdempotencyKey, OptionalUser
 from api.errors import errors
-from api.ratelimit import RateLimitedRoute, client_identity, client_ip
+from api.ratelimit import RateLimitedRoute, client_ip
 from models.api.contact import ContactAccepted, ContactRequest
 
 router = APIRouter(prefix="/api/contact", tags=["contact"], route_class=RateLimitedRoute)
@@ -18,15 +18,13 @@ async def submit(
     request: Request,
     user: OptionalUser,
     contacts: Contacts,
-    settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ContactAccepted:
     """Emails the team and confirms to the sender. With an `Idempotency-Key`, a retried request gets the
-    first one's message and starts no second workflow."""
+    first one's message and starts no second workflow; the same key with a different message is a 422."""
     return await contacts.submit(
         body,
         user,
-        caller=client_identity(request, settings),
         ip=client_ip(request),
         idempotency_key=idempotency_key,
     )

@@ -80,9 +80,6 @@ async def submit_voice(
     VOICE_ALLOWED_TYPES). It is transcribed (EU_COMPLIANCE accounts: by an EU-resident provider only), and the
     transcript goes through the same pipeline as a typed idea. The audio is kept 24 hours like any upload."""
     await enforce(request, count=False)  # an exhausted quota is refused before the body is read
-    if (earlier := await prototypes.earlier(user, idempotency_key)) is not None:
-        response.headers["Location"] = earlier.status_url
-        return earlier  # a retried request: answered before its body is read, and not counted again
     received = await receive_file(
         request,
         max_bytes=settings.voice_max_bytes,
@@ -90,6 +87,12 @@ async def submit_voice(
         spool_dir=settings.data_dir / "uploads-in-progress",
     )
     try:
+        # A retried request (same key, same message) gets the first prototype and is not counted again. Its
+        # body is read all the same: only its content tells a retry from another message under a used key.
+        earlier = await prototypes.earlier(user, received, language=language, idempotency_key=idempotency_key)
+        if earlier is not None:
+            response.headers["Location"] = earlier.status_url
+            return earlier
         await enforce(request)  # counted now that the message is valid
         accepted = await prototypes.submit_voice(
             user, received, chains, language=language, idempotency_key=idempotency_key

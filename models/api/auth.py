@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from models.api.common import Email, Name, Strict
+from models.api.common import Email, Name, PlainText, Strict
 from models.enums import ServiceTier
 
 BCRYPT_MAX_BYTES = 72
@@ -22,10 +22,12 @@ def _fits_bcrypt(password: str) -> str:
     return password
 
 
-NewPassword = Annotated[str, Field(min_length=8, examples=["correct horse battery"]), AfterValidator(_fits_bcrypt)]
+NewPassword = Annotated[
+    PlainText, Field(min_length=8, examples=["correct horse battery"]), AfterValidator(_fits_bcrypt)
+]
 
 
-Password = Annotated[str, Field(min_length=1), AfterValidator(_fits_bcrypt)]
+Password = Annotated[PlainText, Field(min_length=1), AfterValidator(_fits_bcrypt)]
 
 
 class RegisterRequest(Strict):
@@ -40,7 +42,7 @@ class LoginRequest(Strict):
 
 
 class RefreshRequest(Strict):
-    refresh_token: str = Field(min_length=1, max_length=512)
+    refresh_token: PlainText = Field(min_length=1, max_length=512)
 
 
 class TokenPair(BaseModel):

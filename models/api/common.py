@@ -6,18 +6,52 @@ import unicodedata
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
 from pydantic.alias_generators import to_camel
+
+# Characters that end or bend a line, or hide: C0/C1 controls (NUL, CR, LF, ESC...), format characters
+# (bidi overrides, zero-width), and the Unicode line and paragraph separators.
+_NOT_ON_ONE_LINE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def no_control_characters(value: object) -> object:
+    """Text, not control bytes: PostgreSQL cannot store NUL, and no text field needs a bell or an escape.
+    Tab, CR and LF stay allowed (a message has lines). Checked before stripping, so none is silently cut."""
+    if isinstance(value, str) and any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in value):
+        raise ValueError("must not contain control characters such as NUL")
+    return value
+
+
+def one_line(value: object) -> object:
+    """For anything that may reach an email header (a name, an address, a subject): a CR, LF or U+2028 there
+    would split the header or break building the message, so no line or format character is accepted."""
+    if isinstance(value, str) and any(unicodedata.category(c) in _NOT_ON_ONE_LINE for c in value):
+        raise ValueError("must be one line without control characters (no CR, LF, U+2028, NUL...)")
+    return value
+
+
+def plain_text(text: str) -> str:
+    """Words: no control characters, and more than whitespace."""
+    no_control_characters(text)
+    if not text.strip():
+        raise ValueError("must contain more than whitespace")
+    return text
 
 
 def lowercase(email: str) -> str:
     return email.lower()
 
 
-Email = Annotated[EmailStr, AfterValidator(lowercase)]
+PlainText = Annotated[str, BeforeValidator(no_control_characters)]
+"""Every free-text request field: multi-line allowed, NUL and other control characters refused."""
+
+OneLine = Annotated[str, BeforeValidator(one_line)]
+"""Every request field that may reach an email header."""
+
+Email = Annotated[EmailStr, BeforeValidator(one_line), AfterValidator(lowercase)]
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[OneLine, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class Strict(BaseModel):
@@ -64,12 +98,3 @@ class CamelModel(BaseModel):
 
 
 AIProviderName = Literal["ollama", "openai", "azure"]
-
-
-def plain_text(text: str) -> str:
-    """Words, not control bytes: PostgreSQL cannot store NUL, and no idea needs a bell or an escape."""
-    if any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in text):
-        raise ValueError("must not contain control characters such as NUL")
-    if not text.strip():
-        raise ValueError("must contain more than whitespace")
-    return text

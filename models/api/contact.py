@@ -7,16 +7,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, StringConstraints
 
-from models.api.common import Email, Name, Strict
+from models.api.common import Email, Name, OneLine, PlainText, Strict
 from models.enums import ContactStatus
 
 
 class ContactRequest(Strict):
+    """`name`, `email` and `subject` reach email headers: one line each. The message may have lines."""
+
     name: Name
     email: Email
-    message: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
-    subject: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
-    phone: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()-]{5,32}$")] | None = None
+    message: Annotated[PlainText, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
+    subject: Annotated[OneLine, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    phone: Annotated[OneLine, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()-]{5,32}$")] | None = None
 
 
 class ContactAccepted(BaseModel):

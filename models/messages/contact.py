@@ -21,3 +21,5 @@ class ContactProgress(BaseModel):
     contact_id: uuid.UUID | None
     team_notified: bool
     sender_confirmed: bool
+    failure: str | None = None
+    """Why the workflow ended without notifying the team (the contact is recorded FAILED)."""
