@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from api.deps import Contacts, IdempotencyKey, OptionalUser, SettingsDep
+from api.deps import Contacts, IdempotencyKey, OptionalUser
 from api.errors import errors
 from api.ratelimit import RateLimitedRoute, client_identity, client_ip
 from models.api.contact import ContactAccepted, ContactRequest
@@ -18,7 +18,6 @@ async def submit(
     request: Request,
     user: OptionalUser,
     contacts: Contacts,
-    settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ContactAccepted:
     """Emails the team and confirms to the sender. With an `Idempotency-Key`, a retried request gets the
@@ -26,7 +25,7 @@ async def submit(
     return await contacts.submit(
         body,
         user,
-        caller=client_identity(request, settings),
+        caller=client_identity(request),
         ip=client_ip(request),
         idempotency_key=idempotency_key,
     )
