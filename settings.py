@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     cors_origins: CommaList = Field(default_factory=lambda: ["http://localhost:3000", "http://127.0.0.1:3000"])
+    api_behind_tls: bool = False
+    """Clients reach the API over HTTPS only (directly or through a TLS proxy): answers carry HSTS."""
+    api_docs_enabled: bool | None = None
+    """/docs, /redoc and /openapi.json; unset means on in development and test, off in production."""
 
     # Temporal (dev server for `make run`; a cluster or Temporal Cloud in production)
     temporal_address: str = "127.0.0.1:7233"
@@ -255,6 +259,10 @@ class Settings(BaseSettings):
         if self.rate_limit_allow_list is not None:
             return frozenset(self.rate_limit_allow_list)
         return frozenset({"127.0.0.1", "::1"}) if self.environment == "development" else frozenset()
+
+    @property
+    def docs_enabled(self) -> bool:
+        return self.api_docs_enabled if self.api_docs_enabled is not None else not self.is_production
 
     @property
     def is_production(self) -> bool:

@@ -17,6 +17,7 @@ from activities.storage import build_storage
 from api.errors import error_response, install_error_handlers
 from api.ratelimit import RateLimiter, RateLimitExceeded
 from api.routes import ai, auth, contact, files, health, payments, prototypes
+from api.security_headers import SecurityHeaders
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
 from observability import init_sentry
@@ -70,6 +71,9 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         summary="Describe an app idea, get a prototype; payments and 24-hour file storage.",
         lifespan=lifespan,
         responses={500: {"model": ErrorResponse, "description": "Unexpected error"}},
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.settings = settings
     app.add_middleware(
@@ -81,6 +85,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         expose_headers=["Retry-After", "Location"],
         max_age=600,
     )
+    app.add_middleware(SecurityHeaders, hsts=settings.api_behind_tls)  # outermost: CORS answers get them too
     install_error_handlers(app, hide_internal_errors=settings.is_production)
 
     @app.exception_handler(RateLimitExceeded)
