@@ -20,7 +20,7 @@ from api.routes import ai, auth, contact, files, health, payments, prototypes
 from api.security_headers import SecurityHeaders
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
-from observability import init_sentry
+from observability import init_sentry, install_log_redaction
 from services.runtime import Runtime
 from settings import Settings, get_settings
 from workflows.client import connect
@@ -43,6 +43,7 @@ def operation_id(route: APIRoute) -> str:
 def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
     """`temporal` lets a caller share one client; otherwise the lifespan connects from settings."""
     settings = settings or get_settings()
+    install_log_redaction()  # here, so that every way of serving the API logs no download token
     init_sentry(settings, component="api")
 
     @asynccontextmanager
