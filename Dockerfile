@@ -6,7 +6,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    DATA_DIR=/data
+    DATA_DIR=/data \
+    ENVIRONMENT=production
 
 RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home statex \
     && mkdir /data && chown statex:statex /data
@@ -25,4 +26,5 @@ RUN pip install --no-deps .
 
 USER statex
 EXPOSE 8000
-CMD ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+# A container started without ENVIRONMENT runs as production: the default JWT secret is refused, /docs is off.
+CMD ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--no-server-header"]

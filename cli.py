@@ -211,6 +211,7 @@ def api_command(settings: Settings) -> list[str]:
         settings.api_host,
         "--port",
         str(settings.api_port),
+        "--no-server-header",  # `server: uvicorn` tells an attacker which server's flaws to try
     ]
 
 
@@ -268,7 +269,9 @@ def banner(settings: Settings) -> str:
         (
             "",
             "Statex is running: Temporal dev server, worker and API.",
-            f"  API docs     {_base_url(settings)}/docs",
+            f"  API docs     {_base_url(settings)}/docs"
+            if settings.docs_enabled
+            else "  API docs     off (API_DOCS_ENABLED)",
             f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}",
             f"  Metrics      {_base_url(settings)}/metrics (API), {worker.worker_metrics_url(settings)} (worker)",
             f"  Emails       {email}",
@@ -287,7 +290,7 @@ def run_worker(_: Settings) -> int:
 
 
 def run_api(settings: Settings) -> int:
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, server_header=False)
     return 0
 
 

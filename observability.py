@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,8 +62,54 @@ SENSITIVE_KEYS = frozenset(
 )
 
 
+# Credentials inside free text: a URL's token parameters (download links), a bearer token, a header line.
+_CREDENTIAL_PARAM = re.compile(r"(?i)(?<![\w-])((?:access_|refresh_)?token)=[^&#\s\"']*")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[\w.~+/=-]+")
+_CREDENTIAL_HEADER = re.compile(r"(?i)\b(authorization|cookie|set-cookie)(\s*:\s*)[^\r\n]*")
+
+
+def redact(text: str) -> str:
+    """`?token=eyJ...` -> `?token=[Filtered]`; likewise a bearer token and an Authorization or Cookie line."""
+    text = _CREDENTIAL_PARAM.sub(rf"\1={FILTERED}", text)
+    text = _CREDENTIAL_HEADER.sub(rf"\1\2{FILTERED}", text)
+    return _BEARER.sub(rf"\1 {FILTERED}", text)
+
+
+class RedactCredentials(logging.Filter):
+    """Rewrites a record before any handler sees it. Arguments are redacted one by one, so uvicorn's access
+    formatter still gets its five (client, method, path with query, version, status); a message that still
+    holds a credential once formatted is replaced by its redacted text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a broken format string: logging reports it as it always does
+            return True
+        if (clean := redact(message)) != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+LOGGERS_TO_REDACT = ("uvicorn", "uvicorn.access", "uvicorn.error")
+"""Loggers that do not propagate (uvicorn's access log has its own handler) get the filter themselves."""
+
+
+def install_log_redaction() -> None:
+    """On uvicorn's loggers and on every handler of the root logger; idempotent. Part of create_app, so every
+    way of serving the API (`statex api`, `statex run`, the image's uvicorn command, tests) has it. Logger
+    filters survive uvicorn's own logging setup, which replaces handlers but not filters."""
+    targets: list[logging.Filterer] = [logging.getLogger(name) for name in LOGGERS_TO_REDACT]
+    targets += logging.getLogger().handlers
+    for target in targets:
+        if not any(isinstance(existing, RedactCredentials) for existing in target.filters):
+            target.addFilter(RedactCredentials())
+
+
 def _scrub(value: Any) -> Any:
-    """Depth-first: a sensitive key's value is replaced whatever its type; everything else is walked."""
+    """Depth-first: a sensitive key's value is replaced whatever its type; everything else is walked, and a
+    credential inside any text (a breadcrumb's logged request line, a URL) is redacted."""
     if isinstance(value, Mapping):
         return {
             key: FILTERED if isinstance(key, str) and key.lower() in SENSITIVE_KEYS else _scrub(item)
@@ -70,7 +117,14 @@ def _scrub(value: Any) -> Any:
         }
     if isinstance(value, list):
         return [_scrub(item) for item in value]
+    if isinstance(value, str):
+        return redact(value)
     return value
+
+
+def scrub_breadcrumb(crumb: dict[str, Any], _hint: Any = None) -> dict[str, Any]:
+    """before_breadcrumb: logging breadcrumbs carry the formatted message, HTTP ones the URL."""
+    return _scrub(crumb)  # type: ignore[no-any-return]
 
 
 def scrub_event(event: dict[str, Any], _hint: Any = None) -> dict[str, Any]:
@@ -100,7 +154,7 @@ def init_sentry(settings: Settings, *, component: str) -> bool:
         event_scrubber=EventScrubber(denylist=sorted(SENSITIVE_KEYS), recursive=True),
         before_send=scrub_event,  # type: ignore[arg-type]
         before_send_transaction=scrub_event,  # type: ignore[arg-type]
-        before_breadcrumb=lambda crumb, _hint: _scrub(crumb),
+        before_breadcrumb=scrub_breadcrumb,  # type: ignore[arg-type]
     )
     sentry_sdk.set_tag("component", component)
     logging.getLogger(__name__).info("Sentry enabled for %s", component)

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     cors_origins: CommaList | None = None
     """Browser origins allowed to call the API with credentials. Unset: the usual development servers in
     development and test (see DEV_CORS_ORIGINS), none in production."""
+    api_behind_tls: bool = False
+    """Clients reach the API over HTTPS only (directly or through a TLS proxy): answers carry HSTS."""
+    api_docs_enabled: bool | None = None
+    """/docs, /redoc and /openapi.json; unset means on in development and test, off in production."""
 
     # Temporal (dev server for `make run`; a cluster or Temporal Cloud in production)
     temporal_address: str = "127.0.0.1:7233"
@@ -282,6 +286,10 @@ class Settings(BaseSettings):
         if self.cors_origins is not None:
             return list(self.cors_origins)
         return [] if self.is_production else list(DEV_CORS_ORIGINS)
+
+    @property
+    def docs_enabled(self) -> bool:
+        return self.api_docs_enabled if self.api_docs_enabled is not None else not self.is_production
 
     @property
     def is_production(self) -> bool:

@@ -20,9 +20,10 @@ from api.errors import error_response, install_error_handlers
 from api.metrics import install_metrics
 from api.ratelimit import RateLimiter, RateLimitExceeded, bucket_for
 from api.routes import ai, auth, capabilities, contact, files, health, payments, prototypes
+from api.security_headers import SecurityHeaders
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
-from observability import init_sentry
+from observability import init_sentry, install_log_redaction
 from services.runtime import Runtime
 from settings import Settings, get_settings
 from workflows.client import connect
@@ -45,6 +46,7 @@ def operation_id(route: APIRoute) -> str:
 def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
     """`temporal` lets a caller share one client; otherwise the lifespan connects from settings."""
     settings = settings or get_settings()
+    install_log_redaction()  # here, so that every way of serving the API logs no download token
     init_sentry(settings, component="api")
 
     @asynccontextmanager
@@ -75,10 +77,12 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         responses={500: {"model": ErrorResponse, "description": "Unexpected error"}},
         openapi_tags=TAGS,
         servers=[{"url": settings.public_api_url, "description": "This API (PUBLIC_API_URL)"}],
-        docs_url=None,  # served from packaged assets by install_docs, not from a CDN
+        docs_url=None,  # /docs and /redoc are served from packaged assets by install_docs, not from a CDN
         redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
-    install_docs(app)
+    if settings.docs_enabled:
+        install_docs(app)
     app.state.settings = settings
     app.add_middleware(
         CORSMiddleware,
@@ -89,6 +93,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         expose_headers=["Retry-After", "Location"],
         max_age=600,
     )
+    app.add_middleware(SecurityHeaders, hsts=settings.api_behind_tls)  # outermost: CORS answers get them too
     install_error_handlers(app, hide_internal_errors=settings.is_production)
     install_metrics(app, settings)
 

@@ -65,7 +65,7 @@ async def get_optional_user(
     if credentials is None:
         return None
     account = await accounts.authenticate(credentials.credentials)
-    request.state.user_id = account.id  # the rate limiter keys on it
+    request.state.user_id = account.id  # a live session: the limiter keys on it where sign-in is required
     return account
 
 

@@ -1,6 +1,10 @@
 """Per-day request limits (the seed's: 2 AI calls, 10 uploads, 100 of anything else).
 
-Counted per user id when the caller is authenticated, else per client IP, in a moving 24-hour window.
+Counted per user id on routes that require sign-in (the session was checked live by `CurrentUser`), else
+per client IP, in a moving 24-hour window. A route open without sign-in (register, login, refresh, contact, a
+download link) counts by IP whatever Authorization header comes with it: a token, even a valid one, must not
+buy a caller a fresh bucket of password guesses or emails. Logout is never refused (`never_limited`): it only
+ends a session, and an office that spent its IP's quota must still be able to sign out.
 The store is Redis when `REDIS_URL` is set (shared by every API process), memory otherwise. A request is
 counted only once it has passed validation and authentication, so a typo never costs one of the day's two
 AI requests. If the store is down the limiter fails open and reports it: the service stays up.
@@ -19,12 +23,13 @@ from typing import Any, Literal
 
 import sentry_sdk
 from fastapi import HTTPException, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from services.security import InvalidToken, decode_access_token
+from api.deps import get_current_user
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,18 +114,18 @@ class RateLimiter:
             await self.storage.bridge.get_connection().aclose()  # type: ignore[attr-defined]
 
 
-def client_identity(request: Request, settings: Settings) -> str:
-    """The authenticated user's id (set by CurrentUser, or read from a valid bearer token), else the IP."""
+def client_identity(request: Request) -> str:
+    """The signed-in caller (a session the authentication dependency verified for this request), else the IP.
+    Never a bare token decode: a revoked session's token still decodes."""
     user_id = getattr(request.state, "user_id", None)
-    if user_id is None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token:
-            try:
-                user_id = decode_access_token(settings, token).user_id
-            except InvalidToken:
-                user_id = None
-    if user_id is not None:
-        return f"user:{user_id}"
+    return f"user:{user_id}" if user_id is not None else f"ip:{client_ip(request)}"
+
+
+def limit_identity(request: Request) -> str:
+    """Whose quota a request spends: the user's only on a route that requires sign-in, else the IP's."""
+    route = request.scope.get("route")
+    if isinstance(route, RateLimitedRoute) and route.requires_sign_in:
+        return client_identity(request)
     return f"ip:{client_ip(request)}"
 
 
@@ -137,7 +142,7 @@ async def enforce(request: Request, *, count: bool = True) -> None:
     limiter: RateLimiter = request.app.state.rate_limiter
     if not limiter.enabled or client_ip(request) in limiter.allow_list:
         return
-    identity = client_identity(request, request.app.state.settings)
+    identity = limit_identity(request)
     decision = await limiter.check(bucket_for(request.url.path), identity, count=count)
     if not decision.allowed:
         raise RateLimitExceeded(decision)
@@ -150,6 +155,12 @@ def counts_itself(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awai
     return endpoint
 
 
+def never_limited(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Mark an endpoint the limiter never refuses (logout: it only takes access away)."""
+    endpoint.never_limited = True  # type: ignore[attr-defined]
+    return endpoint
+
+
 class RateLimitedRoute(APIRoute):
     """A route whose endpoint first counts the request against its bucket.
 
@@ -158,7 +169,9 @@ class RateLimitedRoute(APIRoute):
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        super().__init__(path, endpoint if getattr(endpoint, "counts_itself", False) else _counted(endpoint), **kwargs)
+        uncounted = getattr(endpoint, "counts_itself", False) or getattr(endpoint, "never_limited", False)
+        super().__init__(path, endpoint if uncounted else _counted(endpoint), **kwargs)
+        self.requires_sign_in = _depends_on(self.dependant, get_current_user)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -171,6 +184,10 @@ class RateLimitedRoute(APIRoute):
                 _current_request.reset(token)
 
         return remember_request
+
+
+def _depends_on(dependant: Dependant, call: Callable[..., Any]) -> bool:
+    return dependant.call is call or any(_depends_on(sub, call) for sub in dependant.dependencies)
 
 
 def _counted(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

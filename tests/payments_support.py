@@ -46,7 +46,7 @@ async def serve_http(app: FastAPI) -> AsyncIterator[str]:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     host, port = listener.getsockname()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", server_header=False))
     task = asyncio.create_task(server.serve(sockets=[listener]))
     try:
         await eventually(lambda: _started(server), within=20, what="uvicorn to start")

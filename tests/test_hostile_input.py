@@ -47,7 +47,8 @@ def wrong_typed_bodies(schema: dict[str, Any], components: dict[str, Any]) -> li
 
 
 @pytest.fixture
-async def hostile(make_app: AppFactory) -> Any:
+async def hostile(make_app: AppFactory, worker: object) -> Any:
+    # A worker polls, so /ready answers 200 (without one its 503 is the truth, not a failure to parse junk).
     # A transcriber is configured (never called: no junk gets that far) so that POST /api/ai/voice parses the junk;
     # without one it answers its documented 503 before reading a byte.
     app = make_app(

@@ -139,3 +139,59 @@ async def test_limits_survive_a_restart_of_the_api(make_app: AppFactory) -> None
         async with serve(app, client_ip="192.0.2.44") as api:
             statuses.append((await api.get("/api/probe")).status_code)
     assert statuses == [200, 429]
+
+
+CONTACT = {"name": "Mallory", "email": "mallory@example.com", "message": "one more, please"}
+
+
+async def test_a_token_buys_no_more_attempts_where_sign_in_is_not_required(make_app: AppFactory) -> None:
+    """Once an IP has spent its quota, neither its own account's valid token nor a revoked one gets it more
+    password guesses or contact emails: those routes count by IP whatever Authorization says."""
+    async with serve(make_app(rate_limit_default="6/day"), client_ip="203.0.113.20") as api:
+        valid = await register_and_login(api)  # 2 of 6
+        revoked = await register_and_login(api)  # 4 of 6
+        assert (await api.post("/auth/logout", json={"refresh_token": revoked["refresh_token"]})).status_code == 204
+        wrong = {"email": valid["email"], "password": "wrong password"}
+        guesses = [(await api.post("/auth/login", json=wrong)).status_code for _ in range(3)]
+        assert guesses == [401, 401, 429]
+
+        right = {"email": valid["email"], "password": valid["password"]}
+        for token in (valid["access_token"], revoked["access_token"]):
+            assert (await api.post("/auth/login", json=right, headers=bearer(token))).status_code == 429
+            assert (await api.post("/auth/login", json=wrong, headers=bearer(token))).status_code == 429
+        assert (
+            await api.post("/auth/register", json={**right, "name": "x"}, headers=bearer(valid["access_token"]))
+        ).status_code == 429
+        assert (await api.post("/api/contact", json=CONTACT, headers=bearer(valid["access_token"]))).status_code == 429
+        # A revoked session is refused outright (before anything is counted), never served from a user bucket.
+        assert (
+            await api.post("/api/contact", json=CONTACT, headers=bearer(revoked["access_token"]))
+        ).status_code == 401
+
+        # A route that requires sign-in still counts per user: the live session has its own quota.
+        assert (await api.get("/auth/me", headers=bearer(valid["access_token"]))).status_code == 200
+
+
+async def test_a_revoked_token_never_selects_a_user_bucket(make_app: AppFactory) -> None:
+    """The old limiter decoded any signed, unexpired token: a revoked session's token opened a fresh bucket."""
+    app = with_probe_routes(make_app(rate_limit_default="3/day"))
+    async with serve(app, client_ip="203.0.113.21") as api:
+        account = await register_and_login(api)  # 2 of 3
+        await api.post("/auth/logout", json={"refresh_token": account["refresh_token"]})
+        statuses = [
+            (await api.get("/api/probe", headers=bearer(account["access_token"]))).status_code for _ in range(2)
+        ]
+    assert statuses == [200, 429]
+
+
+async def test_logout_works_after_the_ip_has_spent_its_limit(make_app: AppFactory) -> None:
+    async with serve(make_app(rate_limit_default="3/day"), client_ip="203.0.113.22") as api:
+        account = await register_and_login(api)  # 2 of 3
+        wrong = {"email": account["email"], "password": "wrong password"}
+        assert [(await api.post("/auth/login", json=wrong)).status_code for _ in range(2)] == [401, 429]
+        out = await api.post("/auth/logout", json={"refresh_token": account["refresh_token"]})
+        assert out.status_code == 204
+        again = await api.post("/auth/logout", json={"refresh_token": account["refresh_token"]})
+        assert again.status_code != 429
+        me = await api.get("/auth/me", headers=bearer(account["access_token"]))
+        assert me.status_code == 401  # the session really ended

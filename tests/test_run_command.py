@@ -127,6 +127,8 @@ def test_run_serves_the_api_sends_emails_and_stops_on_ctrl_c(
         timeout=10,
     )
     assert response.status_code == 202, response.text
+    assert "server" not in response.headers  # uvicorn started with --no-server-header
+    assert response.headers["x-content-type-options"] == "nosniff"
 
     wait_for(lambda: len(list(outbox.glob("*.eml"))) >= 2, EMAIL_SECONDS, "two emails in the outbox", statex_run)
     messages = [email.message_from_bytes(eml.read_bytes(), policy=email.policy.default) for eml in outbox.glob("*.eml")]

@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
+
+from pydantic import ValidationError
 
 from activities.payments.common import WebhookNotice, WebhookRejected, call, gateway_http, payment_id_from
 from models.catalogue import catalogue
@@ -111,18 +114,25 @@ def verify_webhook(
         event = json.loads(body)
         kind, invoice_id, delivery = event["type"], event.get("invoiceId"), event["deliveryId"]
         sent_at = float(event["timestamp"])
+        if not isinstance(kind, str):
+            raise TypeError("type must be a string")
     except (ValueError, KeyError, TypeError) as err:
         raise WebhookRejected(f"BTCPay webhook refused: malformed ({err!r})") from err
-    if abs(time.time() - sent_at) > tolerance_seconds:
+    if not math.isfinite(sent_at) or abs(time.time() - sent_at) > tolerance_seconds:  # NaN compares False
         raise WebhookRejected(f"BTCPay webhook refused: timestamp outside the {tolerance_seconds} s tolerance")
     if event.get("storeId") != store_id:
         raise WebhookRejected("BTCPay webhook refused: it is for another store")
     state = _EVENT_STATES.get(kind)
     if state is None or not invoice_id:
         return None
-    return WebhookNotice(
-        # a redelivery keeps the first delivery's id: that is what makes it the same event
-        event=GatewayEvent(event_id=event.get("originalDeliveryId") or delivery, state=state, detail=kind),
-        payment_id=payment_id_from((event.get("metadata") or {}).get("orderId")),
-        gateway_id=invoice_id,
-    )
+    try:
+        if not isinstance(invoice_id, str):
+            raise TypeError("invoiceId must be a string")
+        return WebhookNotice(
+            # a redelivery keeps the first delivery's id: that is what makes it the same event
+            event=GatewayEvent(event_id=event.get("originalDeliveryId") or delivery, state=state, detail=kind),
+            payment_id=payment_id_from((event.get("metadata") or {}).get("orderId")),
+            gateway_id=invoice_id,
+        )
+    except (TypeError, AttributeError, ValidationError) as err:  # signed, yet not an event's shape
+        raise WebhookRejected(f"BTCPay webhook refused: malformed ({err!r})") from err

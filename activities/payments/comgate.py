@@ -110,6 +110,11 @@ class ComgateGateway:
         return GatewayStatus(state=GatewayState.REFUNDED, detail="refunded")
 
 
+MAX_TRANS_ID = 64
+MAX_STATUS = 32
+"""Far above Comgate's own lengths, and short enough that the event id and detail fit their 255 characters."""
+
+
 def verify_webhook(merchant: str, secret: str, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
     """Comgate's push is a form with our merchant id and secret; compared in constant time, then not trusted
     further: the event asks the workflow to re-read the status from Comgate."""
@@ -124,6 +129,8 @@ def verify_webhook(merchant: str, secret: str, headers: Mapping[str, str], body:
     if not (trans_id := fields.get("transId")):
         raise WebhookRejected("Comgate push refused: no transId")
     status = fields.get("status", "")
+    if len(trans_id) > MAX_TRANS_ID or len(status) > MAX_STATUS:  # theirs are short (AB12-CD34-EF56, PAID)
+        raise WebhookRejected("Comgate push refused: transId or status too long for a Comgate value")
     return WebhookNotice(
         event=GatewayEvent(event_id=f"{trans_id}:{status}", state=None, detail=f"Comgate push says {status or '?'}"),
         payment_id=payment_id_from(fields.get("refId")),

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import stripe
+from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
 from activities.payments.common import WebhookNotice, WebhookRejected, payment_id_from
@@ -117,7 +118,17 @@ def verify_webhook(
         ).to_dict()
     except (stripe.SignatureVerificationError, ValueError) as err:
         raise WebhookRejected(f"Stripe webhook refused: {err}") from err
+    try:
+        return _notice(event)
+    except (KeyError, TypeError, AttributeError, ValidationError) as err:  # signed, yet not an event's shape
+        raise WebhookRejected(f"Stripe webhook refused: malformed event ({err!r})") from err
+
+
+def _notice(event: dict[str, Any]) -> WebhookNotice | None:
+    """A signature proves who sent the body, not its shape: a missing or mistyped field raises here."""
     kind, obj = event["type"], event["data"]["object"]
+    if not isinstance(kind, str) or not isinstance(obj, dict):
+        raise TypeError("`type` must be a string and `data.object` an object")
     if kind.startswith("payment_intent."):
         state = {
             "payment_intent.succeeded": GatewayState.PAID,
@@ -134,6 +145,8 @@ def verify_webhook(
         return None
     if state is None or not gateway_id:
         return None
+    if not isinstance(gateway_id, str):
+        raise TypeError("the payment intent's id must be a string")
     return WebhookNotice(
         event=GatewayEvent(event_id=event["id"], state=state, detail=kind),
         payment_id=payment_id,

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, status
 
 from api.deps import Accounts, CurrentUser
 from api.errors import errors
-from api.ratelimit import RateLimitedRoute, client_ip
+from api.ratelimit import RateLimitedRoute, client_ip, never_limited
 from models.api.auth import LoginRequest, RefreshRequest, RegisterRequest, TokenPair, UserPublic
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=RateLimitedRoute)
@@ -29,7 +29,8 @@ async def refresh(body: RefreshRequest, accounts: Accounts) -> TokenPair:
     return await accounts.refresh(body.refresh_token)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 422, 429))
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 422))
+@never_limited
 async def logout(body: RefreshRequest, accounts: Accounts) -> None:
     await accounts.logout(body.refresh_token)
 
