@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from models.api.common import Email, Name, PlainText, Strict
+from models.api.common import Email, Name, NoControls, Strict
 from models.enums import ServiceTier
 
 BCRYPT_MAX_BYTES = 72
@@ -23,11 +23,15 @@ def _fits_bcrypt(password: str) -> str:
 
 
 NewPassword = Annotated[
-    PlainText, Field(min_length=8, examples=["correct horse battery"]), AfterValidator(_fits_bcrypt)
+    str,
+    StringConstraints(min_length=8),
+    NoControls,
+    AfterValidator(_fits_bcrypt),
+    Field(examples=["correct horse battery"]),
 ]
 
 
-Password = Annotated[PlainText, Field(min_length=1), AfterValidator(_fits_bcrypt)]
+Password = Annotated[str, StringConstraints(min_length=1), NoControls, AfterValidator(_fits_bcrypt)]
 
 
 class RegisterRequest(Strict):
@@ -42,7 +46,7 @@ class LoginRequest(Strict):
 
 
 class RefreshRequest(Strict):
-    refresh_token: PlainText = Field(min_length=1, max_length=512)
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=512), NoControls]
 
 
 class TokenPair(BaseModel):

@@ -42,16 +42,18 @@ def lowercase(email: str) -> str:
     return email.lower()
 
 
-PlainText = Annotated[str, BeforeValidator(no_control_characters)]
+# Field types put their checks LAST in the Annotated metadata: the outermost BeforeValidator then sees the raw
+# text first (nothing is stripped before it is checked), and the string constraints stay string constraints.
+NoControls = BeforeValidator(no_control_characters)
 """Every free-text request field: multi-line allowed, NUL and other control characters refused."""
 
-OneLine = Annotated[str, BeforeValidator(one_line)]
+OnOneLine = BeforeValidator(one_line)
 """Every request field that may reach an email header."""
 
 Email = Annotated[EmailStr, BeforeValidator(one_line), AfterValidator(lowercase)]
 
 
-Name = Annotated[OneLine, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), OnOneLine]
 
 
 class Strict(BaseModel):

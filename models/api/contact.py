@@ -7,8 +7,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, StringConstraints
 
-from models.api.common import Email, Name, OneLine, PlainText, Strict
+from models.api.common import Email, Name, NoControls, OnOneLine, Strict
 from models.enums import ContactStatus
+
+Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), OnOneLine]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()-]{5,32}$"), OnOneLine]
 
 
 class ContactRequest(Strict):
@@ -16,9 +19,13 @@ class ContactRequest(Strict):
 
     name: Name
     email: Email
-    message: Annotated[PlainText, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
-    subject: Annotated[OneLine, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
-    phone: Annotated[OneLine, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()-]{5,32}$")] | None = None
+    message: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000), NoControls]
+    subject: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), OnOneLine] | None
+    ) = None
+    phone: (
+        Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()-]{5,32}$"), OnOneLine] | None
+    ) = None
 
 
 class ContactAccepted(BaseModel):
