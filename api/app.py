@@ -14,9 +14,11 @@ from fastapi.routing import APIRoute
 from temporalio.client import Client
 
 from activities.storage import build_storage
-from api.errors import error_response, install_error_handlers
+from api.bodylimit import BodyLimitMiddleware
+from api.errors import error_response, errors, install_error_handlers
 from api.ratelimit import RateLimiter, RateLimitExceeded
 from api.routes import ai, auth, contact, files, health, payments, prototypes
+from api.uploads import UploadSlots
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
 from observability import init_sentry
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing, invalid or expired access token"},
+    413: {"model": ErrorResponse, "description": "The body is larger than allowed (MAX_JSON_BODY_BYTES)"},
     422: {"model": ErrorResponse, "description": "The request is invalid; `details` names each field"},
     429: {"model": RateLimitResponse, "description": "Daily limit reached; see Retry-After"},
 }
@@ -72,6 +75,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         responses={500: {"model": ErrorResponse, "description": "Unexpected error"}},
     )
     app.state.settings = settings
+    app.state.upload_slots = UploadSlots(settings.uploads_per_user_at_once)
+    app.add_middleware(BodyLimitMiddleware, settings=settings)  # inside CORS, so that its 413 is readable too
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -106,5 +111,5 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         payments.router,
     ):
         app.include_router(router, responses=COMMON_RESPONSES)
-    app.include_router(payments.webhooks)
+    app.include_router(payments.webhooks, responses=errors(413))
     return app

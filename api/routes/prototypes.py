@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from api.deps import CurrentUser, IdempotencyKey, Prototypes, SettingsDep
 from api.errors import errors
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
-from api.uploads import MULTIPART_BODY, receive_file
+from api.uploads import MULTIPART_BODY, receive_file, upload_slot
 from models.api.common import AIProviderName
 from models.api.prototypes import PrototypeAccepted, PrototypeRequest, PrototypeView
 from models.enums import AITier
@@ -61,7 +61,7 @@ async def submit(
     "/voice",
     status_code=status.HTTP_202_ACCEPTED,
     openapi_extra=MULTIPART_BODY,
-    responses=errors(400, 401, 403, 409, 413, 415, 422, 429, 503),
+    responses=errors(400, 401, 403, 408, 409, 413, 415, 422, 429, 503),
 )
 @counts_itself
 async def submit_voice(
@@ -83,19 +83,21 @@ async def submit_voice(
     if (earlier := await prototypes.earlier(user, idempotency_key)) is not None:
         response.headers["Location"] = earlier.status_url
         return earlier  # a retried request: answered before its body is read, and not counted again
-    received = await receive_file(
-        request,
-        max_bytes=settings.voice_max_bytes,
-        allowed=settings.voice_allowed_types,
-        spool_dir=settings.data_dir / "uploads-in-progress",
-    )
-    try:
-        await enforce(request)  # counted now that the message is valid
-        accepted = await prototypes.submit_voice(
-            user, received, chains, language=language, idempotency_key=idempotency_key
+    with upload_slot(request, user.id):  # a third upload while two are in flight is refused before it is read
+        received = await receive_file(
+            request,
+            max_bytes=settings.voice_max_bytes,
+            allowed=settings.voice_allowed_types,
+            spool_dir=settings.data_dir / "uploads-in-progress",
+            idle_seconds=settings.upload_idle_seconds,
         )
-    finally:
-        await asyncio.to_thread(received.path.unlink, missing_ok=True)
+        try:
+            await enforce(request)  # counted now that the message is valid
+            accepted = await prototypes.submit_voice(
+                user, received, chains, language=language, idempotency_key=idempotency_key
+            )
+        finally:
+            await asyncio.to_thread(received.path.unlink, missing_ok=True)
     response.headers["Location"] = accepted.status_url
     return accepted
 
