@@ -98,7 +98,7 @@ class BodyLimitMiddleware:
 
 
 async def _refuse(send: Send, limit: Limit) -> None:
-    body = json.dumps(error_body(413, limit.message)).encode()
+    body = json.dumps(error_body(413, limit.message), separators=(",", ":")).encode()  # as JSONResponse writes it
     await send(
         {
             "type": "http.response.start",
