@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     """Clients reach the API over HTTPS only (directly or through a TLS proxy): answers carry HSTS."""
     api_docs_enabled: bool | None = None
     """/docs, /redoc and /openapi.json; unset means on in development and test, off in production."""
+    max_json_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    """Largest body of any route that is not an upload or a webhook: 413 past it, the rest never read."""
+    max_webhook_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    """Largest body of a payment gateway's webhook (they send a few kilobytes): 413 past it."""
 
     # Temporal (dev server for `make run`; a cluster or Temporal Cloud in production)
     temporal_address: str = "127.0.0.1:7233"
@@ -128,6 +132,10 @@ class Settings(BaseSettings):
             "application/json",
         ]
     )
+    upload_idle_seconds: float = Field(default=30.0, gt=0)
+    """An upload (file or voice) that sends nothing for this long is cut off with 408; nothing is kept."""
+    uploads_per_user_at_once: int = Field(default=2, ge=1)
+    """Uploads (file or voice) one user may have in flight in one API process; one more gets 429."""
     file_download_url_seconds: int = Field(default=900, gt=0, le=7 * 24 * 3600)
     """Lifetime of a presigned R2 download link (never past the file's own deletion time)."""
     r2_endpoint_url: str | None = None

@@ -15,12 +15,14 @@ from temporalio.client import Client
 
 import metrics
 from activities.storage import build_storage
+from api.bodylimit import BodyLimitMiddleware
 from api.docs import TAGS, install_docs
-from api.errors import error_response, install_error_handlers
+from api.errors import error_response, errors, install_error_handlers
 from api.metrics import install_metrics
 from api.ratelimit import RateLimiter, RateLimitExceeded, bucket_for
 from api.routes import ai, auth, capabilities, contact, files, health, payments, prototypes
 from api.security_headers import SecurityHeaders
+from api.uploads import UploadSlots
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
 from observability import init_sentry, install_log_redaction
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing, invalid or expired access token"},
+    413: {"model": ErrorResponse, "description": "The body is larger than allowed (MAX_JSON_BODY_BYTES)"},
     422: {"model": ErrorResponse, "description": "The request is invalid; `details` names each field"},
     429: {"model": RateLimitResponse, "description": "Daily limit reached; see Retry-After"},
 }
@@ -84,6 +87,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     if settings.docs_enabled:
         install_docs(app)
     app.state.settings = settings
+    app.state.upload_slots = UploadSlots(settings.uploads_per_user_at_once)
+    app.add_middleware(BodyLimitMiddleware, settings=settings)  # inside CORS, so that its 413 is readable too
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.effective_cors_origins,
@@ -122,5 +127,5 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         payments.router,
     ):
         app.include_router(router, responses=COMMON_RESPONSES)
-    app.include_router(payments.webhooks)
+    app.include_router(payments.webhooks, responses=errors(413))
     return app

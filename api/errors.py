@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.api.common import ErrorResponse, FieldError, RateLimitResponse
 from models.types import utcnow
-from services.errors import DomainError
+from services.errors import DomainError, TooManyAtOnce
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ _DESCRIPTIONS = {
     401: "Missing, invalid or expired access token",
     403: "Signed in, but not allowed to do this",
     404: "No such resource, or it belongs to someone else",
+    408: "The client stopped sending the body (an upload idle for UPLOAD_IDLE_SECONDS); nothing was kept",
     409: "Conflicts with the resource's current state, or an Idempotency-Key still in progress",
     410: "The resource existed but is gone (for example a file past its 24 hours)",
     413: "The body is larger than allowed",
@@ -67,6 +68,10 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 def install_error_handlers(app: FastAPI, *, hide_internal_errors: bool) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        if isinstance(exc, TooManyAtOnce):  # a 429 has the rate-limit shape, whatever its cause
+            return error_response(
+                exc.status, exc.message, headers=exc.headers, message=exc.message, retryAfter=exc.retry_after
+            )
         return error_response(exc.status, exc.message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

@@ -1,7 +1,9 @@
 """Receiving one uploaded file: streamed from the request to a temporary file, never whole in memory.
 
 While the bytes arrive they are counted (413 past the limit, before the rest is read), hashed (SHA-256) and
-checked: the declared content type must be allowed, and the first bytes must match it (415 otherwise).
+checked: the declared content type must be allowed, and the first bytes must match it (415 otherwise). The
+form as a whole is bounded too (total bytes, parts, header size), an upload that stops sending is cut off
+(408), and a user has at most UPLOADS_PER_USER_AT_ONCE uploads in flight (429).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import hashlib
 import json
 import tempfile
 import unicodedata
-from collections.abc import Callable, Collection
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -21,7 +26,14 @@ from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from services.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from services.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    TooManyAtOnce,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from services.files import ReceivedFile
 
 if TYPE_CHECKING:
@@ -30,7 +42,11 @@ if TYPE_CHECKING:
 FIELD_NAME = "file"
 MAX_NAME_LENGTH = 255
 SNIFF_BYTES = 16
-_MULTIPART_OVERHEAD = 64 * 1024  # headers and boundaries around the file itself
+MULTIPART_ALLOWANCE = 64 * 1024
+"""What the whole body may have beyond the file itself: boundaries, part headers, small fields."""
+MAX_PARTS = 16
+"""A form with a file needs one part; a few small fields may come with it. More is an attack on the parser."""
+MAX_PART_HEADER_BYTES = 8 * 1024
 
 # What the first bytes of each binary type look like. Text types are checked as UTF-8 instead.
 _SIGNATURES: dict[str, Callable[[bytes], bool]] = {
@@ -97,6 +113,8 @@ class _FileReceiver:
         self.max_bytes = max_bytes
         self.allowed = allowed
         self.part = _Part()
+        self.parts = 0
+        self.header_bytes = 0
         self.header_field = b""
         self.header_value = b""
         self.file: _Part | None = None
@@ -109,13 +127,24 @@ class _FileReceiver:
         self.text_decoder: codecs.IncrementalDecoder | None = None
 
     def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise PayloadTooLarge(f"The form has more than {MAX_PARTS} parts; send the file in one '{FIELD_NAME}' part")
         self.part = _Part()
+        self.header_bytes = 0
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self.header_field += data[start:end]
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self.header_value += data[start:end]
+
+    def _count_header(self, size: int) -> None:
+        self.header_bytes += size
+        if self.header_bytes > MAX_PART_HEADER_BYTES:
+            raise PayloadTooLarge(f"A part's headers are longer than {MAX_PART_HEADER_BYTES // 1024} KB")
 
     def on_header_end(self) -> None:
         self.part.headers[self.header_field.decode("latin-1").lower()] = self.header_value
@@ -150,7 +179,7 @@ class _FileReceiver:
         chunk = data[start:end]
         self.size += len(chunk)
         if self.size > self.max_bytes:
-            raise PayloadTooLarge(f"The file is larger than the limit of {_megabytes(self.max_bytes)}")
+            raise PayloadTooLarge(f"The file is larger than the limit of {megabytes(self.max_bytes)}")
         if len(self.head) < SNIFF_BYTES:
             self.head += chunk[: SNIFF_BYTES - len(self.head)]
         if self.text_decoder is not None:
@@ -192,27 +221,38 @@ def _option(options: dict[bytes, bytes], key: bytes) -> str | None:
     return value.decode("utf-8", "replace") if value is not None else None
 
 
-def _megabytes(size: int) -> str:
+def megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):g} MB"
 
 
-async def receive_file(request: Request, *, max_bytes: int, allowed: Collection[str], spool_dir: Path) -> ReceivedFile:
-    """Stream the request's `file` part to a temporary file in `spool_dir`; the caller deletes it."""
+async def receive_file(
+    request: Request, *, max_bytes: int, allowed: Collection[str], spool_dir: Path, idle_seconds: float
+) -> ReceivedFile:
+    """Stream the request's `file` part to a temporary file in `spool_dir`; the caller deletes it.
+
+    The whole body is bounded (the file, plus MULTIPART_ALLOWANCE for everything around it; at most MAX_PARTS
+    parts of at most MAX_PART_HEADER_BYTES of headers each), and a body that sends nothing for `idle_seconds`
+    is cut off with 408. Whatever the refusal, the temporary file is gone when this raises."""
     media_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if media_type != b"multipart/form-data" or not boundary:
         raise UnsupportedMediaType(f"Send the file as multipart/form-data, in a '{FIELD_NAME}' field")
+    max_body = max_bytes + MULTIPART_ALLOWANCE
     declared_length = request.headers.get("content-length", "")
-    if declared_length.isdigit() and int(declared_length) > max_bytes + _MULTIPART_OVERHEAD:
-        raise PayloadTooLarge(f"The file is larger than the limit of {_megabytes(max_bytes)}")
+    if declared_length.isdigit() and int(declared_length) > max_body:
+        raise PayloadTooLarge(f"The file is larger than the limit of {megabytes(max_bytes)}")
     sink = await asyncio.to_thread(_spool_file, spool_dir)
     path = Path(sink.name)
     try:
         with sink:
             receiver = _FileReceiver(sink, max_bytes, allowed)
             parser = MultipartParser(boundary, _callbacks(receiver))
+            body_size = 0
             try:
-                async for chunk in request.stream():
+                async for chunk in _arriving(request, idle_seconds):
+                    body_size += len(chunk)
+                    if body_size > max_body:
+                        raise PayloadTooLarge(f"The upload is larger than the limit of {megabytes(max_body)}")
                     parser.write(chunk)
                 parser.finalize()
             except MultipartParseError as err:
@@ -233,6 +273,20 @@ async def receive_file(request: Request, *, max_bytes: int, allowed: Collection[
     )
 
 
+async def _arriving(request: Request, idle_seconds: float) -> AsyncIterator[bytes]:
+    """The body's chunks, each of which must arrive within `idle_seconds` of the one before (408 otherwise)."""
+    chunks = request.stream()
+    while True:
+        try:
+            async with asyncio.timeout(idle_seconds):
+                chunk = await anext(chunks, None)
+        except TimeoutError:
+            raise RequestTimeout(f"The upload sent nothing for {idle_seconds:g} seconds and was cut off") from None
+        if chunk is None:
+            return
+        yield chunk
+
+
 def _spool_file(spool_dir: Path) -> IO[bytes]:
     spool_dir.mkdir(parents=True, exist_ok=True)
     return tempfile.NamedTemporaryFile(dir=spool_dir, prefix="upload-", delete=False)
@@ -244,6 +298,42 @@ def _check_json(path: Path) -> None:
             json.load(handle)
     except ValueError as err:
         raise UnsupportedMediaType("The file is declared as JSON but is not valid JSON") from err
+    except RecursionError as err:  # json's parser recurses once per level: thousands of `[` exhaust it
+        raise Unprocessable("The JSON file is nested too deeply to be read") from err
+
+
+class UploadSlots:
+    """How many uploads each user has in flight in this API process (UPLOADS_PER_USER_AT_ONCE).
+
+    Per process on purpose: what it protects is this process's event loop and spool folder, the count needs
+    no network round trip, and it cannot outlive a crashed process the way a shared counter could. With N
+    processes, a user may have at most N times the limit in flight in all.
+    """
+
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self.in_flight: Counter[uuid.UUID] = Counter()
+
+    @contextmanager
+    def hold(self, user_id: uuid.UUID) -> Iterator[None]:
+        """Take one of the user's slots for the block, or refuse with 429 if all are taken."""
+        if self.in_flight[user_id] >= self.per_user:
+            raise TooManyAtOnce(
+                f"You already have {self.per_user} uploads in progress; send this one when one of them has finished"
+            )
+        self.in_flight[user_id] += 1
+        try:
+            yield
+        finally:
+            self.in_flight[user_id] -= 1
+            if not self.in_flight[user_id]:
+                del self.in_flight[user_id]
+
+
+def upload_slot(request: Request, user_id: uuid.UUID) -> AbstractContextManager[None]:
+    """Hold one of the user's concurrent-upload slots (see UploadSlots) while the upload is received and kept."""
+    slots: UploadSlots = request.app.state.upload_slots
+    return slots.hold(user_id)
 
 
 def _callbacks(receiver: _FileReceiver) -> MultipartCallbacks:

@@ -42,6 +42,12 @@ class NotFound(DomainError):
         super().__init__(f"{what} not found")
 
 
+class RequestTimeout(DomainError):
+    """The client stopped sending its request body."""
+
+    status = 408
+
+
 class Conflict(DomainError):
     status = 409
 
@@ -60,6 +66,16 @@ class UnsupportedMediaType(DomainError):
 
 class Unprocessable(DomainError):
     status = 422
+
+
+class TooManyAtOnce(DomainError):
+    """Too many requests of one kind in flight at once (not a daily limit): one may retry shortly."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
 
 
 class BadGateway(DomainError):

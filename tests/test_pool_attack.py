@@ -76,6 +76,7 @@ def attack_settings(request: pytest.FixtureRequest, settings: Settings, tmp_path
         "database_pool_size": 5,
         "database_pool_overflow": 0,
         "rate_limit_enabled": False,  # the limits are another defence; this test is about the pool
+        "uploads_per_user_at_once": SLOW_UPLOADS,  # so is the bound on one user's uploads in flight
     }
     if request.param == "sqlite":
         overrides |= {"database_url": None, "run_migrations_on_start": True, "data_dir": tmp_path / "embedded"}

@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from api.deps import CurrentUser, Files, OptionalUser, SettingsDep
 from api.errors import errors
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
-from api.uploads import MULTIPART_BODY, receive_file
+from api.uploads import MULTIPART_BODY, receive_file, upload_slot
 from models.api.files import FileDeletion, FileInfo, UploadedFile
 from services.files import Redirect
 
@@ -23,23 +23,25 @@ router = APIRouter(prefix="/api/files", tags=["files"], route_class=RateLimitedR
     "/upload",
     status_code=status.HTTP_201_CREATED,
     openapi_extra=MULTIPART_BODY,
-    responses=errors(400, 401, 413, 415, 422, 429, 503),
+    responses=errors(400, 401, 408, 413, 415, 422, 429, 503),
 )
 @counts_itself
 async def upload(request: Request, user: CurrentUser, files: Files, settings: SettingsDep) -> UploadedFile:
     """Multipart, field `file`. The file is deleted after FILE_RETENTION_HOURS (24 by default)."""
     await enforce(request, count=False)  # an exhausted quota is refused before the body is read
-    received = await receive_file(
-        request,
-        max_bytes=settings.file_max_bytes,
-        allowed=settings.file_allowed_types,
-        spool_dir=settings.data_dir / "uploads-in-progress",
-    )
-    try:
-        await enforce(request)  # counted now that the upload is valid
-        return await files.upload(received, user)
-    finally:
-        await asyncio.to_thread(received.path.unlink, missing_ok=True)
+    with upload_slot(request, user.id):  # so is a third upload while two are in flight
+        received = await receive_file(
+            request,
+            max_bytes=settings.file_max_bytes,
+            allowed=settings.file_allowed_types,
+            spool_dir=settings.data_dir / "uploads-in-progress",
+            idle_seconds=settings.upload_idle_seconds,
+        )
+        try:
+            await enforce(request)  # counted now that the upload is valid
+            return await files.upload(received, user)
+        finally:
+            await asyncio.to_thread(received.path.unlink, missing_ok=True)
 
 
 @router.get("", name="list", responses=errors(401, 429))  # named here: a function `list` would shadow the builtin

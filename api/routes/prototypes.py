@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from api.deps import CurrentUser, IdempotencyKey, Prototypes, SettingsDep
 from api.errors import errors
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
-from api.uploads import MULTIPART_BODY, receive_file
+from api.uploads import MULTIPART_BODY, receive_file, upload_slot
 from models.api.common import AIProviderName
 from models.api.prototypes import PrototypeAccepted, PrototypeRequest, PrototypeView
 from models.enums import AITier
@@ -61,7 +61,7 @@ async def submit(
     "/voice",
     status_code=status.HTTP_202_ACCEPTED,
     openapi_extra=MULTIPART_BODY,
-    responses=errors(400, 401, 403, 409, 413, 415, 422, 429, 503),
+    responses=errors(400, 401, 403, 408, 409, 413, 415, 422, 429, 503),
 )
 @counts_itself
 async def submit_voice(
@@ -80,25 +80,27 @@ async def submit_voice(
     VOICE_ALLOWED_TYPES). It is transcribed (EU_COMPLIANCE accounts: by an EU-resident provider only), and the
     transcript goes through the same pipeline as a typed idea. The audio is kept 24 hours like any upload."""
     await enforce(request, count=False)  # an exhausted quota is refused before the body is read
-    received = await receive_file(
-        request,
-        max_bytes=settings.voice_max_bytes,
-        allowed=settings.voice_allowed_types,
-        spool_dir=settings.data_dir / "uploads-in-progress",
-    )
-    try:
-        # A retried request (same key, same message) gets the first prototype and is not counted again. Its
-        # body is read all the same: only its content tells a retry from another message under a used key.
-        earlier = await prototypes.earlier(user, received, language=language, idempotency_key=idempotency_key)
-        if earlier is not None:
-            response.headers["Location"] = earlier.status_url
-            return earlier
-        await enforce(request)  # counted now that the message is valid
-        accepted = await prototypes.submit_voice(
-            user, received, chains, language=language, idempotency_key=idempotency_key
+    with upload_slot(request, user.id):  # a third upload while two are in flight is refused before it is read
+        received = await receive_file(
+            request,
+            max_bytes=settings.voice_max_bytes,
+            allowed=settings.voice_allowed_types,
+            spool_dir=settings.data_dir / "uploads-in-progress",
+            idle_seconds=settings.upload_idle_seconds,
         )
-    finally:
-        await asyncio.to_thread(received.path.unlink, missing_ok=True)
+        try:
+            # A retried request (same key, same message) gets the first prototype and is not counted again. Its
+            # body is read all the same: only its content tells a retry from another message under a used key.
+            earlier = await prototypes.earlier(user, received, language=language, idempotency_key=idempotency_key)
+            if earlier is not None:
+                response.headers["Location"] = earlier.status_url
+                return earlier
+            await enforce(request)  # counted now that the message is valid
+            accepted = await prototypes.submit_voice(
+                user, received, chains, language=language, idempotency_key=idempotency_key
+            )
+        finally:
+            await asyncio.to_thread(received.path.unlink, missing_ok=True)
     response.headers["Location"] = accepted.status_url
     return accepted
 
