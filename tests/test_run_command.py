@@ -134,7 +134,9 @@ def test_run_serves_the_api_sends_emails_and_stops_on_ctrl_c(
     messages = [email.message_from_bytes(eml.read_bytes(), policy=email.policy.default) for eml in outbox.glob("*.eml")]
     assert len(messages) == 2  # one to the team, one confirmation to the sender
     (confirmation,) = [message for message in messages if message["To"] == "ada@example.com"]
-    assert "Hello from the smoke test" in confirmation.get_content()
+    (to_team,) = [message for message in messages if message["To"] != "ada@example.com"]
+    assert "Hello from the smoke test" in to_team.get_content()
+    assert "Hello from the smoke test" not in confirmation.get_content()  # a fixed text: the form relays nothing
 
     os.killpg(statex_run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
     assert statex_run.wait(timeout=STOP_SECONDS) == 0
