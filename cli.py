@@ -376,7 +376,11 @@ def print_search_attribute_commands(settings: Settings) -> int:
 
 
 COMMANDS: dict[str, tuple[Callable[[Settings], int], str]] = {
-    "run": (run, "the embedded default: Temporal dev server, worker and API together; Ctrl-C stops them"),
+    "run": (
+        run,
+        "the embedded default: Temporal dev server, worker and API together (and a local Stripe emulator while no "
+        "STRIPE_SECRET_KEY is set); Ctrl-C stops them",
+    ),
     "worker": (run_worker, "the Temporal worker"),
     "api": (run_api, "the HTTP API (uvicorn)"),
     "migrate": (run_migrations, "upgrade the database to the latest migration"),
