@@ -9,7 +9,7 @@ VENV_PYTHON := $(VENV)/bin/python
 RUN_INSTALLED := $(VENV)/.installed-run
 DEV_INSTALLED := $(VENV)/.installed-dev
 
-.PHONY: run test lint format worker api migrate
+.PHONY: run test lint format worker api migrate pay
 
 run: $(RUN_INSTALLED)
 	$(VENV_PYTHON) -m cli run
@@ -34,6 +34,9 @@ api: $(RUN_INSTALLED)
 
 migrate: $(RUN_INSTALLED)
 	$(VENV_PYTHON) -m cli migrate
+
+pay: $(RUN_INSTALLED)  # make pay ID=<payment id> [CARD=declined]: a test card at the local Stripe emulator
+	$(VENV_PYTHON) -m cli pay $(ID) --card $(or $(CARD),success)
 
 .PHONY: histories
 histories: $(DEV_INSTALLED)  # re-record tests/histories/*.json (README, "Replay tests and changing workflows")

@@ -1,7 +1,8 @@
 """`statex`: the one entry point for what `make run`, the Makefile and the Docker images start.
 
 `statex run` is the embedded default on one machine: a Temporal dev server, the worker and the API, started in
-that order and stopped in reverse on Ctrl-C. `worker`, `api` and `migrate` run one part each, as production does.
+that order and stopped in reverse on Ctrl-C; with no Stripe key it also starts a local Stripe emulator, which
+`pay` pays with a test card. `worker`, `api` and `migrate` run one part each, as production does.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import httpx
 import uvicorn
 from temporalio.common import SearchAttributeKey
 
+import local_stripe
 import worker
 from api.app import create_app
 from models.db import create_engine, migrate
@@ -35,6 +37,7 @@ from workflows.client import connect
 log = logging.getLogger("statex")
 
 TEMPORAL_START_SECONDS = 30.0
+LOCAL_STRIPE_START_SECONDS = 30.0
 API_START_SECONDS = 60.0
 STOP_SECONDS = 15.0
 """Per child: a graceful stop takes a second or two; past this the child is killed."""
@@ -135,11 +138,15 @@ async def _start(settings: Settings, stack: Stack) -> None:
         _ensure_free(settings.api_host, settings.api_port, "API_PORT")
         _ensure_free("127.0.0.1", settings.temporal_ui_port, "TEMPORAL_UI_PORT")
         _ensure_free("127.0.0.1", _temporal_port(settings), "TEMPORAL_ADDRESS")
+        if _emulates_stripe(settings):
+            _ensure_free("127.0.0.1", settings.local_stripe_port, "LOCAL_STRIPE_PORT")
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await _migrate(settings)  # once, here: two processes migrating one SQLite file at once can collide
         await stack.spawn("the Temporal dev server", temporal, os.environ)
         await _wait_until(lambda: _temporal_answers(settings), TEMPORAL_START_SECONDS, "Temporal")
         children_env = {**os.environ, "RUN_MIGRATIONS_ON_START": "false"}
+        if _emulates_stripe(settings):
+            children_env |= await _start_local_stripe(settings, stack)
         await stack.spawn("the worker", [sys.executable, "-m", "worker"], children_env)
         await stack.spawn("the API", api_command(settings), children_env)
         async with httpx.AsyncClient(timeout=5) as http:
@@ -152,6 +159,29 @@ async def _start(settings: Settings, stack: Stack) -> None:
         stack.end(f"startup failed: {err!r}")
     else:
         print(banner(settings), flush=True)
+
+
+def _emulates_stripe(settings: Settings) -> bool:
+    return settings.stripe_secret_key is None
+
+
+async def _start_local_stripe(settings: Settings, stack: Stack) -> dict[str, str]:
+    """localstripe on loopback, the API's webhook registered with it; the settings that point the children at it."""
+    state = settings.data_dir / "localstripe.pickle"
+    command = [sys.executable, "-m", "local_stripe", "--port", str(settings.local_stripe_port), "--state", str(state)]
+    await stack.spawn("the local Stripe emulator", command, os.environ)
+    await _wait_until(lambda: local_stripe.answers(settings), LOCAL_STRIPE_START_SECONDS, "The local Stripe emulator")
+    await local_stripe.register_webhook(settings, _stripe_webhook_url(settings))
+    log.warning(
+        "no STRIPE_SECRET_KEY: Stripe checkouts go to a LOCAL EMULATOR (localstripe) at %s, no real money moves; "
+        "pay one with `statex pay <payment id> [--card declined]`",
+        local_stripe.url(settings),
+    )
+    return local_stripe.environment(settings)
+
+
+def _stripe_webhook_url(settings: Settings) -> str:
+    return f"{_base_url(settings)}/api/payments/webhooks/STRIPE"
 
 
 def temporal_command(settings: Settings) -> list[str]:
@@ -275,6 +305,9 @@ def banner(settings: Settings) -> str:
             f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}",
             f"  Metrics      {_base_url(settings)}/metrics (API), {worker.worker_metrics_url(settings)} (worker)",
             f"  Emails       {email}",
+            f"  Payments     Stripe EMULATED at {local_stripe.url(settings)} (test cards): statex pay <payment id>"
+            if _emulates_stripe(settings)
+            else "  Payments     the gateways configured in the settings",
             "Press Ctrl-C to stop.",
             "",
         )
@@ -308,6 +341,30 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
+def pay(settings: Settings, payment_id: str, card: str) -> int:
+    """The customer's side of a STRIPE checkout, against the local emulator that `statex run` started."""
+    if not _emulates_stripe(settings):
+        print("statex pay works only with the local Stripe emulator, and STRIPE_SECRET_KEY is set", file=sys.stderr)
+        return 2
+    try:
+        paid = asyncio.run(local_stripe.pay(settings, payment_id, card, _stripe_webhook_url(settings)))
+    except local_stripe.EmulatorError as err:
+        print(f"statex pay: {err}", file=sys.stderr)
+        return 1
+    print(f"payment {payment_id} ({paid.intent_id}) with the {card} test card: {paid.outcome}")
+    return 0
+
+
+PAY_HELP = """\
+Pay a STRIPE checkout at the local Stripe emulator that `statex run` starts when no STRIPE_SECRET_KEY is set,
+as Stripe.js would in the customer's browser. The emulator then sends its signed payment_intent.succeeded
+webhook to the API, which completes the payment (tier unlocked, receipt in the outbox). A declined card
+leaves a Stripe PaymentIntent open for another card, so after the decline this command cancels it at the
+emulator, as the workflow does at expiry, and, because localstripe sends no payment_intent.canceled event,
+posts that event to the API itself, signed with the emulator's webhook secret as Stripe signs: the payment
+ends FAILED."""
+
+
 def print_search_attribute_commands(settings: Settings) -> int:
     """A cluster does not get them from `start-dev` flags: an operator creates them once per namespace."""
     for key in search_attributes.ALL:
@@ -319,7 +376,11 @@ def print_search_attribute_commands(settings: Settings) -> int:
 
 
 COMMANDS: dict[str, tuple[Callable[[Settings], int], str]] = {
-    "run": (run, "the embedded default: Temporal dev server, worker and API together; Ctrl-C stops them"),
+    "run": (
+        run,
+        "the embedded default: Temporal dev server, worker and API together (and a local Stripe emulator while no "
+        "STRIPE_SECRET_KEY is set); Ctrl-C stops them",
+    ),
     "worker": (run_worker, "the Temporal worker"),
     "api": (run_api, "the HTTP API (uvicorn)"),
     "migrate": (run_migrations, "upgrade the database to the latest migration"),
@@ -335,9 +396,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, summary) in COMMANDS.items():
         subcommands.add_parser(name, help=summary, description=summary)
+    paying = subcommands.add_parser(
+        "pay",
+        help="pay a STRIPE checkout at the local Stripe emulator with a test card",
+        description=PAY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    paying.add_argument("payment_id", help="the `id` of the payment that POST /api/payments/checkout answered")
+    paying.add_argument(
+        "--card",
+        choices=sorted(local_stripe.CARDS),
+        default="success",
+        help="success: 4242 4242 4242 4242; declined: 4000 0000 0000 0341",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # `run` polls /ready: one line per poll otherwise
+    if args.command == "pay":
+        sys.exit(pay(get_settings(), args.payment_id, args.card))
     handler, _ = COMMANDS[args.command]
     sys.exit(handler(get_settings()))
 

@@ -216,6 +216,8 @@ class Settings(BaseSettings):
     """Unset: api.stripe.com. The tests point it at localstripe."""
     stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
     stripe_expiry_minutes: int = Field(default=60, ge=1)
+    local_stripe_port: int = Field(default=8420, ge=1, le=65535)
+    """`statex run` with no STRIPE_SECRET_KEY: the loopback port of the local Stripe emulator it starts."""
     paypal_client_id: str | None = None
     paypal_client_secret: SecretStr | None = None
     paypal_api_base: str = "https://api-m.sandbox.paypal.com"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import local_stripe
 from activities import payments as gateways
 from activities.ai.errors import provider_name
 from models.api.capabilities import (
@@ -36,6 +37,7 @@ class CapabilityService(Service):
                 gateway: GatewayCapabilities(
                     available=gateways.is_configured(settings, gateway),
                     currencies=offer.accepted_currencies(gateway, settings.btcpay_currency),
+                    emulated=gateway == PaymentGateway.STRIPE and local_stripe.is_emulated(settings),
                 )
                 for gateway in PaymentGateway
                 if gateway != PaymentGateway.CRYPTO_COINBASE

@@ -37,6 +37,20 @@ async def test_configured_providers_and_gateways_are_listed(make_app: AppFactory
     assert body["voice"] == {"available": True, "providers": ["openai", "azure"]}
     assert body["payments"]["STRIPE"]["available"] is True
     assert body["payments"]["STRIPE"]["currencies"]
+    assert body["payments"]["STRIPE"]["emulated"] is False  # api.stripe.com
+
+
+async def test_stripe_on_loopback_is_labelled_a_local_emulator(make_app: AppFactory) -> None:
+    """What `statex run` sets up when no Stripe key is given: localstripe on 127.0.0.1."""
+    app = make_app(
+        stripe_secret_key=SecretStr("sk_test_statex_local_emulator"),
+        stripe_webhook_secret=SecretStr("whsec_x"),
+        stripe_api_base="http://127.0.0.1:8420",
+    )
+    async with serve(app) as api:
+        body = (await api.get("/api/capabilities")).json()
+    assert body["payments"]["STRIPE"] == {"available": True, "currencies": ["EUR", "CZK", "USD"], "emulated": True}
+    assert body["payments"]["PAYPAL"]["emulated"] is False
 
 
 async def test_asking_costs_nothing_of_the_daily_limit(make_app: AppFactory) -> None:

@@ -1,4 +1,5 @@
-"""`statex run`, end to end: the dev stack starts, a contact message becomes two emails, Ctrl-C stops it all.
+"""`statex run`, end to end: the dev stack starts, a contact message becomes two emails, a STRIPE checkout is
+paid at the local Stripe emulator with `statex pay`, Ctrl-C stops it all.
 
 The command runs as a real subprocess in a process group of its own, as it would in a terminal, on ports
 picked here so that it cannot meet another test's servers. Also: docker-compose.yml's Temporal registers
@@ -16,10 +17,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +34,7 @@ from workflows import search_attributes
 REPO = Path(__file__).resolve().parent.parent
 START_SECONDS = 90.0
 EMAIL_SECONDS = 60.0
+PAYMENT_SECONDS = 60.0
 STOP_SECONDS = 30.0
 
 
@@ -63,13 +67,15 @@ def is_ready(url: str) -> bool:
 
 @pytest.fixture
 def run_env(tmp_path: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "REDIS_URL", "SENTRY_DSN"}}
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("STRIPE_")}  # the default
+    env = {key: value for key, value in inherited.items() if key not in {"DATABASE_URL", "REDIS_URL", "SENTRY_DSN"}}
     env.update(
         DATA_DIR=str(tmp_path / "data"),
         API_HOST="127.0.0.1",
         API_PORT=str(free_port()),
         TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
         TEMPORAL_UI_PORT=str(free_port()),
+        LOCAL_STRIPE_PORT=str(free_port()),
         ENVIRONMENT="development",
         EMAIL_BACKEND="outbox",
         RATE_LIMIT_ENABLED="false",
@@ -142,6 +148,71 @@ def test_run_serves_the_api_sends_emails_and_stops_on_ctrl_c(
     assert statex_run.wait(timeout=STOP_SECONDS) == 0
     assert not accepts_connections(int(run_env["API_PORT"]))
     assert not accepts_connections(temporal_port)
+
+
+def statex_pay(run_env: dict[str, str], cwd: Path, payment_id: str, *options: str) -> str:
+    """`statex pay` as a user types it in a second terminal: the same settings, its own process."""
+    paid = subprocess.run(
+        [sys.executable, "-m", "cli", "pay", payment_id, *options],
+        cwd=cwd,
+        env=run_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert paid.returncode == 0, paid.stdout + paid.stderr
+    return paid.stdout
+
+
+def stripe_checkout(api: str, token: str, tier: str) -> dict[str, Any]:
+    response = httpx.post(
+        f"{api}/api/payments/checkout",
+        json={"tier": tier, "gateway": "STRIPE"},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    payment: dict[str, Any] = response.json()["payment"]
+    assert payment["next_action"]["client_secret"].startswith(payment["gateway_id"])
+    return payment
+
+
+@pytest.mark.slow
+def test_run_takes_stripe_payments_at_its_local_emulator_and_statex_pay_pays_them(
+    statex_run: subprocess.Popen[bytes], run_env: dict[str, str], tmp_path: Path
+) -> None:
+    api = f"http://127.0.0.1:{run_env['API_PORT']}"
+    outbox = Path(run_env["DATA_DIR"]) / "outbox"
+    wait_for(lambda: is_ready(f"{api}/ready"), START_SECONDS, "200 from /ready", statex_run)
+    stripe = httpx.get(f"{api}/api/capabilities", timeout=10).json()["payments"]["STRIPE"]
+    assert stripe["available"] is True and stripe["emulated"] is True
+
+    credentials = {"email": f"payer-{uuid.uuid4().hex[:8]}@example.com", "password": "correct horse battery"}
+    assert httpx.post(f"{api}/auth/register", json={**credentials, "name": "Ada"}, timeout=30).status_code == 201
+    token = httpx.post(f"{api}/auth/login", json=credentials, timeout=30).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def status_of(payment_id: str) -> str:
+        return str(httpx.get(f"{api}/api/payments/{payment_id}", headers=auth, timeout=10).json()["status"])
+
+    paid = stripe_checkout(api, token, "PREMIUM")
+    assert "paid" in statex_pay(run_env, tmp_path, paid["id"])
+    wait_for(lambda: status_of(paid["id"]) == "COMPLETED", PAYMENT_SECONDS, "COMPLETED payment", statex_run)
+    assert httpx.get(f"{api}/auth/me", headers=auth, timeout=10).json()["tier"] == "PREMIUM"
+    receipt = f"payment-{paid['id']}-receipt.eml"
+    wait_for(lambda: (outbox / receipt).exists(), EMAIL_SECONDS, "the receipt in the outbox", statex_run)
+    assert [eml.name for eml in outbox.glob(f"payment-{paid['id']}-*.eml")] == [receipt]
+
+    declined = stripe_checkout(api, token, "STANDARD")
+    assert "declined" in statex_pay(run_env, tmp_path, declined["id"], "--card", "declined")
+    wait_for(lambda: status_of(declined["id"]) == "FAILED", PAYMENT_SECONDS, "FAILED payment", statex_run)
+    assert httpx.get(f"{api}/auth/me", headers=auth, timeout=10).json()["tier"] == "PREMIUM"
+
+    os.killpg(statex_run.pid, signal.SIGINT)
+    assert statex_run.wait(timeout=STOP_SECONDS) == 0
+    assert not accepts_connections(int(run_env["LOCAL_STRIPE_PORT"]))
+    assert not accepts_connections(int(run_env["API_PORT"]))
 
 
 def test_compose_temporal_registers_the_search_attributes_run_does() -> None:

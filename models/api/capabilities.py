@@ -23,6 +23,9 @@ class VoiceCapabilities(BaseModel):
 class GatewayCapabilities(BaseModel):
     available: bool = Field(description="Configured on this server: a checkout through it can work")
     currencies: list[str] = Field(description="ISO 4217 codes it takes; the first is its default")
+    emulated: bool = Field(
+        default=False, description="A local emulator (no real money), as `statex run` starts for Stripe with no key"
+    )
 
 
 class LimitCapabilities(BaseModel):
