@@ -26,7 +26,7 @@ from models.api.prototypes import PrototypeAccepted, PrototypeRequest, Prototype
 from models.enums import AITier, PrototypeStatus
 from models.messages.ai import TranscriptionCall
 from models.messages.prototypes import PrototypeOrder, PrototypeProgress
-from models.tables import Prototype
+from models.tables import AIResponse, Prototype
 from services.accounts import Account
 from services.ai import call_policy, providers_for, transcribers_for
 from services.errors import NotFound
@@ -137,7 +137,7 @@ class PrototypeService(Service):
         database connection meanwhile. Someone else's prototype is not found."""
         prototype = await self._owned(account, prototype_id)
         if prototype.status not in _UNDER_WAY:
-            return prototype_view(self.settings, prototype, stored_progress(prototype))
+            return await self._view(prototype, stored_progress(prototype))
         handle = self.temporal.get_workflow_handle_for(PrototypeWorkflow.run, workflow_id(prototype_id))
         if wait:
             # Still running, failed, or Temporal out of reach: in every case the row says where things stand.
@@ -145,13 +145,13 @@ class PrototypeService(Service):
                 await asyncio.wait_for(handle.result(), wait)
             prototype = await self._owned(account, prototype_id)
             if prototype.status not in _UNDER_WAY:
-                return prototype_view(self.settings, prototype, stored_progress(prototype))
+                return await self._view(prototype, stored_progress(prototype))
         try:
             live = await handle.query(PrototypeWorkflow.progress, rpc_timeout=rpc_timeout(self.settings))
         except (RPCError, WorkflowQueryFailedError) as err:  # no worker to answer right now: the row answers
             log.warning("prototype %s: live progress unavailable (%s); answering from the database", prototype_id, err)
             live = stored_progress(prototype)
-        return prototype_view(self.settings, prototype, live)
+        return await self._view(prototype, live)
 
     async def list_own(self, account: Account) -> list[PrototypeView]:
         """The account's prototypes, newest first, as last recorded (the status of one is live)."""
@@ -163,9 +163,34 @@ class PrototypeService(Service):
         )
         async with self.database.session() as db:
             prototypes = (await db.exec(statement)).all()
-        return [prototype_view(self.settings, prototype, stored_progress(prototype)) for prototype in prototypes]
+        templated = await self._templated([prototype.id for prototype in prototypes])
+        return [
+            prototype_view(self.settings, prototype, stored_progress(prototype), template=prototype.id in templated)
+            for prototype in prototypes
+        ]
 
     # --- helpers ---------------------------------------------------------------------------------------
+
+    async def _view(self, prototype: Prototype, progress: PrototypeProgress) -> PrototypeView:
+        template = prototype.id in await self._templated([prototype.id])
+        return prototype_view(self.settings, prototype, progress, template=template)
+
+    async def _templated(self, prototype_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """The prototypes whose every recorded model call the offline template answered: no model was asked."""
+        if not prototype_ids:
+            return set()
+        statement = (
+            select(AIResponse.prototype_id, AIResponse.tier)
+            .where(col(AIResponse.prototype_id).in_(prototype_ids))
+            .distinct()
+        )
+        async with self.database.session() as db:
+            rows = (await db.exec(statement)).all()
+        tiers: dict[uuid.UUID, set[AITier]] = {}
+        for prototype_id, tier in rows:
+            if prototype_id is not None:
+                tiers.setdefault(prototype_id, set()).add(AITier(tier))
+        return {prototype_id for prototype_id, used in tiers.items() if used == {AITier.OFFLINE}}
 
     async def _claim_voice(
         self, account: Account, received: ReceivedFile, language: str | None, idempotency_key: str | None
@@ -262,13 +287,16 @@ def stored_progress(prototype: Prototype) -> PrototypeProgress:
     )
 
 
-def prototype_view(settings: Settings, prototype: Prototype, progress: PrototypeProgress) -> PrototypeView:
+def prototype_view(
+    settings: Settings, prototype: Prototype, progress: PrototypeProgress, *, template: bool
+) -> PrototypeView:
     """The one way a prototype is shown: the workflow's progress (live, or as stored), and the row's facts."""
     completed = progress.status == PrototypeStatus.COMPLETED
     return PrototypeView(
         **progress.model_dump(exclude={"prototype_id"}),
         prototype_id=prototype.id,
         source="voice" if prototype.source == "voice" else "text",
+        template=template,
         cost_usd=progress.cost_usd_micros / _MICROS_PER_USD,
         download_url=download_path(progress.file_id) if completed and progress.file_id else None,
         download_link=browser_link(settings, progress.file_id) if completed and progress.file_id else None,

@@ -43,6 +43,9 @@ class PrototypeView(BaseModel):
     current_step: str | None
     trying: AITier | None = Field(default=None, description="The provider being asked right now (live only)")
     progress_percent: int
+    template: bool = Field(
+        default=False, description="True when the offline template answered every step so far: no model was asked"
+    )
     cost_usd_micros: int
     cost_usd: float
     file_id: uuid.UUID | None
