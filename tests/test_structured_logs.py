@@ -6,16 +6,24 @@ from __future__ import annotations
 import io
 import json
 import logging
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from helpers import eventually
+from fakes.stripe_emulator import SECRET_KEY, running_localstripe
+from helpers import bearer, eventually, register_and_login
+from payments_support import checkout, payment_stack, signed_stripe_event, with_gateway
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.storage import sign_download
 from logs import JsonFormatter, TextFormatter, build_handler
+from models.types import utcnow
 from observability import RedactCredentials
 from settings import Settings
 from workflows.contact import ContactWorkflow
@@ -135,3 +143,62 @@ async def test_an_insane_request_id_is_replaced(api: httpx.AsyncClient, json_log
 async def test_every_answer_has_a_request_id_even_an_unmatched_route(api: httpx.AsyncClient) -> None:
     first, second = await api.get("/nowhere"), await api.get("/nowhere")
     assert first.status_code == 404 and first.headers["X-Request-ID"] != second.headers["X-Request-ID"]
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+WEBHOOK_SECRET = "whsec_statex_logs_secret"
+
+
+async def test_no_line_holds_a_password_token_or_key(
+    settings: Settings, temporal: Client, engine: AsyncEngine, json_logs: JsonLines
+) -> None:
+    """Everything logged while signing up, in, refreshing, reading /me, failing a sign-in, uploading and
+    downloading by token, and paying by Stripe (through localstripe, its signed webhook too) is scanned for
+    the actual secrets used."""
+    secrets: set[str] = {WEBHOOK_SECRET, SECRET_KEY, settings.jwt_secret.get_secret_value()}
+    with running_localstripe() as localstripe_url:
+        stripe_settings = with_gateway(
+            settings,
+            stripe_secret_key=SecretStr(SECRET_KEY),
+            stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
+            stripe_api_base=localstripe_url,
+        )
+        async with payment_stack(stripe_settings, temporal, engine) as http:
+            account = await register_and_login(http, password="a password nobody logs 7")
+            secrets |= {account["password"], account["access_token"], account["refresh_token"]}
+            refused = await http.post("/auth/login", json={"email": account["email"], "password": "wrong password 9"})
+            assert refused.status_code == 401
+            secrets.add("wrong password 9")
+            refreshed = (await http.post("/auth/refresh", json={"refresh_token": account["refresh_token"]})).json()
+            secrets |= {refreshed["access_token"], refreshed["refresh_token"]}
+            token = refreshed["access_token"]
+            assert (await http.get("/auth/me", headers=bearer(token))).status_code == 200
+            uploaded = await http.post(
+                "/api/files/upload", files={"file": ("a.png", PNG, "image/png")}, headers=bearer(token)
+            )
+            file_id = uploaded.json()["fileId"]
+            link = sign_download(settings, uuid.UUID(file_id), utcnow() + timedelta(hours=1))
+            secrets.add(link)
+            assert (await http.get(f"/api/files/{file_id}", params={"token": link})).content == PNG
+            payment = (await checkout(http, token, {"tier": "PREMIUM", "gateway": "STRIPE"}))["payment"]
+            secrets.add(payment["next_action"]["client_secret"])
+            event = {
+                "id": f"evt_{uuid.uuid4().hex}",
+                "type": "payment_intent.succeeded",
+                "data": {"object": {"id": payment["gateway_id"], "object": "payment_intent", "status": "succeeded"}},
+            }
+            body, headers = signed_stripe_event(event, WEBHOOK_SECRET)
+            secrets.add(headers["Stripe-Signature"])
+            await http.post("/api/payments/webhooks/STRIPE", content=body, headers=headers)
+            forged, forged_headers = signed_stripe_event(event, "whsec_not_ours")
+            rejected = await http.post("/api/payments/webhooks/STRIPE", content=forged, headers=forged_headers)
+            assert rejected.status_code == 400
+
+    lines = json_logs.lines()
+    loggers = {line["logger"] for line in lines}
+    assert {"statex.access", "services.accounts", "services.temporal", "services.payments"} <= loggers
+    (refusal,) = [line for line in lines if line["logger"] == "services.accounts"]
+    assert refusal["user_id"] == account["user"]["id"] and account["email"] not in json_logs.text
+    assert any(line.get("route") == "/auth/me" and line.get("user_id") == account["user"]["id"] for line in lines)
+    leaked = {secret for secret in secrets if secret in json_logs.text}
+    assert not leaked, f"secrets in the logs: {leaked}"
