@@ -27,4 +27,4 @@ RUN pip install --no-deps .
 USER statex
 EXPOSE 8000
 # A container started without ENVIRONMENT runs as production: the default JWT secret is refused, /docs is off.
-CMD ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--no-server-header"]
+CMD ["uvicorn", "api.app:serve", "--factory", "--host", "0.0.0.0", "--port", "8000", "--no-server-header"]

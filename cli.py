@@ -29,6 +29,7 @@ from temporalio.common import SearchAttributeKey
 import local_stripe
 import worker
 from api.app import create_app
+from logs import configure_logging
 from models.db import create_engine, migrate
 from settings import Settings, get_settings
 from workflows import search_attributes
@@ -235,7 +236,7 @@ def api_command(settings: Settings) -> list[str]:
         sys.executable,
         "-m",
         "uvicorn",
-        "api.app:create_app",
+        "api.app:serve",  # logging from settings, uvicorn's access log replaced by the request log
         "--factory",
         "--host",
         settings.api_host,
@@ -323,7 +324,15 @@ def run_worker(_: Settings) -> int:
 
 
 def run_api(settings: Settings) -> int:
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, server_header=False)
+    # log_config=None keeps the logging main() set up; the request log replaces the access log
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        server_header=False,
+        log_config=None,
+        access_log=False,
+    )
     return 0
 
 
@@ -410,12 +419,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="success: 4242 4242 4242 4242; declined: 4000 0000 0000 0341",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # `run` polls /ready: one line per poll otherwise
+    settings = get_settings()
+    configure_logging(settings)  # quiets httpx too: `run` polls /ready, one line per poll otherwise
     if args.command == "pay":
-        sys.exit(pay(get_settings(), args.payment_id, args.card))
+        sys.exit(pay(settings, args.payment_id, args.card))
     handler, _ = COMMANDS[args.command]
-    sys.exit(handler(get_settings()))
+    sys.exit(handler(settings))
 
 
 if __name__ == "__main__":

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     ready_worker_seen_seconds: float = Field(default=60.0, gt=0)
     """/ready answers 503 when no worker has polled the task queue within this many seconds."""
 
+    # Logs
+    log_format: Literal["json", "text"] | None = None
+    """`json`: one object per line for a log pipeline; unset: json in production, readable text elsewhere."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
     # Email: a local outbox folder by default, Amazon SES v2 in production
     email_backend: Literal["outbox", "ses"] = "outbox"
     email_from: str = "Statex <no-reply@statex.local>"
@@ -300,6 +305,10 @@ class Settings(BaseSettings):
     @property
     def docs_enabled(self) -> bool:
         return self.api_docs_enabled if self.api_docs_enabled is not None else not self.is_production
+
+    @property
+    def effective_log_format(self) -> Literal["json", "text"]:
+        return self.log_format or ("json" if self.is_production else "text")
 
     @property
     def is_production(self) -> bool:

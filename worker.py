@@ -26,6 +26,8 @@ from activities.packaging import PackagingActivities
 from activities.payments import checkout_activities
 from activities.records import RecordActivities
 from activities.storage import StorageActivities, build_storage
+from log_propagation import RequestIdFromHeaders
+from logs import configure_logging
 from models.ai_prices import load_prices
 from models.db import create_engine, migrate
 from models.enums import AITier
@@ -102,7 +104,7 @@ async def build_worker(
             task_queue=settings.temporal_task_queue,
             workflows=list(WORKFLOWS),
             activities=activities_for(settings, engine, clients, mailer),
-            interceptors=sentry_worker_interceptors(settings),
+            interceptors=[RequestIdFromHeaders(), *sentry_worker_interceptors(settings)],
             **options,
         )
         async with worker:
@@ -146,8 +148,9 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run(get_settings()))
+    settings = get_settings()
+    configure_logging(settings)
+    asyncio.run(run(settings))
 
 
 if __name__ == "__main__":

@@ -187,6 +187,7 @@ class EmailActivities:
             metrics.emails.labels(self.mailer.name, "failed").inc()  # each failed attempt
             raise
         metrics.emails.labels(self.mailer.name, "sent").inc()
+        activity.logger.info("email %s sent through %s", message.message_id, self.mailer.name)  # no address: personal
         delivery = EmailDelivery(
             message_id=message.message_id,
             recipient=", ".join(message.to)[:320],

@@ -80,6 +80,13 @@ class PaymentRecords:
             await db.commit()
         if moved.rowcount:  # a retry finds it moved already and counts nothing
             metrics.payments_settled.labels(payment.gateway.lower(), new.value).inc()
+            activity.logger.info(
+                "payment %s %s -> %s",
+                payment_id,
+                expected.value,
+                new.value,
+                extra={"payment_id": str(payment_id), "gateway": payment.gateway.lower(), "payment_status": new.value},
+            )
 
 
 async def _recompute_tier(db: AsyncSession, user_id: uuid.UUID) -> None:

@@ -57,6 +57,7 @@ class RecordActivities:
         )
         if marked:  # a retry finds it marked already and counts nothing
             metrics.files_deleted.inc()
+            activity.logger.info("file %s deleted by retention", file_id, extra={"file_id": str(file_id)})
 
     @activity.defn
     async def record_prototype_milestone(self, milestone: PrototypeMilestone) -> None:

@@ -20,9 +20,11 @@ from api.docs import TAGS, install_docs
 from api.errors import error_response, errors, install_error_handlers
 from api.metrics import install_metrics
 from api.ratelimit import RateLimiter, RateLimitExceeded, bucket_for
+from api.request_log import RequestLog
 from api.routes import ai, auth, capabilities, contact, files, health, payments, prototypes
 from api.security_headers import SecurityHeaders
 from api.uploads import UploadSlots
+from logs import configure_logging
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
 from observability import init_sentry, install_log_redaction
@@ -44,6 +46,14 @@ def operation_id(route: APIRoute) -> str:
     """`auth-register`, `files-download`: names that generated clients can use as they are."""
     name = route.name.replace("_", "-")
     return name if not route.tags else f"{route.tags[0]}-{name}"
+
+
+def serve() -> FastAPI:
+    """uvicorn's factory for a served API (`statex api`, `statex run`, the image): the process's logging
+    from settings, then the app. Tests call create_app and keep pytest's own log capture."""
+    settings = get_settings()
+    configure_logging(settings)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
@@ -95,10 +105,11 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         allow_credentials=True,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
-        expose_headers=["Retry-After", "Location"],
+        expose_headers=["Retry-After", "Location", "X-Request-ID"],
         max_age=600,
     )
-    app.add_middleware(SecurityHeaders, hsts=settings.api_behind_tls)  # outermost: CORS answers get them too
+    app.add_middleware(SecurityHeaders, hsts=settings.api_behind_tls)  # CORS answers get them too
+    app.add_middleware(RequestLog)  # outermost: every answer has an id and a line, timed in full
     install_error_handlers(app, hide_internal_errors=settings.is_production)
     install_metrics(app, settings)
 

@@ -143,8 +143,11 @@ async def enforce(request: Request, *, count: bool = True) -> None:
     if not limiter.enabled or client_ip(request) in limiter.allow_list:
         return
     identity = limit_identity(request)
-    decision = await limiter.check(bucket_for(request.url.path), identity, count=count)
+    bucket = bucket_for(request.url.path)
+    decision = await limiter.check(bucket, identity, count=count)
     if not decision.allowed:
+        kind = identity.partition(":")[0]  # whether a user or an IP ran out, not which IP: personal data
+        log.warning("rate limit refused in bucket %s (%s)", bucket, kind, extra={"bucket": bucket, "identity": kind})
         raise RateLimitExceeded(decision)
 
 

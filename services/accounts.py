@@ -6,6 +6,7 @@ downstream can hold the session it came from.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 
@@ -16,6 +17,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import metrics
+from logs import email_digest
 from models.api.auth import RegisterRequest, TokenPair
 from models.enums import ServiceTier
 from models.tables import Session, User
@@ -30,6 +32,8 @@ from services.security import (
     issue_access_token,
     verify_password,
 )
+
+log = logging.getLogger(__name__)
 
 
 class Account(BaseModel):
@@ -70,6 +74,8 @@ class AccountService(Service):
             user = (await db.exec(select(User).where(User.email == email))).first()
         # bcrypt runs with no connection held
         if not await verify_password(password, user.password_hash if user else None, self.settings.bcrypt_rounds):
+            who = {"user_id": str(user.id)} if user else {"email_digest": email_digest(email)}  # no address in logs
+            log.warning("sign-in refused: %s", "wrong password" if user else "no such account", extra=who)
             raise Unauthorized(BAD_CREDENTIALS)
         assert user is not None
         session = Session(

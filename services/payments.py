@@ -154,7 +154,7 @@ class PaymentService(Service):
         try:
             notice = await gateways.verify_webhook(self.settings, gateway, headers, body)
         except WebhookRejected as err:
-            log.warning("rejected %s webhook: %s", gateway, err)
+            log.warning("rejected %s webhook: %s", gateway, err, extra={"gateway": gateway, "reason": str(err)})
             raise BadRequest(str(err)) from err
         except gateways.GatewayNotConfigured as err:
             raise Unavailable(str(err)) from err

@@ -4,6 +4,7 @@ unreachable Temporal is a 503 that says nothing was done)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import timedelta
@@ -30,6 +31,8 @@ WorkflowClass = TypeVar("WorkflowClass")
 Input = TypeVar("Input")
 Output = TypeVar("Output")
 Result = TypeVar("Result")
+
+log = logging.getLogger(__name__)
 
 UNAVAILABLE = "The workflow service is unavailable; nothing was saved, please try again"
 
@@ -76,7 +79,7 @@ async def start_workflow(
     """Start `run` under the workflow module's `policy`. With an idempotent policy a repeated start (a retried
     request) gets the existing run, running or closed; otherwise a second start is a 409."""
     try:
-        return await temporal.start_workflow(
+        handle = await temporal.start_workflow(
             run,
             arg,
             **_start_options(settings, id, policy, search_attributes, summary),
@@ -85,10 +88,19 @@ async def start_workflow(
         )
     except WorkflowAlreadyStartedError as err:
         if policy.idempotent:
+            _log_start("workflow %s %s already started: a retry joins it", run, id)
             return temporal.get_workflow_handle_for(run, id)
         raise Conflict(f"Workflow {id} is already running") from err
     except RPCError as err:
         raise Unavailable(UNAVAILABLE) from err
+    _log_start("workflow %s %s started", run, id)
+    return handle
+
+
+def _log_start(message: str, run: Callable[..., Any], id: str) -> None:
+    """Type and id of each workflow a request starts; the request id comes along (logs.request_id)."""
+    workflow_type = run.__qualname__.partition(".")[0]
+    log.info(message, workflow_type, id, extra={"workflow_id": id, "workflow_type": workflow_type})
 
 
 async def start_with_update(
@@ -110,7 +122,7 @@ async def start_with_update(
     slow Temporal is a 503, as for start_workflow."""
     operation = WithStartWorkflowOperation(run, arg, **_start_options(settings, id, policy, search_attributes, summary))
     try:
-        return await temporal.start_update_with_start_workflow(
+        accepted = await temporal.start_update_with_start_workflow(
             update,
             start_workflow_operation=operation,
             wait_for_stage=WorkflowUpdateStage.ACCEPTED,
@@ -122,6 +134,8 @@ async def start_with_update(
     except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as err:
         await _collect_start(operation)
         raise Unavailable(UNAVAILABLE) from err
+    _log_start("workflow %s %s started or joined with an update", run, id)
+    return accepted
 
 
 async def _collect_start(operation: WithStartWorkflowOperation[Any, Any]) -> None:

@@ -30,6 +30,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.app import create_app
+from log_propagation import RequestIdToWorkflows
 from models.db import create_engine, migrate
 from settings import Settings
 from worker import build_worker
@@ -114,6 +115,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=executable("temporal"),
         search_attributes=search_attributes.ALL,
         data_converter=pydantic_data_converter,
+        interceptors=[RequestIdToWorkflows()],  # as workflows.client.connect gives the API's client
         ui=False,
         dev_server_log_level="error",
     )

@@ -194,11 +194,15 @@ class ModelCaller:
                     summary=f"{purpose} via {provider_name(tier)}",
                 )
             except ActivityError as err:
+                name = provider_name(tier)
                 if err.retry_state == RetryState.NON_RETRYABLE_FAILURE:
+                    workflow.logger.warning("%s via %s refused, no fallback: %s", purpose, name, _reason(err))
                     raise _stop(err) from err
-                failures.append(f"{provider_name(tier)}: {_reason(err)}")
+                workflow.logger.warning("%s via %s failed after retries: %s", purpose, name, _reason(err))
+                failures.append(f"{name}: {_reason(err)}")
             finally:
                 self.trying = None
+        workflow.logger.error("%s: no AI provider answered (%s)", purpose, ", ".join(map(provider_name, providers)))
         raise ApplicationError(
             "No AI provider answered after retries: " + "; ".join(failures),
             type=AIFailure.ALL_PROVIDERS_DOWN,

@@ -6,6 +6,7 @@ from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
+from log_propagation import RequestIdToWorkflows
 from settings import Settings
 
 
@@ -23,5 +24,6 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         tls=tls or bool(settings.temporal_api_key),
         data_converter=pydantic_data_converter,
+        interceptors=[RequestIdToWorkflows()],  # a workflow's log lines carry the id of the request that started it
         runtime=runtime,
     )

@@ -48,6 +48,7 @@ class ContactWorkflow:
             return self.progress()
         self._team_notified = True
         self._sender_confirmed = await send_email(confirmation_email(notice), "confirm to the sender") is not None
+        workflow.logger.info("contact %s: team notified, sender %s", notice.contact_id, self._sender_confirmed)
         await workflow.execute_activity_method(
             RecordActivities.mark_contact_notified,
             notice.contact_id,
