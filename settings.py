@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     temporal_rpc_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long a request waits on Temporal before answering 503, rather than hanging."""
 
+    # Traces (OpenTelemetry over OTLP/HTTP), e.g. http://127.0.0.1:4318; unset: no tracing at all
+    otel_exporter_otlp_endpoint: str | None = None
+
     # Auth
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"

@@ -33,6 +33,7 @@ from models.db import create_engine, migrate
 from models.enums import AITier
 from observability import init_sentry, sentry_worker_interceptors
 from settings import Settings, get_settings
+from tracing import configure_tracing
 from workflows.ai import Routing
 from workflows.chat import ChatWorkflow
 from workflows.checkout import CheckoutWorkflow
@@ -150,7 +151,12 @@ async def run(settings: Settings) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging(settings)
-    asyncio.run(run(settings))
+    provider = configure_tracing(settings, "worker")
+    try:
+        asyncio.run(run(settings))
+    finally:
+        if provider is not None:
+            provider.shutdown()  # flush the last spans
 
 
 if __name__ == "__main__":

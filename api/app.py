@@ -30,6 +30,7 @@ from models.db import Database, engine_for, migrate
 from observability import init_sentry, install_log_redaction
 from services.runtime import Runtime
 from settings import Settings, get_settings
+from tracing import configure_tracing, trace_requests
 from workflows.client import connect
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,11 @@ def serve() -> FastAPI:
     from settings, then the app. Tests call create_app and keep pytest's own log capture."""
     settings = get_settings()
     configure_logging(settings)
-    return create_app(settings)
+    provider = configure_tracing(settings, "api")
+    app = create_app(settings)
+    if provider is not None:
+        trace_requests(app, provider)
+    return app
 
 
 def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:

@@ -8,6 +8,7 @@ from temporalio.runtime import Runtime
 
 from log_propagation import RequestIdToWorkflows
 from settings import Settings
+from tracing import temporal_interceptors
 
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
@@ -24,6 +25,7 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         tls=tls or bool(settings.temporal_api_key),
         data_converter=pydantic_data_converter,
-        interceptors=[RequestIdToWorkflows()],  # a workflow's log lines carry the id of the request that started it
+        # A workflow's log lines carry the id of the request that started it; its spans, the request's trace.
+        interceptors=[RequestIdToWorkflows(), *temporal_interceptors(settings)],
         runtime=runtime,
     )

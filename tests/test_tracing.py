@@ -1,0 +1,56 @@
+"""One trace from the request to the last activity: FastAPI's span, the workflow's and each activity's share
+a trace id (in-memory exporter; in production the same spans go over OTLP)."""
+
+from __future__ import annotations
+
+import uuid
+
+from helpers import eventually, serve
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from api.app import create_app
+from log_propagation import RequestIdToWorkflows
+from settings import Settings
+from tracing import temporal_interceptors, trace_requests
+from worker import build_worker
+from workflows.contact import workflow_id
+
+
+async def test_a_contact_request_and_its_activities_share_one_trace(
+    temporal: Client, settings: Settings, engine: AsyncEngine
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    traced = Client(
+        temporal.service_client,
+        namespace=temporal.namespace,
+        data_converter=temporal.data_converter,
+        interceptors=[RequestIdToWorkflows(), *temporal_interceptors(settings, provider.get_tracer("statex-test"))],
+    )
+    app = create_app(settings, temporal=traced)
+    trace_requests(app, provider)
+    async with build_worker(traced, settings, engine), serve(app) as api:
+        sender = f"trace-{uuid.uuid4().hex[:8]}@example.com"
+        accepted = await api.post("/api/contact", json={"name": "Ada", "email": sender, "message": "trace me"})
+        assert accepted.status_code == 202, accepted.text
+        await traced.get_workflow_handle(workflow_id(uuid.UUID(accepted.json()["contact_id"]))).result()
+
+        def spans_named(prefix: str) -> list[object]:
+            return [span for span in exporter.get_finished_spans() if span.name.startswith(prefix)]
+
+        await eventually(lambda: _ready(spans_named("RunActivity:send_email")), what="the activities' spans")
+    [request] = [span for span in exporter.get_finished_spans() if span.name == "POST /api/contact"]
+    trace_id = request.context.trace_id
+    started = spans_named("StartWorkflow:ContactWorkflow")
+    activities = spans_named("RunActivity:")
+    assert started and len(activities) >= 3  # two emails and the contact's row
+    assert {span.context.trace_id for span in [*started, *activities]} == {trace_id}  # type: ignore[attr-defined]
+
+
+async def _ready(spans: list[object]) -> bool:
+    return len(spans) >= 2

@@ -1,0 +1,47 @@
+"""OpenTelemetry traces, when OTEL_EXPORTER_OTLP_ENDPOINT is set: one trace from a request through the
+workflow it starts, into each activity and the HTTP calls they make (gateways, AI providers).
+
+The API's spans come from FastAPI's instrumentation, Temporal's from temporalio's TracingInterceptor on the
+client (the worker takes the client's interceptors), outgoing HTTP from httpx's instrumentation. Sentry keeps
+working beside it: the two do not share anything.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from temporalio.client import Interceptor
+from temporalio.contrib.opentelemetry import TracingInterceptor
+
+from settings import Settings
+
+_UNTRACED_ROUTES = "health,ready,metrics"  # probes and scrapes: noise in every trace view
+
+
+def configure_tracing(settings: Settings, component: str) -> TracerProvider | None:
+    """The process's tracer provider, exporting over OTLP/HTTP; None (and no cost) without an endpoint."""
+    if not settings.otel_exporter_otlp_endpoint:
+        return None
+    provider = TracerProvider(resource=Resource.create({"service.name": f"statex-{component}"}))
+    endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    trace.set_tracer_provider(provider)  # the Temporal interceptor and the httpx instrumentation use the global one
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    return provider
+
+
+def trace_requests(app: FastAPI, provider: TracerProvider) -> None:
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=_UNTRACED_ROUTES)
+
+
+def temporal_interceptors(settings: Settings, tracer: trace.Tracer | None = None) -> list[Interceptor]:
+    """TracingInterceptor for a client (and the worker built on it) when tracing is on."""
+    if tracer is None and not settings.otel_exporter_otlp_endpoint:
+        return []
+    return [TracingInterceptor(tracer)]
