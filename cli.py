@@ -22,11 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from temporalio.common import SearchAttributeKey
 
 import worker
-from api.app import create_app
 from models.db import create_engine, migrate
 from settings import Settings, get_settings
 from workflows import search_attributes
@@ -200,8 +198,13 @@ def _ensure_free(host: str, port: int, setting: str) -> None:
         raise StartupError(f"{host}:{port} is already in use; stop what holds it or set {setting}") from err
 
 
+GRACEFUL_SHUTDOWN_SECONDS = 20  # requests in flight may finish (a long poll waits at most 60 s: it is cut short)
+
+
 def api_command(settings: Settings) -> list[str]:
-    return [
+    """The one way the API is served (`statex api`, `statex run`, the image): uvicorn on uvloop and httptools
+    (installed with the project; uvicorn's `auto` picks them), one process per core in production."""
+    command = [
         sys.executable,
         "-m",
         "uvicorn",
@@ -211,8 +214,19 @@ def api_command(settings: Settings) -> list[str]:
         settings.api_host,
         "--port",
         str(settings.api_port),
+        "--workers",
+        str(settings.effective_api_workers),
+        "--loop",
+        "auto",
+        "--http",
+        "auto",
+        "--timeout-graceful-shutdown",
+        str(GRACEFUL_SHUTDOWN_SECONDS),
         "--no-server-header",  # `server: uvicorn` tells an attacker which server's flaws to try
     ]
+    if not settings.effective_api_access_log:
+        command.append("--no-access-log")
+    return command
 
 
 def _temporal_binary() -> str:
@@ -290,8 +304,9 @@ def run_worker(_: Settings) -> int:
 
 
 def run_api(settings: Settings) -> int:
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, server_header=False)
-    return 0
+    """Becomes the server (exec): signals reach uvicorn directly, so a container stops it gracefully."""
+    command = api_command(settings)
+    os.execv(command[0], command)
 
 
 def run_migrations(settings: Settings) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -51,6 +52,13 @@ class Settings(BaseSettings):
     """Clients reach the API over HTTPS only (directly or through a TLS proxy): answers carry HSTS."""
     api_docs_enabled: bool | None = None
     """/docs, /redoc and /openapi.json; unset means on in development and test, off in production."""
+    api_workers: int | None = Field(default=None, ge=1, le=64)
+    """API processes (uvicorn workers). Unset: one per CPU core in production, one otherwise."""
+    api_max_concurrency: int = Field(default=64, ge=1, le=10_000)
+    """Requests in flight per API process; more answer 503 with Retry-After at once (not /health, /ready)."""
+    api_access_log: bool | None = None
+    """uvicorn's line per request. Unset: on in development, off in test and production (the metrics and
+    Sentry see every request; a log line per request costs the event loop)."""
 
     # Temporal (dev server for `make run`; a cluster or Temporal Cloud in production)
     temporal_address: str = "127.0.0.1:7233"
@@ -290,6 +298,16 @@ class Settings(BaseSettings):
     @property
     def docs_enabled(self) -> bool:
         return self.api_docs_enabled if self.api_docs_enabled is not None else not self.is_production
+
+    @property
+    def effective_api_workers(self) -> int:
+        if self.api_workers is not None:
+            return self.api_workers
+        return (os.cpu_count() or 1) if self.is_production else 1
+
+    @property
+    def effective_api_access_log(self) -> bool:
+        return self.api_access_log if self.api_access_log is not None else self.environment == "development"
 
     @property
     def is_production(self) -> bool:
