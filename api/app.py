@@ -21,6 +21,7 @@ from api.metrics import install_metrics
 from api.ratelimit import RateLimiter, RateLimitExceeded, bucket_for
 from api.routes import ai, auth, capabilities, contact, files, health, payments, prototypes
 from api.security_headers import SecurityHeaders
+from api.shedding import LoadShedding
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
 from observability import init_sentry, install_log_redaction
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     if settings.docs_enabled:
         install_docs(app)
     app.state.settings = settings
+    app.add_middleware(LoadShedding, max_in_flight=settings.api_max_concurrency)  # inside CORS and the headers
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.effective_cors_origins,
