@@ -7,6 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DATA_DIR=/data \
+    API_HOST=0.0.0.0 \
+    API_PORT=8000 \
     ENVIRONMENT=production
 
 RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home statex \
@@ -27,4 +29,5 @@ RUN pip install --no-deps .
 USER statex
 EXPOSE 8000
 # A container started without ENVIRONMENT runs as production: the default JWT secret is refused, /docs is off.
-CMD ["uvicorn", "api.app:serve", "--factory", "--host", "0.0.0.0", "--port", "8000", "--no-server-header"]
+# `statex api` execs uvicorn (uvloop + httptools) with one process per core unless API_WORKERS says otherwise.
+CMD ["python", "-m", "cli", "api"]

@@ -23,12 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from temporalio.common import SearchAttributeKey
 
 import local_stripe
 import worker
-from api.app import create_app
 from logs import configure_logging
 from models.db import create_engine, migrate
 from settings import Settings, get_settings
@@ -231,8 +229,13 @@ def _ensure_free(host: str, port: int, setting: str) -> None:
         raise StartupError(f"{host}:{port} is already in use; stop what holds it or set {setting}") from err
 
 
+GRACEFUL_SHUTDOWN_SECONDS = 20  # requests in flight may finish (a long poll waits at most 60 s: it is cut short)
+
+
 def api_command(settings: Settings) -> list[str]:
-    return [
+    """The one way the API is served (`statex api`, `statex run`, the image): uvicorn on uvloop and httptools
+    (installed with the project; uvicorn's `auto` picks them), one process per core in production."""
+    command = [
         sys.executable,
         "-m",
         "uvicorn",
@@ -242,8 +245,18 @@ def api_command(settings: Settings) -> list[str]:
         settings.api_host,
         "--port",
         str(settings.api_port),
+        "--workers",
+        str(settings.effective_api_workers),
+        "--loop",
+        "auto",
+        "--http",
+        "auto",
+        "--timeout-graceful-shutdown",
+        str(GRACEFUL_SHUTDOWN_SECONDS),
         "--no-server-header",  # `server: uvicorn` tells an attacker which server's flaws to try
+        "--no-access-log",  # the request log (api/request_log.py) replaces it, with request ids and no tokens
     ]
+    return command
 
 
 def _temporal_binary() -> str:
@@ -324,16 +337,9 @@ def run_worker(_: Settings) -> int:
 
 
 def run_api(settings: Settings) -> int:
-    # log_config=None keeps the logging main() set up; the request log replaces the access log
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        server_header=False,
-        log_config=None,
-        access_log=False,
-    )
-    return 0
+    """Becomes the server (exec): signals reach uvicorn directly, so a container stops it gracefully."""
+    command = api_command(settings)
+    os.execv(command[0], command)
 
 
 def run_migrations(settings: Settings) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -55,6 +56,10 @@ class Settings(BaseSettings):
     """Largest body of any route that is not an upload or a webhook: 413 past it, the rest never read."""
     max_webhook_body_bytes: int = Field(default=1024 * 1024, gt=0)
     """Largest body of a payment gateway's webhook (they send a few kilobytes): 413 past it."""
+    api_workers: int | None = Field(default=None, ge=1, le=64)
+    """API processes (uvicorn workers). Unset: one per CPU core in production, one otherwise."""
+    api_max_concurrency: int = Field(default=64, ge=1, le=10_000)
+    """Requests in flight per API process; more answer 503 with Retry-After at once (not /health, /ready)."""
 
     # Temporal (dev server for `make run`; a cluster or Temporal Cloud in production)
     temporal_address: str = "127.0.0.1:7233"
@@ -312,6 +317,12 @@ class Settings(BaseSettings):
     @property
     def effective_log_format(self) -> Literal["json", "text"]:
         return self.log_format or ("json" if self.is_production else "text")
+
+    @property
+    def effective_api_workers(self) -> int:
+        if self.api_workers is not None:
+            return self.api_workers
+        return (os.cpu_count() or 1) if self.is_production else 1
 
     @property
     def is_production(self) -> bool:

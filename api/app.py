@@ -23,6 +23,7 @@ from api.ratelimit import RateLimiter, RateLimitExceeded, bucket_for
 from api.request_log import RequestLog
 from api.routes import ai, auth, capabilities, contact, files, health, payments, prototypes
 from api.security_headers import SecurityHeaders
+from api.shedding import LoadShedding
 from api.uploads import UploadSlots
 from logs import configure_logging
 from models.api.common import ErrorResponse, RateLimitResponse
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.state.settings = settings
     app.state.upload_slots = UploadSlots(settings.uploads_per_user_at_once)
     app.add_middleware(BodyLimitMiddleware, settings=settings)  # inside CORS, so that its 413 is readable too
+    app.add_middleware(LoadShedding, max_in_flight=settings.api_max_concurrency)  # inside CORS and the headers
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.effective_cors_origins,

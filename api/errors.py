@@ -86,6 +86,15 @@ def install_error_handlers(app: FastAPI, *, hide_internal_errors: bool) -> None:
         log.warning("database pool exhausted on %s %s", request.method, request.url.path)
         return error_response(503, "The service is busy; please retry in a moment", headers={"Retry-After": "1"})
 
+    @app.exception_handler(sqlalchemy.exc.DBAPIError)
+    async def _database_error(request: Request, exc: sqlalchemy.exc.DBAPIError) -> JSONResponse:
+        """A pooled connection the server had closed (a restart, an idle timeout): there is no pre-ping, so
+        this request finds out; SQLAlchemy has already invalidated the pool and the retry gets a new one."""
+        if not exc.connection_invalidated:
+            return await _unexpected(request, exc)
+        log.warning("database connection lost on %s %s", request.method, request.url.path)
+        return error_response(503, "The database connection was lost; please retry", headers={"Retry-After": "1"})
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase

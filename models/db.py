@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,6 +20,7 @@ from settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATION_LOCK_ID = 0x5747_4558  # any constant: serialises migrations of processes starting together
+RECYCLE_SECONDS = 1800  # under any server or proxy idle timeout, so a pooled connection is rarely found dead
 
 
 def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 5.0) -> AsyncEngine:
@@ -40,7 +41,9 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True, **pool)
+    # No pre-ping (a round trip on every checkout): connections are recycled before idle timeouts close them,
+    # and a connection that died anyway invalidates the pool; that one request answers 503 (api/errors.py).
+    return create_async_engine(url, pool_recycle=RECYCLE_SECONDS, **pool)
 
 
 def engine_for(settings: Settings) -> AsyncEngine:
@@ -59,11 +62,19 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = session_factory(engine)
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")  # the same pool
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session:
             yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read of one statement that needs no transaction: on an autocommit connection it is one round
+        trip, without the BEGIN and ROLLBACK of a session. Core statements; nothing is written here."""
+        async with self._autocommit.connect() as connection:
+            yield connection
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

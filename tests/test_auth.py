@@ -119,6 +119,28 @@ async def test_logout_revokes_the_session(api: httpx.AsyncClient) -> None:
     assert (await api.get("/auth/me", headers=bearer(account["access_token"]))).status_code == 401
 
 
+async def test_a_token_in_use_is_refused_on_the_first_request_after_logout(api: httpx.AsyncClient) -> None:
+    """Authentication may be made cheap, never stale: a token that has just been accepted, again and again
+    (anything cached would be warm), is refused by the very next request once its session is revoked."""
+    account = await register_and_login(api)
+    headers = bearer(account["access_token"])
+    for _ in range(3):
+        assert (await api.get("/auth/me", headers=headers)).status_code == 200
+        assert (await api.get("/api/files", headers=headers)).status_code == 200
+    assert (await api.post("/auth/logout", json={"refresh_token": account["refresh_token"]})).status_code == 204
+    assert (await api.get("/auth/me", headers=headers)).status_code == 401
+    assert (await api.get("/api/files", headers=headers)).status_code == 401
+
+
+async def test_a_token_in_use_is_refused_once_its_family_is_revoked_for_reuse(api: httpx.AsyncClient) -> None:
+    account = await register_and_login(api)
+    headers = bearer(account["access_token"])
+    assert (await api.get("/auth/me", headers=headers)).status_code == 200
+    assert (await api.post("/auth/refresh", json={"refresh_token": account["refresh_token"]})).status_code == 200
+    assert (await api.post("/auth/refresh", json={"refresh_token": account["refresh_token"]})).status_code == 401
+    assert (await api.get("/auth/me", headers=headers)).status_code == 401
+
+
 def _forge(settings: Settings, **claims: object) -> str:
     now = utcnow()
     base: dict[str, object] = {

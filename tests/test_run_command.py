@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cli import temporal_command
+from cli import api_command, temporal_command
 from settings import Settings
 from workflows import search_attributes
 
@@ -79,6 +79,7 @@ def run_env(tmp_path: Path) -> dict[str, str]:
         ENVIRONMENT="development",
         EMAIL_BACKEND="outbox",
         RATE_LIMIT_ENABLED="false",
+        API_WORKERS="2",  # the production server configuration: several uvicorn processes under a supervisor
         PYTHONPATH=os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))),
         PYTHONUNBUFFERED="1",
     )
@@ -222,3 +223,26 @@ def test_compose_temporal_registers_the_search_attributes_run_does() -> None:
     from_compose = set(re.findall(r"--search-attribute=(\S+)", (REPO / "docker-compose.yml").read_text()))
     assert {value.partition("=")[0] for value in from_run} == {key.name for key in search_attributes.ALL}
     assert from_compose == from_run
+
+
+def test_production_serves_one_process_per_core_without_an_access_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    production = api_command(Settings(environment="production", jwt_secret="x" * 40))
+    development = api_command(Settings(environment="development"))
+    assert _flag(production, "--workers") == "4" and "--no-access-log" in production
+    assert _flag(development, "--workers") == "1"
+    assert "--no-access-log" in development  # everywhere: the request log, with ids and no tokens, replaces it
+    assert _flag(production, "--loop") == "auto" and _flag(production, "--http") == "auto"  # uvloop, httptools
+    assert (
+        _flag(api_command(Settings(environment="production", jwt_secret="x" * 40, api_workers=3)), "--workers") == "3"
+    )
+
+
+def test_the_image_and_compose_serve_the_api_the_way_statex_api_does() -> None:
+    """No second copy of the server flags to drift: both run `python -m cli api`, which execs api_command."""
+    assert 'CMD ["python", "-m", "cli", "api"]' in (REPO / "Dockerfile").read_text()
+    assert 'command: ["python", "-m", "cli", "api"]' in (REPO / "docker-compose.yml").read_text()
+
+
+def _flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]

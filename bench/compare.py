@@ -1,0 +1,247 @@
+"""`python -m bench.compare`: the project's API and a bare FastAPI app, same server flags, same run, fixed rates.
+
+Both are started here with the production configuration (`cli.api_command`: uvicorn, uvloop + httptools when
+installed, API_WORKERS processes, no access log) on 127.0.0.1; the project on a fresh PostgreSQL database with
+rate limits off and a Temporal dev server of its own. Each path is driven open-loop at each rate for a few
+seconds: requests are sent on schedule whatever the answers do, and latency counts from the scheduled send
+time (no coordinated omission). Prints figures; asserts nothing. Everything stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from cli import api_command, temporal_command
+from settings import Settings
+
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PATHS = ("/health", "/auth/me", "/api/files", "/api/payments/catalogue")
+CONNECTIONS = 256
+TIMEOUT_SECONDS = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Result:
+    sent: int
+    ok: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    seconds: float
+
+    @property
+    def ok_per_second(self) -> float:
+        return self.ok / self.seconds
+
+
+async def _one(
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None], request: bytes, port: int
+) -> bool:
+    connection = await pool.get()
+    try:
+        if connection is None:
+            connection = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = connection
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = next(
+            (
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
+        await reader.readexactly(length)
+        pool.put_nowait(connection)
+        return status == 200
+    except Exception:
+        if connection is not None:
+            connection[1].close()
+        pool.put_nowait(None)
+        raise
+
+
+async def drive(port: int, path: str, headers: dict[str, str], rate: int, seconds: float) -> Result:
+    """Open loop: request i is due at start + i / rate; its latency runs from then, not from when it left."""
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in headers.items())]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None] = asyncio.Queue()
+    for _ in range(CONNECTIONS):
+        pool.put_nowait(None)
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    errors = 0
+    total = int(rate * seconds)
+    start = loop.time() + 0.05
+
+    async def scheduled(due: float) -> None:
+        nonlocal errors
+        try:
+            ok = await asyncio.wait_for(_one(pool, request, port), TIMEOUT_SECONDS)
+        except Exception:
+            ok = False
+        if ok:
+            latencies.append(loop.time() - due)
+        else:
+            errors += 1
+
+    tasks = []
+    for i in range(total):
+        due = start + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(scheduled(due)))
+    await asyncio.gather(*tasks)
+    for connection in [pool.get_nowait() for _ in range(pool.qsize())]:
+        if connection is not None:
+            connection[1].close()
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
+
+    return Result(sent=total, ok=len(latencies), errors=errors, p50_ms=pct(0.50), p99_ms=pct(0.99), seconds=seconds)
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, process_group=0)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url}: the server exited with {process.returncode}")
+        with suppress(httpx.TransportError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not answer within {seconds:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="200,500,1000", help="requests per second, comma-separated")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per path and rate")
+    parser.add_argument("--workers", type=int, default=2, help="API_WORKERS for both servers")
+    args = parser.parse_args()
+    rates = [int(rate) for rate in args.rates.split(",")]
+
+    name = f"statex_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    folder = Path(tempfile.mkdtemp(prefix="statex-bench-"))
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        project_port, bare_port, temporal_port = free_port(), free_port(), free_port()
+        env = {
+            **os.environ,
+            "ENVIRONMENT": "production",
+            "JWT_SECRET": secrets.token_urlsafe(48),
+            "DATABASE_URL": f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}".replace(
+                "postgresql://", "postgresql+psycopg://"
+            ),
+            "DATA_DIR": str(folder),
+            "RATE_LIMIT_ENABLED": "false",
+            "REDIS_URL": "",
+            "SENTRY_DSN": "",
+            "BCRYPT_ROUNDS": "4",
+            "API_WORKERS": str(args.workers),
+            "API_HOST": "127.0.0.1",
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
+            "TEMPORAL_UI_PORT": str(free_port()),
+            "PYTHONPATH": os.pathsep.join(filter(None, (str(Path.cwd()), os.environ.get("PYTHONPATH")))),
+        }
+        settings = Settings(
+            _env_file=None,
+            **{
+                k.lower(): v
+                for k, v in env.items()
+                if k
+                in {  # type: ignore[arg-type]
+                    "ENVIRONMENT",
+                    "JWT_SECRET",
+                    "DATA_DIR",
+                    "API_WORKERS",
+                    "API_HOST",
+                    "TEMPORAL_ADDRESS",
+                }
+            },
+        )
+        processes.append(start(temporal_command(settings), env, folder / "temporal.log"))
+        project = api_command(settings.model_copy(update={"api_port": project_port}))
+        processes.append(start(project, env, folder / "project.log"))
+        base = f"http://127.0.0.1:{project_port}"
+        wait_ready(f"{base}/health", processes[-1])  # /ready also wants a worker: none runs here
+
+        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+        httpx.post(f"{base}/auth/register", json={"email": email, "password": "benchmark password"}).raise_for_status()
+        login = httpx.post(f"{base}/auth/login", json={"email": email, "password": "benchmark password"})
+        headers = {"Authorization": f"Bearer {login.raise_for_status().json()['access_token']}"}
+        catalogue = httpx.get(f"{base}/api/payments/catalogue").raise_for_status().text
+
+        bare = [part.replace("api.app:create_app", "bench.bare_app:create_app") for part in project]
+        bare[bare.index("--port") + 1] = str(bare_port)
+        processes.append(start(bare, {**env, "BENCH_CATALOGUE_JSON": catalogue}, folder / "bare.log"))
+        wait_ready(f"http://127.0.0.1:{bare_port}/health", processes[-1])
+
+        print(f"server: {' '.join(project[2:])}; {os.cpu_count()} CPUs; {args.seconds:.0f} s per measure")
+        print(
+            f"{'path':<26}{'rate':>6}  {'project ok/s':>12} {'p50':>8} {'p99':>8} {'err':>5}  "
+            f"{'bare ok/s':>10} {'p50':>8} {'p99':>8} {'err':>5}  {'p99 ratio':>9}"
+        )
+        for path in PATHS:
+            for rate in rates:
+                mine = asyncio.run(drive(project_port, path, headers, rate, args.seconds))
+                anchor = asyncio.run(drive(bare_port, path, headers, rate, args.seconds))
+                ratio = mine.p99_ms / anchor.p99_ms if anchor.p99_ms else float("nan")
+                print(
+                    f"{path:<26}{rate:>6}  {mine.ok_per_second:>12.0f} {mine.p50_ms:>7.1f}ms {mine.p99_ms:>7.1f}ms "
+                    f"{mine.errors:>5}  {anchor.ok_per_second:>10.0f} {anchor.p50_ms:>7.1f}ms "
+                    f"{anchor.p99_ms:>7.1f}ms {anchor.errors:>5}  {ratio:>8.2f}x",
+                    flush=True,
+                )
+    finally:
+        for process in reversed(processes):
+            stop(process)
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
