@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from temporalio.client import Client, TLSConfig
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
 from settings import Settings
+from workflows.codec import data_converter
 
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
@@ -22,6 +22,6 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         tls=tls or bool(settings.temporal_api_key),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         runtime=runtime,
     )
