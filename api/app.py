@@ -19,7 +19,7 @@ from api.docs import TAGS, install_docs
 from api.errors import error_response, install_error_handlers
 from api.metrics import install_metrics
 from api.ratelimit import RateLimiter, RateLimitExceeded, bucket_for
-from api.routes import ai, auth, capabilities, contact, files, health, payments, prototypes
+from api.routes import ai, auth, capabilities, codec, contact, files, health, payments, prototypes
 from api.security_headers import SecurityHeaders
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         expose_headers=["Retry-After", "Location"],
         max_age=600,
     )
+    app.add_middleware(codec.CodecCors, origins=settings.effective_temporal_ui_origins)
     app.add_middleware(SecurityHeaders, hsts=settings.api_behind_tls)  # outermost: CORS answers get them too
     install_error_handlers(app, hide_internal_errors=settings.is_production)
     install_metrics(app, settings)
@@ -123,4 +124,5 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     ):
         app.include_router(router, responses=COMMON_RESPONSES)
     app.include_router(payments.webhooks)
+    app.include_router(codec.router)  # operators only, not rate-limited
     return app

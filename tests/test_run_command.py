@@ -149,3 +149,9 @@ def test_compose_temporal_registers_the_search_attributes_run_does() -> None:
     from_compose = set(re.findall(r"--search-attribute=(\S+)", (REPO / "docker-compose.yml").read_text()))
     assert {value.partition("=")[0] for value in from_run} == {key.name for key in search_attributes.ALL}
     assert from_compose == from_run
+
+
+def test_run_points_the_temporal_ui_at_the_api_codec_server() -> None:
+    """The dev server's UI decodes the encrypted payloads through the API it runs next to."""
+    command = temporal_command(Settings(public_api_url="http://127.0.0.1:8000/"))  # type: ignore[call-arg]
+    assert dict(pairwise(command))["--ui-codec-endpoint"] == "http://127.0.0.1:8000/codec"

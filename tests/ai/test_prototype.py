@@ -4,7 +4,6 @@ activities -> a zip stored as a 24-hour file -> one email; GET /api/prototypes/{
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -42,13 +41,13 @@ async def submit(api: httpx.AsyncClient, account: dict[str, Any], body: dict[str
 
 
 async def activity_summaries(temporal: Client, prototype_id: str) -> list[str]:
-    """What the Temporal UI shows for each activity the workflow scheduled."""
+    """What the Temporal UI shows for each activity the workflow scheduled (decoded, as through the codec server)."""
     handle = temporal.get_workflow_handle(workflow_id(uuid.UUID(prototype_id)))
     summaries = []
     async for event in handle.fetch_history_events():
         if event.HasField("activity_task_scheduled_event_attributes"):
-            summaries.append(json.loads(event.user_metadata.summary.data))
-    return summaries
+            summaries.append(await temporal.data_converter.decode([event.user_metadata.summary], [str]))
+    return [summary for (summary,) in summaries]
 
 
 # --- the offline tier, end to end ---------------------------------------------------------------------------
