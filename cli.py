@@ -205,6 +205,8 @@ def temporal_command(settings: Settings) -> list[str]:
         "synchronous=normal",
         "--log-level",
         "error",
+        "--ui-codec-endpoint",  # the UI decodes encrypted payloads through the API (services/codec.py)
+        f"{settings.public_api_url.rstrip('/')}/codec",
     ]
     for key in search_attributes.ALL:
         command += ["--search-attribute", f"{key.name}={_attribute_type(key)}"]

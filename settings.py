@@ -76,6 +76,20 @@ class Settings(BaseSettings):
     # Traces (OpenTelemetry over OTLP/HTTP), e.g. http://127.0.0.1:4318; unset: no tracing at all
     otel_exporter_otlp_endpoint: str | None = None
 
+    # Workflow payloads are encrypted (AES-256-GCM) before they reach Temporal: see workflows/codec.py
+    payload_keys: SecretStr | None = None
+    """The key ring: `id:base64key` entries, comma-separated or a JSON list; each key 32 random bytes. Keep
+    retired keys listed so older histories still decode. Unset outside production: a development key is
+    generated once in DATA_DIR/payload-keys. Production refuses to start without it."""
+    payload_key_id: str | None = None
+    """The ring's key that encrypts new payloads; unset: the last one listed."""
+    codec_operator_token: SecretStr | None = None
+    """`Authorization: Bearer <token>` for POST /codec/decode and /codec/encode (the Temporal UI's and CLI's
+    codec server). Unset: refused, except in development to callers on this machine (the dev server's UI)."""
+    temporal_ui_origins: CommaList | None = None
+    """Browser origins of the Temporal UI allowed to call /codec; unset: http://localhost and 127.0.0.1 on
+    TEMPORAL_UI_PORT."""
+
     # Auth
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
@@ -259,6 +273,7 @@ class Settings(BaseSettings):
         "voice_allowed_types",
         "ai_eu_resident_providers",
         "ai_fallback_order",
+        "temporal_ui_origins",
         mode="before",
     )
     @classmethod
@@ -277,6 +292,8 @@ class Settings(BaseSettings):
             secret = self.jwt_secret.get_secret_value()
             if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
                 raise ValueError("JWT_SECRET must be set to a random value of at least 32 characters in production")
+            if self.payload_keys is None:
+                raise ValueError("PAYLOAD_KEYS must be set in production: workflow payloads are encrypted with them")
         return self
 
     @property
@@ -309,6 +326,12 @@ class Settings(BaseSettings):
         if self.cors_origins is not None:
             return list(self.cors_origins)
         return [] if self.is_production else list(DEV_CORS_ORIGINS)
+
+    @property
+    def effective_temporal_ui_origins(self) -> list[str]:
+        if self.temporal_ui_origins is not None:
+            return list(self.temporal_ui_origins)
+        return [f"http://{host}:{self.temporal_ui_port}" for host in ("localhost", "127.0.0.1")]
 
     @property
     def docs_enabled(self) -> bool:

@@ -21,7 +21,7 @@ from api.errors import error_response, errors, install_error_handlers
 from api.metrics import install_metrics
 from api.ratelimit import RateLimiter, RateLimitExceeded, bucket_for
 from api.request_log import RequestLog
-from api.routes import ai, auth, capabilities, contact, files, health, payments, prototypes
+from api.routes import ai, auth, capabilities, codec, contact, files, health, payments, prototypes
 from api.security_headers import SecurityHeaders
 from api.shedding import LoadShedding
 from api.uploads import UploadSlots
@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         expose_headers=["Retry-After", "Location", "X-Request-ID"],
         max_age=600,
     )
+    app.add_middleware(codec.CodecCors, origins=settings.effective_temporal_ui_origins)
     app.add_middleware(SecurityHeaders, hsts=settings.api_behind_tls)  # CORS answers get them too
     app.add_middleware(RequestLog)  # outermost: every answer has an id and a line, timed in full
     install_error_handlers(app, hide_internal_errors=settings.is_production)
@@ -146,4 +147,5 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     ):
         app.include_router(router, responses=COMMON_RESPONSES)
     app.include_router(payments.webhooks, responses=errors(413))
+    app.include_router(codec.router)  # operators only, not rate-limited
     return app

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -20,6 +19,7 @@ from models.db import create_engine, migrate
 from settings import Settings
 from worker import build_worker
 from workflows import search_attributes
+from workflows.codec import data_converter
 
 
 @dataclass
@@ -44,7 +44,7 @@ async def running_stack(**overrides: object) -> AsyncIterator[Stack]:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
             search_attributes=search_attributes.ALL,
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(settings),
             ui=False,
             dev_server_extra_args=[
                 "--db-filename",

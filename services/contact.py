@@ -44,7 +44,7 @@ class ContactService(Service):
                 id=workflow_id(contact.id),
                 policy=START_POLICY,
                 search_attributes=search_attributes.for_resource(contact.id, contact.user_id),
-                summary=f"Contact form from {body.email}",
+                summary="Contact form message",  # no personal data: summaries are meant to stay legible
             )
         return _accepted(contact)
 

@@ -214,7 +214,7 @@ class FileService(Service):
                 id=workflow_id(file.id),
                 policy=START_POLICY,
                 search_attributes=search_attributes.for_resource(file.id, file.user_id),
-                summary=f"Delete {file.original_name[:100]} at {file.expires_at:%Y-%m-%d %H:%M} UTC",
+                summary=f"Delete file at {file.expires_at:%Y-%m-%d %H:%M} UTC",  # its name may be personal
             )
         try:
             await self.storage.put_file(file.storage_key, received.path, file.content_type)

@@ -236,7 +236,6 @@ class PrototypeService(Service):
 
     async def _start(self, prototype: Prototype, order: PrototypeOrder) -> None:
         """The row is committed first, then the workflow starts; if it cannot, the row is deleted again."""
-        summary = f"Prototype: {' '.join(prototype.idea.split())[:80]}" if prototype.idea else "Prototype by voice"
         async with staged(self.database, prototype):
             await start_workflow(
                 self.temporal,
@@ -246,7 +245,7 @@ class PrototypeService(Service):
                 id=workflow_id(prototype.id),
                 policy=START_POLICY,
                 search_attributes=search_attributes.for_resource(prototype.id, prototype.user_id),
-                summary=summary,
+                summary="Prototype from a written idea" if prototype.idea else "Prototype from a voice message",
             )
         metrics.prototypes_submitted.labels(order.providers[0].value.lower() if order.providers else "none").inc()
 

@@ -22,10 +22,10 @@ import pytest
 from fastapi import FastAPI
 from helpers import serve
 from moto.server import ThreadedMotoServer
+from payload_keys import CONVERTER, PAYLOAD_KEYS
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -114,7 +114,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=executable("temporal"),
         search_attributes=search_attributes.ALL,
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         interceptors=[RequestIdToWorkflows()],  # as workflows.client.connect gives the API's client
         ui=False,
         dev_server_log_level="error",
@@ -135,7 +135,7 @@ async def time_skipping_environment() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server with the project's search attributes. Its clock is shared by
     everything in it, so each timer test should have its own (see the `skipping` fixture)."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=executable("temporal-test-server"), data_converter=pydantic_data_converter
+        test_server_existing_path=executable("temporal-test-server"), data_converter=CONVERTER
     )
     try:
         await env.client.operator_service.add_search_attributes(
@@ -174,6 +174,7 @@ def settings(tmp_path: Path, database_url: str, engine: AsyncEngine) -> Settings
         rate_limit_namespace=f"test-{uuid.uuid4().hex}",
         redis_url=None,
         sentry_dsn=None,
+        payload_keys=PAYLOAD_KEYS,  # the key ring of the Temporal environments' CONVERTER
     )
 
 

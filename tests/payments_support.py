@@ -21,9 +21,9 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 from helpers import bearer, eventually
+from payload_keys import CONVERTER
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -168,7 +168,7 @@ async def time_skipping_checkout(
         await db.commit()
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
     )
     try:
         async with build_worker(env.client, settings, engine):

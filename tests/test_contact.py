@@ -16,11 +16,11 @@ from conftest import AppFactory, executable
 from helpers import eventually, serve
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
+from payload_keys import CONVERTER
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
@@ -161,7 +161,7 @@ async def test_outbox_never_overwrites_a_sent_message(settings: Settings) -> Non
 async def test_nothing_is_saved_when_temporal_is_unreachable(settings: Settings, engine: AsyncEngine) -> None:
     """Temporal goes down after the API started: the request fails clearly and leaves no orphan row."""
     doomed = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=executable("temporal"), data_converter=pydantic_data_converter, ui=False
+        dev_server_existing_path=executable("temporal"), data_converter=CONVERTER, ui=False
     )
     sender = f"lost-{uuid.uuid4().hex[:8]}@example.com"
     async with serve(create_app(settings, temporal=doomed.client)) as api:

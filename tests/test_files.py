@@ -15,12 +15,12 @@ import pytest
 from conftest import AppFactory, executable
 from fastapi import FastAPI
 from helpers import bearer, eventually, register_and_login, serve
+from payload_keys import CONVERTER
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.storage import CHUNK_BYTES, Storage, download_token_allows, sign_download
@@ -262,7 +262,7 @@ def test_openapi_names_each_file_operation_and_its_errors(make_app: AppFactory) 
 async def test_no_retention_workflow_means_no_upload(settings: Settings, engine: AsyncEngine) -> None:
     """Temporal is down: the upload fails clearly and leaves no object, no row and no temporary file."""
     doomed = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=executable("temporal"), data_converter=pydantic_data_converter, ui=False
+        dev_server_existing_path=executable("temporal"), data_converter=CONVERTER, ui=False
     )
     async with serve(create_app(settings, temporal=doomed.client)) as api:
         account = await register_and_login(api)

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from conftest import REDIS_URL, AppFactory
 from helpers import bearer, eventually, new_email, register_and_login, serve
+from payload_keys import PAYLOAD_KEYS
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -215,10 +216,9 @@ async def test_development_allows_the_common_dev_servers(make_app: AppFactory, o
 
 
 def test_production_allows_only_the_configured_origins() -> None:
-    assert Settings(_env_file=None, environment="production", jwt_secret="x" * 40).effective_cors_origins == []  # type: ignore[call-arg]
-    configured = Settings(
-        _env_file=None, environment="production", jwt_secret="x" * 40, cors_origins=["https://a.example"]
-    )  # type: ignore[call-arg]
+    production = {"environment": "production", "jwt_secret": "x" * 40, "payload_keys": PAYLOAD_KEYS}
+    assert Settings(_env_file=None, **production).effective_cors_origins == []  # type: ignore[call-arg, arg-type]
+    configured = Settings(_env_file=None, **production, cors_origins=["https://a.example"])  # type: ignore[call-arg, arg-type]
     assert configured.effective_cors_origins == ["https://a.example"]
 
 

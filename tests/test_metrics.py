@@ -15,12 +15,12 @@ import httpx
 import pytest
 from ai.support import calls_of, finished, outbox, service, sign_in
 from helpers import bearer, eventually, serve
+from payload_keys import CONVERTER
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from test_contact import MESSAGE
 from test_files import PNG, upload
@@ -139,7 +139,7 @@ async def test_the_worker_endpoint_serves_the_temporal_sdks_metrics_and_its_own(
     client = await Client.connect(
         temporal_env.client.service_client.config.target_host,
         namespace=temporal_env.client.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         runtime=metrics_runtime(sdk_port),  # a Runtime of its own: its exporter holds the port for the process
     )
     exporter = metrics.serve_worker_metrics("127.0.0.1", worker_port, f"http://127.0.0.1:{sdk_port}/metrics")

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from payload_keys import PAYLOAD_KEYS
 
 from cli import api_command, temporal_command
 from settings import Settings
@@ -227,14 +228,20 @@ def test_compose_temporal_registers_the_search_attributes_run_does() -> None:
 
 def test_production_serves_one_process_per_core_without_an_access_log(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    production = api_command(Settings(environment="production", jwt_secret="x" * 40))
+    production = api_command(Settings(environment="production", jwt_secret="x" * 40, payload_keys=PAYLOAD_KEYS))
     development = api_command(Settings(environment="development"))
     assert _flag(production, "--workers") == "4" and "--no-access-log" in production
     assert _flag(development, "--workers") == "1"
     assert "--no-access-log" in development  # everywhere: the request log, with ids and no tokens, replaces it
     assert _flag(production, "--loop") == "auto" and _flag(production, "--http") == "auto"  # uvloop, httptools
     assert (
-        _flag(api_command(Settings(environment="production", jwt_secret="x" * 40, api_workers=3)), "--workers") == "3"
+        _flag(
+            api_command(
+                Settings(environment="production", jwt_secret="x" * 40, payload_keys=PAYLOAD_KEYS, api_workers=3)
+            ),
+            "--workers",
+        )
+        == "3"
     )
 
 
@@ -246,3 +253,9 @@ def test_the_image_and_compose_serve_the_api_the_way_statex_api_does() -> None:
 
 def _flag(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
+
+
+def test_run_points_the_temporal_ui_at_the_api_codec_server() -> None:
+    """The dev server's UI decodes the encrypted payloads through the API it runs next to."""
+    command = temporal_command(Settings(public_api_url="http://127.0.0.1:8000/"))  # type: ignore[call-arg]
+    assert dict(pairwise(command))["--ui-codec-endpoint"] == "http://127.0.0.1:8000/codec"

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from conftest import AppFactory
 from helpers import bearer, new_email, serve
+from payload_keys import PAYLOAD_KEYS
 
 from activities.storage import sign_download
 from models.types import utcnow
@@ -100,5 +101,6 @@ async def test_docs_and_schema_can_be_switched_off(make_app: AppFactory) -> None
 def test_docs_default_on_in_development_and_off_in_production(
     environment: str, setting: bool | None, enabled: bool
 ) -> None:
-    settings = Settings(_env_file=None, environment=environment, jwt_secret="x" * 48, api_docs_enabled=setting)  # type: ignore[call-arg, arg-type]
+    production_safe = {"jwt_secret": "x" * 48, "payload_keys": PAYLOAD_KEYS}
+    settings = Settings(_env_file=None, environment=environment, api_docs_enabled=setting, **production_safe)  # type: ignore[call-arg, arg-type]
     assert settings.docs_enabled is enabled

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from payload_keys import PAYLOAD_KEYS
 from pydantic import ValidationError
 
 from settings import DEFAULT_JWT_SECRET, Settings
@@ -23,9 +24,16 @@ def test_production_refuses_the_default_jwt_secret() -> None:
 def test_production_starts_with_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENVIRONMENT", "production")
     monkeypatch.setenv("JWT_SECRET", "x" * 48)
+    monkeypatch.setenv("PAYLOAD_KEYS", PAYLOAD_KEYS)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.jwt_secret.get_secret_value() != DEFAULT_JWT_SECRET
     assert settings.effective_allow_list == frozenset()  # no rate-limit exemptions in production
+
+
+def test_production_refuses_to_start_without_payload_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", "x" * 48)
+    with pytest.raises(ValidationError, match="PAYLOAD_KEYS must be set"):
+        Settings(_env_file=None, environment="production")  # type: ignore[call-arg]
 
 
 def test_development_allows_localhost_and_lists_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from temporalio.client import Client, TLSConfig
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
 from log_propagation import RequestIdToWorkflows
 from settings import Settings
 from tracing import temporal_interceptors
+from workflows.codec import data_converter
 
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
@@ -24,7 +24,7 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         tls=tls or bool(settings.temporal_api_key),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         # A workflow's log lines carry the id of the request that started it; its spans, the request's trace.
         interceptors=[RequestIdToWorkflows(), *temporal_interceptors(settings)],
         runtime=runtime,

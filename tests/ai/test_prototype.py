@@ -4,7 +4,6 @@ activities -> a zip stored as a 24-hour file -> one email; GET /api/prototypes/{
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -42,13 +41,13 @@ async def submit(api: httpx.AsyncClient, account: dict[str, Any], body: dict[str
 
 
 async def activity_summaries(temporal: Client, prototype_id: str) -> list[str]:
-    """What the Temporal UI shows for each activity the workflow scheduled."""
+    """What the Temporal UI shows for each activity the workflow scheduled (decoded, as through the codec server)."""
     handle = temporal.get_workflow_handle(workflow_id(uuid.UUID(prototype_id)))
     summaries = []
     async for event in handle.fetch_history_events():
         if event.HasField("activity_task_scheduled_event_attributes"):
-            summaries.append(json.loads(event.user_metadata.summary.data))
-    return summaries
+            summaries.append(await temporal.data_converter.decode([event.user_metadata.summary], [str]))
+    return [summary for (summary,) in summaries]
 
 
 # --- the offline tier, end to end ---------------------------------------------------------------------------
@@ -342,7 +341,7 @@ async def test_long_polls_hold_no_database_connection_while_they_wait(
         owner, other = await sign_in(api, engine), await sign_in(api, engine)
         prototype_id = await submit(api, owner)
         database = app.state.runtime.database
-        sessions_of, closed = database.session, 0
+        sessions_of, reads_of, closed = database.session, database.read, 0
 
         @asynccontextmanager
         async def counted_session() -> AsyncIterator[Any]:
@@ -351,7 +350,15 @@ async def test_long_polls_hold_no_database_connection_while_they_wait(
                 yield session
             closed += 1
 
-        database.session = counted_session  # each poll: one session to sign in, one to read the row
+        @asynccontextmanager
+        async def counted_read() -> AsyncIterator[Any]:
+            nonlocal closed
+            async with reads_of() as connection:
+                yield connection
+            closed += 1
+
+        # Each poll: one connection to sign in (a read), one session to read the row; both given back.
+        database.session, database.read = counted_session, counted_read
         status_url = f"/api/prototypes/{prototype_id}"
         polls = [
             asyncio.create_task(api.get(status_url, params={"wait": 30}, headers=owner["headers"])) for _ in range(2)

@@ -28,8 +28,8 @@ TESTS = HERE.parent
 sys.path[:0] = [str(TESTS.parent), str(TESTS)]  # this checkout's code before any installed copy
 
 from helpers import eventually  # noqa: E402
+from payload_keys import CONVERTER  # noqa: E402
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from workflow_stubs import (  # noqa: E402
     Outside,
@@ -223,7 +223,7 @@ async def main() -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         search_attributes=search_attributes.ALL,
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         ui=False,
         dev_server_log_level="error",
     )

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from payload_keys import CONVERTER
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from worker import WORKFLOWS
@@ -30,7 +30,7 @@ def workflow_type(history: WorkflowHistory) -> str:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda path: str(path.relative_to(HERE)))
 async def test_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=CONVERTER)
     history = load(path)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     if result.replay_failure is not None:
