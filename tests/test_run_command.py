@@ -77,6 +77,8 @@ def run_env(tmp_path: Path) -> dict[str, str]:
         TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
         TEMPORAL_UI_PORT=str(free_port()),
         LOCAL_STRIPE_PORT=str(free_port()),
+        WORKER_METRICS_PORT=str(free_port()),  # two stacks (or another test's worker) must not share one
+        WORKER_SDK_METRICS_PORT=str(free_port()),
         ENVIRONMENT="development",
         EMAIL_BACKEND="outbox",
         RATE_LIMIT_ENABLED="false",

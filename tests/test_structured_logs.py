@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fakes.stripe_emulator import SECRET_KEY, running_localstripe
 from helpers import bearer, eventually, register_and_login
+from payload_keys import PAYLOAD_KEYS
 from payments_support import checkout, payment_stack, signed_stripe_event, with_gateway
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -90,7 +91,7 @@ def test_extras_with_a_sensitive_name_or_a_credential_are_filtered(json_logs: Js
 
 def test_log_format_is_json_in_production_and_text_elsewhere() -> None:
     assert Settings(_env_file=None, environment="test").effective_log_format == "text"  # type: ignore[call-arg]
-    production = Settings(_env_file=None, environment="production", jwt_secret="x" * 48)  # type: ignore[call-arg]
+    production = Settings(_env_file=None, environment="production", jwt_secret="x" * 48, payload_keys=PAYLOAD_KEYS)  # type: ignore[call-arg]
     assert production.effective_log_format == "json"
     assert isinstance(build_handler("json").formatter, JsonFormatter)
     assert isinstance(build_handler("text").formatter, TextFormatter)
