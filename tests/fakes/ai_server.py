@@ -62,6 +62,8 @@ class FakeAIServer:
     calls: list[RecordedCall] = field(default_factory=list)
     prompt_tokens: int = PROMPT_TOKENS
     completion_tokens: int = COMPLETION_TOKENS
+    cached_tokens: int = 0
+    """Of the prompt tokens, how many the answer reports as served from the provider's cache."""
     _failures: dict[str, deque[Failure]] = field(default_factory=dict)
     _delays: dict[str, deque[float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -131,6 +133,7 @@ class FakeAIServer:
                     "prompt_tokens": self.prompt_tokens,
                     "completion_tokens": self.completion_tokens,
                     "total_tokens": self.prompt_tokens + self.completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
                 },
             }
         )
