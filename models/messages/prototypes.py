@@ -12,6 +12,36 @@ from models.enums import AITier, PrototypeStatus
 from models.messages.ai import AICallPolicy, TranscriptionCall
 
 
+class VerificationRequest(BaseModel):
+    """The code answers to check, in order: a later answer's file replaces an earlier one of the same path."""
+
+    prototype_id: uuid.UUID
+    round: int = Field(ge=0, description="0: the code step's answer; n: after the n-th fix round")
+    code_answers: list[str]
+
+
+class SandboxCheck(BaseModel):
+    name: str = Field(description="What was checked: 'compile app/main.py', 'parse config.toml', 'pytest ...'")
+    passed: bool
+    output: str = Field(default="", description="What the check said, trimmed to a few KB")
+
+
+class VerificationResult(BaseModel):
+    """The sandbox's verdict on one version of the code."""
+
+    round: int
+    passed: bool = Field(description="Files were found and every check passed")
+    files: list[str]
+    checks: list[SandboxCheck]
+    network_isolated: bool = Field(description="The checks ran in a network namespace of their own")
+
+    def failures(self) -> str:
+        """What failed, as the fix prompt and the report quote it."""
+        if not self.files:
+            return "No files could be read from the answer: give every file as a fenced block naming its path."
+        return "\n\n".join(f"{check.name}:\n{check.output}".rstrip() for check in self.checks if not check.passed)
+
+
 class PrototypeOrder(BaseModel):
     """PrototypeWorkflow's input: everything the API decided (providers, limits) before the workflow starts."""
 
@@ -43,6 +73,10 @@ class PrototypeProgress(BaseModel):
     cost_usd_micros: int
     file_id: uuid.UUID | None
     error: str | None
+    verified: bool | None = Field(
+        default=None, description="The code passed its sandbox checks (None: not verified yet, or an older run)"
+    )
+    fix_rounds: int = Field(default=0, description="How often failing code went back to the code agent")
 
 
 class PrototypeMilestone(BaseModel):
@@ -57,6 +91,9 @@ class PrototypeMilestone(BaseModel):
     cost_usd_micros: int = Field(ge=0)
     file_id: uuid.UUID | None = None
     error: str | None = None
+    verified: bool | None = None
+    fix_rounds: int = 0
+    verification: VerificationResult | None = Field(default=None, description="The latest sandbox verdict")
 
 
 class StepAnswer(BaseModel):
@@ -82,6 +119,8 @@ class PrototypePackage(BaseModel):
     answers: list[StepAnswer]
     made_at: datetime = Field(description="The zip entries' date: the same bytes on every retry")
     expires_at: datetime
+    verification: VerificationResult | None = Field(default=None, description="Shipped as VERIFICATION.md")
+    fix_rounds: int = 0
 
 
 class PackagedPrototype(BaseModel):
