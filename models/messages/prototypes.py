@@ -34,9 +34,12 @@ class VerificationResult(BaseModel):
     files: list[str]
     checks: list[SandboxCheck]
     network_isolated: bool = Field(description="The checks ran in a network namespace of their own")
+    sandbox_error: str | None = Field(default=None, description="The sandbox itself could not run: nothing checked")
 
     def failures(self) -> str:
-        """What failed, as the fix prompt and the report quote it."""
+        """What failed, as the fix prompt and VERIFICATION.md quote it."""
+        if self.sandbox_error is not None:
+            return f"The sandbox could not run: {self.sandbox_error}"
         if not self.files:
             return "No files could be read from the answer: give every file as a fenced block naming its path."
         return "\n\n".join(f"{check.name}:\n{check.output}".rstrip() for check in self.checks if not check.passed)
@@ -57,6 +60,7 @@ class PrototypeOrder(BaseModel):
     transcription_timeout_seconds: float = Field(default=300.0, gt=0)
     file_lifetime: timedelta
     link_base_url: str = Field(description="The API's public address, for the download link in the email")
+    fix_rounds: int = Field(default=2, ge=0, description="Fix rounds at most when the code fails its checks")
 
 
 class PrototypeProgress(BaseModel):
