@@ -19,6 +19,7 @@ Checks: each Python file compiles, each JSON / TOML / YAML file parses, and when
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -131,26 +132,33 @@ class Sandbox:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     def run(self, folder: Path, arguments: list[str]) -> Ran:
-        """`python <arguments>` in `folder`, under every limit; the process group dies at the wall limit."""
+        """`python <arguments>` in `folder`, under every limit; the process group dies at the wall limit, and
+        whatever it left running dies when it ends. Output goes to a file, not a pipe, so RLIMIT_FSIZE bounds
+        it and the worker never buffers more than the tail it keeps."""
         environment = {"PATH": MINIMAL_PATH, "HOME": str(folder), "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
         command = [*(self.jail or []), *self.privileges, sys.executable, *arguments]
-        process = subprocess.Popen(
-            command,
-            cwd=folder,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=self._limit,  # the limits must be set in the child before exec
-        )
-        try:
-            output, _ = process.communicate(timeout=self.limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
-            return Ran(None, output.decode("utf-8", "replace"))
-        return Ran(process.returncode, output.decode("utf-8", "replace"))
+        with tempfile.TemporaryFile() as output:
+            process = subprocess.Popen(
+                command,
+                cwd=folder,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=self._limit,  # the limits must be set in the child before exec
+            )
+            try:
+                returncode: int | None = process.wait(timeout=self.limits.wall_seconds)
+            except subprocess.TimeoutExpired:
+                returncode = None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            size = output.seek(0, os.SEEK_END)
+            output.seek(max(0, size - 4 * MAX_OUTPUT_CHARS))
+            text = output.read().decode("utf-8", "replace")
+        return Ran(returncode, text)
 
     def verify(self, request: VerificationRequest) -> VerificationResult:
         files: dict[str, str] = {}

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from temporalio.testing import ActivityEnvironment
 
+from activities.packaging import verification_report
 from activities.sandbox import Sandbox, SandboxActivities, SandboxLimits, network_jail
 from models.messages.prototypes import VerificationRequest, VerificationResult
 
@@ -164,3 +165,19 @@ async def test_the_activity_reports_the_verdict() -> None:
     request = VerificationRequest(prototype_id=uuid.uuid4(), round=2, code_answers=[answer(("a.py", "x = (\n"))])
     result = await ActivityEnvironment().run(SandboxActivities(FAST).verify_code, request)
     assert (result.round, result.passed, result.files) == (2, False, ["a.py"])
+
+
+def test_a_flood_of_output_is_cut_at_the_file_size_limit_and_only_its_tail_is_kept() -> None:
+    flood = "import sys\n\ndef test_flood():\n    while True:\n        sys.stdout.write('x' * 65536)\n"
+    result = verify(("test_flood.py", flood))
+    passed, output = check(result, "pytest")
+    assert not passed
+    assert len(output) < 5_000
+
+
+def test_without_a_network_namespace_the_verdict_says_the_network_was_not_isolated() -> None:
+    result = Sandbox(FAST, jail=None).verify(
+        VerificationRequest(prototype_id=uuid.uuid4(), round=0, code_answers=[answer(("a.py", "x = 1\n"))])
+    )
+    assert result.passed and not result.network_isolated
+    assert "**the network was not isolated**" in verification_report(result, fix_rounds=0)
