@@ -203,11 +203,14 @@ class Settings(BaseSettings):
     ai_chat_wait_seconds: float = Field(default=20.0, gt=0)
     """How long POST /api/ai/chat waits for the answer before it answers 202 with a status URL."""
     ai_price_table: Path | None = None
-    """A price table of your own (the format of models/ai_prices.toml); unset: that shipped file."""
+    """Price overrides of your own (the format of models/ai_prices.toml); unset: that shipped file. Chat models
+    without a row there are priced by genai-prices."""
 
     # Prototypes and voice input: POST /api/ai/prototype and /api/ai/voice run PrototypeWorkflow
     public_api_url: str = "http://127.0.0.1:8000"
     """Where customers reach this API: the prototype email's download link starts with it."""
+    prototype_fix_rounds: int = Field(default=2, ge=0, le=5)
+    """How often code that fails its sandbox checks goes back to the code agent with the errors."""
     voice_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     """Larger voice messages get 413 (25 MB is also the most Whisper takes)."""
     voice_allowed_types: CommaList = Field(

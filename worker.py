@@ -25,6 +25,7 @@ from activities.email import EmailActivities, Mailer, build_mailer
 from activities.packaging import PackagingActivities
 from activities.payments import checkout_activities
 from activities.records import RecordActivities
+from activities.sandbox import SandboxActivities
 from activities.storage import StorageActivities, build_storage
 from log_propagation import RequestIdFromHeaders
 from logs import configure_logging
@@ -66,6 +67,7 @@ def activities_for(
         records.record_prototype_milestone,
         storage.delete_object,
         PackagingActivities(files, engine, settings).package_prototype,
+        SandboxActivities().verify_code,
         *ai_activities(settings, engine, files, clients),
         *checkout_activities(settings, engine, clients),
     ]

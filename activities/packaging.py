@@ -1,9 +1,10 @@
 """Packaging a prototype: the agents' answers become a zip, stored as a file like any upload (kept 24 hours).
 
 The zip holds README.md (the idea, which model made each part, the cost), one markdown document per step,
-and under `code/` every fenced block of the code step that names its path. The same answers always give
-the same bytes (fixed entry dates and order), so a retried activity stores the same object again and the
-File row, keyed by the workflow's file id, is inserted once.
+under `code/` every fenced block of the code step that names its path (a fix round's block replaces the file),
+and VERIFICATION.md when the code was checked in the sandbox (activities.sandbox): what passed, what failed.
+The same answers always give the same bytes (fixed entry dates and order), so a retried activity stores the
+same object again and the File row, keyed by the workflow's file id, is inserted once.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from temporalio import activity
 from activities.ai.offline import OFFLINE_MODEL, OFFLINE_NOTICE
 from activities.storage import Storage, sign_download, storage_key
 from models.db import insert_if_absent, open_session
-from models.messages.prototypes import PackagedPrototype, PrototypePackage
+from models.messages.prototypes import PackagedPrototype, PrototypePackage, VerificationResult
 from models.tables import File
 from settings import Settings
 
 CODE_FOLDER = "code"
+VERIFICATION = "VERIFICATION.md"
 ZIP_CONTENT_TYPE = "application/zip"
 MAX_CODE_FILES = 100
 _MICROS_PER_USD = 1_000_000
@@ -111,11 +113,52 @@ def _readme(package: PrototypePackage, files: dict[str, str]) -> str:
         lines += [f"  - `{CODE_FOLDER}/{path}`" for path in files]
     else:
         lines += ["- No files could be read from the code step's answer; its text is in its document above."]
+    if package.verification is not None:
+        lines += [f"- `{VERIFICATION}`: {verdict(package.verification, package.fix_rounds)}"]
     lines += ["", "## How it was made", "", "| step | model | cost (USD) |", "|---|---|---|"]
     lines += [f"| {a.step} | `{a.model_used}` | {usd(a.cost_usd_micros)} |" for a in package.answers]
     total = sum(answer.cost_usd_micros for answer in package.answers)
     lines += ["", f"Total cost of the AI calls: {usd(total)}.", ""]
     return "\n".join(lines)
+
+
+def verdict(result: VerificationResult, fix_rounds: int) -> str:
+    rounds = f"{fix_rounds} fix round{'s' if fix_rounds != 1 else ''}"
+    if result.sandbox_error is not None:
+        return "NOT verified: the sandbox could not run"
+    if not result.files:
+        return "NOT verified: no files could be read from the code step's answer"
+    if result.passed:
+        return "verified: the code passed every check in the sandbox" + (f" after {rounds}" if fix_rounds else "")
+    return f"NOT verified: the code still fails checks in the sandbox after {rounds}"
+
+
+def verification_report(result: VerificationResult, fix_rounds: int) -> str:
+    """VERIFICATION.md: the verdict, how the sandbox was closed, every check, and the output of each failure."""
+    network = (
+        "no network (a network namespace of its own)"
+        if result.network_isolated
+        else "**the network was not isolated** (no namespace could be made on this server)"
+    )
+    lines = [
+        "# Verification",
+        "",
+        f"**{verdict(result, fix_rounds)}.**",
+        "",
+        f"Checked in a sandbox: {network}, an empty environment, and limits on CPU time, memory, file size, "
+        "processes and wall time. Each Python file was compiled, each JSON / TOML / YAML file parsed, and the "
+        "tests among the files were run with pytest.",
+        "",
+    ]
+    if result.sandbox_error is not None or not result.files:
+        return "\n".join([*lines, result.failures(), ""])
+    lines += ["| check | result |", "|---|---|"]
+    lines += [f"| {check.name} | {'passed' if check.passed else 'FAILED'} |" for check in result.checks]
+    fence = "~~~~"  # the output may hold ``` fences of its own
+    for check in result.checks:
+        if not check.passed:
+            lines += ["", f"## {check.name}", "", f"{fence}text", check.output, fence]
+    return "\n".join([*lines, ""])
 
 
 def package_entries(package: PrototypePackage) -> dict[str, str]:
@@ -125,6 +168,8 @@ def package_entries(package: PrototypePackage) -> dict[str, str]:
     }
     entries = {"README.md": _readme(package, files)}
     entries |= {answer.document: answer.text for answer in package.answers}
+    if package.verification is not None:
+        entries[VERIFICATION] = verification_report(package.verification, package.fix_rounds)
     entries |= {f"{CODE_FOLDER}/{path}": text for path, text in files.items()}
     return entries
 

@@ -63,9 +63,11 @@ class RecordActivities:
     async def record_prototype_milestone(self, milestone: PrototypeMilestone) -> None:
         """Absolute values, so writing a milestone twice is harmless. The API commits the row right after
         starting the workflow: until it has, this fails and Temporal retries."""
-        values: dict[str, Any] = milestone.model_dump(exclude={"prototype_id", "idea", "steps_done"}) | {
-            "updated_at": utcnow()
-        }
+        values: dict[str, Any] = milestone.model_dump(
+            exclude={"prototype_id", "idea", "steps_done", "verification"}
+        ) | {"updated_at": utcnow()}
+        if milestone.verification is not None:
+            values["verification"] = milestone.verification.model_dump(mode="json")
         if milestone.steps_done is not None:
             values["steps_done"] = milestone.steps_done
         if milestone.idea is not None:

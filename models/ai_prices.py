@@ -1,8 +1,12 @@
-"""The AI price table (models/ai_prices.toml) as typed models, and the cost of a call in micro-dollars.
+"""What a call to a model costs, in micro-dollars: Pydantic's maintained `genai-prices` database, with the local
+table (models/ai_prices.toml) as an override.
 
-Prices are data, not code, so a price change is a one-line edit with its date. Costs are computed in
-Decimal from the exact figures and rounded once, half up, to whole micro-dollars (the unit every AI
-cost is stored in), so a bill of many calls adds up to the cent.
+Chat calls are priced by `genai-prices` (input, output and cached input per provider and model, kept up to date
+by its maintainers) unless the table has a row for the model: that row wins, for deployments with negotiated
+prices or models genai-prices does not know (self-hosted Ollama: "*" at 0). Transcription is priced per audio
+minute from the table only (genai-prices prices tokens, not minutes). Costs are computed in Decimal and
+rounded once, half up, to whole micro-dollars (the unit every AI cost is stored in), so a bill of many calls
+adds up to the cent.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ import tomllib
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, Protocol, TypeVar
 
+import genai_prices
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from models.enums import AITier
@@ -46,14 +51,49 @@ class _Checked(BaseModel):
     source: str
 
 
+def _micros(usd: Decimal) -> int:
+    return int((usd * _MICROS_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+class ChatPrice(Protocol):
+    def cost_micros(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> int:
+        """`input_tokens` counts every prompt token, `cached_input_tokens` the part the provider served from cache."""
+        ...
+
+
 class TokenPrice(_Checked):
+    """An override row: a negotiated price. Cached input costs the input price unless the row says otherwise."""
+
     input_usd_per_million_tokens: Usd
     output_usd_per_million_tokens: Usd
+    cached_input_usd_per_million_tokens: Usd | None = None
 
-    def cost_micros(self, input_tokens: int, output_tokens: int) -> int:
+    def cost_micros(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> int:
         """USD per million tokens times tokens is exactly micro-dollars."""
-        micros = input_tokens * self.input_usd_per_million_tokens + output_tokens * self.output_usd_per_million_tokens
+        cached_price = self.cached_input_usd_per_million_tokens
+        if cached_price is None:
+            cached_price = self.input_usd_per_million_tokens
+        micros = (
+            (input_tokens - cached_input_tokens) * self.input_usd_per_million_tokens
+            + cached_input_tokens * cached_price
+            + output_tokens * self.output_usd_per_million_tokens
+        )
         return int(micros.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+class GenaiPrice(BaseModel):
+    """A model as `genai-prices` prices it (its bundled snapshot: no network at run time)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    model: str
+
+    def cost_micros(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> int:
+        usage = genai_prices.Usage(
+            input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cached_input_tokens or None
+        )
+        return _micros(genai_prices.calc_price(usage, self.model, provider_id=self.provider).total_price)
 
 
 class AudioPrice(_Checked):
@@ -70,8 +110,17 @@ class PriceTable(BaseModel):
     chat: dict[Provider, dict[str, TokenPrice]] = Field(default_factory=dict)
     transcription: dict[Provider, dict[str, AudioPrice]] = Field(default_factory=dict)
 
-    def chat_price(self, tier: AITier, model: str) -> TokenPrice:
-        return _lookup(self.chat, "chat", tier, model)
+    def chat_price(self, tier: AITier, model: str) -> ChatPrice:
+        """The table's row if it has one (an override), else genai-prices' price; PriceNotFound if neither."""
+        try:
+            return _lookup(self.chat, "chat", tier, model)
+        except PriceNotFound as unknown:
+            price = GenaiPrice(provider=tier.value.lower(), model=model)
+            try:
+                price.cost_micros(0, 0)
+            except LookupError:
+                raise PriceNotFound(f"{unknown} (genai-prices does not know it either)") from None
+            return price
 
     def transcription_price(self, tier: AITier, model: str) -> AudioPrice:
         return _lookup(self.transcription, "transcription", tier, model)

@@ -103,6 +103,11 @@ class Prototype(SQLModel, table=True):
     cost_usd_micros: int = Field(default=0, ge=0, sa_type=sa.BigInteger)
     file_id: uuid.UUID | None = Field(default=None, foreign_key="files.id", ondelete="SET NULL")
     error: str | None = Field(default=None, sa_type=sa.Text)
+    verified: bool | None = None
+    """Whether the code passed its sandbox checks; None: not checked (yet, or a run older than the sandbox)."""
+    fix_rounds: int = Field(default=0, ge=0, sa_column_kwargs={"server_default": "0"})
+    verification: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """The latest VerificationResult (models.messages.prototypes), as the workflow recorded it."""
     created_at: datetime = _created()
     updated_at: datetime = _created()
     completed_at: datetime | None = _moment()

@@ -232,6 +232,7 @@ class PrototypeService(Service):
             transcription_timeout_seconds=self.settings.ai_transcription_timeout_seconds,
             file_lifetime=timedelta(hours=self.settings.file_retention_hours),
             link_base_url=self.settings.public_api_url,
+            fix_rounds=self.settings.prototype_fix_rounds,
         )
 
     async def _start(self, prototype: Prototype, order: PrototypeOrder) -> None:
@@ -283,6 +284,8 @@ def stored_progress(prototype: Prototype) -> PrototypeProgress:
         cost_usd_micros=prototype.cost_usd_micros,
         file_id=prototype.file_id,
         error=prototype.error,
+        verified=prototype.verified,
+        fix_rounds=prototype.fix_rounds,
     )
 
 

@@ -44,7 +44,15 @@ from models.messages.payments import (
     GatewaySession,
     GatewayStatus,
 )
-from models.messages.prototypes import PackagedPrototype, PrototypeMilestone, PrototypeOrder, PrototypePackage
+from models.messages.prototypes import (
+    PackagedPrototype,
+    PrototypeMilestone,
+    PrototypeOrder,
+    PrototypePackage,
+    SandboxCheck,
+    VerificationRequest,
+    VerificationResult,
+)
 from worker import WORKFLOWS
 
 STUB_MODEL = "stub-model"
@@ -75,6 +83,8 @@ class Outside:
     """What gateway_status answers to a poll."""
     cancel_answer: GatewayState = GatewayState.FAILED
     refund_answer: GatewayState = GatewayState.REFUNDED
+    verifications_failing: int = 0
+    """The first this many sandbox verdicts fail (a syntax error); the ones after pass."""
     held: dict[str, asyncio.Event] = field(default_factory=dict)
     """Activities (by name) that wait for their event before answering: a test holds a workflow mid-step."""
     calls: list[Call] = field(default_factory=list)
@@ -110,6 +120,7 @@ class StubActivities:
             self.record_prototype_milestone,
             self.delete_object,
             self.package_prototype,
+            self.verify_code,
             self.offline_chat,
             self.ollama_chat,
             self.openai_chat,
@@ -177,6 +188,17 @@ class StubActivities:
             sha256="0" * 64,
             download_token=DOWNLOAD_TOKEN,
             names=[answer.document for answer in package.answers],
+        )
+
+    @activity.defn(name="verify_code")
+    async def verify_code(self, request: VerificationRequest) -> VerificationResult:
+        await self._note(request)
+        failing = len(self.outside.called("verify_code")) <= self.outside.verifications_failing
+        check = SandboxCheck(
+            name="compile main.py", passed=not failing, output="SyntaxError: invalid syntax" if failing else ""
+        )
+        return VerificationResult(
+            round=request.round, passed=not failing, files=["main.py"], checks=[check], network_isolated=True
         )
 
     # --- AI providers ------------------------------------------------------------------------------------

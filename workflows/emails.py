@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from activities.ai.offline import OFFLINE_MODEL
-from activities.packaging import usd
+from activities.packaging import usd, verdict
 from models.messages.email import EmailMessage
-from models.messages.prototypes import PrototypeOrder, PrototypeProgress, StepAnswer
+from models.messages.prototypes import PrototypeOrder, PrototypeProgress, StepAnswer, VerificationResult
 
 
 def _title(idea: str) -> str:
@@ -27,6 +27,7 @@ def ready_email(
     expires_at: datetime,
     answers: list[StepAnswer],
     download_token: str,
+    verification: VerificationResult | None = None,
 ) -> EmailMessage:
     """The link works from the email without signing in: it carries a token for this one file."""
     link = f"{order.link_base_url.rstrip('/')}/api/files/{progress.file_id}?token={download_token}"
@@ -47,9 +48,17 @@ def ready_email(
             f"{link}\n\n"
             f"Inside: {', '.join(answer.document for answer in answers)}, the code and a README, made in "
             f"{len(progress.steps)} steps. The AI calls cost {usd(progress.cost_usd_micros)}.\n"
-            f"{note}\n-- The Statex team"
+            f"{_verification_note(verification, progress.fix_rounds)}{note}\n-- The Statex team"
         ),
     )
+
+
+def _verification_note(verification: VerificationResult | None, fix_rounds: int) -> str:
+    """Whether the code passed its sandbox checks, said plainly either way (VERIFICATION.md has the details)."""
+    if verification is None:
+        return ""
+    said = verdict(verification, fix_rounds)
+    return f"\n{said[0].upper()}{said[1:]}. VERIFICATION.md in the zip lists every check and what it said.\n"
 
 
 def failure_email(order: PrototypeOrder, idea: str, reason: str) -> EmailMessage:

@@ -91,3 +91,25 @@ PIPELINE: tuple[AgentStep, ...] = (
         max_tokens=1200,
     ),
 )
+
+
+FIX = AgentStep(
+    name="fix",
+    document="FIX.md",
+    role="You are a senior developer. You fix the code you are given so that it passes its checks, changing "
+    "only what the errors require.",
+    task=(
+        "The app idea:\n\n{idea}\n\nThe plan:\n\n{plan}\n\nThe code so far (a later block of the same path "
+        "replaces an earlier one):\n\n{code}\n\n"
+        "It was checked in a sandbox (every Python file compiled, every JSON / TOML / YAML file parsed, its "
+        "tests run with pytest, no network) and these checks failed:\n\n{errors}\n\n"
+        "Fix them. Give every file you change, complete, as a fenced code block whose opening line names the "
+        "language and the file's path, for example ```python app/main.py . Leave out the files that need no "
+        "change."
+    ),
+    temperature=0.1,
+    max_tokens=4000,
+    prefer=AITier.OPENAI,
+    holds_files=True,
+)
+"""The code step's agent again, in a fix round: `errors` is what the sandbox's failing checks said."""

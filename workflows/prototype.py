@@ -5,6 +5,11 @@ budget and preferred provider. Each call walks the user's provider chain (workfl
 Temporal UI lists every attempt under the step's name, and is recorded once as an AIResponse row
 (`prototype-<id>-<step>`). A voice message is transcribed first, and its transcript becomes the idea.
 
+After the code step, the code is checked in a sandbox (activities.sandbox); failing checks go back to the code
+agent with the errors, at most `order.fix_rounds` times, each round a recorded call of its own
+(`prototype-<id>-fix-<n>`). Whether the code ends verified is in the status, the zip (VERIFICATION.md) and the
+email. Runs begun before this existed (no "verify-and-fix" marker) take the old path and are never verified.
+
 The answers are zipped by an activity and stored as a file that lives 24 hours like any upload: its
 FileRetentionWorkflow starts (as an abandoned child) before the zip is stored, so nothing is stored without
 its timer. Then the Prototype row is marked COMPLETED and the customer gets one email with the link; on a
@@ -26,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.ai.records import AIRecordActivities
     from activities.packaging import PackagingActivities
     from activities.records import RecordActivities
+    from activities.sandbox import SandboxActivities
     from activities.storage import storage_key
     from models.enums import AITier, PrototypeStatus
     from models.messages.ai import AICallRecord, ModelReply, TranscriptionCall
@@ -36,18 +42,25 @@ with workflow.unsafe.imports_passed_through():
         PrototypePackage,
         PrototypeProgress,
         StepAnswer,
+        VerificationRequest,
+        VerificationResult,
     )
     from workflows import search_attributes
     from workflows.ai import ModelCaller
     from workflows.emails import failure_email, ready_email
     from workflows.mail import send_email
-    from workflows.prompts import PIPELINE, AgentStep
+    from workflows.prompts import FIX, PIPELINE, AgentStep
     from workflows.retention import FileRetentionWorkflow
     from workflows.retention import workflow_id as retention_workflow_id
     from workflows.starting import ONCE_PER_RESOURCE
 
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 PACKAGE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+VERIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+VERIFY_TIMEOUT = timedelta(minutes=10)
+"""Longer than the sandbox's own limits (a syntax pass and a pytest run, each killed at its wall limit)."""
+VERIFY_AND_FIX = "verify-and-fix"
+"""The patch marker: runs that have it verify the code and may run fix rounds; older histories do not."""
 PACKAGE_DEADLINE = timedelta(minutes=30)
 """Storage still failing after this long: the prototype fails (and says so) rather than wait for ever."""
 ROW_DEADLINE = timedelta(minutes=2)
@@ -107,11 +120,15 @@ class PrototypeWorkflow:
         self._download_token = ""
         self._error: str | None = None
         self._caller: ModelCaller | None = None
+        self._verifies = False
+        self._verification: VerificationResult | None = None
+        self._fix_rounds = 0
 
     @workflow.run
     async def run(self, order: PrototypeOrder) -> PrototypeProgress:
         self._prototype_id, self._idea, self._caller = order.prototype_id, order.idea, ModelCaller(order.policy)
         self._steps = planned_steps(voice=order.audio is not None)
+        self._verifies = workflow.patched(VERIFY_AND_FIX)  # decided once, at the start: a run is old or new throughout
         self._status = PrototypeStatus.RUNNING
         self._start(self._steps[0])
         try:
@@ -130,7 +147,7 @@ class PrototypeWorkflow:
             raise
         self._status, self._current = PrototypeStatus.COMPLETED, None
         await self._record_milestone()
-        ready = ready_email(order, self.progress(), expires_at, answers, self._download_token)
+        ready = ready_email(order, self.progress(), expires_at, answers, self._download_token, self._verification)
         await send_email(ready, "email the download link")
         return self.progress()
 
@@ -178,8 +195,65 @@ class PrototypeWorkflow:
                     holds_files=step.holds_files,
                 )
             )
+            if step.holds_files and self._verifies:
+                texts[step.name] = await self._verify_and_fix(order, step, texts, answers)
             await self._finish(step.name, reply.cost_usd_micros)
         return answers
+
+    async def _verify_and_fix(
+        self, order: PrototypeOrder, step: AgentStep, texts: dict[str, str], answers: list[StepAnswer]
+    ) -> str:
+        """Check the code; while checks fail and rounds remain, the code agent gets the errors and answers with
+        the files it changed. Returns the code as the later steps read it: every answer, later files last."""
+        assert self._caller is not None
+        code = [texts[step.name]]
+        while True:
+            self._verification = await self._verify(order, code)
+            verdict = self._verification
+            if verdict.passed or self._fix_rounds >= order.fix_rounds or not _fixable(verdict):
+                break
+            self._fix_rounds += 1
+            name = f"{FIX.name}-{self._fix_rounds}"
+            call = FIX.call(
+                self._idea, {**texts, step.name: "\n\n".join(code), "errors": self._verification.failures()}
+            )
+            reply = await self._caller.ask(step_providers(order, step), call, purpose=name)
+            await self._record_call(order, name, call.prompt, reply)
+            code.append(reply.text)
+            answers.append(
+                StepAnswer(
+                    step=name,
+                    document=f"FIX-{self._fix_rounds}.md",
+                    text=reply.text,
+                    model_used=reply.model_used,
+                    cost_usd_micros=reply.cost_usd_micros,
+                    holds_files=True,
+                )
+            )
+            self._cost_micros += reply.cost_usd_micros
+            await self._record_milestone()
+        return "\n\n".join(code)
+
+    async def _verify(self, order: PrototypeOrder, code: list[str]) -> VerificationResult:
+        """The sandbox's verdict; a sandbox that cannot run at all is a failed check too, never a silent pass."""
+        request = VerificationRequest(prototype_id=order.prototype_id, round=self._fix_rounds, code_answers=code)
+        try:
+            return await workflow.execute_activity_method(
+                SandboxActivities.verify_code,
+                request,
+                start_to_close_timeout=VERIFY_TIMEOUT,
+                retry_policy=VERIFY_RETRY,
+                summary=f"verify the code in a sandbox (round {self._fix_rounds})",
+            )
+        except ActivityError as err:
+            return VerificationResult(
+                round=self._fix_rounds,
+                passed=False,
+                files=[],
+                checks=[],
+                network_isolated=False,
+                sandbox_error=_reason(err),
+            )
 
     async def _package(self, order: PrototypeOrder, answers: list[StepAnswer], transcribed_by: str | None) -> datetime:
         """The zip's retention timer first, then the zip: nothing is stored without the workflow that deletes it."""
@@ -206,6 +280,8 @@ class PrototypeWorkflow:
             answers=answers,
             made_at=made_at,
             expires_at=expires_at,
+            verification=self._verification,
+            fix_rounds=self._fix_rounds,
         )
         try:
             packaged = await workflow.execute_activity_method(
@@ -256,6 +332,9 @@ class PrototypeWorkflow:
                 cost_usd_micros=progress.cost_usd_micros,
                 file_id=progress.file_id,
                 error=progress.error,
+                verified=progress.verified,
+                fix_rounds=progress.fix_rounds,
+                verification=self._verification,
             ),
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=deadline,
@@ -293,7 +372,15 @@ class PrototypeWorkflow:
             cost_usd_micros=self._cost_micros,
             file_id=self._file_id,
             error=self._error,
+            verified=self._verification.passed if self._verification is not None else None,
+            fix_rounds=self._fix_rounds,
         )
+
+
+def _fixable(verdict: VerificationResult) -> bool:
+    """A fix round answers failing checks: not a sandbox that could not run, nor an answer with no files at all
+    (its text ships as it is, marked not verified)."""
+    return verdict.sandbox_error is None and bool(verdict.files)
 
 
 def _reason(err: FailureError) -> str:

@@ -1,7 +1,8 @@
 """AI providers, one module each (ollama, openai, azure, offline), plus what they share.
 
-Every call returns text, tokens, the model used, latency and cost (from models/ai_prices.toml), and
-classifies its failures (errors.py) so that Temporal, not the SDK, retries what a retry can fix.
+Every call returns text, tokens, the model used, latency and cost (genai-prices, or an override row in
+models/ai_prices.toml), and classifies its failures (errors.py) so that Temporal, not the SDK, retries what a
+retry can fix.
 """
 
 import time

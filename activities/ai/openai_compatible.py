@@ -82,16 +82,20 @@ class OpenAICompatible:
         choice = response.choices[0]
         if choice.finish_reason == "content_filter":
             raise content_refused(self.tier, "the answer was withheld (finish_reason=content_filter)")
-        input_tokens = response.usage.prompt_tokens if response.usage else 0
-        output_tokens = response.usage.completion_tokens if response.usage else 0
+        usage = response.usage
+        input_tokens = usage.prompt_tokens if usage else 0
+        output_tokens = usage.completion_tokens if usage else 0
+        details = usage.prompt_tokens_details if usage else None
+        cached_tokens = (details.cached_tokens or 0) if details else 0
         return ModelReply(
             tier=self.tier,
             text=choice.message.content or "",
             model_used=f"{provider_name(self.tier)}:{response.model or self.chat_deployment.priced_as}",
             input_tokens=input_tokens,
             output_tokens=output_tokens,
+            cached_input_tokens=cached_tokens,
             latency_ms=latency_ms,
-            cost_usd_micros=self.chat_price.cost_micros(input_tokens, output_tokens),
+            cost_usd_micros=self.chat_price.cost_micros(input_tokens, output_tokens, cached_tokens),
         )
 
     async def transcribe_audio(self, call: TranscriptionCall) -> Transcript:

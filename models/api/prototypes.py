@@ -56,5 +56,11 @@ class PrototypeView(BaseModel):
         "for FILE_DOWNLOAD_URL_SECONDS; poll again for a fresh one",
     )
     error: str | None
+    verified: bool | None = Field(
+        default=None,
+        description="The code passed its sandbox checks (false: still failing after the fix rounds; "
+        "null: not checked yet)",
+    )
+    fix_rounds: int = Field(default=0, description="How often failing code went back to the code agent")
     created_at: datetime
     completed_at: datetime | None

@@ -36,6 +36,7 @@ class ModelReply(BaseModel):
     model_used: str
     input_tokens: int
     output_tokens: int
+    cached_input_tokens: int = Field(default=0, description="Of input_tokens, those the provider served from cache")
     latency_ms: int
     cost_usd_micros: int
 

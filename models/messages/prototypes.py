@@ -12,6 +12,39 @@ from models.enums import AITier, PrototypeStatus
 from models.messages.ai import AICallPolicy, TranscriptionCall
 
 
+class VerificationRequest(BaseModel):
+    """The code answers to check, in order: a later answer's file replaces an earlier one of the same path."""
+
+    prototype_id: uuid.UUID
+    round: int = Field(ge=0, description="0: the code step's answer; n: after the n-th fix round")
+    code_answers: list[str]
+
+
+class SandboxCheck(BaseModel):
+    name: str = Field(description="What was checked: 'compile app/main.py', 'parse config.toml', 'pytest ...'")
+    passed: bool
+    output: str = Field(default="", description="What the check said, trimmed to a few KB")
+
+
+class VerificationResult(BaseModel):
+    """The sandbox's verdict on one version of the code."""
+
+    round: int
+    passed: bool = Field(description="Files were found and every check passed")
+    files: list[str]
+    checks: list[SandboxCheck]
+    network_isolated: bool = Field(description="The checks ran in a network namespace of their own")
+    sandbox_error: str | None = Field(default=None, description="The sandbox itself could not run: nothing checked")
+
+    def failures(self) -> str:
+        """What failed, as the fix prompt and VERIFICATION.md quote it."""
+        if self.sandbox_error is not None:
+            return f"The sandbox could not run: {self.sandbox_error}"
+        if not self.files:
+            return "No files could be read from the answer: give every file as a fenced block naming its path."
+        return "\n\n".join(f"{check.name}:\n{check.output}".rstrip() for check in self.checks if not check.passed)
+
+
 class PrototypeOrder(BaseModel):
     """PrototypeWorkflow's input: everything the API decided (providers, limits) before the workflow starts."""
 
@@ -27,6 +60,7 @@ class PrototypeOrder(BaseModel):
     transcription_timeout_seconds: float = Field(default=300.0, gt=0)
     file_lifetime: timedelta
     link_base_url: str = Field(description="The API's public address, for the download link in the email")
+    fix_rounds: int = Field(default=2, ge=0, description="Fix rounds at most when the code fails its checks")
 
 
 class PrototypeProgress(BaseModel):
@@ -43,6 +77,10 @@ class PrototypeProgress(BaseModel):
     cost_usd_micros: int
     file_id: uuid.UUID | None
     error: str | None
+    verified: bool | None = Field(
+        default=None, description="The code passed its sandbox checks (None: not verified yet, or an older run)"
+    )
+    fix_rounds: int = Field(default=0, description="How often failing code went back to the code agent")
 
 
 class PrototypeMilestone(BaseModel):
@@ -57,6 +95,9 @@ class PrototypeMilestone(BaseModel):
     cost_usd_micros: int = Field(ge=0)
     file_id: uuid.UUID | None = None
     error: str | None = None
+    verified: bool | None = None
+    fix_rounds: int = 0
+    verification: VerificationResult | None = Field(default=None, description="The latest sandbox verdict")
 
 
 class StepAnswer(BaseModel):
@@ -82,6 +123,8 @@ class PrototypePackage(BaseModel):
     answers: list[StepAnswer]
     made_at: datetime = Field(description="The zip entries' date: the same bytes on every retry")
     expires_at: datetime
+    verification: VerificationResult | None = Field(default=None, description="Shipped as VERIFICATION.md")
+    fix_rounds: int = 0
 
 
 class PackagedPrototype(BaseModel):

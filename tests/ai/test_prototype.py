@@ -103,6 +103,7 @@ async def test_offline_prototype_end_to_end_submit_poll_download_and_email(
         "PLAN.md",
         "CODE.md",
         "REVIEW.md",
+        "VERIFICATION.md",
         "code/main.py",
         "code/requirements.txt",
     }
@@ -112,6 +113,8 @@ async def test_offline_prototype_end_to_end_submit_poll_download_and_email(
         assert files[document].startswith("[Offline template: no AI model was asked.")
     assert files["code/main.py"].startswith('"""Offline template: no AI model wrote this.')
     compile(files["code/main.py"], "main.py", "exec")  # the skeleton is real Python
+    assert "**verified: the code passed every check in the sandbox.**" in files["VERIFICATION.md"]
+    assert done["verified"] is True and done["fix_rounds"] == 0  # the sandbox agrees
 
     rows = await calls_of(engine, prototype_id)
     assert [row.step for row in rows] == AGENT_STEPS
@@ -134,6 +137,7 @@ async def test_offline_prototype_end_to_end_submit_poll_download_and_email(
     summaries = await activity_summaries(temporal, prototype_id)
     assert [summary for summary in summaries if " via " in summary] == [f"{step} via offline" for step in AGENT_STEPS]
     assert "zip and store the files" in summaries
+    assert "verify the code in a sandbox (round 0)" in summaries
 
 
 async def test_a_retried_submission_with_an_idempotency_key_gets_the_first_prototype(

@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 import socket
 from contextlib import AsyncExitStack
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+import genai_prices
 import pytest
 from fakes.ai_server import AUDIO_SECONDS, COMPLETION_TOKENS, PROMPT_TOKENS, FakeAIServer
 from pydantic import ValidationError
@@ -237,11 +239,45 @@ async def test_the_offline_tier_is_a_labelled_free_deterministic_template() -> N
 
 def test_the_shipped_price_table_prices_every_default_model() -> None:
     prices, defaults = load_prices(), Settings(_env_file=None)  # type: ignore[call-arg]
-    assert prices.chat_price(AITier.OPENAI, defaults.openai_chat_model).input_usd_per_million_tokens > 0
-    assert prices.chat_price(AITier.AZURE, defaults.azure_openai_chat_model).output_usd_per_million_tokens > 0
-    assert prices.chat_price(AITier.OLLAMA, defaults.ollama_model).input_usd_per_million_tokens == 0
+    assert prices.chat_price(AITier.OPENAI, defaults.openai_chat_model).cost_micros(1_000_000, 0) > 0
+    assert prices.chat_price(AITier.AZURE, defaults.azure_openai_chat_model).cost_micros(0, 1_000_000) > 0
+    assert prices.chat_price(AITier.OLLAMA, defaults.ollama_model).cost_micros(1_000_000, 1_000_000) == 0
     assert prices.transcription_price(AITier.OPENAI, defaults.openai_transcription_model).usd_per_audio_minute > 0
     assert prices.transcription_price(AITier.AZURE, defaults.azure_openai_transcription_model).checked.year >= 2025
+
+
+@pytest.mark.parametrize(("provider", "model"), [("openai", "gpt-4o-mini"), ("azure", "gpt-4o")])
+async def test_a_call_costs_what_genai_prices_computes_for_its_model_and_tokens(
+    provider: str, model: str, ai_settings: Settings, fake_ai: FakeAIServer
+) -> None:
+    """No override row for these models: the price is genai-prices', cached input priced at its own rate."""
+    model_setting = "openai_chat_model" if provider == "openai" else "azure_openai_chat_model"
+    fake_ai.cached_tokens = 1_000
+    reply = await ask(provider, ai_settings.model_copy(update={model_setting: model}))
+    usage = genai_prices.Usage(input_tokens=PROMPT_TOKENS, output_tokens=COMPLETION_TOKENS, cache_read_tokens=1_000)
+    expected = genai_prices.calc_price(usage, model, provider_id=provider).total_price * 1_000_000
+    assert reply.cached_input_tokens == 1_000
+    assert reply.cost_usd_micros == int(expected.quantize(Decimal(1), rounding=ROUND_HALF_UP)) > 0
+    uncached = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=PROMPT_TOKENS, output_tokens=COMPLETION_TOKENS), model, provider_id=provider
+    ).total_price
+    assert reply.cost_usd_micros < uncached * 1_000_000  # the cached part was cheaper, not billed as fresh input
+
+
+def test_an_override_row_prices_cached_input_at_its_own_rate_or_the_input_rate() -> None:
+    row = {"input_usd_per_million_tokens": "2", "output_usd_per_million_tokens": "8", "checked": "2026-01-01"}
+    table = PriceTable.model_validate(
+        {
+            "chat": {
+                "openai": {
+                    "plain": {**row, "source": "x"},
+                    "cached": {**row, "source": "x", "cached_input_usd_per_million_tokens": "1"},
+                }
+            }
+        }
+    )
+    assert table.chat_price(AITier.OPENAI, "plain").cost_micros(1_000, 100, 400) == 2_000 + 800
+    assert table.chat_price(AITier.OPENAI, "cached").cost_micros(1_000, 100, 400) == 600 * 2 + 400 + 800
 
 
 def test_prices_must_be_written_as_exact_strings() -> None:

@@ -1,7 +1,8 @@
 """A local AI provider for the tests: the OpenAI, Azure OpenAI and Ollama wire formats on one 127.0.0.1 port.
 
 The real `openai` and `ollama` clients talk to it over HTTP. It records every call it receives, and can be
-told to fail in sequence (`fail("openai", 429, 500)`: the next two OpenAI calls fail so, then it answers),
+told what to answer (`answer("openai", "text", ...)`: the next chat answers, in order), told to fail in
+sequence (`fail("openai", 429, 500)`: the next two OpenAI calls fail so, then it answers),
 to refuse under a content policy, or to answer slowly (a bounded delay).
 
     OpenAI   POST /v1/chat/completions, POST /v1/audio/transcriptions
@@ -62,6 +63,9 @@ class FakeAIServer:
     calls: list[RecordedCall] = field(default_factory=list)
     prompt_tokens: int = PROMPT_TOKENS
     completion_tokens: int = COMPLETION_TOKENS
+    cached_tokens: int = 0
+    """Of the prompt tokens, how many the answer reports as served from the provider's cache."""
+    _answers: dict[str, deque[str]] = field(default_factory=dict)
     _failures: dict[str, deque[Failure]] = field(default_factory=dict)
     _delays: dict[str, deque[float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -70,6 +74,11 @@ class FakeAIServer:
         """The provider's next calls fail like this, in order; then it answers normally again."""
         with self._lock:
             self._failures.setdefault(provider, deque()).extend(failures)
+
+    def answer(self, provider: Provider, *texts: str) -> None:
+        """The provider's next chat answers say these texts, in order; then "<provider> says hello" again."""
+        with self._lock:
+            self._answers.setdefault(provider, deque()).extend(texts)
 
     def fail_always(self, provider: Provider, status: int, times: int = 100) -> None:
         self.fail(provider, *([status] * times))
@@ -86,6 +95,10 @@ class FakeAIServer:
         with self._lock:
             queue = queues.get(provider)
             return queue.popleft() if queue else None
+
+    def _text(self, provider: Provider) -> str:
+        scripted = self._next(self._answers, provider)
+        return f"{provider} says hello" if scripted is None else str(scripted)
 
     async def _receive(self, request: Request, provider: Provider, kind: Literal["chat", "transcription"]) -> Any:
         """Record the call, then wait and fail as scripted; None means: answer normally."""
@@ -123,7 +136,7 @@ class FakeAIServer:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": "" if failure else f"{provider} says hello"},
+                        "message": {"role": "assistant", "content": "" if failure else self._text(provider)},
                         "finish_reason": "content_filter" if failure else "stop",
                     }
                 ],
@@ -131,6 +144,7 @@ class FakeAIServer:
                     "prompt_tokens": self.prompt_tokens,
                     "completion_tokens": self.completion_tokens,
                     "total_tokens": self.prompt_tokens + self.completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
                 },
             }
         )
@@ -161,7 +175,7 @@ class FakeAIServer:
             {
                 "model": body["model"],
                 "created_at": "2026-01-01T00:00:00.000000Z",
-                "message": {"role": "assistant", "content": "ollama says hello"},
+                "message": {"role": "assistant", "content": self._text("ollama")},
                 "done": True,
                 "done_reason": "stop",
                 "total_duration": 1_000_000,

@@ -186,6 +186,8 @@ SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "chat-fallback": (chat_fallback, Outside(providers_down={AITier.OPENAI})),
     "prototype-completed": (prototype_completed, Outside()),
     "prototype-voice": (prototype_voice, Outside()),
+    "prototype-fixed-once": (prototype_completed, Outside(verifications_failing=1)),
+    "prototype-unverified": (prototype_completed, Outside(verifications_failing=100)),
     "prototype-provider-refused": (prototype_failed, Outside(providers_refusing={AITier.OPENAI})),
     "prototype-all-providers-down": (prototype_failed, Outside(providers_down={AITier.OPENAI, AITier.OFFLINE})),
     "checkout-paid": (checkout_paid, Outside()),

@@ -7,7 +7,7 @@ import pytest
 from conftest import Stubbed
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError
-from workflow_stubs import DOWNLOAD_TOKEN, prototype_order
+from workflow_stubs import DOWNLOAD_TOKEN, STUB_COST_MICROS, prototype_order
 
 from activities.ai.errors import AIFailure
 from activities.storage import storage_key
@@ -138,3 +138,64 @@ async def test_storage_down_fails_the_prototype_and_deletes_what_was_stored(stub
     assert status.deleted_early
     assert stubbed.outside.called("delete_object") == [storage_key(file_id)]
     assert stubbed.outside.called("mark_file_deleted") == [file_id]
+
+
+# --- verification in the sandbox and the fix loop ------------------------------------------------------------
+
+
+async def test_code_that_fails_its_checks_goes_back_once_with_the_errors_then_is_verified(stubbed: Stubbed) -> None:
+    stubbed.outside.verifications_failing = 1
+    order = prototype_order(providers=[AITier.OPENAI])
+    result = await (await start(stubbed, order)).result()
+
+    assert (result.status, result.verified, result.fix_rounds) == (PrototypeStatus.COMPLETED, True, 1)
+    assert result.steps_done == [*STEPS, "package"]  # the fix round belongs to the code step
+    outside = stubbed.outside
+    assert [request.round for request in outside.called("verify_code")] == [0, 1]
+    assert [len(request.code_answers) for request in outside.called("verify_code")] == [1, 2]
+    assert [record.step for record in outside.called("record_ai_call")] == [
+        "requirements",
+        "plan",
+        "code",
+        "fix-1",
+        "review",
+    ]
+    [fix_call] = [call for call in outside.called("openai_chat") if call.step == "fix"]
+    assert "compile main.py:\nSyntaxError: invalid syntax" in fix_call.prompt
+    assert result.cost_usd_micros == 5 * STUB_COST_MICROS  # four steps and the fix round, each costed
+    [package] = outside.called("package_prototype")
+    assert package.verification is not None and package.verification.passed and package.fix_rounds == 1
+    assert [answer.step for answer in package.answers] == ["requirements", "plan", "code", "fix-1", "review"]
+    assert last_milestone(stubbed).verified is True and last_milestone(stubbed).fix_rounds == 1
+    [ready] = outside.emails()
+    assert "Verified: the code passed every check in the sandbox after 1 fix round." in ready.text
+
+
+async def test_code_still_failing_after_the_last_round_completes_unverified_and_says_so(stubbed: Stubbed) -> None:
+    stubbed.outside.verifications_failing = 100
+    order = prototype_order(providers=[AITier.OPENAI]).model_copy(update={"fix_rounds": 2})
+    result = await (await start(stubbed, order)).result()
+
+    assert (result.status, result.verified, result.fix_rounds) == (PrototypeStatus.COMPLETED, False, 2)
+    outside = stubbed.outside
+    assert len(outside.called("verify_code")) == 3  # the answer, then after each of the two rounds
+    assert [record.call_key for record in outside.called("record_ai_call")][3:5] == [
+        f"prototype-{order.prototype_id}-fix-1",
+        f"prototype-{order.prototype_id}-fix-2",
+    ]
+    [package] = outside.called("package_prototype")
+    assert package.verification is not None and not package.verification.passed
+    milestone = last_milestone(stubbed)
+    assert (milestone.status, milestone.verified, milestone.fix_rounds) == (PrototypeStatus.COMPLETED, False, 2)
+    assert milestone.verification is not None and milestone.verification.round == 2
+    [ready] = outside.emails()
+    assert "NOT verified: the code still fails checks in the sandbox after 2 fix rounds." in ready.text
+
+
+async def test_no_fix_rounds_configured_means_one_check_and_an_honest_verdict(stubbed: Stubbed) -> None:
+    stubbed.outside.verifications_failing = 100
+    order = prototype_order(providers=[AITier.OPENAI]).model_copy(update={"fix_rounds": 0})
+    result = await (await start(stubbed, order)).result()
+    assert (result.verified, result.fix_rounds) == (False, 0)
+    assert len(stubbed.outside.called("verify_code")) == 1
+    assert "fix" not in [record.step for record in stubbed.outside.called("record_ai_call")]

@@ -15,6 +15,7 @@ from activities.packaging import PackagingActivities
 from activities.payment_records import PaymentRecords
 from activities.payments import GatewayActivities
 from activities.records import RecordActivities
+from activities.sandbox import SandboxActivities
 from activities.storage import StorageActivities
 
 REAL = (
@@ -22,6 +23,7 @@ REAL = (
     RecordActivities,
     StorageActivities,
     PackagingActivities,
+    SandboxActivities,
     OfflineActivities,
     OllamaActivities,
     OpenAIActivities,

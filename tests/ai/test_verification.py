@@ -1,0 +1,125 @@
+"""Verified prototypes end to end, with the local AI server scripted: generated code is checked in the sandbox by
+the real worker, failing checks go back to the code agent, and the verdict reaches the status, the rows, the zip
+and the email."""
+
+from __future__ import annotations
+
+import uuid
+
+from fakes.ai_server import FakeAIServer
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from ai.support import body_of, calls_of, finished, outbox, service, sign_in, unzip
+from models.db import open_session
+from models.enums import AITier
+from models.tables import Prototype
+from settings import Settings
+
+IDEA = {"idea": "A command-line calculator that adds two numbers."}
+REQUIREMENTS = "# Requirements\n\nAdd two numbers."
+PLAN = "# Plan\n\nFiles: calc.py, test_calc.py."
+BROKEN = """Here is the code.
+
+```python calc.py
+def add(a, b)
+    return a + b
+```
+
+```python test_calc.py
+from calc import add
+
+
+def test_add():
+    assert add(2, 3) == 5
+```
+"""
+FIXED = """The colon was missing.
+
+```python calc.py
+def add(a, b):
+    return a + b
+```
+"""
+STILL_BROKEN = """Fixed, I hope.
+
+```python calc.py
+def add(a, b) -> int
+    return a + b
+```
+"""
+REVIEW = "# Review\n\nFine."
+
+
+def openai_only(settings: Settings, **overrides: object) -> Settings:
+    """Every step asks OpenAI first, so the script below is the order of the calls."""
+    return settings.model_copy(update={"ai_fallback_order": ["openai", "azure", "ollama"], **overrides})
+
+
+async def test_code_with_a_syntax_error_is_fixed_in_one_round_and_ships_verified(
+    temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
+) -> None:
+    fake_ai.answer("openai", REQUIREMENTS, PLAN, BROKEN, FIXED, REVIEW)
+    settings = openai_only(ai_settings)
+    async with service(temporal, engine, settings) as api:
+        account = await sign_in(api, engine)
+        accepted = await api.post("/api/ai/prototype", json=IDEA, headers=account["headers"])
+        assert accepted.status_code == 202, accepted.text
+        prototype_id = accepted.json()["prototype_id"]
+        done = await finished(api, temporal, account, prototype_id)
+        download = await api.get(done["download_url"], headers=account["headers"])
+
+    assert (done["status"], done["verified"], done["fix_rounds"]) == ("COMPLETED", True, 1), done
+    rows = await calls_of(engine, prototype_id)
+    assert [(row.step, row.tier) for row in rows] == [
+        ("requirements", AITier.OPENAI),
+        ("plan", AITier.OPENAI),
+        ("code", AITier.OPENAI),
+        ("fix-1", AITier.OPENAI),
+        ("review", AITier.OPENAI),
+    ]
+    assert all(row.cost_usd_micros == 8755 for row in rows)  # the fix round is costed like any call
+    assert done["cost_usd_micros"] == 5 * 8755
+    fix_prompt = fake_ai.calls_to("openai")[3].prompt
+    assert "compile calc.py:\nSyntaxError" in fix_prompt and "def add(a, b)\n" in fix_prompt
+    review_prompt = fake_ai.calls_to("openai")[4].prompt
+    assert "The colon was missing." in review_prompt  # the reviewer reads the fixed code
+
+    files = unzip(download.content)
+    assert files["code/calc.py"] == "def add(a, b):\n    return a + b\n"  # the fix replaced the file
+    assert "**verified: the code passed every check in the sandbox after 1 fix round.**" in files["VERIFICATION.md"]
+    assert "| pytest test_calc.py | passed |" in files["VERIFICATION.md"]
+    assert "FIX-1.md" in files
+    async with open_session(engine) as db:
+        row = await db.get(Prototype, uuid.UUID(prototype_id))
+        assert row is not None and (row.verified, row.fix_rounds) == (True, 1)
+        assert row.verification is not None and row.verification["passed"] is True
+    [email] = outbox(settings)
+    assert "Verified: the code passed every check in the sandbox after 1 fix round." in body_of(email)
+
+
+async def test_code_still_failing_after_the_last_round_completes_unverified_and_says_so(
+    temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
+) -> None:
+    fake_ai.answer("openai", REQUIREMENTS, PLAN, BROKEN, STILL_BROKEN, REVIEW)
+    settings = openai_only(ai_settings, prototype_fix_rounds=1)
+    async with service(temporal, engine, settings) as api:
+        account = await sign_in(api, engine)
+        accepted = await api.post("/api/ai/prototype", json=IDEA, headers=account["headers"])
+        prototype_id = accepted.json()["prototype_id"]
+        done = await finished(api, temporal, account, prototype_id)
+        download = await api.get(done["download_url"], headers=account["headers"])
+
+    assert (done["status"], done["verified"], done["fix_rounds"]) == ("COMPLETED", False, 1), done
+    assert [row.step for row in await calls_of(engine, prototype_id)] == [
+        "requirements",
+        "plan",
+        "code",
+        "fix-1",
+        "review",
+    ]
+    report = unzip(download.content)["VERIFICATION.md"]
+    assert "**NOT verified: the code still fails checks in the sandbox after 1 fix round.**" in report
+    assert "| compile calc.py | FAILED |" in report and "SyntaxError" in report
+    [email] = outbox(settings)
+    assert "NOT verified: the code still fails checks in the sandbox after 1 fix round." in body_of(email)
