@@ -67,9 +67,13 @@ def as_bytes(history: WorkflowHistory) -> bytes:
     return History(events=history.events).SerializeToString() + history.to_json().encode()
 
 
-def payloads_in(message: Any, *, skip: tuple[str, ...] = ("search_attributes", "header")) -> Iterator[Payload]:
-    """Every Payload anywhere in a protobuf message; search attributes and headers are never codec'd (they hold
-    opaque ids), so they are skipped unless asked for."""
+UNCODED = ("search_attributes", "header", "marker_recorded_event_attributes")
+
+
+def payloads_in(message: Any, *, skip: tuple[str, ...] = UNCODED) -> Iterator[Payload]:
+    """Every Payload anywhere in a protobuf message. Never codec'd, so skipped unless asked for: search
+    attributes and headers (opaque ids) and markers (the SDK writes `workflow.patched` ids there itself; the
+    byte search above still covers them, so no personal data can hide in one)."""
     for field, value in message.ListFields():
         if field.message_type is None or field.name in skip:
             continue
