@@ -20,6 +20,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -271,6 +272,9 @@ def main() -> None:
             },
         )
         processes.append(start(temporal_command(settings), env, folder / "temporal.log"))
+        # As `statex api` does: migrate once, then serve with processes that do not migrate (nor load Alembic).
+        subprocess.run([sys.executable, "-m", "cli", "migrate"], env=env, check=True, capture_output=True)
+        env["RUN_MIGRATIONS_ON_START"] = "false"
         project = api_command(settings.model_copy(update={"api_port": project_port}))
         processes.append(start(project, env, folder / "project.log"))
         base = f"http://127.0.0.1:{project_port}"
