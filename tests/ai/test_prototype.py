@@ -342,7 +342,7 @@ async def test_long_polls_hold_no_database_connection_while_they_wait(
         owner, other = await sign_in(api, engine), await sign_in(api, engine)
         prototype_id = await submit(api, owner)
         database = app.state.runtime.database
-        sessions_of, closed = database.session, 0
+        sessions_of, reads_of, closed = database.session, database.read, 0
 
         @asynccontextmanager
         async def counted_session() -> AsyncIterator[Any]:
@@ -351,7 +351,15 @@ async def test_long_polls_hold_no_database_connection_while_they_wait(
                 yield session
             closed += 1
 
-        database.session = counted_session  # each poll: one session to sign in, one to read the row
+        @asynccontextmanager
+        async def counted_read() -> AsyncIterator[Any]:
+            nonlocal closed
+            async with reads_of() as connection:
+                yield connection
+            closed += 1
+
+        database.session = counted_session  # each poll: one read to sign in, one session to read the row
+        database.read = counted_read
         status_url = f"/api/prototypes/{prototype_id}"
         polls = [
             asyncio.create_task(api.get(status_url, params={"wait": 30}, headers=owner["headers"])) for _ in range(2)
