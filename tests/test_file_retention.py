@@ -26,8 +26,9 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
 
 @pytest.fixture
 async def api(skipping: WorkflowEnvironment, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    # The daily limits and the bound on uploads in flight are other defences; these tests are about the timer.
-    unbounded = {"rate_limit_enabled": False, "uploads_per_user_at_once": 200}
+    # The daily limits, the bound on uploads in flight and load shedding are other defences; these tests are
+    # about the timer.
+    unbounded = {"rate_limit_enabled": False, "uploads_per_user_at_once": 200, "api_max_concurrency": 200}
     app = create_app(settings.model_copy(update=unbounded), temporal=skipping.client)
     async with serve(app) as http:
         yield http
