@@ -339,9 +339,13 @@ def run_worker(_: Settings) -> int:
 
 
 def run_api(settings: Settings) -> int:
-    """Becomes the server (exec): signals reach uvicorn directly, so a container stops it gracefully."""
+    """Migrates once (with RUN_MIGRATIONS_ON_START), then becomes the server (exec): signals reach uvicorn
+    directly, so a container stops it gracefully. Its processes are told not to migrate: each would load
+    Alembic (some 10 MB, kept for the process's life) to find nothing left to do."""
+    if settings.run_migrations_on_start:
+        asyncio.run(_migrate(settings))
     command = api_command(settings)
-    os.execv(command[0], command)
+    os.execve(command[0], command, {**os.environ, "RUN_MIGRATIONS_ON_START": "false"})
 
 
 def run_migrations(settings: Settings) -> int:

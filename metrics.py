@@ -41,6 +41,12 @@ http_request_duration = Histogram(
 http_requests_in_flight = Gauge(
     "statex_http_requests_in_flight", "Requests being answered now", multiprocess_mode="livesum"
 )
+waits_in_progress = Gauge(
+    "statex_waits_in_progress", "Long polls and chat answers awaited now", ["wait"], multiprocess_mode="livesum"
+)
+waits_abandoned = Counter(
+    "statex_waits_abandoned", "Waits (long polls, chat answers) cancelled because the client disconnected", ["wait"]
+)
 rate_limit_refusals = Counter("statex_rate_limit_refusals", "Requests refused with 429, by bucket", ["bucket"])
 
 # --- business events in the API ------------------------------------------------------------------

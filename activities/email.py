@@ -15,8 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -111,6 +109,8 @@ class SesMailer:
     def __init__(self, settings: Settings) -> None:
         self.sender = settings.email_from
         self.configuration_set = settings.ses_configuration_set
+        import boto3  # here, not at the top: the API (which names this activity) and an outbox worker never load it
+
         self.client = boto3.client(
             "sesv2",
             region_name=settings.aws_region,
@@ -121,6 +121,8 @@ class SesMailer:
         )
 
     async def deliver(self, message: EmailMessage) -> str | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         request: dict[str, Any] = {
             "FromEmailAddress": self.sender,
             "Destination": {"ToAddresses": message.to},

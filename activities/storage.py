@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
-import boto3
 import jwt
-from botocore.exceptions import BotoCoreError, ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -126,6 +124,8 @@ class R2Storage:
         if not settings.r2_bucket:
             raise ValueError("STORAGE_BACKEND=r2 needs R2_BUCKET (and R2_ENDPOINT_URL and credentials)")
         self.bucket = settings.r2_bucket
+        import boto3  # here, not at the top: an API or worker on local storage never loads boto3
+
         self.client = boto3.client(
             "s3",
             endpoint_url=settings.r2_endpoint_url,
@@ -150,6 +150,8 @@ class R2Storage:
         await self._call(self.client.delete_object, Bucket=self.bucket, Key=key)  # S3: missing is success
 
     async def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
         try:
             await asyncio.to_thread(self.client.head_object, Bucket=self.bucket, Key=key)
         except ClientError as err:
@@ -159,6 +161,8 @@ class R2Storage:
         return True
 
     async def open(self, key: str) -> AsyncIterator[bytes]:
+        from botocore.exceptions import ClientError
+
         try:
             response = await asyncio.to_thread(self.client.get_object, Bucket=self.bucket, Key=key)
         except ClientError as err:
@@ -184,6 +188,8 @@ class R2Storage:
         self.client.close()
 
     async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             return await asyncio.to_thread(method, *args, **kwargs)
         except ClientError as err:

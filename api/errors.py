@@ -10,14 +10,17 @@ import sentry_sdk
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.api.common import ErrorResponse, FieldError, RateLimitResponse
 from models.types import utcnow
 from services.errors import DomainError, TooManyAtOnce
+from services.waiting import CallerGone
 
 log = logging.getLogger(__name__)
+
+CLIENT_CLOSED_REQUEST = 499
 
 
 def error_body(code: int, error: str, details: list[FieldError] | None = None, **extra: Any) -> dict[str, Any]:
@@ -73,6 +76,12 @@ def install_error_handlers(app: FastAPI, *, hide_internal_errors: bool) -> None:
                 exc.status, exc.message, headers=exc.headers, message=exc.message, retryAfter=exc.retry_after
             )
         return error_response(exc.status, exc.message, headers=exc.headers)
+
+    @app.exception_handler(CallerGone)
+    async def _caller_gone(_: Request, __: CallerGone) -> Response:
+        """The client left while its answer was awaited: nobody reads this. 499 is nginx's "client closed
+        request", so the request log and the metrics tell these apart from answered requests."""
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,7 +4,11 @@ Both are started here with the production configuration (`cli.api_command`: uvic
 installed, API_WORKERS processes, no access log) on 127.0.0.1; the project on a fresh PostgreSQL database with
 rate limits off and a Temporal dev server of its own. Each path is driven open-loop at each rate for a few
 seconds: requests are sent on schedule whatever the answers do, and latency counts from the scheduled send
-time (no coordinated omission). Prints figures; asserts nothing. Everything stops by itself.
+time (no coordinated omission); errors are split into 503s (shed by API_MAX_CONCURRENCY or the pool) and the
+rest (other statuses, timeouts, refused connections). Then: workflow starts through the API against a raw
+temporalio client (bench/starts.py), and an overload at twice the highest rate /auth/me held, with the time
+until the API answers normally again and the servers' memory before and after. Prints figures; asserts
+nothing. Everything stops by itself.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -26,6 +31,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from bench.starts import compare_starts
 from cli import api_command, temporal_command
 from settings import Settings
 
@@ -33,6 +39,9 @@ PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0
 PATHS = ("/health", "/auth/me", "/api/files", "/api/payments/catalogue")
 CONNECTIONS = 256
 TIMEOUT_SECONDS = 5.0
+OVERLOAD_SECONDS = 10.0
+NORMAL_MS = 50.0  # "answers normally": a 200 within this, three probes in a row
+RECOVERY_LIMIT_SECONDS = 120.0
 
 
 def free_port() -> int:
@@ -45,7 +54,8 @@ def free_port() -> int:
 class Result:
     sent: int
     ok: int
-    errors: int
+    shed: int
+    other: int
     p50_ms: float
     p99_ms: float
     seconds: float
@@ -54,10 +64,33 @@ class Result:
     def ok_per_second(self) -> float:
         return self.ok / self.seconds
 
+    @property
+    def errors(self) -> int:
+        return self.shed + self.other
+
+
+def rss_mb(pid: int) -> list[float]:
+    """RSS of each process of a server's tree (uvicorn's supervisor, then its workers), in MB."""
+    pids, found = [pid], []
+    while pids:
+        current = pids.pop(0)
+        with suppress(OSError):
+            status = Path(f"/proc/{current}/status").read_text()
+            found.append(int(status.split("VmRSS:")[1].split()[0]) / 1024)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pids.extend(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+def memory(pid: int) -> str:
+    sizes = rss_mb(pid)
+    workers = ", ".join(f"{size:.0f}" for size in sizes[1:]) or "none"
+    return f"supervisor {sizes[0]:.0f} MB, workers {workers} MB" if sizes else "gone"
+
 
 async def _one(
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None], request: bytes, port: int
-) -> bool:
+) -> int:
     connection = await pool.get()
     try:
         if connection is None:
@@ -76,7 +109,7 @@ async def _one(
         )
         await reader.readexactly(length)
         pool.put_nowait(connection)
-        return status == 200
+        return status
     except Exception:
         if connection is not None:
             connection[1].close()
@@ -93,20 +126,22 @@ async def drive(port: int, path: str, headers: dict[str, str], rate: int, second
         pool.put_nowait(None)
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
-    errors = 0
+    shed = other = 0
     total = int(rate * seconds)
     start = loop.time() + 0.05
 
     async def scheduled(due: float) -> None:
-        nonlocal errors
+        nonlocal shed, other
         try:
-            ok = await asyncio.wait_for(_one(pool, request, port), TIMEOUT_SECONDS)
+            status = await asyncio.wait_for(_one(pool, request, port), TIMEOUT_SECONDS)
         except Exception:
-            ok = False
-        if ok:
+            status = 0
+        if status == 200:
             latencies.append(loop.time() - due)
+        elif status == 503:
+            shed += 1
         else:
-            errors += 1
+            other += 1
 
     tasks = []
     for i in range(total):
@@ -124,7 +159,40 @@ async def drive(port: int, path: str, headers: dict[str, str], rate: int, second
     def pct(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
 
-    return Result(sent=total, ok=len(latencies), errors=errors, p50_ms=pct(0.50), p99_ms=pct(0.99), seconds=seconds)
+    return Result(
+        sent=total, ok=len(latencies), shed=shed, other=other, p50_ms=pct(0.50), p99_ms=pct(0.99), seconds=seconds
+    )
+
+
+async def until_normal(port: int, path: str, headers: dict[str, str], since: float) -> float:
+    """Seconds from `since` (the loop time the overload's last request was due) to the first of three probes in a
+    row answered 200 within NORMAL_MS."""
+    loop = asyncio.get_running_loop()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as http:
+        streak: list[float] = []
+        while loop.time() - since < RECOVERY_LIMIT_SECONDS:
+            sent = loop.time()
+            with suppress(httpx.HTTPError):
+                response = await http.get(path, timeout=TIMEOUT_SECONDS)
+                if response.status_code == 200 and (loop.time() - sent) * 1000 < NORMAL_MS:
+                    streak.append(sent)
+                    if len(streak) == 3:
+                        return max(0.0, streak[0] - since)
+                    continue
+            streak.clear()
+            await asyncio.sleep(0.05)
+    return float("inf")
+
+
+async def overload(port: int, path: str, headers: dict[str, str], rate: int) -> tuple[Result, float]:
+    """`rate` for OVERLOAD_SECONDS, then probe until the API answers normally; the probes start when the last
+    overload request is due, while the server may still be working through what it took on."""
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + 0.05 + OVERLOAD_SECONDS
+    burst = asyncio.create_task(drive(port, path, headers, rate, OVERLOAD_SECONDS))
+    await asyncio.sleep(max(0.0, ends - loop.time()))
+    recovery = await until_normal(port, path, headers, ends)
+    return await burst, recovery
 
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -204,6 +272,9 @@ def main() -> None:
             },
         )
         processes.append(start(temporal_command(settings), env, folder / "temporal.log"))
+        # As `statex api` does: migrate once, then serve with processes that do not migrate (nor load Alembic).
+        subprocess.run([sys.executable, "-m", "cli", "migrate"], env=env, check=True, capture_output=True)
+        env["RUN_MIGRATIONS_ON_START"] = "false"
         project = api_command(settings.model_copy(update={"api_port": project_port}))
         processes.append(start(project, env, folder / "project.log"))
         base = f"http://127.0.0.1:{project_port}"
@@ -215,27 +286,45 @@ def main() -> None:
         headers = {"Authorization": f"Bearer {login.raise_for_status().json()['access_token']}"}
         catalogue = httpx.get(f"{base}/api/payments/catalogue").raise_for_status().text
 
-        bare = [part.replace("api.app:create_app", "bench.bare_app:create_app") for part in project]
+        bare = [part.replace("api.app:serve", "bench.bare_app:create_app") for part in project]
         bare[bare.index("--port") + 1] = str(bare_port)
         processes.append(start(bare, {**env, "BENCH_CATALOGUE_JSON": catalogue}, folder / "bare.log"))
         wait_ready(f"http://127.0.0.1:{bare_port}/health", processes[-1])
 
         print(f"server: {' '.join(project[2:])}; {os.cpu_count()} CPUs; {args.seconds:.0f} s per measure")
+        print(f"RSS at rest: project {memory(processes[1].pid)}; bare {memory(processes[2].pid)}")
         print(
-            f"{'path':<26}{'rate':>6}  {'project ok/s':>12} {'p50':>8} {'p99':>8} {'err':>5}  "
+            f"{'path':<26}{'rate':>6}  {'project ok/s':>12} {'p50':>8} {'p99':>8} {'503':>5} {'other':>5}  "
             f"{'bare ok/s':>10} {'p50':>8} {'p99':>8} {'err':>5}  {'p99 ratio':>9}"
         )
+        held: dict[str, list[int]] = {}
         for path in PATHS:
             for rate in rates:
                 mine = asyncio.run(drive(project_port, path, headers, rate, args.seconds))
+                if mine.errors == 0:
+                    held.setdefault(path, []).append(rate)
                 anchor = asyncio.run(drive(bare_port, path, headers, rate, args.seconds))
                 ratio = mine.p99_ms / anchor.p99_ms if anchor.p99_ms else float("nan")
                 print(
                     f"{path:<26}{rate:>6}  {mine.ok_per_second:>12.0f} {mine.p50_ms:>7.1f}ms {mine.p99_ms:>7.1f}ms "
-                    f"{mine.errors:>5}  {anchor.ok_per_second:>10.0f} {anchor.p50_ms:>7.1f}ms "
+                    f"{mine.shed:>5} {mine.other:>5}  {anchor.ok_per_second:>10.0f} {anchor.p50_ms:>7.1f}ms "
                     f"{anchor.p99_ms:>7.1f}ms {anchor.errors:>5}  {ratio:>8.2f}x",
                     flush=True,
                 )
+
+        compare_starts(project_port, settings)
+
+        sustainable = max(held.get("/auth/me", [rates[0]]))
+        rest = memory(processes[1].pid)
+        burst, recovery = asyncio.run(overload(project_port, "/auth/me", headers, 2 * sustainable))
+        print(
+            f"\noverload: /auth/me at {2 * sustainable} req/s (2x the highest rate held without errors) for "
+            f"{OVERLOAD_SECONDS:.0f} s: {burst.ok} ok (p50 {burst.p50_ms:.0f} ms, p99 {burst.p99_ms:.0f} ms), "
+            f"{burst.shed} shed with 503, {burst.other} other errors\n"
+            f"  answering normally again (3 probes in a row, 200 within {NORMAL_MS:.0f} ms) {recovery:.2f} s after "
+            f"the overload's last request was due\n  RSS before: {rest}\n  RSS after:  {memory(processes[1].pid)}",
+            flush=True,
+        )
     finally:
         for process in reversed(processes):
             stop(process)

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
@@ -17,6 +15,9 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from settings import Settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATION_LOCK_ID = 0x5747_4558  # any constant: serialises migrations of processes starting together
@@ -88,6 +89,10 @@ async def open_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
 
 
 def alembic_config() -> Config:
+    """Alembic is imported here, not at the top: an API process started with RUN_MIGRATIONS_ON_START=false (each
+    of `statex api`'s processes) never loads it."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
@@ -102,6 +107,8 @@ async def migrate(engine: AsyncEngine) -> None:
 
 
 def _upgrade(connection: sa.Connection) -> None:
+    from alembic import command
+
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "heads")  # every branch: features add their own migrations

@@ -25,6 +25,7 @@ from services.errors import NotFound
 from services.idempotency import claim
 from services.runtime import Service
 from services.temporal import reaching_temporal, rpc_timeout, start_workflow
+from services.waiting import wait_for_caller
 from workflows import search_attributes
 from workflows.chat import START_POLICY, ChatWorkflow, call_key, workflow_id
 
@@ -43,11 +44,18 @@ class ChatService(Service):
         return providers_for(self.settings, account, model)
 
     async def ask(
-        self, account: Account, body: ChatRequest, providers: list[AITier], *, idempotency_key: str | None
+        self,
+        account: Account,
+        body: ChatRequest,
+        providers: list[AITier],
+        *,
+        idempotency_key: str | None,
+        gone: asyncio.Event | None = None,
     ) -> ChatResponse | ChatAccepted:
         """The answer if it comes within AI_CHAT_WAIT_SECONDS, else where to poll for it. With an
         Idempotency-Key, a retry joins the first request's workflow and gets its answer; the same key with a
-        different question is a 422."""
+        different question is a 422. Once `gone` is set the wait stops (CallerGone); the chat runs on, and its
+        answer is kept for the status URL."""
         chat_id = await claim(
             self.database, "chat", f"user:{account.id}", idempotency_key, body.model_dump(mode="json")
         )
@@ -71,8 +79,11 @@ class ChatService(Service):
         wait = self.settings.ai_chat_wait_seconds
         try:
             with reaching_temporal():
-                outcome = await asyncio.wait_for(
-                    handle.result(rpc_timeout=timedelta(seconds=wait) + rpc_timeout(self.settings)), wait
+                outcome = await wait_for_caller(
+                    handle.result(rpc_timeout=timedelta(seconds=wait) + rpc_timeout(self.settings)),
+                    wait,
+                    gone,
+                    what="chat",
                 )
         except TimeoutError:
             return ChatAccepted(chat_id=chat_id, status_url=status_url(chat_id))

@@ -35,6 +35,7 @@ from services.idempotency import claim
 from services.runtime import Service
 from services.staging import staged
 from services.temporal import rpc_timeout, start_workflow
+from services.waiting import wait_for_caller
 from settings import Settings
 from workflows import search_attributes
 from workflows.prototype import START_POLICY, PrototypeWorkflow, planned_steps, workflow_id
@@ -131,10 +132,13 @@ class PrototypeService(Service):
             await self._start(prototype, order)
         return accepted(prototype)
 
-    async def get(self, account: Account, prototype_id: uuid.UUID, *, wait: float = 0) -> PrototypeView:
+    async def get(
+        self, account: Account, prototype_id: uuid.UUID, *, wait: float = 0, gone: asyncio.Event | None = None
+    ) -> PrototypeView:
         """While the pipeline runs: its live progress (the workflow's query). After: the stored result. With
         `wait`, hold the answer up to that many seconds for the pipeline to finish (a long poll), holding no
-        database connection meanwhile. Someone else's prototype is not found."""
+        database connection meanwhile; CallerGone, the wait cancelled, once `gone` is set. Someone else's
+        prototype is not found."""
         prototype = await self._owned(account, prototype_id)
         if prototype.status not in _UNDER_WAY:
             return await self._view(prototype, stored_progress(prototype))
@@ -142,7 +146,7 @@ class PrototypeService(Service):
         if wait:
             # Still running, failed, or Temporal out of reach: in every case the row says where things stand.
             with suppress(TimeoutError, WorkflowFailureError, RPCError):
-                await asyncio.wait_for(handle.result(), wait)
+                await wait_for_caller(handle.result(), wait, gone, what="prototype")
             prototype = await self._owned(account, prototype_id)
             if prototype.status not in _UNDER_WAY:
                 return await self._view(prototype, stored_progress(prototype))

@@ -28,6 +28,7 @@ import httpx
 import pytest
 from payload_keys import PAYLOAD_KEYS
 
+import cli
 from cli import api_command, temporal_command
 from settings import Settings
 from workflows import search_attributes
@@ -251,6 +252,27 @@ def test_the_image_and_compose_serve_the_api_the_way_statex_api_does() -> None:
     """No second copy of the server flags to drift: both run `python -m cli api`, which execs api_command."""
     assert 'CMD ["python", "-m", "cli", "api"]' in (REPO / "Dockerfile").read_text()
     assert 'command: ["python", "-m", "cli", "api"]' in (REPO / "docker-compose.yml").read_text()
+
+
+def test_statex_api_migrates_once_then_tells_its_processes_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One migration before the server starts, and none in each process: a process that migrates keeps Alembic
+    in memory for its whole life."""
+    migrated: list[Settings] = []
+    served: list[tuple[list[str], dict[str, str]]] = []
+
+    async def migrate(settings: Settings) -> None:
+        migrated.append(settings)
+
+    monkeypatch.setattr(cli, "_migrate", migrate)
+    monkeypatch.setattr(os, "execve", lambda path, args, env: served.append((args, env)))
+    settings = Settings(environment="development")
+    cli.run_api(settings)
+    [(command, env)] = served
+    assert migrated == [settings]
+    assert command == api_command(settings) and env["RUN_MIGRATIONS_ON_START"] == "false"
+
+    cli.run_api(settings.model_copy(update={"run_migrations_on_start": False}))
+    assert migrated == [settings]  # told not to: it does not
 
 
 def _flag(command: list[str], name: str) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import openai
+from typing import TYPE_CHECKING
+
 from temporalio import activity
 
 from activities.ai.openai_compatible import AudioStore, Deployment, OpenAICompatible
@@ -11,11 +12,16 @@ from models.enums import AITier
 from models.messages.ai import ModelCall, ModelReply, Transcript, TranscriptionCall
 from settings import Settings
 
+if TYPE_CHECKING:
+    import openai
+
 
 def azure_client(settings: Settings) -> openai.AsyncAzureOpenAI:
     """Requests go to {endpoint}/openai/deployments/{deployment}/...?api-version=...; SDK retries off."""
     if settings.azure_openai_api_key is None or not settings.azure_openai_endpoint:
         raise ValueError("AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY must both be set")
+    import openai  # here, not at the top: the API imports this module (for the activity's name), not the SDK
+
     return openai.AsyncAzureOpenAI(
         azure_endpoint=settings.azure_openai_endpoint,
         api_key=settings.azure_openai_api_key.get_secret_value(),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import httpx
-import ollama
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -16,10 +16,15 @@ from models.enums import AITier
 from models.messages.ai import ModelCall, ModelReply
 from settings import Settings
 
+if TYPE_CHECKING:
+    import ollama
+
 
 def ollama_client(settings: Settings) -> ollama.AsyncClient:
     if not settings.ollama_host:
         raise ValueError("OLLAMA_HOST is not set")
+    import ollama  # here, not at the top: the API imports this module (for the activity's name), not the SDK
+
     return ollama.AsyncClient(host=settings.ollama_host, timeout=settings.ai_request_timeout_seconds)
 
 
@@ -31,6 +36,8 @@ class OllamaActivities:
 
     @activity.defn(name="ollama_chat")
     async def chat(self, call: ModelCall) -> ModelReply:
+        import ollama
+
         messages = [{"role": "system", "content": call.system}] if call.system else []
         messages.append({"role": "user", "content": call.prompt})
         started = time.monotonic()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import openai
+from typing import TYPE_CHECKING
+
 from temporalio import activity
 
 from activities.ai.openai_compatible import AudioStore, Deployment, OpenAICompatible
@@ -11,11 +12,16 @@ from models.enums import AITier
 from models.messages.ai import ModelCall, ModelReply, Transcript, TranscriptionCall
 from settings import Settings
 
+if TYPE_CHECKING:
+    import openai
+
 
 def openai_client(settings: Settings) -> openai.AsyncOpenAI:
     """The SDK's own retries are off: Temporal retries, so each attempt shows in the workflow's history."""
     if settings.openai_api_key is None:
         raise ValueError("OPENAI_API_KEY is not set")
+    import openai  # here, not at the top: the API imports this module (for the activity's name), not the SDK
+
     return openai.AsyncOpenAI(
         api_key=settings.openai_api_key.get_secret_value(),
         base_url=settings.openai_base_url,

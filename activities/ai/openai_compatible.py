@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import openai
 from temporalio.exceptions import ApplicationError
 
 from activities.ai import elapsed_ms
@@ -21,6 +20,9 @@ from models.ai_prices import PriceTable
 from models.enums import AITier
 from models.messages.ai import ModelCall, ModelReply, Transcript, TranscriptionCall
 from settings import Settings
+
+if TYPE_CHECKING:
+    import openai
 
 
 class AudioStore(Protocol):
@@ -62,6 +64,8 @@ class OpenAICompatible:
         self.max_retry_delay = timedelta(seconds=settings.ai_retry_maximum_interval_seconds)
 
     async def complete(self, call: ModelCall) -> ModelReply:
+        import openai  # loaded by the client already; imported here so the API that names these activities never is
+
         messages: list[dict[str, str]] = [{"role": "system", "content": call.system}] if call.system else []
         messages.append({"role": "user", "content": call.prompt})
         started = time.monotonic()
@@ -99,6 +103,8 @@ class OpenAICompatible:
         )
 
     async def transcribe_audio(self, call: TranscriptionCall) -> Transcript:
+        import openai
+
         if self.transcription_deployment is None or self.transcription_price is None or self.audio is None:
             raise ApplicationError(
                 f"transcription is not configured for {provider_name(self.tier)}",
@@ -134,6 +140,8 @@ class OpenAICompatible:
         )
 
     def _failure(self, err: openai.OpenAIError) -> ApplicationError:
+        import openai
+
         if isinstance(err, openai.APIStatusError):
             wait = retry_after(err.response.headers.get("retry-after"), self.max_retry_delay)
             return http_failure(self.tier, err.status_code, err.message, code=err.code, retry_after=wait)

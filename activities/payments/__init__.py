@@ -2,6 +2,8 @@
 
 Every gateway answers the same questions (create, status, capture, cancel, refund), so one workflow serves
 them all; the payment's gateway picks the module. A gateway takes payments once its settings are set.
+The Stripe module (and its SDK, the heaviest) is imported only where it is used: the API, which asks this
+package whether a gateway is configured, loads it for a Stripe webhook only.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.payment_records import PaymentRecords
-from activities.payments import btcpay, comgate, paypal, stripe
+from activities.payments import btcpay, comgate, paypal
 from activities.payments.common import Gateway, WebhookNotice
 from models.enums import PaymentGateway
 from models.messages.payments import CheckoutOrder, GatewayReference, GatewaySession, GatewayStatus
@@ -47,6 +49,8 @@ def build_gateway(settings: Settings, gateway: PaymentGateway) -> Gateway:
     if not is_configured(settings, gateway):
         raise GatewayNotConfigured(f"{gateway} is not configured on this server")
     if gateway == PaymentGateway.STRIPE:
+        from activities.payments import stripe
+
         return stripe.StripeGateway(_secret(settings.stripe_secret_key), settings.stripe_api_base)
     if gateway == PaymentGateway.PAYPAL:
         return _paypal(settings)
@@ -91,6 +95,8 @@ async def verify_webhook(
 ) -> WebhookNotice | None:
     """The verified event, None for an event type that does not concern payments; WebhookRejected if forged."""
     if gateway == PaymentGateway.STRIPE and settings.stripe_webhook_secret:
+        from activities.payments import stripe
+
         secret = _secret(settings.stripe_webhook_secret)
         return stripe.verify_webhook(secret, settings.stripe_webhook_tolerance_seconds, headers, body)
     if gateway == PaymentGateway.PAYPAL and is_configured(settings, gateway) and settings.paypal_webhook_id:

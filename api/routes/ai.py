@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse
 
 from api.deps import Chats, CurrentUser, IdempotencyKey
+from api.disconnect import ClientGone
 from api.errors import errors
 from api.ratelimit import RateLimitedRoute
 from models.api.chat import ChatAccepted, ChatRequest, ChatResponse, ChatStatus
@@ -40,13 +41,14 @@ async def chat(
     user: CurrentUser,
     providers: Annotated[list[AITier], Depends(chosen_providers)],
     chats: Chats,
+    gone: ClientGone,
     idempotency_key: IdempotencyKey = None,
 ) -> ChatResponse | JSONResponse:
     """Ask a model. Your service tier picks the provider unless `model` names one (EU_COMPLIANCE accounts:
     EU-resident providers only; another is a 403). The answer comes back if it is ready within the configured
     wait; else 202 with a status URL. A refusal under the provider's content policy is a 422, a provider's
     rejection a 502, no provider a 503. With an `Idempotency-Key`, a retry gets the first request's answer."""
-    answer = await chats.ask(user, body, providers, idempotency_key=idempotency_key)
+    answer = await chats.ask(user, body, providers, idempotency_key=idempotency_key, gone=gone)
     if isinstance(answer, ChatAccepted):
         return JSONResponse(
             answer.model_dump(mode="json"),

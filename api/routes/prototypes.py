@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from api.deps import CurrentUser, IdempotencyKey, Prototypes, SettingsDep
+from api.disconnect import ClientGone
 from api.errors import errors
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
 from api.uploads import MULTIPART_BODY, receive_file, upload_slot
@@ -116,6 +117,7 @@ async def get(
     prototype_id: uuid.UUID,
     user: CurrentUser,
     prototypes: Prototypes,
+    gone: ClientGone,
     wait: Annotated[
         int,
         Query(
@@ -127,5 +129,5 @@ async def get(
     ] = 0,
 ) -> PrototypeView:
     """While the pipeline runs: its live step, progress and cost (from the workflow). After: the stored result,
-    with the zip's download URL. Only its owner may see it."""
-    return await prototypes.get(user, prototype_id, wait=wait)
+    with the zip's download URL. Only its owner may see it. A client that disconnects ends its wait."""
+    return await prototypes.get(user, prototype_id, wait=wait, gone=gone)

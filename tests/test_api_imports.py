@@ -1,0 +1,38 @@
+"""The API imports only what the API uses: the SDKs that only the worker's activities need stay out of it.
+
+Each SDK costs the API memory in every process (issue 11: 159 MB at rest with all of them, the goal is 100) for
+nothing: the API names activities and gateways, it never calls them. A fresh interpreter, so that what other
+tests imported does not count.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+WORKER_ONLY = [
+    "openai",  # the OpenAI and Azure activities
+    "ollama",  # the Ollama activity
+    "stripe",  # the Stripe gateway; a Stripe webhook imports it when one arrives
+    "botocore",  # R2 storage and SES email: local storage and the outbox need neither
+    "boto3",
+    "alembic",  # migrations: `statex api` migrates once before it starts its processes
+    "opentelemetry.sdk",  # traces: only with OTEL_EXPORTER_OTLP_ENDPOINT set
+    "opentelemetry.exporter",
+]
+
+
+def modules_after(statement: str) -> set[str]:
+    probe = f"import json, sys; {statement}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout))
+
+
+def test_importing_the_api_loads_no_worker_only_sdk() -> None:
+    loaded = modules_after("import api.app")
+    assert "fastapi" in loaded  # the probe did import the API
+    assert [name for name in WORKER_ONLY if name in loaded] == []
