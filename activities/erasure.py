@@ -29,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.storage import Storage
 from models.db import insert_if_absent, open_session
 from models.messages.privacy import (
+    DeleteHistories,
     ErasedRows,
     ErasureCounts,
     ErasureSubject,
@@ -216,20 +217,20 @@ class ErasureActivities:
             await db.commit()
 
     @activity.defn
-    async def delete_user_histories(self, user_id: uuid.UUID) -> int:
+    async def delete_user_histories(self, histories: DeleteHistories) -> int:
         """Temporal's DeleteWorkflowExecution for every workflow carrying the user's id (a still running one
-        is terminated first by the server). Visibility lags: deleting one already gone is a no-op."""
-        deleted = 0
-        namespace = self.temporal.namespace
-        async for found in self.temporal.list_workflows(user_workflows(user_id, running=False)):
+        is terminated first by the server), and for those the erasure stopped. Deleting one already gone is a
+        no-op, so a retry repeats harmlessly."""
+        listed = self.temporal.list_workflows(user_workflows(histories.user_id, running=False))
+        workflow_ids = {*histories.known, *[found.id async for found in listed]}
+        for workflow_id in sorted(workflow_ids):
             request = DeleteWorkflowExecutionRequest(
-                namespace=namespace, workflow_execution=WorkflowExecution(workflow_id=found.id, run_id=found.run_id)
+                namespace=self.temporal.namespace, workflow_execution=WorkflowExecution(workflow_id=workflow_id)
             )
             try:
                 await self.temporal.workflow_service.delete_workflow_execution(request)
             except RPCError as err:
                 if err.status != RPCStatusCode.NOT_FOUND:
                     raise
-            deleted += 1
-            activity.heartbeat(deleted)
-        return deleted
+            activity.heartbeat(workflow_id)
+        return len(workflow_ids)

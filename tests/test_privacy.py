@@ -4,6 +4,7 @@ worker, local storage, the outbox, and localstripe for a payment."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import uuid
@@ -212,24 +213,23 @@ async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
         assert wrong.status_code == 401, wrong.text
 
         reached = asyncio.Event()
-        async with AsyncExitStack() as clients:
-            async with await _holding_worker(temporal, settings, engine, reached, clients):
-                erased = await http.request(
-                    "DELETE", "/api/me", json={"password": alice["password"]}, headers=alice["headers"]
-                )
-                assert erased.status_code == 202, erased.text
-                assert erased.json()["erasure_id"] == workflow_id(alice["id"])
-                await asyncio.wait_for(reached.wait(), 60)
-                # Sessions are revoked already; signing in again and asking again joins the same erasure.
-                assert (await http.get("/auth/me", headers=alice["headers"])).status_code == 401
-                again = await http.post("/auth/login", json={"email": alice["email"], "password": alice["password"]})
-                repeated = await http.request(
-                    "DELETE",
-                    "/api/me",
-                    json={"password": alice["password"]},
-                    headers=bearer(again.json()["access_token"]),
-                )
-                assert (repeated.status_code, repeated.json()) == (202, erased.json())
+        async with AsyncExitStack() as clients, await _holding_worker(temporal, settings, engine, reached, clients):
+            erased = await http.request(
+                "DELETE", "/api/me", json={"password": alice["password"]}, headers=alice["headers"]
+            )
+            assert erased.status_code == 202, erased.text
+            assert erased.json()["erasure_id"] == workflow_id(alice["id"])
+            await asyncio.wait_for(reached.wait(), 60)
+            # Sessions are revoked already; signing in again and asking again joins the same erasure.
+            assert (await http.get("/auth/me", headers=alice["headers"])).status_code == 401
+            again = await http.post("/auth/login", json={"email": alice["email"], "password": alice["password"]})
+            repeated = await http.request(
+                "DELETE",
+                "/api/me",
+                json={"password": alice["password"]},
+                headers=bearer(again.json()["access_token"]),
+            )
+            assert (repeated.status_code, repeated.json()) == (202, erased.json())
         # The worker stopped mid-erasure; a new one finishes it.
         async with build_worker(temporal, settings, engine):
             handle = temporal.get_workflow_handle_for(ErasureWorkflow.run, workflow_id(alice["id"]))
@@ -263,10 +263,15 @@ async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
         assert (await http.get("/auth/me", headers=alice["headers"])).status_code == 401
 
         # Her workflows: the running ones stopped, and every history carrying her id deleted.
+        async def deleted(workflow: str) -> bool | None:
+            try:
+                await temporal.get_workflow_handle(workflow).describe()
+            except RPCError as err:
+                return err.status == RPCStatusCode.NOT_FOUND or None
+            return None  # the server deletes in the background
+
         for gone in (stranded.id, checkout_handle.id, *closed_before):
-            with pytest.raises(RPCError) as missing:
-                await temporal.get_workflow_handle(gone).describe()
-            assert missing.value.status == RPCStatusCode.NOT_FOUND, gone
+            await eventually(functools.partial(deleted, gone), what=f"{gone} to be deleted")
 
         async def histories_gone() -> bool | None:
             left = [found async for found in temporal.list_workflows(user_workflows(alice["id"], running=False))]

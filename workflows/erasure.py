@@ -21,7 +21,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.erasure import ErasureActivities
     from models.messages.email import EmailMessage
-    from models.messages.privacy import ErasedRows, ErasureOrder, ErasureProgress, StopWorkflows
+    from models.messages.privacy import DeleteHistories, ErasedRows, ErasureOrder, ErasureProgress, StopWorkflows
     from workflows.mail import send_email
     from workflows.starting import ONCE_PER_RESOURCE
 
@@ -74,7 +74,7 @@ class ErasureWorkflow:
             activities.read_erasure_subject, user_id, **self._step("read the address")
         )
         await workflow.execute_activity_method(activities.revoke_all_sessions, user_id, **self._step("revoke sessions"))
-        await workflow.execute_activity_method(
+        stopped = await workflow.execute_activity_method(
             activities.stop_user_workflows,
             StopWorkflows(user_id=user_id, grace=order.cancel_grace),
             **self._step("stop the user's workflows", order.cancel_grace + STEP_TIMEOUT),
@@ -94,7 +94,11 @@ class ErasureWorkflow:
                 activities.forget_recipient, confirmation.message_id, **self._step("forget the recipient")
             )
         await workflow.execute_activity_method(
-            activities.delete_user_histories, user_id, **self._step("delete histories")
+            activities.delete_user_histories,
+            DeleteHistories(
+                user_id=user_id, known=[*stopped.cancelled, *stopped.terminated, *stopped.files_deleted_early]
+            ),
+            **self._step("delete histories"),
         )
         self._done.append("delete histories")
         self._finished = True

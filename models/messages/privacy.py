@@ -75,6 +75,12 @@ class StoppedWorkflows(BaseModel):
     files_deleted_early: list[str]
 
 
+class DeleteHistories(BaseModel):
+    user_id: uuid.UUID
+    known: list[str]
+    """The workflows the erasure stopped: deleted by id too, as visibility may not list one that just closed."""
+
+
 class ErasedRows(BaseModel):
     user_id: uuid.UUID
     email: str | None
