@@ -182,7 +182,7 @@ class ErasureActivities:
             }
             if rows.email:
                 statements["email_deliveries"] = delete(EmailDelivery).where(
-                    sa.func.lower(col(EmailDelivery.recipient)).contains(rows.email.lower())
+                    sa.func.lower(col(EmailDelivery.recipient)).contains(rows.email.lower(), autoescape=True)
                 )
             for table, statement in statements.items():
                 deleted[table] = await self._execute(db, statement)
