@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     storage_backend: Literal["local", "r2"] = "local"
     file_retention_hours: float = Field(default=24.0, gt=0)
     file_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    # Erasure: payment records are kept, anonymised, for the accounting period (bookkeeping law, e.g. 10 years)
+    erasure_keep_payments_years: int = Field(default=10, ge=0)
+    erasure_cancel_grace_seconds: float = Field(default=60.0, ge=0)
     file_allowed_types: CommaList = Field(
         default_factory=lambda: [
             "image/png",

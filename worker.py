@@ -22,11 +22,13 @@ from activities.ai.openai import OpenAIActivities
 from activities.ai.openai_compatible import AudioStore
 from activities.ai.records import AIRecordActivities
 from activities.email import EmailActivities, Mailer, build_mailer
+from activities.erasure import ErasureActivities
+from activities.export import ExportActivities
 from activities.packaging import PackagingActivities
 from activities.payments import checkout_activities
 from activities.records import RecordActivities
 from activities.sandbox import SandboxActivities
-from activities.storage import StorageActivities, build_storage
+from activities.storage import Storage, StorageActivities, build_storage
 from log_propagation import RequestIdFromHeaders
 from logs import configure_logging
 from models.ai_prices import load_prices
@@ -40,17 +42,32 @@ from workflows.chat import ChatWorkflow
 from workflows.checkout import CheckoutWorkflow
 from workflows.client import connect
 from workflows.contact import ContactWorkflow
+from workflows.erasure import ErasureWorkflow
+from workflows.export import ExportWorkflow
 from workflows.prototype import PrototypeWorkflow
 from workflows.retention import FileRetentionWorkflow
 
-WORKFLOWS: Sequence[type] = (ContactWorkflow, FileRetentionWorkflow, ChatWorkflow, CheckoutWorkflow, PrototypeWorkflow)
+WORKFLOWS: Sequence[type] = (
+    ContactWorkflow,
+    FileRetentionWorkflow,
+    ChatWorkflow,
+    CheckoutWorkflow,
+    PrototypeWorkflow,
+    ExportWorkflow,
+    ErasureWorkflow,
+)
 
 
 def activities_for(
-    settings: Settings, engine: AsyncEngine, clients: AsyncExitStack, mailer: Mailer | None = None
+    settings: Settings,
+    engine: AsyncEngine,
+    clients: AsyncExitStack,
+    mailer: Mailer | None = None,
+    temporal: Client | None = None,
 ) -> list[Any]:
     """Every activity, each outside system's client built once here and reused by every call; `clients` closes
-    them. A `mailer` given by the caller stays the caller's to close."""
+    them. A `mailer` given by the caller stays the caller's to close. Erasure's activities need `temporal` (to
+    stop and delete the user's workflows): without it they are left out."""
     if mailer is None:
         mailer = build_mailer(settings)
         clients.push_async_callback(mailer.aclose)
@@ -68,8 +85,24 @@ def activities_for(
         storage.delete_object,
         PackagingActivities(files, engine, settings).package_prototype,
         SandboxActivities().verify_code,
+        ExportActivities(files, engine, settings).package_export,
+        *(erasure_activities(temporal, files, engine, settings) if temporal is not None else []),
         *ai_activities(settings, engine, files, clients),
         *checkout_activities(settings, engine, clients),
+    ]
+
+
+def erasure_activities(temporal: Client, files: Storage, engine: AsyncEngine, settings: Settings) -> list[Any]:
+    erasure = ErasureActivities(temporal, files, engine, settings)
+    return [
+        erasure.read_erasure_subject,
+        erasure.revoke_all_sessions,
+        erasure.stop_user_workflows,
+        erasure.delete_stored_objects,
+        erasure.erase_rows,
+        erasure.purge_outbox,
+        erasure.forget_recipient,
+        erasure.delete_user_histories,
     ]
 
 
@@ -106,7 +139,7 @@ async def build_worker(
             client,
             task_queue=settings.temporal_task_queue,
             workflows=list(WORKFLOWS),
-            activities=activities_for(settings, engine, clients, mailer),
+            activities=activities_for(settings, engine, clients, mailer, client),
             interceptors=[RequestIdFromHeaders(), *sentry_worker_interceptors(settings)],
             **options,
         )

@@ -21,7 +21,7 @@ from api.errors import error_response, errors, install_error_handlers
 from api.metrics import install_metrics
 from api.ratelimit import RateLimiter, RateLimitExceeded, bucket_for
 from api.request_log import RequestLog
-from api.routes import ai, auth, capabilities, codec, contact, files, health, payments, prototypes
+from api.routes import ai, auth, capabilities, codec, contact, files, health, me, payments, prototypes
 from api.security_headers import SecurityHeaders
 from api.shedding import LoadShedding
 from api.uploads import UploadSlots
@@ -144,6 +144,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         prototypes.router,
         prototypes.status_router,
         payments.router,
+        me.router,
     ):
         app.include_router(router, responses=COMMON_RESPONSES)
     app.include_router(payments.webhooks, responses=errors(413))

@@ -18,6 +18,7 @@ from services.contact import ContactService
 from services.errors import Unauthorized
 from services.files import FileService
 from services.payments import PaymentService
+from services.privacy import PrivacyService
 from services.prototypes import PrototypeService
 from services.runtime import Runtime, Service
 from settings import Settings
@@ -54,6 +55,7 @@ Files = Annotated[FileService, Depends(service(FileService))]
 Chats = Annotated[ChatService, Depends(service(ChatService))]
 Prototypes = Annotated[PrototypeService, Depends(service(PrototypeService))]
 Payments = Annotated[PaymentService, Depends(service(PaymentService))]
+Privacy = Annotated[PrivacyService, Depends(service(PrivacyService))]
 
 
 async def get_optional_user(

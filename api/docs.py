@@ -24,6 +24,7 @@ TAGS = [
     {"name": "chats", "description": "A chat answer that took longer than the request waited."},
     {"name": "prototypes", "description": "An app idea (text or voice) in, a verified prototype zip out; poll it."},
     {"name": "payments", "description": "Buy a service tier: server-side prices, four gateways, refunds, webhooks."},
+    {"name": "me", "description": "Your data: a copy of all of it (export), or its erasure."},
     {"name": "capabilities", "description": "What this server can do: providers, voice, gateways, limits."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]

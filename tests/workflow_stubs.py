@@ -44,6 +44,16 @@ from models.messages.payments import (
     GatewaySession,
     GatewayStatus,
 )
+from models.messages.privacy import (
+    DeleteHistories,
+    ErasedRows,
+    ErasureCounts,
+    ErasureSubject,
+    ExportPackage,
+    PackagedExport,
+    StoppedWorkflows,
+    StopWorkflows,
+)
 from models.messages.prototypes import (
     PackagedPrototype,
     PrototypeMilestone,
@@ -58,6 +68,7 @@ from worker import WORKFLOWS
 STUB_MODEL = "stub-model"
 STUB_COST_MICROS = 1_000
 DOWNLOAD_TOKEN = "stub-download-token"
+STUB_EMAIL = "someone@example.com"
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,15 @@ class StubActivities:
             self.delete_object,
             self.package_prototype,
             self.verify_code,
+            self.package_export,
+            self.read_erasure_subject,
+            self.revoke_all_sessions,
+            self.stop_user_workflows,
+            self.delete_stored_objects,
+            self.erase_rows,
+            self.purge_outbox,
+            self.forget_recipient,
+            self.delete_user_histories,
             self.offline_chat,
             self.ollama_chat,
             self.openai_chat,
@@ -200,6 +220,59 @@ class StubActivities:
         return VerificationResult(
             round=request.round, passed=not failing, files=["main.py"], checks=[check], network_isolated=True
         )
+
+    # --- export and erasure ------------------------------------------------------------------------------
+
+    @activity.defn(name="package_export")
+    async def package_export(self, package: ExportPackage) -> PackagedExport:
+        await self._note(package)
+        return PackagedExport(
+            file_id=package.file_id,
+            size=1,
+            sha256="0" * 64,
+            names=["account.json"],
+            download_token=DOWNLOAD_TOKEN,
+            email=STUB_EMAIL,
+        )
+
+    @activity.defn(name="read_erasure_subject")
+    async def read_erasure_subject(self, user_id: uuid.UUID) -> ErasureSubject:
+        await self._note(user_id)
+        return ErasureSubject(user_id=user_id, email=STUB_EMAIL)
+
+    @activity.defn(name="revoke_all_sessions")
+    async def revoke_all_sessions(self, user_id: uuid.UUID) -> int:
+        await self._note(user_id)
+        return 1
+
+    @activity.defn(name="stop_user_workflows")
+    async def stop_user_workflows(self, stop: StopWorkflows) -> StoppedWorkflows:
+        await self._note(stop)
+        return StoppedWorkflows(cancelled=["prototype-stub"], terminated=[], files_deleted_early=["file-stub"])
+
+    @activity.defn(name="delete_stored_objects")
+    async def delete_stored_objects(self, user_id: uuid.UUID) -> int:
+        await self._note(user_id)
+        return 1
+
+    @activity.defn(name="erase_rows")
+    async def erase_rows(self, rows: ErasedRows) -> ErasureCounts:
+        await self._note(rows)
+        return ErasureCounts(deleted={"users": 1}, payments_anonymised=0)
+
+    @activity.defn(name="purge_outbox")
+    async def purge_outbox(self, address: str) -> int:
+        await self._note(address)
+        return 0
+
+    @activity.defn(name="forget_recipient")
+    async def forget_recipient(self, message_id: str) -> None:
+        await self._note(message_id)
+
+    @activity.defn(name="delete_user_histories")
+    async def delete_user_histories(self, histories: DeleteHistories) -> int:
+        await self._note(histories)
+        return len(histories.known)
 
     # --- AI providers ------------------------------------------------------------------------------------
 

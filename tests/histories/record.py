@@ -43,10 +43,13 @@ from workflow_stubs import (  # noqa: E402
 from models.enums import AITier, GatewayState, PaymentStatus  # noqa: E402
 from models.messages.ai import AICallPolicy  # noqa: E402
 from models.messages.payments import CheckoutOrder, GatewayEvent  # noqa: E402
+from models.messages.privacy import ErasureOrder, ExportOrder  # noqa: E402
 from workflows import search_attributes  # noqa: E402
 from workflows.chat import ChatWorkflow  # noqa: E402
 from workflows.checkout import CheckoutWorkflow  # noqa: E402
 from workflows.contact import ContactWorkflow  # noqa: E402
+from workflows.erasure import ErasureWorkflow  # noqa: E402
+from workflows.export import ExportWorkflow  # noqa: E402
 from workflows.prototype import PrototypeWorkflow  # noqa: E402
 from workflows.retention import FileRetentionWorkflow  # noqa: E402
 
@@ -178,6 +181,21 @@ async def checkout_duplicate_webhooks(client: Client, queue: str) -> AnyHandle:
     return await _settled(handle)
 
 
+async def export_completed(client: Client, queue: str) -> AnyHandle:
+    order = ExportOrder(
+        export_id=uuid.uuid4(),
+        user_id=uuid.uuid4(),
+        file_lifetime=timedelta(hours=24),
+        link_base_url="http://127.0.0.1:8000",
+    )
+    return await _settled(await client.start_workflow(ExportWorkflow.run, order, id=_id("export"), task_queue=queue))
+
+
+async def erasure_completed(client: Client, queue: str) -> AnyHandle:
+    order = ErasureOrder(user_id=uuid.uuid4(), keep_payments_years=10, cancel_grace=timedelta(seconds=60))
+    return await _settled(await client.start_workflow(ErasureWorkflow.run, order, id=_id("erasure"), task_queue=queue))
+
+
 SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "contact-notified": (contact_notified, Outside()),
     "retention-expired": (retention_expired, Outside()),
@@ -196,6 +214,8 @@ SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "checkout-failed": (checkout_failed, Outside()),
     "checkout-expired": (checkout_expired, Outside()),
     "checkout-duplicate-webhooks": (checkout_duplicate_webhooks, Outside()),
+    "export-completed": (export_completed, Outside()),
+    "erasure-completed": (erasure_completed, Outside()),
 }
 
 

@@ -11,6 +11,8 @@ from activities.ai.ollama import OllamaActivities
 from activities.ai.openai import OpenAIActivities
 from activities.ai.records import AIRecordActivities
 from activities.email import EmailActivities
+from activities.erasure import ErasureActivities
+from activities.export import ExportActivities
 from activities.packaging import PackagingActivities
 from activities.payment_records import PaymentRecords
 from activities.payments import GatewayActivities
@@ -31,6 +33,8 @@ REAL = (
     AIRecordActivities,
     GatewayActivities,
     PaymentRecords,
+    ExportActivities,
+    ErasureActivities,
 )
 
 

@@ -1,0 +1,236 @@
+"""Erasure's activities: revoke, stop the user's workflows, delete their objects, rows, mail and histories.
+
+Each is idempotent (a retry or a resumed erasure finds less to do and does it again harmlessly). Payments are
+kept for the accounting period, anonymised: moved to one tombstone account (the foreign key stays valid, the
+row no longer names anybody), their idempotency key and gateway details dropped, the date until which they
+must be kept written in their details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.parser
+import email.utils
+import secrets
+import uuid
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, delete, or_, select, update
+from temporalio import activity
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.storage import Storage
+from models.db import insert_if_absent, open_session
+from models.messages.privacy import (
+    DeleteHistories,
+    ErasedRows,
+    ErasureCounts,
+    ErasureSubject,
+    StoppedWorkflows,
+    StopWorkflows,
+)
+from models.tables import AIResponse, Contact, EmailDelivery, File, IdempotencyKey, Payment, Prototype, Session, User
+from models.types import utcnow
+from settings import Settings
+from workflows import search_attributes
+
+TOMBSTONE_USER_ID = uuid.UUID("00000000-0000-4000-8000-00000000e4a5")
+"""The account every anonymised payment belongs to: it has no sessions and a password nobody knows."""
+TOMBSTONE_EMAIL = "erased-accounts@statex.invalid"
+RETENTION_WORKFLOW = "FileRetentionWorkflow"
+ERASED = "(erased)"
+_POLL = 0.5
+
+
+def user_workflows(user_id: uuid.UUID, *, running: bool) -> str:
+    query = f"{search_attributes.USER_ID.name} = '{user_id}'"
+    return f"{query} AND ExecutionStatus = 'Running'" if running else query
+
+
+def _addressed_to(path: Path, address: str) -> bool:
+    with path.open("rb") as handle:
+        headers = email.parser.BytesHeaderParser().parse(handle)
+    fields = [*headers.get_all("To", []), *headers.get_all("Reply-To", [])]
+    return any(found.lower() == address.lower() for _, found in email.utils.getaddresses(fields))
+
+
+class ErasureActivities:
+    def __init__(self, temporal: Client, storage: Storage, engine: AsyncEngine, settings: Settings) -> None:
+        self.temporal = temporal
+        self.storage = storage
+        self.engine = engine
+        self.settings = settings
+
+    async def _execute(self, db: Any, statement: Any) -> int:
+        return int((await db.exec(statement)).rowcount)
+
+    @activity.defn
+    async def read_erasure_subject(self, user_id: uuid.UUID) -> ErasureSubject:
+        async with open_session(self.engine) as db:
+            user = await db.get(User, user_id)
+        return ErasureSubject(user_id=user_id, email=user.email if user else None)
+
+    @activity.defn
+    async def revoke_all_sessions(self, user_id: uuid.UUID) -> int:
+        async with open_session(self.engine) as db:
+            revoked = await self._execute(
+                db,
+                update(Session)
+                .where(col(Session.user_id) == user_id, col(Session.revoked_at).is_(None))
+                .values(revoked_at=utcnow(), revoke_reason="erasure"),
+            )
+            await db.commit()
+        return revoked
+
+    @activity.defn
+    async def stop_user_workflows(self, stop: StopWorkflows) -> StoppedWorkflows:
+        """Each running file timer is told to delete its object now; every other running workflow of the user
+        (prototypes, chats, checkouts, exports) is cancelled, and terminated if it has not closed within the
+        grace period (one with no worker to run it never would)."""
+        stopped = StoppedWorkflows(cancelled=[], terminated=[], files_deleted_early=[])
+        running = [found async for found in self.temporal.list_workflows(user_workflows(stop.user_id, running=True))]
+        for found in running:
+            handle = self.temporal.get_workflow_handle(found.id, run_id=found.run_id)
+            try:
+                if found.workflow_type == RETENTION_WORKFLOW:
+                    await handle.signal("delete_now")
+                    stopped.files_deleted_early.append(found.id)
+                else:
+                    await handle.cancel()
+                    stopped.cancelled.append(found.id)
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+        deadline = asyncio.get_running_loop().time() + stop.grace.total_seconds()
+        while True:
+            still = [found for found in running if await self._running(found.id, found.run_id)]
+            if not still or asyncio.get_running_loop().time() >= deadline:
+                break
+            activity.heartbeat(len(still))
+            await asyncio.sleep(_POLL)
+        for found in still:
+            try:
+                await self.temporal.get_workflow_handle(found.id, run_id=found.run_id).terminate(
+                    reason="the account was erased"
+                )
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+            stopped.terminated.append(found.id)
+        return stopped
+
+    async def _running(self, workflow_id: str, run_id: str | None) -> bool:
+        try:
+            described = await self.temporal.get_workflow_handle(workflow_id, run_id=run_id).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return described.status == WorkflowExecutionStatus.RUNNING
+
+    @activity.defn
+    async def delete_stored_objects(self, user_id: uuid.UUID) -> int:
+        """Every object a file row of the user names, whether or not its timer has already run: deleting a
+        missing object is a no-op, so this is the backstop for a timer that was terminated."""
+        async with open_session(self.engine) as db:
+            keys = list((await db.exec(select(File.storage_key).where(col(File.user_id) == user_id))).all())
+        for key in keys:
+            await self.storage.delete(key)
+            activity.heartbeat(key)
+        return len(keys)
+
+    @activity.defn
+    async def erase_rows(self, rows: ErasedRows) -> ErasureCounts:
+        """One transaction: payments anonymised, everything else that names the user deleted, the user last."""
+        user_id = rows.user_id
+        deleted: dict[str, int] = {}
+        now = utcnow()
+        keep_until = now.replace(year=now.year + rows.keep_payments_years, day=min(now.day, 28)).date().isoformat()
+        async with open_session(self.engine) as db:
+            await insert_if_absent(
+                db,
+                User,
+                {
+                    "id": TOMBSTONE_USER_ID,
+                    "email": TOMBSTONE_EMAIL,
+                    "name": None,
+                    "password_hash": bcrypt.hashpw(secrets.token_hex(32).encode(), bcrypt.gensalt(4)).decode(),
+                },
+            )
+            anonymised = await self._execute(
+                db,
+                update(Payment)
+                .where(col(Payment.user_id) == user_id)
+                .values(user_id=TOMBSTONE_USER_ID, idempotency_key=None, details={"keep_until": keep_until}),
+            )
+            contacts = or_(col(Contact.user_id) == user_id, col(Contact.email) == rows.email)
+            statements: dict[str, Any] = {
+                "ai_responses": delete(AIResponse).where(col(AIResponse.user_id) == user_id),
+                "prototypes": delete(Prototype).where(col(Prototype.user_id) == user_id),
+                "files": delete(File).where(col(File.user_id) == user_id),
+                "contacts": delete(Contact).where(contacts if rows.email else col(Contact.user_id) == user_id),
+                "sessions": delete(Session).where(col(Session.user_id) == user_id),
+                "idempotency_keys": delete(IdempotencyKey).where(col(IdempotencyKey.scope).contains(str(user_id))),
+                "users": delete(User).where(col(User.id) == user_id),
+            }
+            if rows.email:
+                statements["email_deliveries"] = delete(EmailDelivery).where(
+                    sa.func.lower(col(EmailDelivery.recipient)).contains(rows.email.lower(), autoescape=True)
+                )
+            for table, statement in statements.items():
+                deleted[table] = await self._execute(db, statement)
+            await db.commit()
+        return ErasureCounts(deleted=deleted, payments_anonymised=anonymised)
+
+    @activity.defn
+    async def purge_outbox(self, address: str) -> int:
+        """The outbox's messages to (or replying to) the address; the embedded mailer's only copy of them."""
+        folder = self.settings.outbox_dir
+
+        def purge() -> int:
+            if not folder.is_dir():
+                return 0
+            removed = 0
+            for path in sorted(folder.glob("*.eml")):
+                if _addressed_to(path, address):
+                    path.unlink(missing_ok=True)
+                    removed += 1
+            return removed
+
+        return await asyncio.to_thread(purge)
+
+    @activity.defn
+    async def forget_recipient(self, message_id: str) -> None:
+        """The confirmation's delivery row stays (so it is never sent twice) without the address."""
+        async with open_session(self.engine) as db:
+            await self._execute(
+                db,
+                update(EmailDelivery).where(col(EmailDelivery.message_id) == message_id).values(recipient=ERASED),
+            )
+            await db.commit()
+
+    @activity.defn
+    async def delete_user_histories(self, histories: DeleteHistories) -> int:
+        """Temporal's DeleteWorkflowExecution for every workflow carrying the user's id (a still running one
+        is terminated first by the server), and for those the erasure stopped. Deleting one already gone is a
+        no-op, so a retry repeats harmlessly."""
+        listed = self.temporal.list_workflows(user_workflows(histories.user_id, running=False))
+        workflow_ids = {*histories.known, *[found.id async for found in listed]}
+        for workflow_id in sorted(workflow_ids):
+            request = DeleteWorkflowExecutionRequest(
+                namespace=self.temporal.namespace, workflow_execution=WorkflowExecution(workflow_id=workflow_id)
+            )
+            try:
+                await self.temporal.workflow_service.delete_workflow_execution(request)
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+            activity.heartbeat(workflow_id)
+        return len(workflow_ids)
