@@ -9,14 +9,8 @@ Sessions leave out their token hashes: a secret is not personal data the user ne
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import io
 import json
-import tempfile
 import uuid
-import zipfile
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,13 +18,13 @@ from sqlmodel import SQLModel, col, or_, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.storage import Storage, sign_download, storage_key
-from models.db import insert_if_absent, open_session
+from activities.storage import Storage, sign_download
+from activities.zips import keep_zip, zip_bytes
+from models.db import open_session
 from models.messages.privacy import ExportPackage, PackagedExport
 from models.tables import AIResponse, Contact, File, Payment, Prototype, Session, User
 from settings import Settings
 
-ZIP_CONTENT_TYPE = "application/zip"
 FOLDER = "statex-export"
 _SECRETS: dict[type[SQLModel], set[str]] = {User: {"password_hash"}, Session: {"token_hash"}}
 
@@ -43,25 +37,6 @@ def export_file_id(export_id: uuid.UUID) -> uuid.UUID:
 def _rows(rows: list[Any]) -> str:
     dumped = [row.model_dump(mode="json", exclude=_SECRETS.get(type(row), set())) for row in rows]
     return json.dumps(dumped, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def zip_bytes(entries: dict[str, bytes], made_at: datetime) -> bytes:
-    """Deterministic: the same entries and date give the same bytes."""
-    buffer = io.BytesIO()
-    stamp = (max(made_at.year, 1980), made_at.month, made_at.day, made_at.hour, made_at.minute, made_at.second)
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in sorted(entries):
-            info = zipfile.ZipInfo(f"{FOLDER}/{name}", date_time=stamp)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, entries[name])
-    return buffer.getvalue()
-
-
-def _write_temporary(content: bytes) -> Path:
-    with tempfile.NamedTemporaryFile(prefix="export-", suffix=".zip", delete=False) as handle:
-        handle.write(content)
-    return Path(handle.name)
 
 
 def _readme(package: ExportPackage, names: list[str]) -> bytes:
@@ -124,31 +99,17 @@ class ExportActivities:
         """Zip, store under the file's key, then insert its File row (once: the id is the workflow's).
         The workflow has started the file's retention timer before calling this."""
         email, entries = await self._entries(package)
-        content = await asyncio.to_thread(zip_bytes, entries, package.made_at)
-        sha256 = hashlib.sha256(content).hexdigest()
-        key = storage_key(package.file_id)
-        source = await asyncio.to_thread(_write_temporary, content)
-        try:
-            await self.storage.put_file(key, source, ZIP_CONTENT_TYPE)
-        finally:
-            await asyncio.to_thread(source.unlink, missing_ok=True)
-        async with open_session(self.engine) as db:
-            await insert_if_absent(
-                db,
-                File,
-                {
-                    "id": package.file_id,
-                    "user_id": package.user_id,
-                    "storage_key": key,
-                    "original_name": f"statex-export-{package.made_at:%Y%m%d}.zip",
-                    "content_type": ZIP_CONTENT_TYPE,
-                    "size_bytes": len(content),
-                    "sha256": sha256,
-                    "created_at": package.made_at,
-                    "expires_at": package.expires_at,
-                },
-            )
-            await db.commit()
+        content = await asyncio.to_thread(zip_bytes, dict(sorted(entries.items())), package.made_at, FOLDER)
+        sha256 = await keep_zip(
+            self.storage,
+            self.engine,
+            content,
+            file_id=package.file_id,
+            user_id=package.user_id,
+            name=f"statex-export-{package.made_at:%Y%m%d}.zip",
+            made_at=package.made_at,
+            expires_at=package.expires_at,
+        )
         return PackagedExport(
             file_id=package.file_id,
             size=len(content),

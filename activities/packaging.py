@@ -10,27 +10,21 @@ same object again and the File row, keyed by the workflow's file id, is inserted
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import io
 import re
-import tempfile
-import zipfile
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities.ai.offline import OFFLINE_MODEL, OFFLINE_NOTICE
-from activities.storage import Storage, sign_download, storage_key
-from models.db import insert_if_absent, open_session
+from activities.storage import Storage, sign_download
+from activities.zips import keep_zip, zip_bytes
 from models.messages.prototypes import PackagedPrototype, PrototypePackage, VerificationResult
-from models.tables import File
 from settings import Settings
 
 CODE_FOLDER = "code"
 VERIFICATION = "VERIFICATION.md"
-ZIP_CONTENT_TYPE = "application/zip"
 MAX_CODE_FILES = 100
 _MICROS_PER_USD = 1_000_000
 
@@ -174,23 +168,9 @@ def package_entries(package: PrototypePackage) -> dict[str, str]:
     return entries
 
 
-def zip_bytes(entries: dict[str, str], made_at: datetime) -> bytes:
-    """Deterministic: the same entries and date give the same bytes."""
-    buffer = io.BytesIO()
-    stamp = (max(made_at.year, 1980), made_at.month, made_at.day, made_at.hour, made_at.minute, made_at.second)
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, text in entries.items():
-            info = zipfile.ZipInfo(f"prototype/{name}", date_time=stamp)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, text.encode("utf-8"))
-    return buffer.getvalue()
-
-
-def _write_temporary(content: bytes) -> Path:
-    with tempfile.NamedTemporaryFile(prefix="prototype-", suffix=".zip", delete=False) as handle:
-        handle.write(content)
-    return Path(handle.name)
+def zip_text(entries: dict[str, str], made_at: datetime) -> bytes:
+    """The prototype's zip: its entries under `prototype/`, in the order the package lists them."""
+    return zip_bytes({name: text.encode("utf-8") for name, text in entries.items()}, made_at, "prototype")
 
 
 class PackagingActivities:
@@ -204,31 +184,17 @@ class PackagingActivities:
         """Zip, store under the file's key, then insert its File row (once: the id is the workflow's).
         The workflow has started the file's retention timer before calling this."""
         entries = package_entries(package)
-        content = await asyncio.to_thread(zip_bytes, entries, package.made_at)
-        sha256 = hashlib.sha256(content).hexdigest()
-        key = storage_key(package.file_id)
-        source = await asyncio.to_thread(_write_temporary, content)
-        try:
-            await self.storage.put_file(key, source, ZIP_CONTENT_TYPE)
-        finally:
-            await asyncio.to_thread(source.unlink, missing_ok=True)
-        async with open_session(self.engine) as db:
-            await insert_if_absent(
-                db,
-                File,
-                {
-                    "id": package.file_id,
-                    "user_id": package.user_id,
-                    "storage_key": key,
-                    "original_name": f"prototype-{str(package.prototype_id)[:8]}.zip",
-                    "content_type": ZIP_CONTENT_TYPE,
-                    "size_bytes": len(content),
-                    "sha256": sha256,
-                    "created_at": package.made_at,
-                    "expires_at": package.expires_at,
-                },
-            )
-            await db.commit()
+        content = await asyncio.to_thread(zip_text, entries, package.made_at)
+        sha256 = await keep_zip(
+            self.storage,
+            self.engine,
+            content,
+            file_id=package.file_id,
+            user_id=package.user_id,
+            name=f"prototype-{str(package.prototype_id)[:8]}.zip",
+            made_at=package.made_at,
+            expires_at=package.expires_at,
+        )
         return PackagedPrototype(
             file_id=package.file_id,
             size=len(content),

@@ -14,18 +14,13 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.export import ExportActivities, export_file_id
-    from activities.storage import storage_key
     from models.messages.email import EmailMessage
-    from models.messages.files import RetainedFile
     from models.messages.privacy import ExportOrder, ExportPackage, ExportProgress, ExportStatus, PackagedExport
-    from workflows import search_attributes
     from workflows.mail import send_email
-    from workflows.retention import FileRetentionWorkflow
-    from workflows.retention import workflow_id as retention_workflow_id
+    from workflows.retention import FileRetentionWorkflow, retain_generated_file
     from workflows.starting import ONCE_PER_RESOURCE
 
 EXPORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
@@ -64,15 +59,8 @@ class ExportWorkflow:
         file_id = export_file_id(order.export_id)
         made_at = workflow.now()
         expires_at = made_at + order.file_lifetime
-        retention = await workflow.start_child_workflow(
-            FileRetentionWorkflow.run,
-            RetainedFile(
-                file_id=file_id, user_id=order.user_id, storage_key=storage_key(file_id), expires_at=expires_at
-            ),
-            id=retention_workflow_id(file_id),
-            parent_close_policy=ParentClosePolicy.ABANDON,
-            search_attributes=search_attributes.for_resource(file_id, order.user_id),
-            static_summary=f"Delete the data export at {expires_at:%Y-%m-%d %H:%M} UTC",
+        retention = await retain_generated_file(
+            file_id, order.user_id, expires_at, f"Delete the data export at {expires_at:%Y-%m-%d %H:%M} UTC"
         )
         package = ExportPackage(
             export_id=order.export_id, user_id=order.user_id, file_id=file_id, made_at=made_at, expires_at=expires_at

@@ -25,17 +25,14 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.ai.records import AIRecordActivities
     from activities.packaging import PackagingActivities
     from activities.records import RecordActivities
     from activities.sandbox import SandboxActivities
-    from activities.storage import storage_key
     from models.enums import AITier, PrototypeStatus
     from models.messages.ai import AICallRecord, ModelReply, TranscriptionCall
-    from models.messages.files import RetainedFile
     from models.messages.prototypes import (
         PrototypeMilestone,
         PrototypeOrder,
@@ -45,13 +42,11 @@ with workflow.unsafe.imports_passed_through():
         VerificationRequest,
         VerificationResult,
     )
-    from workflows import search_attributes
     from workflows.ai import ModelCaller
     from workflows.emails import failure_email, ready_email
     from workflows.mail import send_email
     from workflows.prompts import FIX, PIPELINE, AgentStep
-    from workflows.retention import FileRetentionWorkflow
-    from workflows.retention import workflow_id as retention_workflow_id
+    from workflows.retention import FileRetentionWorkflow, retain_generated_file
     from workflows.starting import ONCE_PER_RESOURCE
 
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
@@ -260,15 +255,8 @@ class PrototypeWorkflow:
         file_id = result_file_id(order.prototype_id)
         made_at = workflow.now()
         expires_at = made_at + order.file_lifetime
-        retention = await workflow.start_child_workflow(
-            FileRetentionWorkflow.run,
-            RetainedFile(
-                file_id=file_id, user_id=order.user_id, storage_key=storage_key(file_id), expires_at=expires_at
-            ),
-            id=retention_workflow_id(file_id),
-            parent_close_policy=ParentClosePolicy.ABANDON,
-            search_attributes=search_attributes.for_resource(file_id, order.user_id),
-            static_summary=f"Delete the prototype's zip at {expires_at:%Y-%m-%d %H:%M} UTC",
+        retention = await retain_generated_file(
+            file_id, order.user_id, expires_at, f"Delete the prototype's zip at {expires_at:%Y-%m-%d %H:%M} UTC"
         )
         package = PrototypePackage(
             prototype_id=order.prototype_id,
