@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -37,6 +38,8 @@ with workflow.unsafe.imports_passed_through():
     from models.messages.ai import AICallRecord, ModelReply, TranscriptionCall
     from models.messages.files import RetainedFile
     from models.messages.prototypes import (
+        PrototypeEvent,
+        PrototypeEventKind,
         PrototypeMilestone,
         PrototypeOrder,
         PrototypePackage,
@@ -123,6 +126,7 @@ class PrototypeWorkflow:
         self._verifies = False
         self._verification: VerificationResult | None = None
         self._fix_rounds = 0
+        self._events: list[PrototypeEvent] = []
 
     @workflow.run
     async def run(self, order: PrototypeOrder) -> PrototypeProgress:
@@ -147,6 +151,7 @@ class PrototypeWorkflow:
             raise
         self._status, self._current = PrototypeStatus.COMPLETED, None
         await self._record_milestone()
+        self._event("completed", cost_usd_micros=self._cost_micros, file_id=self._file_id, verified=self._verified())
         ready = ready_email(order, self.progress(), expires_at, answers, self._download_token, self._verification)
         await send_email(ready, "email the download link")
         return self.progress()
@@ -173,7 +178,7 @@ class PrototypeWorkflow:
         seconds = transcript.audio_milliseconds / 1000
         await self._record_call(order, TRANSCRIPTION, f"[voice message {audio.filename!r}, {seconds:g} s]", reply)
         self._idea = reply.text
-        await self._finish(TRANSCRIPTION, reply.cost_usd_micros, idea=reply.text)
+        await self._finish(TRANSCRIPTION, reply, idea=reply.text)
         return transcript.model_used
 
     async def _ask_agents(self, order: PrototypeOrder) -> list[StepAnswer]:
@@ -197,7 +202,7 @@ class PrototypeWorkflow:
             )
             if step.holds_files and self._verifies:
                 texts[step.name] = await self._verify_and_fix(order, step, texts, answers)
-            await self._finish(step.name, reply.cost_usd_micros)
+            await self._finish(step.name, reply)
         return answers
 
     async def _verify_and_fix(
@@ -210,6 +215,15 @@ class PrototypeWorkflow:
         while True:
             self._verification = await self._verify(order, code)
             verdict = self._verification
+            failed = [check.name for check in verdict.checks if not check.passed]
+            self._event(
+                "verification",
+                step=step.name,
+                round=verdict.round,
+                verified=verdict.passed,
+                failed_checks=failed,
+                error=verdict.sandbox_error,
+            )
             if verdict.passed or self._fix_rounds >= order.fix_rounds or not _fixable(verdict):
                 break
             self._fix_rounds += 1
@@ -231,6 +245,7 @@ class PrototypeWorkflow:
                 )
             )
             self._cost_micros += reply.cost_usd_micros
+            self._event("fix_round", step=name, round=self._fix_rounds, **_call_fields(reply))
             await self._record_milestone()
         return "\n\n".join(code)
 
@@ -298,23 +313,27 @@ class PrototypeWorkflow:
         self._file_id = file_id
         self._download_token = packaged.download_token
         self._done.append(PACKAGING)
+        self._event("step_finished", step=PACKAGING, file_id=file_id)
         return expires_at
 
     async def _fail(self, order: PrototypeOrder, reason: str) -> None:
         """Keep `current_step` (the step that failed), record why, and tell the customer once."""
         self._status, self._error = PrototypeStatus.FAILED, reason
         await self._record_milestone()
+        self._event("failed", step=self._current, cost_usd_micros=self._cost_micros, error=reason)
         await send_email(failure_email(order, self._idea, reason), "email why it failed")
 
     # --- bookkeeping -----------------------------------------------------------------------------------
 
     def _start(self, step: str) -> None:
         self._current = step
+        self._event("step_started", step=step)
         workflow.set_current_details(f"Step {self._steps.index(step) + 1} of {len(self._steps)}: {step}")
 
-    async def _finish(self, step: str, cost_micros: int, idea: str | None = None) -> None:
+    async def _finish(self, step: str, reply: ModelReply, idea: str | None = None) -> None:
         self._done.append(step)
-        self._cost_micros += cost_micros
+        self._cost_micros += reply.cost_usd_micros
+        self._event("step_finished", step=step, **_call_fields(reply))
         self._start(self._steps[len(self._done)])
         await self._record_milestone(idea=idea)
 
@@ -358,6 +377,20 @@ class PrototypeWorkflow:
             summary=f"record the {step} call",
         )
 
+    def _event(self, kind: PrototypeEventKind, **fields: Any) -> None:
+        """Log a milestone for the progress stream: in memory only, so no command changes and old histories
+        replay; a replay rebuilds the same log, in the same order, with the same clock."""
+        self._events.append(PrototypeEvent(id=len(self._events) + 1, kind=kind, at=workflow.now(), **fields))
+
+    def _verified(self) -> bool | None:
+        return self._verification.passed if self._verification is not None else None
+
+    @workflow.query
+    def events(self, after: int) -> list[PrototypeEvent]:
+        """The event log after the event with id `after` (0: all of it); the last is `completed` or `failed`
+        once the pipeline has ended."""
+        return self._events[max(after, 0) :]
+
     @workflow.query
     def progress(self) -> PrototypeProgress:
         return PrototypeProgress(
@@ -372,9 +405,20 @@ class PrototypeWorkflow:
             cost_usd_micros=self._cost_micros,
             file_id=self._file_id,
             error=self._error,
-            verified=self._verification.passed if self._verification is not None else None,
+            verified=self._verified(),
             fix_rounds=self._fix_rounds,
         )
+
+
+def _call_fields(reply: ModelReply) -> dict[str, Any]:
+    """Who answered a call, and what it cost, as an event tells it."""
+    return {
+        "provider": reply.tier,
+        "model_used": reply.model_used,
+        "input_tokens": reply.input_tokens,
+        "output_tokens": reply.output_tokens,
+        "cost_usd_micros": reply.cost_usd_micros,
+    }
 
 
 def _fixable(verdict: VerificationResult) -> bool:

@@ -64,3 +64,25 @@ class PrototypeView(BaseModel):
     fix_rounds: int = Field(default=0, description="How often failing code went back to the code agent")
     created_at: datetime
     completed_at: datetime | None
+
+
+class PrototypeEventView(BaseModel):
+    """One event of GET /api/prototypes/{id}/events: the `data:` of an SSE message whose `id:` is `id` and whose
+    `event:` is `kind`. The stream ends after `completed` (with the download link) or `failed`."""
+
+    id: int = Field(description="Send the last one seen as Last-Event-ID to resume after it")
+    kind: Literal["step_started", "step_finished", "verification", "fix_round", "completed", "failed"]
+    at: datetime
+    step: str | None = None
+    provider: AITier | None = Field(default=None, description="Who answered the step's model call")
+    model_used: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd_micros: int | None = Field(default=None, description="Of this call; on completed/failed, the total")
+    round: int | None = Field(default=None, description="verification: 0 the code step's, n after fix round n")
+    verified: bool | None = None
+    failed_checks: list[str] | None = Field(default=None, description="verification: the checks that failed")
+    file_id: uuid.UUID | None = None
+    download_url: str | None = Field(default=None, description="completed: GET with the access token")
+    download_link: str | None = Field(default=None, description="completed: an absolute signed link")
+    error: str | None = Field(default=None, description="failed: why")
