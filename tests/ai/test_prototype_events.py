@@ -136,6 +136,36 @@ async def test_a_scripted_provider_streams_tokens_costs_and_the_fix_round(
     assert events[-1]["cost_usd_micros"] == 5 * 8755 and events[-1]["verified"] is True
 
 
+async def test_a_failed_pipeline_ends_the_stream_saying_why(
+    temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
+) -> None:
+    fake_ai.fail("openai", 400)
+    async with service(temporal, engine, ai_settings) as api:
+        account = await sign_in(api, engine)
+        prototype_id = await submit(api, account)
+        events = await read_stream(api, account, prototype_id)
+
+    assert outline(events) == [("step_started", "requirements"), ("failed", "requirements")]
+    assert "openai refused the request as invalid (HTTP 400)" in events[-1]["error"]
+    assert (events[-1]["download_url"], events[-1]["file_id"]) == (None, None)
+
+
+async def test_with_no_worker_to_ask_the_stored_row_ends_the_stream(
+    temporal: Client, engine: AsyncEngine, settings: Settings
+) -> None:
+    """A finished prototype whose workflow no worker can answer for: the row says how it ended."""
+    async with service(temporal, engine, settings) as api:
+        account = await sign_in(api, engine)
+        prototype_id = await submit(api, account)
+        done = await finished(api, temporal, account, prototype_id)
+    impatient = settings.model_copy(update={"temporal_rpc_timeout_seconds": 1.0})
+    async with serve(create_app(impatient, temporal=temporal)) as api:
+        events = await asyncio.wait_for(read_stream(api, account, prototype_id, last_event_id=3), 10)
+
+    assert outline(events) == [("completed", None)]
+    assert (events[0]["id"], events[0]["download_url"], events[0]["verified"]) == (4, done["download_url"], True)
+
+
 async def test_a_resumed_stream_sends_only_the_events_after_the_last_id(
     temporal: Client, engine: AsyncEngine, settings: Settings
 ) -> None:
