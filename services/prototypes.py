@@ -17,25 +17,38 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlmodel import col, select
-from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError
+from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 import metrics
 from api.uploads import ReceivedFile
 from models.api.common import AIProviderName
-from models.api.prototypes import PrototypeAccepted, PrototypeEventView, PrototypeRequest, PrototypeView
+from models.api.prototypes import (
+    ApprovalRequest,
+    PrototypeAccepted,
+    PrototypeEventView,
+    PrototypeRequest,
+    PrototypeView,
+)
 from models.enums import AITier, PrototypeStatus
 from models.messages.ai import TranscriptionCall
-from models.messages.prototypes import ENDING_EVENTS, PrototypeEvent, PrototypeOrder, PrototypeProgress
+from models.messages.prototypes import (
+    ENDING_EVENTS,
+    PrototypeApproval,
+    PrototypeEvent,
+    PrototypeEventKind,
+    PrototypeOrder,
+    PrototypeProgress,
+)
 from models.tables import AIResponse, Prototype
 from services.accounts import Account
 from services.ai import call_policy, providers_for, transcribers_for
-from services.errors import NotFound
+from services.errors import Conflict, NotFound
 from services.files import FileService, browser_link, download_path
 from services.idempotency import claim
 from services.runtime import Service
 from services.staging import staged
-from services.temporal import rpc_timeout, start_workflow
+from services.temporal import reaching_temporal, rpc_timeout, start_workflow
 from settings import Settings
 from workflows import search_attributes
 from workflows.prototype import START_POLICY, PrototypeWorkflow, planned_steps, workflow_id
@@ -47,7 +60,7 @@ MAX_WAIT_SECONDS = 60
 EVENT_POLL_SECONDS = 0.5
 """How often an open progress stream asks the workflow for new events (a query: no database involved)."""
 _MICROS_PER_USD = 1_000_000
-_UNDER_WAY = (PrototypeStatus.QUEUED, PrototypeStatus.RUNNING)
+_UNDER_WAY = (PrototypeStatus.QUEUED, PrototypeStatus.RUNNING, PrototypeStatus.AWAITING_APPROVAL)
 
 
 def status_url(prototype_id: uuid.UUID) -> str:
@@ -89,7 +102,8 @@ class PrototypeService(Service):
         if (earlier := await self._find(prototype_id)) is not None:
             return accepted(earlier)
         prototype = Prototype(id=prototype_id, user_id=account.id, idea=body.idea, source="text")
-        await self._start(prototype, self._order(prototype, account, providers, provider_named=body.model is not None))
+        order = self._order(prototype, account, providers, provider_named=body.model is not None)
+        await self._start(prototype, order.model_copy(update={"review_requirements": body.review_requirements}))
         return accepted(prototype)
 
     async def earlier(
@@ -156,6 +170,24 @@ class PrototypeService(Service):
             live = stored_progress(prototype)
         return await self._view(prototype, live)
 
+    async def approve(self, account: Account, prototype_id: uuid.UUID, body: ApprovalRequest) -> PrototypeView:
+        """The customer's answer to requirements awaiting approval (the workflow's update, whose validator refuses
+        it unless the workflow is waiting): approved, the pipeline goes on with the customer's text if given;
+        declined, it is cancelled. Anything else is a 409."""
+        prototype = await self._owned(account, prototype_id)
+        if prototype.status != PrototypeStatus.AWAITING_APPROVAL:
+            raise Conflict(f"The prototype is not waiting for approval (it is {prototype.status})")
+        handle = self.temporal.get_workflow_handle_for(PrototypeWorkflow.run, workflow_id(prototype_id))
+        decision = PrototypeApproval(approve=body.approve, edited_requirements=body.edited_requirements)
+        with reaching_temporal():
+            try:
+                live = await handle.execute_update(
+                    PrototypeWorkflow.approve, decision, rpc_timeout=rpc_timeout(self.settings)
+                )
+            except WorkflowUpdateFailedError as err:  # answered already, or no longer waiting
+                raise Conflict("The prototype is not waiting for approval") from err
+        return await self._view(await self._owned(account, prototype_id), live)
+
     async def events(
         self, account: Account, prototype_id: uuid.UUID, *, after: int
     ) -> AsyncIterator[PrototypeEventView]:
@@ -198,9 +230,13 @@ class PrototypeService(Service):
         if prototype is None or prototype.status in _UNDER_WAY:
             return None
         completed = prototype.status == PrototypeStatus.COMPLETED
+        kinds: dict[PrototypeStatus, PrototypeEventKind] = {
+            PrototypeStatus.COMPLETED: "completed",
+            PrototypeStatus.CANCELLED: "cancelled",
+        }
         event = PrototypeEvent(
             id=after + 1,
-            kind="completed" if completed else "failed",
+            kind=kinds.get(prototype.status, "failed"),
             at=prototype.completed_at or prototype.updated_at,
             step=None if completed else prototype.current_step,
             cost_usd_micros=prototype.cost_usd_micros,
@@ -290,6 +326,7 @@ class PrototypeService(Service):
             file_lifetime=timedelta(hours=self.settings.file_retention_hours),
             link_base_url=self.settings.public_api_url,
             fix_rounds=self.settings.prototype_fix_rounds,
+            approval_window=timedelta(days=self.settings.prototype_approval_days),
         )
 
     async def _start(self, prototype: Prototype, order: PrototypeOrder) -> None:

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from models.messages.ai import AICallRecord, ModelReply, TranscriptionCall
     from models.messages.files import RetainedFile
     from models.messages.prototypes import (
+        PrototypeApproval,
         PrototypeEvent,
         PrototypeEventKind,
         PrototypeMilestone,
@@ -50,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes
     from workflows.ai import ModelCaller
-    from workflows.emails import failure_email, ready_email
+    from workflows.emails import cancelled_email, failure_email, ready_email
     from workflows.mail import send_email
     from workflows.prompts import FIX, PIPELINE, AgentStep
     from workflows.retention import FileRetentionWorkflow
@@ -127,6 +128,7 @@ class PrototypeWorkflow:
         self._verification: VerificationResult | None = None
         self._fix_rounds = 0
         self._events: list[PrototypeEvent] = []
+        self._approval: PrototypeApproval | None = None
 
     @workflow.run
     async def run(self, order: PrototypeOrder) -> PrototypeProgress:
@@ -149,6 +151,9 @@ class PrototypeWorkflow:
         except _FAILURES as err:
             await self._fail(order, _reason(err))
             raise
+        except _Cancelled as cancelled:
+            await self._cancel(order, cancelled.reason, timed_out=cancelled.timed_out)
+            return self.progress()
         self._status, self._current = PrototypeStatus.COMPLETED, None
         await self._record_milestone()
         self._event("completed", cost_usd_micros=self._cost_micros, file_id=self._file_id, verified=self._verified())
@@ -202,7 +207,11 @@ class PrototypeWorkflow:
             )
             if step.holds_files and self._verifies:
                 texts[step.name] = await self._verify_and_fix(order, step, texts, answers)
-            await self._finish(step.name, reply)
+            review = order.review_requirements and step is PIPELINE[0]
+            edited = await self._finish(step.name, reply, approval_window=order.approval_window if review else None)
+            if edited is not None:  # the customer's text replaces the answer, for the later steps and the zip
+                texts[step.name] = edited
+                answers[-1] = answers[-1].model_copy(update={"text": edited})
         return answers
 
     async def _verify_and_fix(
@@ -330,12 +339,45 @@ class PrototypeWorkflow:
         self._event("step_started", step=step)
         workflow.set_current_details(f"Step {self._steps.index(step) + 1} of {len(self._steps)}: {step}")
 
-    async def _finish(self, step: str, reply: ModelReply, idea: str | None = None) -> None:
+    async def _finish(
+        self, step: str, reply: ModelReply, idea: str | None = None, approval_window: timedelta | None = None
+    ) -> str | None:
+        """Count the step done and start the next; with an approval window, only once the customer approves.
+        Returns the customer's edited text, if any."""
         self._done.append(step)
         self._cost_micros += reply.cost_usd_micros
         self._event("step_finished", step=step, **_call_fields(reply))
+        edited = await self._await_approval(step, approval_window) if approval_window is not None else None
         self._start(self._steps[len(self._done)])
         await self._record_milestone(idea=idea)
+        return edited
+
+    async def _await_approval(self, step: str, window: timedelta) -> str | None:
+        """Pause (a durable timer) until the `approve` update answers or the window closes: nothing after this
+        step is asked of a model before. Raises _Cancelled on a refusal or silence."""
+        self._status, self._current = PrototypeStatus.AWAITING_APPROVAL, None
+        workflow.set_current_details(f"Waiting for the customer to approve the {step}")
+        self._event("approval_needed", step=step)
+        await self._record_milestone()
+        try:
+            await workflow.wait_condition(
+                lambda: self._approval is not None, timeout=window, timeout_summary="approval window"
+            )
+        except TimeoutError:
+            raise _Cancelled(f"The {step} were not approved within {window.days} days", timed_out=True) from None
+        assert self._approval is not None
+        if not self._approval.approve:
+            raise _Cancelled(f"You declined the {step}")
+        self._status = PrototypeStatus.RUNNING
+        return self._approval.edited_requirements
+
+    async def _cancel(self, order: PrototypeOrder, reason: str, *, timed_out: bool) -> None:
+        """Nothing more is made; the customer hears of it by email only when silence cancelled it."""
+        self._status, self._error = PrototypeStatus.CANCELLED, reason
+        await self._record_milestone()
+        self._event("cancelled", cost_usd_micros=self._cost_micros, error=reason)
+        if timed_out:
+            await send_email(cancelled_email(order, self._idea, reason), "email that it was cancelled")
 
     async def _record_milestone(self, *, deadline: timedelta | None = None, idea: str | None = None) -> None:
         progress = self.progress()
@@ -385,6 +427,18 @@ class PrototypeWorkflow:
     def _verified(self) -> bool | None:
         return self._verification.passed if self._verification is not None else None
 
+    @workflow.update
+    async def approve(self, decision: PrototypeApproval) -> PrototypeProgress:
+        """The customer's answer to the requirements; returns the status it led to (RUNNING or CANCELLED)."""
+        self._approval = decision
+        await workflow.wait_condition(lambda: self._status != PrototypeStatus.AWAITING_APPROVAL)
+        return self.progress()
+
+    @approve.validator
+    def _only_while_awaiting_approval(self, decision: PrototypeApproval) -> None:
+        if self._status != PrototypeStatus.AWAITING_APPROVAL or self._approval is not None:
+            raise ValueError(f"The prototype is not waiting for approval (it is {self._status})")
+
     @workflow.query
     def events(self, after: int) -> list[PrototypeEvent]:
         """The event log after the event with id `after` (0: all of it); the last is `completed` or `failed`
@@ -408,6 +462,14 @@ class PrototypeWorkflow:
             verified=self._verified(),
             fix_rounds=self._fix_rounds,
         )
+
+
+class _Cancelled(Exception):
+    """The customer declined the requirements, or did not answer in time: the workflow ends CANCELLED."""
+
+    def __init__(self, reason: str, *, timed_out: bool = False) -> None:
+        super().__init__(reason)
+        self.reason, self.timed_out = reason, timed_out
 
 
 def _call_fields(reply: ModelReply) -> dict[str, Any]:

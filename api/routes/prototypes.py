@@ -22,7 +22,13 @@ from api.errors import errors
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
 from api.uploads import MULTIPART_BODY, receive_file, upload_slot
 from models.api.common import AIProviderName
-from models.api.prototypes import PrototypeAccepted, PrototypeEventView, PrototypeRequest, PrototypeView
+from models.api.prototypes import (
+    ApprovalRequest,
+    PrototypeAccepted,
+    PrototypeEventView,
+    PrototypeRequest,
+    PrototypeView,
+)
 from models.enums import AITier
 from services.prototypes import MAX_WAIT_SECONDS, VoiceChains
 
@@ -132,6 +138,16 @@ async def get(
     """While the pipeline runs: its live step, progress and cost (from the workflow). After: the stored result,
     with the zip's download URL. Only its owner may see it."""
     return await prototypes.get(user, prototype_id, wait=wait)
+
+
+@status_router.post("/{prototype_id}/approval", responses=errors(401, 404, 409, 422, 429, 503))
+async def approve(
+    prototype_id: uuid.UUID, body: ApprovalRequest, user: CurrentUser, prototypes: Prototypes
+) -> PrototypeView:
+    """For a prototype submitted with `review_requirements` and now AWAITING_APPROVAL: `approve: true` goes on
+    (with `edited_requirements` in place of the model's, if given), `approve: false` cancels it. 409 when it is
+    not waiting for an answer."""
+    return await prototypes.approve(user, prototype_id, body)
 
 
 EVENT_STREAM: dict[int | str, dict[str, Any]] = {

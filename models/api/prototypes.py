@@ -19,6 +19,20 @@ class PrototypeRequest(Strict):
     model: AIProviderName | None = Field(
         default=None, description="Preferred provider for every step; otherwise your service tier decides"
     )
+    review_requirements: bool = Field(
+        default=False,
+        description="Pause after the requirements (AWAITING_APPROVAL) until POST /api/prototypes/{id}/approval: "
+        "nothing after them is spent before that",
+    )
+
+
+class ApprovalRequest(Strict):
+    """The answer to requirements awaiting approval: go on (with your own text, if you edited them), or cancel."""
+
+    approve: bool
+    edited_requirements: Annotated[str, Field(min_length=1, max_length=20_000), AfterValidator(plain_text)] | None = (
+        Field(default=None, description="Your version of the requirements: the later steps read it instead")
+    )
 
 
 class PrototypeAccepted(BaseModel):
@@ -71,7 +85,16 @@ class PrototypeEventView(BaseModel):
     `event:` is `kind`. The stream ends after `completed` (with the download link) or `failed`."""
 
     id: int = Field(description="Send the last one seen as Last-Event-ID to resume after it")
-    kind: Literal["step_started", "step_finished", "verification", "fix_round", "completed", "failed"]
+    kind: Literal[
+        "step_started",
+        "step_finished",
+        "verification",
+        "fix_round",
+        "approval_needed",
+        "completed",
+        "failed",
+        "cancelled",
+    ]
     at: datetime
     step: str | None = None
     provider: AITier | None = Field(default=None, description="Who answered the step's model call")
@@ -85,4 +108,4 @@ class PrototypeEventView(BaseModel):
     file_id: uuid.UUID | None = None
     download_url: str | None = Field(default=None, description="completed: GET with the access token")
     download_link: str | None = Field(default=None, description="completed: an absolute signed link")
-    error: str | None = Field(default=None, description="failed: why")
+    error: str | None = Field(default=None, description="failed, cancelled: why")

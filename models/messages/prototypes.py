@@ -61,6 +61,15 @@ class PrototypeOrder(BaseModel):
     file_lifetime: timedelta
     link_base_url: str = Field(description="The API's public address, for the download link in the email")
     fix_rounds: int = Field(default=2, ge=0, description="Fix rounds at most when the code fails its checks")
+    review_requirements: bool = Field(default=False, description="Pause after the requirements for approval")
+    approval_window: timedelta = Field(default=timedelta(days=7), description="No answer by then: cancelled")
+
+
+class PrototypeApproval(BaseModel):
+    """The customer's answer to the requirements (PrototypeWorkflow's `approve` update)."""
+
+    approve: bool
+    edited_requirements: str | None = Field(default=None, description="Replaces the requirements step's answer")
 
 
 class PrototypeProgress(BaseModel):
@@ -83,8 +92,10 @@ class PrototypeProgress(BaseModel):
     fix_rounds: int = Field(default=0, description="How often failing code went back to the code agent")
 
 
-PrototypeEventKind = Literal["step_started", "step_finished", "verification", "fix_round", "completed", "failed"]
-ENDING_EVENTS: tuple[PrototypeEventKind, ...] = ("completed", "failed")
+PrototypeEventKind = Literal[
+    "step_started", "step_finished", "verification", "fix_round", "approval_needed", "completed", "failed", "cancelled"
+]
+ENDING_EVENTS: tuple[PrototypeEventKind, ...] = ("completed", "failed", "cancelled")
 
 
 class PrototypeEvent(BaseModel):
