@@ -14,7 +14,11 @@ The answers are zipped by an activity and stored as a file that lives 24 hours l
 FileRetentionWorkflow starts (as an abandoned child) before the zip is stored, so nothing is stored without
 its timer. Then the Prototype row is marked COMPLETED and the customer gets one email with the link; on a
 failure (a provider's refusal, every provider down) the row is marked FAILED with the reason and the customer
-gets one email saying why. The row follows the workflow at each milestone; the `progress` query is live.
+gets one email saying why. The row follows the workflow at each milestone; the `progress` query is live, and
+the `events` query is the log the progress stream (GET /api/prototypes/{id}/events) sends, kept in memory.
+
+With `order.review_requirements` the workflow waits after the requirements (AWAITING_APPROVAL) for the
+`approve` update, at most `order.approval_window`; declined or unanswered, it ends CANCELLED.
 """
 
 from __future__ import annotations
@@ -364,7 +368,8 @@ class PrototypeWorkflow:
                 lambda: self._approval is not None, timeout=window, timeout_summary="approval window"
             )
         except TimeoutError:
-            raise _Cancelled(f"The {step} were not approved within {window.days} days", timed_out=True) from None
+            days = window.total_seconds() / 86400
+            raise _Cancelled(f"The {step} were not approved within {days:g} days", timed_out=True) from None
         assert self._approval is not None
         if not self._approval.approve:
             raise _Cancelled(f"You declined the {step}")
@@ -441,8 +446,8 @@ class PrototypeWorkflow:
 
     @workflow.query
     def events(self, after: int) -> list[PrototypeEvent]:
-        """The event log after the event with id `after` (0: all of it); the last is `completed` or `failed`
-        once the pipeline has ended."""
+        """The event log after the event with id `after` (0: all of it); the last is `completed`, `failed` or
+        `cancelled` once the pipeline has ended."""
         return self._events[max(after, 0) :]
 
     @workflow.query
