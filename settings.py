@@ -214,6 +214,10 @@ class Settings(BaseSettings):
     """Where customers reach this API: the prototype email's download link starts with it."""
     prototype_fix_rounds: int = Field(default=2, ge=0, le=5)
     """How often code that fails its sandbox checks goes back to the code agent with the errors."""
+    prototype_approval_days: float = Field(default=7, gt=0)
+    """A prototype submitted with review_requirements and not approved within this many days is cancelled."""
+    prototype_events_max_seconds: float = Field(default=600.0, gt=0)
+    """How long one GET /api/prototypes/{id}/events stays open; then the client reconnects with Last-Event-ID."""
     voice_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     """Larger voice messages get 413 (25 MB is also the most Whisper takes)."""
     voice_allowed_types: CommaList = Field(

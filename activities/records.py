@@ -19,7 +19,7 @@ from models.messages.prototypes import PrototypeMilestone
 from models.tables import AIResponse, Contact, File, Prototype
 from models.types import utcnow
 
-_FINISHED = frozenset({PrototypeStatus.COMPLETED, PrototypeStatus.FAILED})
+_FINISHED = frozenset({PrototypeStatus.COMPLETED, PrototypeStatus.FAILED, PrototypeStatus.CANCELLED})
 
 
 class RecordActivities:

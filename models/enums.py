@@ -36,8 +36,10 @@ class PaymentStatus(StrEnum):
 class PrototypeStatus(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"  # review_requirements: paused until the customer approves them
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"  # the customer declined the requirements, or did not answer in time
 
 
 class ContactStatus(StrEnum):

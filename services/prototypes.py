@@ -9,32 +9,46 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlmodel import col, select
-from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError
+from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 import metrics
 from api.uploads import ReceivedFile
 from models.api.common import AIProviderName
-from models.api.prototypes import PrototypeAccepted, PrototypeRequest, PrototypeView
+from models.api.prototypes import (
+    ApprovalRequest,
+    PrototypeAccepted,
+    PrototypeEventView,
+    PrototypeRequest,
+    PrototypeView,
+)
 from models.enums import AITier, PrototypeStatus
 from models.messages.ai import TranscriptionCall
-from models.messages.prototypes import PrototypeOrder, PrototypeProgress
+from models.messages.prototypes import (
+    ENDING_EVENTS,
+    PrototypeApproval,
+    PrototypeEvent,
+    PrototypeEventKind,
+    PrototypeOrder,
+    PrototypeProgress,
+)
 from models.tables import AIResponse, Prototype
 from services.accounts import Account
 from services.ai import call_policy, providers_for, transcribers_for
-from services.errors import NotFound
+from services.errors import Conflict, NotFound
 from services.files import FileService, browser_link, download_path
 from services.idempotency import claim
 from services.runtime import Service
 from services.staging import staged
-from services.temporal import rpc_timeout, start_workflow
+from services.temporal import reaching_temporal, rpc_timeout, start_workflow
 from services.waiting import wait_for_caller
 from settings import Settings
 from workflows import search_attributes
@@ -44,8 +58,10 @@ log = logging.getLogger(__name__)
 
 LIST_LIMIT = 100
 MAX_WAIT_SECONDS = 60
+EVENT_POLL_SECONDS = 0.5
+"""How often an open progress stream asks the workflow for new events (a query: no database involved)."""
 _MICROS_PER_USD = 1_000_000
-_UNDER_WAY = (PrototypeStatus.QUEUED, PrototypeStatus.RUNNING)
+_UNDER_WAY = (PrototypeStatus.QUEUED, PrototypeStatus.RUNNING, PrototypeStatus.AWAITING_APPROVAL)
 
 
 def status_url(prototype_id: uuid.UUID) -> str:
@@ -87,7 +103,8 @@ class PrototypeService(Service):
         if (earlier := await self._find(prototype_id)) is not None:
             return accepted(earlier)
         prototype = Prototype(id=prototype_id, user_id=account.id, idea=body.idea, source="text")
-        await self._start(prototype, self._order(prototype, account, providers, provider_named=body.model is not None))
+        order = self._order(prototype, account, providers, provider_named=body.model is not None)
+        await self._start(prototype, order.model_copy(update={"review_requirements": body.review_requirements}))
         return accepted(prototype)
 
     async def earlier(
@@ -156,6 +173,82 @@ class PrototypeService(Service):
             log.warning("prototype %s: live progress unavailable (%s); answering from the database", prototype_id, err)
             live = stored_progress(prototype)
         return await self._view(prototype, live)
+
+    async def approve(self, account: Account, prototype_id: uuid.UUID, body: ApprovalRequest) -> PrototypeView:
+        """The customer's answer to requirements awaiting approval (the workflow's update, whose validator refuses
+        it unless the workflow is waiting): approved, the pipeline goes on with the customer's text if given;
+        declined, it is cancelled. Anything else is a 409."""
+        prototype = await self._owned(account, prototype_id)
+        if prototype.status != PrototypeStatus.AWAITING_APPROVAL:
+            raise Conflict(f"The prototype is not waiting for approval (it is {prototype.status})")
+        handle = self.temporal.get_workflow_handle_for(PrototypeWorkflow.run, workflow_id(prototype_id))
+        decision = PrototypeApproval(approve=body.approve, edited_requirements=body.edited_requirements)
+        with reaching_temporal():
+            try:
+                live = await handle.execute_update(
+                    PrototypeWorkflow.approve, decision, rpc_timeout=rpc_timeout(self.settings)
+                )
+            except WorkflowUpdateFailedError as err:  # answered already, or no longer waiting
+                raise Conflict("The prototype is not waiting for approval") from err
+        return await self._view(await self._owned(account, prototype_id), live)
+
+    async def events(
+        self, account: Account, prototype_id: uuid.UUID, *, after: int
+    ) -> AsyncIterator[PrototypeEventView]:
+        """The progress stream: the workflow's events after the one with id `after`, as they happen, ending after
+        `completed` or `failed`, or after PROTOTYPE_EVENTS_MAX_SECONDS (the client then resumes from its last id).
+        Ownership is checked here, before the stream opens (someone else's prototype is not found); the stream
+        itself asks Temporal, and reads the row only when no worker answers, each read a short session."""
+        await self._owned(account, prototype_id)
+        return self._follow(prototype_id, after)
+
+    async def _follow(self, prototype_id: uuid.UUID, after: int) -> AsyncIterator[PrototypeEventView]:
+        handle = self.temporal.get_workflow_handle_for(PrototypeWorkflow.run, workflow_id(prototype_id))
+        closes_at = time.monotonic() + self.settings.prototype_events_max_seconds
+        while True:
+            left = timedelta(seconds=max(closes_at - time.monotonic(), EVENT_POLL_SECONDS))
+            try:
+                # From the last event the client saw, so that a client resuming after the end learns it ended.
+                logged = await handle.query(
+                    PrototypeWorkflow.events, max(after - 1, 0), rpc_timeout=min(rpc_timeout(self.settings), left)
+                )
+            except (RPCError, WorkflowQueryFailedError) as err:  # no worker answers right now: the row may
+                log.info("prototype %s: event log unavailable (%s); asking the database", prototype_id, err)
+                if (ending := await self._stored_ending(prototype_id, after)) is not None:
+                    yield ending
+                    return
+            else:
+                for event in logged:
+                    if event.id > after:
+                        yield event_view(self.settings, event)
+                        after = event.id
+                if logged and logged[-1].kind in ENDING_EVENTS:
+                    return
+            if time.monotonic() + EVENT_POLL_SECONDS >= closes_at:
+                return
+            await asyncio.sleep(EVENT_POLL_SECONDS)
+
+    async def _stored_ending(self, prototype_id: uuid.UUID, after: int) -> PrototypeEventView | None:
+        """The last event as the row records it, once the pipeline has ended and its workflow cannot be asked."""
+        prototype = await self._find(prototype_id)
+        if prototype is None or prototype.status in _UNDER_WAY:
+            return None
+        completed = prototype.status == PrototypeStatus.COMPLETED
+        kinds: dict[PrototypeStatus, PrototypeEventKind] = {
+            PrototypeStatus.COMPLETED: "completed",
+            PrototypeStatus.CANCELLED: "cancelled",
+        }
+        event = PrototypeEvent(
+            id=after + 1,
+            kind=kinds.get(prototype.status, "failed"),
+            at=prototype.completed_at or prototype.updated_at,
+            step=None if completed else prototype.current_step,
+            cost_usd_micros=prototype.cost_usd_micros,
+            verified=prototype.verified,
+            file_id=prototype.file_id,
+            error=prototype.error,
+        )
+        return event_view(self.settings, event)
 
     async def list_own(self, account: Account) -> list[PrototypeView]:
         """The account's prototypes, newest first, as last recorded (the status of one is live)."""
@@ -237,6 +330,7 @@ class PrototypeService(Service):
             file_lifetime=timedelta(hours=self.settings.file_retention_hours),
             link_base_url=self.settings.public_api_url,
             fix_rounds=self.settings.prototype_fix_rounds,
+            approval_window=timedelta(days=self.settings.prototype_approval_days),
         )
 
     async def _start(self, prototype: Prototype, order: PrototypeOrder) -> None:
@@ -308,4 +402,14 @@ def prototype_view(
         download_link=browser_link(settings, progress.file_id) if completed and progress.file_id else None,
         created_at=prototype.created_at,
         completed_at=prototype.completed_at,
+    )
+
+
+def event_view(settings: Settings, event: PrototypeEvent) -> PrototypeEventView:
+    """An event as the stream sends it: `completed` carries the zip's download URL and signed link."""
+    zip_id = event.file_id if event.kind == "completed" else None
+    return PrototypeEventView(
+        **event.model_dump(),
+        download_url=download_path(zip_id) if zip_id else None,
+        download_link=browser_link(settings, zip_id) if zip_id else None,
     )

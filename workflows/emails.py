@@ -1,4 +1,4 @@
-"""The prototype's two emails (ready, failed): their words, built from the workflow's state.
+"""The prototype's emails (ready, failed, cancelled): their words, built from the workflow's state.
 
 Pure functions of their inputs, so PrototypeWorkflow calls them on replay and gets the same message (and
 message id) every time.
@@ -69,5 +69,18 @@ def failure_email(order: PrototypeOrder, idea: str, reason: str) -> EmailMessage
         text=(
             f"Hello,\n\nwe could not make your prototype {_title(idea)}.\n\nWhy: {reason}\n\n"
             "Nothing was kept. You can submit the idea again later.\n\n-- The Statex team"
+        ),
+    )
+
+
+def cancelled_email(order: PrototypeOrder, idea: str, reason: str) -> EmailMessage:
+    return EmailMessage(
+        message_id=f"prototype-{order.prototype_id}-cancelled",
+        to=[order.email],
+        subject="Your prototype was cancelled",
+        text=(
+            f"Hello,\n\nyour prototype {_title(idea)} was cancelled.\n\nWhy: {reason}\n\n"
+            "Only the requirements were made; nothing after them was spent. You can submit the idea again.\n\n"
+            "-- The Statex team"
         ),
     )

@@ -14,13 +14,18 @@ The answers are zipped by an activity and stored as a file that lives 24 hours l
 FileRetentionWorkflow starts (as an abandoned child) before the zip is stored, so nothing is stored without
 its timer. Then the Prototype row is marked COMPLETED and the customer gets one email with the link; on a
 failure (a provider's refusal, every provider down) the row is marked FAILED with the reason and the customer
-gets one email saying why. The row follows the workflow at each milestone; the `progress` query is live.
+gets one email saying why. The row follows the workflow at each milestone; the `progress` query is live, and
+the `events` query is the log the progress stream (GET /api/prototypes/{id}/events) sends, kept in memory.
+
+With `order.review_requirements` the workflow waits after the requirements (AWAITING_APPROVAL) for the
+`approve` update, at most `order.approval_window`; declined or unanswered, it ends CANCELLED.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -34,6 +39,9 @@ with workflow.unsafe.imports_passed_through():
     from models.enums import AITier, PrototypeStatus
     from models.messages.ai import AICallRecord, ModelReply, TranscriptionCall
     from models.messages.prototypes import (
+        PrototypeApproval,
+        PrototypeEvent,
+        PrototypeEventKind,
         PrototypeMilestone,
         PrototypeOrder,
         PrototypePackage,
@@ -43,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
         VerificationResult,
     )
     from workflows.ai import ModelCaller
-    from workflows.emails import failure_email, ready_email
+    from workflows.emails import cancelled_email, failure_email, ready_email
     from workflows.mail import send_email
     from workflows.prompts import FIX, PIPELINE, AgentStep
     from workflows.retention import FileRetentionWorkflow, retain_generated_file
@@ -118,6 +126,8 @@ class PrototypeWorkflow:
         self._verifies = False
         self._verification: VerificationResult | None = None
         self._fix_rounds = 0
+        self._events: list[PrototypeEvent] = []
+        self._approval: PrototypeApproval | None = None
 
     @workflow.run
     async def run(self, order: PrototypeOrder) -> PrototypeProgress:
@@ -140,8 +150,12 @@ class PrototypeWorkflow:
         except _FAILURES as err:
             await self._fail(order, _reason(err))
             raise
+        except _Cancelled as cancelled:
+            await self._cancel(order, cancelled.reason, timed_out=cancelled.timed_out)
+            return self.progress()
         self._status, self._current = PrototypeStatus.COMPLETED, None
         await self._record_milestone()
+        self._event("completed", cost_usd_micros=self._cost_micros, file_id=self._file_id, verified=self._verified())
         ready = ready_email(order, self.progress(), expires_at, answers, self._download_token, self._verification)
         await send_email(ready, "email the download link")
         return self.progress()
@@ -168,7 +182,7 @@ class PrototypeWorkflow:
         seconds = transcript.audio_milliseconds / 1000
         await self._record_call(order, TRANSCRIPTION, f"[voice message {audio.filename!r}, {seconds:g} s]", reply)
         self._idea = reply.text
-        await self._finish(TRANSCRIPTION, reply.cost_usd_micros, idea=reply.text)
+        await self._finish(TRANSCRIPTION, reply, idea=reply.text)
         return transcript.model_used
 
     async def _ask_agents(self, order: PrototypeOrder) -> list[StepAnswer]:
@@ -192,7 +206,11 @@ class PrototypeWorkflow:
             )
             if step.holds_files and self._verifies:
                 texts[step.name] = await self._verify_and_fix(order, step, texts, answers)
-            await self._finish(step.name, reply.cost_usd_micros)
+            review = order.review_requirements and step is PIPELINE[0]
+            edited = await self._finish(step.name, reply, approval_window=order.approval_window if review else None)
+            if edited is not None:  # the customer's text replaces the answer, for the later steps and the zip
+                texts[step.name] = edited
+                answers[-1] = answers[-1].model_copy(update={"text": edited})
         return answers
 
     async def _verify_and_fix(
@@ -205,6 +223,15 @@ class PrototypeWorkflow:
         while True:
             self._verification = await self._verify(order, code)
             verdict = self._verification
+            failed = [check.name for check in verdict.checks if not check.passed]
+            self._event(
+                "verification",
+                step=step.name,
+                round=verdict.round,
+                verified=verdict.passed,
+                failed_checks=failed,
+                error=verdict.sandbox_error,
+            )
             if verdict.passed or self._fix_rounds >= order.fix_rounds or not _fixable(verdict):
                 break
             self._fix_rounds += 1
@@ -226,6 +253,7 @@ class PrototypeWorkflow:
                 )
             )
             self._cost_micros += reply.cost_usd_micros
+            self._event("fix_round", step=name, round=self._fix_rounds, **_call_fields(reply))
             await self._record_milestone()
         return "\n\n".join(code)
 
@@ -286,25 +314,63 @@ class PrototypeWorkflow:
         self._file_id = file_id
         self._download_token = packaged.download_token
         self._done.append(PACKAGING)
+        self._event("step_finished", step=PACKAGING, file_id=file_id)
         return expires_at
 
     async def _fail(self, order: PrototypeOrder, reason: str) -> None:
         """Keep `current_step` (the step that failed), record why, and tell the customer once."""
         self._status, self._error = PrototypeStatus.FAILED, reason
         await self._record_milestone()
+        self._event("failed", step=self._current, cost_usd_micros=self._cost_micros, error=reason)
         await send_email(failure_email(order, self._idea, reason), "email why it failed")
 
     # --- bookkeeping -----------------------------------------------------------------------------------
 
     def _start(self, step: str) -> None:
         self._current = step
+        self._event("step_started", step=step)
         workflow.set_current_details(f"Step {self._steps.index(step) + 1} of {len(self._steps)}: {step}")
 
-    async def _finish(self, step: str, cost_micros: int, idea: str | None = None) -> None:
+    async def _finish(
+        self, step: str, reply: ModelReply, idea: str | None = None, approval_window: timedelta | None = None
+    ) -> str | None:
+        """Count the step done and start the next; with an approval window, only once the customer approves.
+        Returns the customer's edited text, if any."""
         self._done.append(step)
-        self._cost_micros += cost_micros
+        self._cost_micros += reply.cost_usd_micros
+        self._event("step_finished", step=step, **_call_fields(reply))
+        edited = await self._await_approval(step, approval_window) if approval_window is not None else None
         self._start(self._steps[len(self._done)])
         await self._record_milestone(idea=idea)
+        return edited
+
+    async def _await_approval(self, step: str, window: timedelta) -> str | None:
+        """Pause (a durable timer) until the `approve` update answers or the window closes: nothing after this
+        step is asked of a model before. Raises _Cancelled on a refusal or silence."""
+        self._status, self._current = PrototypeStatus.AWAITING_APPROVAL, None
+        workflow.set_current_details(f"Waiting for the customer to approve the {step}")
+        self._event("approval_needed", step=step)
+        await self._record_milestone()
+        try:
+            await workflow.wait_condition(
+                lambda: self._approval is not None, timeout=window, timeout_summary="approval window"
+            )
+        except TimeoutError:
+            days = window.total_seconds() / 86400
+            raise _Cancelled(f"The {step} were not approved within {days:g} days", timed_out=True) from None
+        assert self._approval is not None
+        if not self._approval.approve:
+            raise _Cancelled(f"You declined the {step}")
+        self._status = PrototypeStatus.RUNNING
+        return self._approval.edited_requirements
+
+    async def _cancel(self, order: PrototypeOrder, reason: str, *, timed_out: bool) -> None:
+        """Nothing more is made; the customer hears of it by email only when silence cancelled it."""
+        self._status, self._error = PrototypeStatus.CANCELLED, reason
+        await self._record_milestone()
+        self._event("cancelled", cost_usd_micros=self._cost_micros, error=reason)
+        if timed_out:
+            await send_email(cancelled_email(order, self._idea, reason), "email that it was cancelled")
 
     async def _record_milestone(self, *, deadline: timedelta | None = None, idea: str | None = None) -> None:
         progress = self.progress()
@@ -346,6 +412,32 @@ class PrototypeWorkflow:
             summary=f"record the {step} call",
         )
 
+    def _event(self, kind: PrototypeEventKind, **fields: Any) -> None:
+        """Log a milestone for the progress stream: in memory only, so no command changes and old histories
+        replay; a replay rebuilds the same log, in the same order, with the same clock."""
+        self._events.append(PrototypeEvent(id=len(self._events) + 1, kind=kind, at=workflow.now(), **fields))
+
+    def _verified(self) -> bool | None:
+        return self._verification.passed if self._verification is not None else None
+
+    @workflow.update
+    async def approve(self, decision: PrototypeApproval) -> PrototypeProgress:
+        """The customer's answer to the requirements; returns the status it led to (RUNNING or CANCELLED)."""
+        self._approval = decision
+        await workflow.wait_condition(lambda: self._status != PrototypeStatus.AWAITING_APPROVAL)
+        return self.progress()
+
+    @approve.validator
+    def _only_while_awaiting_approval(self, decision: PrototypeApproval) -> None:
+        if self._status != PrototypeStatus.AWAITING_APPROVAL or self._approval is not None:
+            raise ValueError(f"The prototype is not waiting for approval (it is {self._status})")
+
+    @workflow.query
+    def events(self, after: int) -> list[PrototypeEvent]:
+        """The event log after the event with id `after` (0: all of it); the last is `completed`, `failed` or
+        `cancelled` once the pipeline has ended."""
+        return self._events[max(after, 0) :]
+
     @workflow.query
     def progress(self) -> PrototypeProgress:
         return PrototypeProgress(
@@ -360,9 +452,28 @@ class PrototypeWorkflow:
             cost_usd_micros=self._cost_micros,
             file_id=self._file_id,
             error=self._error,
-            verified=self._verification.passed if self._verification is not None else None,
+            verified=self._verified(),
             fix_rounds=self._fix_rounds,
         )
+
+
+class _Cancelled(Exception):
+    """The customer declined the requirements, or did not answer in time: the workflow ends CANCELLED."""
+
+    def __init__(self, reason: str, *, timed_out: bool = False) -> None:
+        super().__init__(reason)
+        self.reason, self.timed_out = reason, timed_out
+
+
+def _call_fields(reply: ModelReply) -> dict[str, Any]:
+    """Who answered a call, and what it cost, as an event tells it."""
+    return {
+        "provider": reply.tier,
+        "model_used": reply.model_used,
+        "input_tokens": reply.input_tokens,
+        "output_tokens": reply.output_tokens,
+        "cost_usd_micros": reply.cost_usd_micros,
+    }
 
 
 def _fixable(verdict: VerificationResult) -> bool:

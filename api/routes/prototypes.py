@@ -3,16 +3,19 @@ pipeline; GET /api/prototypes and /api/prototypes/{id} show the caller's own.
 
 The submissions are under /api/ai/, so each valid one counts against the AI limit (2 a day); a refusal
 (bad input, a provider this tier may not use, voice without a transcriber) is answered before it is counted.
-The status routes are outside /api/ai/ on purpose: polling costs nothing of that limit.
+The status routes are outside /api/ai/ on purpose: polling costs nothing of that limit. GET
+/api/prototypes/{id}/events streams the pipeline's progress as Server-Sent Events, one request however long.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 
 from api.deps import CurrentUser, IdempotencyKey, Prototypes, SettingsDep
 from api.disconnect import ClientGone
@@ -20,7 +23,13 @@ from api.errors import errors
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
 from api.uploads import MULTIPART_BODY, receive_file, upload_slot
 from models.api.common import AIProviderName
-from models.api.prototypes import PrototypeAccepted, PrototypeRequest, PrototypeView
+from models.api.prototypes import (
+    ApprovalRequest,
+    PrototypeAccepted,
+    PrototypeEventView,
+    PrototypeRequest,
+    PrototypeView,
+)
 from models.enums import AITier
 from services.prototypes import MAX_WAIT_SECONDS, VoiceChains
 
@@ -131,3 +140,52 @@ async def get(
     """While the pipeline runs: its live step, progress and cost (from the workflow). After: the stored result,
     with the zip's download URL. Only its owner may see it. A client that disconnects ends its wait."""
     return await prototypes.get(user, prototype_id, wait=wait, gone=gone)
+
+
+@status_router.post("/{prototype_id}/approval", responses=errors(401, 404, 409, 422, 429, 503))
+async def approve(
+    prototype_id: uuid.UUID, body: ApprovalRequest, user: CurrentUser, prototypes: Prototypes
+) -> PrototypeView:
+    """For a prototype submitted with `review_requirements` and now AWAITING_APPROVAL: `approve: true` goes on
+    (with `edited_requirements` in place of the model's, if given), `approve: false` cancels it. 409 when it is
+    not waiting for an answer."""
+    return await prototypes.approve(user, prototype_id, body)
+
+
+EVENT_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-Sent Events: `id:` the event's id, `event:` its kind, `data:` a PrototypeEventView",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@status_router.get(
+    "/{prototype_id}/events",
+    response_class=StreamingResponse,
+    responses={**EVENT_STREAM, **errors(401, 404, 422, 429, 503)},
+)
+async def events(
+    prototype_id: uuid.UUID,
+    user: CurrentUser,
+    prototypes: Prototypes,
+    last_event_id: Annotated[
+        int, Header(alias="Last-Event-ID", ge=0, description="Resume after this event (EventSource sends it)")
+    ] = 0,
+) -> StreamingResponse:
+    """The pipeline live, as Server-Sent Events: each step started and finished (provider, tokens, cost), each
+    verification and fix round, then `completed` (with the download link) or `failed`, after which the stream
+    ends. One request of the daily limit however long it stays open; it closes after
+    PROTOTYPE_EVENTS_MAX_SECONDS, and a reconnect with `Last-Event-ID` gets only the events after that id."""
+    stream = await prototypes.events(user, prototype_id, after=last_event_id)
+    return StreamingResponse(
+        server_sent(stream),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},  # no proxy holds events back
+    )
+
+
+async def server_sent(events: AsyncIterator[PrototypeEventView]) -> AsyncIterator[str]:
+    """The SSE wire format: a plain StreamingResponse needs no library for three fields a message."""
+    async for event in events:
+        yield f"id: {event.id}\nevent: {event.kind}\ndata: {event.model_dump_json()}\n\n"

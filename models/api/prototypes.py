@@ -19,6 +19,20 @@ class PrototypeRequest(Strict):
     model: AIProviderName | None = Field(
         default=None, description="Preferred provider for every step; otherwise your service tier decides"
     )
+    review_requirements: bool = Field(
+        default=False,
+        description="Pause after the requirements (AWAITING_APPROVAL) until POST /api/prototypes/{id}/approval: "
+        "nothing after them is spent before that",
+    )
+
+
+class ApprovalRequest(Strict):
+    """The answer to requirements awaiting approval: go on (with your own text, if you edited them), or cancel."""
+
+    approve: bool
+    edited_requirements: Annotated[str, Field(min_length=1, max_length=20_000), AfterValidator(plain_text)] | None = (
+        Field(default=None, description="Your version of the requirements: the later steps read it instead")
+    )
 
 
 class PrototypeAccepted(BaseModel):
@@ -64,3 +78,34 @@ class PrototypeView(BaseModel):
     fix_rounds: int = Field(default=0, description="How often failing code went back to the code agent")
     created_at: datetime
     completed_at: datetime | None
+
+
+class PrototypeEventView(BaseModel):
+    """One event of GET /api/prototypes/{id}/events: the `data:` of an SSE message whose `id:` is `id` and whose
+    `event:` is `kind`. The stream ends after `completed` (with the download link) or `failed`."""
+
+    id: int = Field(description="Send the last one seen as Last-Event-ID to resume after it")
+    kind: Literal[
+        "step_started",
+        "step_finished",
+        "verification",
+        "fix_round",
+        "approval_needed",
+        "completed",
+        "failed",
+        "cancelled",
+    ]
+    at: datetime
+    step: str | None = None
+    provider: AITier | None = Field(default=None, description="Who answered the step's model call")
+    model_used: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd_micros: int | None = Field(default=None, description="Of this call; on completed/failed, the total")
+    round: int | None = Field(default=None, description="verification: 0 the code step's, n after fix round n")
+    verified: bool | None = None
+    failed_checks: list[str] | None = Field(default=None, description="verification: the checks that failed")
+    file_id: uuid.UUID | None = None
+    download_url: str | None = Field(default=None, description="completed: GET with the access token")
+    download_link: str | None = Field(default=None, description="completed: an absolute signed link")
+    error: str | None = Field(default=None, description="failed, cancelled: why")

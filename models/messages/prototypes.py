@@ -61,6 +61,15 @@ class PrototypeOrder(BaseModel):
     file_lifetime: timedelta
     link_base_url: str = Field(description="The API's public address, for the download link in the email")
     fix_rounds: int = Field(default=2, ge=0, description="Fix rounds at most when the code fails its checks")
+    review_requirements: bool = Field(default=False, description="Pause after the requirements for approval")
+    approval_window: timedelta = Field(default=timedelta(days=7), description="No answer by then: cancelled")
+
+
+class PrototypeApproval(BaseModel):
+    """The customer's answer to the requirements (PrototypeWorkflow's `approve` update)."""
+
+    approve: bool
+    edited_requirements: str | None = Field(default=None, description="Replaces the requirements step's answer")
 
 
 class PrototypeProgress(BaseModel):
@@ -81,6 +90,32 @@ class PrototypeProgress(BaseModel):
         default=None, description="The code passed its sandbox checks (None: not verified yet, or an older run)"
     )
     fix_rounds: int = Field(default=0, description="How often failing code went back to the code agent")
+
+
+PrototypeEventKind = Literal[
+    "step_started", "step_finished", "verification", "fix_round", "approval_needed", "completed", "failed", "cancelled"
+]
+ENDING_EVENTS: tuple[PrototypeEventKind, ...] = ("completed", "failed", "cancelled")
+
+
+class PrototypeEvent(BaseModel):
+    """One entry of PrototypeWorkflow's event log (the `events` query), kept in the workflow's memory: the live
+    progress stream (GET /api/prototypes/{id}/events) sends each once, in order, `id` its SSE id."""
+
+    id: int = Field(ge=1, description="Its place in the log, from 1: a client resumes after the last id it saw")
+    kind: PrototypeEventKind
+    at: datetime = Field(description="The workflow's clock")
+    step: str | None = None
+    provider: AITier | None = Field(default=None, description="Who answered the step's call")
+    model_used: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd_micros: int | None = Field(default=None, description="Of this call; the total on completed/failed")
+    round: int | None = Field(default=None, description="verification: 0 the code step's, n after fix round n")
+    verified: bool | None = None
+    failed_checks: list[str] | None = Field(default=None, description="verification: the checks that failed")
+    file_id: uuid.UUID | None = Field(default=None, description="completed: the zip")
+    error: str | None = Field(default=None, description="failed: why")
 
 
 class PrototypeMilestone(BaseModel):
