@@ -172,6 +172,13 @@ class Settings(BaseSettings):
     r2_access_key_id: SecretStr | None = None
     r2_secret_access_key: SecretStr | None = None
     r2_bucket: str | None = None
+    r2_eu_endpoint_url: str | None = None
+    """An EU-jurisdiction R2 endpoint (`https://<account>.eu.r2.cloudflarestorage.com`): with R2_EU_BUCKET, where
+    EU_COMPLIANCE users' files are kept, so they never sit outside the EU."""
+    r2_eu_bucket: str | None = None
+    r2_eu_access_key_id: SecretStr | None = None
+    """Unset: R2_ACCESS_KEY_ID (one Cloudflare account token may reach both buckets)."""
+    r2_eu_secret_access_key: SecretStr | None = None
 
     # AI providers. A provider serves only once configured (Ollama: a host; OpenAI, Azure: a key); with none
     # configured, the offline template tier answers, clearly labelled. Prices: models/ai_prices.toml.

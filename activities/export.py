@@ -18,7 +18,7 @@ from sqlmodel import SQLModel, col, or_, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.storage import Storage, sign_download
+from activities.storage import Storage, sign_download, storage_key
 from activities.zips import keep_zip, zip_bytes
 from models.db import open_session
 from models.messages.privacy import ExportPackage, PackagedExport
@@ -105,6 +105,7 @@ class ExportActivities:
             self.engine,
             content,
             file_id=package.file_id,
+            key=package.storage_key or storage_key(package.file_id),
             user_id=package.user_id,
             name=f"statex-export-{package.made_at:%Y%m%d}.zip",
             made_at=package.made_at,

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities.ai.offline import OFFLINE_MODEL, OFFLINE_NOTICE
-from activities.storage import Storage, sign_download
+from activities.storage import Storage, sign_download, storage_key
 from activities.zips import keep_zip, zip_bytes
 from models.messages.prototypes import PackagedPrototype, PrototypePackage, VerificationResult
 from settings import Settings
@@ -190,6 +190,7 @@ class PackagingActivities:
             self.engine,
             content,
             file_id=package.file_id,
+            key=package.storage_key or storage_key(package.file_id),
             user_id=package.user_id,
             name=f"prototype-{str(package.prototype_id)[:8]}.zip",
             made_at=package.made_at,

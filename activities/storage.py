@@ -2,6 +2,10 @@
 
 Keys are the server's own (`uploads/<file id>`); the user's file name never reaches a key or a path. Deleting
 a missing object is success, so the retention workflow's delete activity can be retried freely.
+
+Residency is part of the key: an EU_COMPLIANCE user's object is `eu/uploads/<file id>`, and RegionalStorage
+sends such keys to the EU-jurisdiction bucket. Every activity and message keeps carrying one string, so
+running workflows and stored histories are unaffected, and the File row's key says where the object is.
 """
 
 from __future__ import annotations
@@ -29,8 +33,22 @@ DOWNLOAD_TOKEN_TYPE = "download"
 _PERMANENT_S3_ERRORS = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket"})
 
 
-def storage_key(file_id: object) -> str:
-    return f"uploads/{file_id}"
+EU_PREFIX = "eu/"
+
+
+def storage_key(file_id: object, eu: bool = False) -> str:
+    """The object's key; `eu`: kept in the EU (an EU_COMPLIANCE user's file)."""
+    return f"{EU_PREFIX if eu else ''}uploads/{file_id}"
+
+
+def eu_storage_configured(settings: Settings) -> bool:
+    return settings.r2_eu_bucket is not None
+
+
+def eu_residency_missing(settings: Settings) -> bool:
+    """Production on R2 with no EU bucket: an EU object would sit in the default (not EU-restricted) bucket.
+    The local folder is the machine's own disk, so there is nothing to refuse there."""
+    return settings.is_production and settings.storage_backend == "r2" and not eu_storage_configured(settings)
 
 
 def sign_download(settings: Settings, file_id: uuid.UUID, expires_at: datetime) -> str:
@@ -120,18 +138,27 @@ class R2Storage:
 
     name = "r2"
 
-    def __init__(self, settings: Settings) -> None:
-        if not settings.r2_bucket:
-            raise ValueError("STORAGE_BACKEND=r2 needs R2_BUCKET (and R2_ENDPOINT_URL and credentials)")
-        self.bucket = settings.r2_bucket
+    def __init__(self, settings: Settings, *, eu: bool = False) -> None:
+        """`eu`: the EU-jurisdiction bucket (R2_EU_*), its keys falling back to the default ones."""
+        if eu:
+            bucket, endpoint_url = settings.r2_eu_bucket, settings.r2_eu_endpoint_url
+            access_key_id = settings.r2_eu_access_key_id or settings.r2_access_key_id
+            secret_access_key = settings.r2_eu_secret_access_key or settings.r2_secret_access_key
+        else:
+            bucket, endpoint_url = settings.r2_bucket, settings.r2_endpoint_url
+            access_key_id, secret_access_key = settings.r2_access_key_id, settings.r2_secret_access_key
+        if not bucket:
+            missing = "R2_EU_BUCKET" if eu else "R2_BUCKET"
+            raise ValueError(f"STORAGE_BACKEND=r2 needs {missing} (and its endpoint and keys)")
+        self.bucket = bucket
         import boto3  # here, not at the top: an API or worker on local storage never loads boto3
 
         self.client = boto3.client(
             "s3",
-            endpoint_url=settings.r2_endpoint_url,
+            endpoint_url=endpoint_url,
             region_name="auto",
-            aws_access_key_id=_secret(settings.r2_access_key_id),
-            aws_secret_access_key=_secret(settings.r2_secret_access_key),
+            aws_access_key_id=_secret(access_key_id),
+            aws_secret_access_key=_secret(secret_access_key),
             config=boto_config(
                 signature_version="s3v4",
                 request_checksum_calculation="when_required",
@@ -214,10 +241,42 @@ def _secret(value: Any) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+class RegionalStorage:
+    """Keys under `eu/` go to the EU backend, every other key to the default one."""
+
+    def __init__(self, default: Storage, eu: Storage) -> None:
+        self.default = default
+        self.eu = eu
+        self.name = default.name
+
+    def _for(self, key: str) -> Storage:
+        return self.eu if key.startswith(EU_PREFIX) else self.default
+
+    async def put_file(self, key: str, source: Path, content_type: str) -> None:
+        await self._for(key).put_file(key, source, content_type)
+
+    async def delete(self, key: str) -> None:
+        await self._for(key).delete(key)
+
+    async def exists(self, key: str) -> bool:
+        return await self._for(key).exists(key)
+
+    async def open(self, key: str) -> AsyncIterator[bytes]:
+        return await self._for(key).open(key)
+
+    async def download_url(self, key: str, filename: str, content_type: str, expires_in: int) -> str | None:
+        return await self._for(key).download_url(key, filename, content_type, expires_in)
+
+    async def aclose(self) -> None:
+        await self.default.aclose()
+        await self.eu.aclose()
+
+
 def build_storage(settings: Settings) -> Storage:
-    if settings.storage_backend == "r2":
-        return R2Storage(settings)
-    return LocalStorage(settings.files_dir)
+    default: Storage = R2Storage(settings) if settings.storage_backend == "r2" else LocalStorage(settings.files_dir)
+    if eu_storage_configured(settings):
+        return RegionalStorage(default, R2Storage(settings, eu=True))
+    return default
 
 
 class StorageActivities:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from activities.storage import Storage, storage_key
+from activities.storage import Storage
 from models.db import insert_if_absent, open_session
 from models.tables import File
 
@@ -44,14 +44,14 @@ async def keep_zip(
     content: bytes,
     *,
     file_id: uuid.UUID,
+    key: str,
     user_id: uuid.UUID,
     name: str,
     made_at: datetime,
     expires_at: datetime,
 ) -> str:
-    """Store `content` under the file's key and insert its File row once; returns its SHA-256."""
+    """Store `content` under `key` and insert its File row once; returns its SHA-256."""
     sha256 = hashlib.sha256(content).hexdigest()
-    key = storage_key(file_id)
     source = await asyncio.to_thread(_write_temporary, content)
     try:
         await storage.put_file(key, source, ZIP_CONTENT_TYPE)

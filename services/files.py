@@ -23,13 +23,20 @@ from sqlmodel import col
 from temporalio.service import RPCError
 
 import metrics
-from activities.storage import content_disposition, download_token_allows, sign_download, storage_key
+from activities.storage import (
+    content_disposition,
+    download_token_allows,
+    eu_residency_missing,
+    sign_download,
+    storage_key,
+)
 from models.api.files import FileDeletion, FileInfo, UploadedFile
+from models.enums import ServiceTier
 from models.messages.files import RetainedFile
 from models.tables import File
 from models.types import utcnow
 from services.accounts import Account
-from services.errors import Gone, NotFound, Unauthorized
+from services.errors import Gone, NotFound, Unauthorized, Unavailable
 from services.runtime import Service
 from services.staging import staged
 from services.temporal import reaching_temporal, rpc_timeout, start_workflow
@@ -82,6 +89,20 @@ def browser_link(settings: Settings, file_id: uuid.UUID) -> str:
     expires_at = utcnow() + timedelta(seconds=settings.file_download_url_seconds)
     token = sign_download(settings, file_id, expires_at)
     return f"{settings.public_api_url.rstrip('/')}{download_path(file_id)}?token={token}"
+
+
+def kept_in_eu(settings: Settings, owner: Account) -> bool:
+    """Whether `owner`'s files (uploads, a prototype's zip, a data export) must be kept in the EU. When they
+    must but production has no EU bucket, refuse (503) rather than keep them in the default bucket: storing
+    elsewhere would silently break what EU_COMPLIANCE is paid for, and the operator learns which setting to add."""
+    if owner.tier != ServiceTier.EU_COMPLIANCE:
+        return False
+    if eu_residency_missing(settings):
+        raise Unavailable(
+            "EU-resident file storage is not configured (R2_EU_BUCKET, R2_EU_ENDPOINT_URL): "
+            "EU_COMPLIANCE files are never stored outside the EU"
+        )
+    return True
 
 
 KEPT_FILES = (
@@ -202,7 +223,7 @@ class FileService(Service):
             sha256=received.sha256,
             expires_at=utcnow() + timedelta(hours=self.settings.file_retention_hours),
         )
-        file.storage_key = storage_key(file.id)
+        file.storage_key = storage_key(file.id, eu=kept_in_eu(self.settings, owner))
         async with staged(self.database, file):
             handle = await start_workflow(
                 self.temporal,

@@ -19,7 +19,7 @@ from models.messages.privacy import ErasureOrder, ExportOrder, ExportStatus
 from models.tables import User
 from services.accounts import BAD_CREDENTIALS, Account
 from services.errors import NotFound, Unauthorized
-from services.files import download_path
+from services.files import download_path, kept_in_eu
 from services.runtime import Service
 from services.security import verify_password
 from services.temporal import reaching_temporal, rpc_timeout, start_workflow
@@ -42,6 +42,7 @@ class PrivacyService(Service):
             user_id=account.id,
             file_lifetime=timedelta(hours=self.settings.file_retention_hours),
             link_base_url=self.settings.public_api_url,
+            eu_resident=kept_in_eu(self.settings, account),
         )
         await start_workflow(
             self.temporal,

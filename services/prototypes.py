@@ -44,7 +44,7 @@ from models.tables import AIResponse, Prototype
 from services.accounts import Account
 from services.ai import call_policy, providers_for, transcribers_for
 from services.errors import Conflict, NotFound
-from services.files import FileService, browser_link, download_path
+from services.files import FileService, browser_link, download_path, kept_in_eu
 from services.idempotency import claim
 from services.runtime import Service
 from services.staging import staged
@@ -331,6 +331,7 @@ class PrototypeService(Service):
             link_base_url=self.settings.public_api_url,
             fix_rounds=self.settings.prototype_fix_rounds,
             approval_window=timedelta(days=self.settings.prototype_approval_days),
+            eu_resident=kept_in_eu(self.settings, account),
         )
 
     async def _start(self, prototype: Prototype, order: PrototypeOrder) -> None:

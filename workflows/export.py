@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.export import ExportActivities, export_file_id
+    from activities.storage import storage_key
     from models.messages.email import EmailMessage
     from models.messages.privacy import ExportOrder, ExportPackage, ExportProgress, ExportStatus, PackagedExport
     from workflows.mail import send_email
@@ -59,11 +60,17 @@ class ExportWorkflow:
         file_id = export_file_id(order.export_id)
         made_at = workflow.now()
         expires_at = made_at + order.file_lifetime
+        key = storage_key(file_id, eu=order.eu_resident)
         retention = await retain_generated_file(
-            file_id, order.user_id, expires_at, f"Delete the data export at {expires_at:%Y-%m-%d %H:%M} UTC"
+            file_id, order.user_id, key, expires_at, f"Delete the data export at {expires_at:%Y-%m-%d %H:%M} UTC"
         )
         package = ExportPackage(
-            export_id=order.export_id, user_id=order.user_id, file_id=file_id, made_at=made_at, expires_at=expires_at
+            export_id=order.export_id,
+            user_id=order.user_id,
+            file_id=file_id,
+            made_at=made_at,
+            expires_at=expires_at,
+            storage_key=key,
         )
         try:
             packaged = await workflow.execute_activity_method(

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.packaging import PackagingActivities
     from activities.records import RecordActivities
     from activities.sandbox import SandboxActivities
+    from activities.storage import storage_key
     from models.enums import AITier, PrototypeStatus
     from models.messages.ai import AICallRecord, ModelReply, TranscriptionCall
     from models.messages.prototypes import (
@@ -283,8 +284,9 @@ class PrototypeWorkflow:
         file_id = result_file_id(order.prototype_id)
         made_at = workflow.now()
         expires_at = made_at + order.file_lifetime
+        key = storage_key(file_id, eu=order.eu_resident)
         retention = await retain_generated_file(
-            file_id, order.user_id, expires_at, f"Delete the prototype's zip at {expires_at:%Y-%m-%d %H:%M} UTC"
+            file_id, order.user_id, key, expires_at, f"Delete the prototype's zip at {expires_at:%Y-%m-%d %H:%M} UTC"
         )
         package = PrototypePackage(
             prototype_id=order.prototype_id,
@@ -298,6 +300,7 @@ class PrototypeWorkflow:
             expires_at=expires_at,
             verification=self._verification,
             fix_rounds=self._fix_rounds,
+            storage_key=key,
         )
         try:
             packaged = await workflow.execute_activity_method(

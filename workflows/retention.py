@@ -16,7 +16,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
-    from activities.storage import StorageActivities, storage_key
+    from activities.storage import StorageActivities
     from models.messages.files import RetainedFile, RetentionStatus
     from workflows import search_attributes
     from workflows.starting import ONCE_PER_RESOURCE
@@ -86,13 +86,14 @@ class FileRetentionWorkflow:
 
 
 async def retain_generated_file(
-    file_id: uuid.UUID, user_id: uuid.UUID, expires_at: datetime, summary: str
+    file_id: uuid.UUID, user_id: uuid.UUID, key: str, expires_at: datetime, summary: str
 ) -> workflow.ChildWorkflowHandle[FileRetentionWorkflow, RetentionStatus]:
     """From a workflow that makes a file (a prototype's zip, a data export): start the file's retention timer
-    as a child that outlives it, before the file is stored, so nothing is stored without its deletion."""
+    as a child that outlives it, before the file is stored under `key`, so nothing is stored without its
+    deletion."""
     return await workflow.start_child_workflow(
         FileRetentionWorkflow.run,
-        RetainedFile(file_id=file_id, user_id=user_id, storage_key=storage_key(file_id), expires_at=expires_at),
+        RetainedFile(file_id=file_id, user_id=user_id, storage_key=key, expires_at=expires_at),
         id=workflow_id(file_id),
         parent_close_policy=ParentClosePolicy.ABANDON,
         search_attributes=search_attributes.for_resource(file_id, user_id),

@@ -20,6 +20,8 @@ class ExportOrder(BaseModel):
     user_id: uuid.UUID
     file_lifetime: timedelta
     link_base_url: str
+    eu_resident: bool = False
+    """An EU_COMPLIANCE user's export: the zip is kept in the EU (absent from older histories: False)."""
 
 
 class ExportPackage(BaseModel):
@@ -30,6 +32,8 @@ class ExportPackage(BaseModel):
     file_id: uuid.UUID
     made_at: datetime
     expires_at: datetime
+    storage_key: str | None = None
+    """Where the zip goes; None (older histories): storage_key(file_id)."""
 
 
 class PackagedExport(BaseModel):

@@ -63,6 +63,7 @@ class PrototypeOrder(BaseModel):
     fix_rounds: int = Field(default=2, ge=0, description="Fix rounds at most when the code fails its checks")
     review_requirements: bool = Field(default=False, description="Pause after the requirements for approval")
     approval_window: timedelta = Field(default=timedelta(days=7), description="No answer by then: cancelled")
+    eu_resident: bool = Field(default=False, description="An EU_COMPLIANCE user's: the zip is kept in the EU")
 
 
 class PrototypeApproval(BaseModel):
@@ -160,6 +161,7 @@ class PrototypePackage(BaseModel):
     expires_at: datetime
     verification: VerificationResult | None = Field(default=None, description="Shipped as VERIFICATION.md")
     fix_rounds: int = 0
+    storage_key: str | None = Field(default=None, description="Where the zip goes; None: storage_key(file_id)")
 
 
 class PackagedPrototype(BaseModel):
