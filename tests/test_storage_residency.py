@@ -3,7 +3,9 @@ bucket (`eu/` keys), everyone else's in the default one; two buckets on a moto S
 
 from __future__ import annotations
 
+import io
 import uuid
+import zipfile
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -132,6 +134,30 @@ async def test_an_eu_users_prototype_zip_is_kept_in_the_eu_bucket(
         assert buckets.holds(buckets.eu, key) and not buckets.holds(buckets.default, key)
         downloaded = await api.get(view["download_url"], headers=account["headers"])
         assert downloaded.status_code == 307
+
+
+async def test_an_eu_users_data_export_reads_their_eu_upload_and_is_kept_in_the_eu_bucket(
+    temporal: Client, engine: AsyncEngine, regional_settings: Settings, buckets: Buckets
+) -> None:
+    async with service(temporal, engine, regional_settings) as api:
+        account = await sign_in(api, engine, ServiceTier.EU_COMPLIANCE)
+        upload_id = await upload(api, account)
+        started = await api.post("/api/me/export", headers=account["headers"])
+        assert started.status_code == 202, started.text
+        status_url = started.json()["status_url"]
+
+        async def done() -> dict[str, Any] | None:
+            view: dict[str, Any] = (await api.get(status_url, headers=account["headers"])).json()
+            return view if view["status"] != "RUNNING" else None
+
+        view = await eventually(done, within=60, what="the export")
+        assert view["status"] == "COMPLETED", view
+        key = await key_of(engine, view["file_id"])
+        assert key == storage_key(view["file_id"], eu=True)
+        assert buckets.holds(buckets.eu, key) and not buckets.holds(buckets.default, key)
+        exported = buckets.s3.get_object(Bucket=buckets.eu, Key=key)["Body"].read()
+    with zipfile.ZipFile(io.BytesIO(exported)) as archive:
+        assert any(name.startswith(f"statex-export/files/{upload_id}/") for name in archive.namelist())
 
 
 def account_of(tier: ServiceTier) -> Account:
