@@ -28,6 +28,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from workflow_stubs import Outside, Stubbed
 
 from api.app import create_app
 from log_propagation import RequestIdToWorkflows
@@ -154,6 +155,24 @@ async def skipping() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping environment of this test's own."""
     async with time_skipping_environment() as env:
         yield env
+
+
+# --- workflows on stubbed activities (tests/workflows/: no PostgreSQL, storage, gateway or model) -----------
+
+
+@pytest.fixture
+def outside() -> Outside:
+    """The stubbed world; a test changes it (a provider down, storage down) before starting its workflow."""
+    return Outside()
+
+
+@pytest.fixture
+async def stubbed(skipping: WorkflowEnvironment, outside: Outside) -> AsyncIterator[Stubbed]:
+    """Every real workflow and the stub activities on a task queue of their own, on this test's own
+    time-skipping server: a 30-day window passes in milliseconds and no other test's clock moves."""
+    task_queue = f"stubbed-{uuid.uuid4().hex[:8]}"
+    async with outside.worker(skipping.client, task_queue):
+        yield Stubbed(env=skipping, outside=outside, task_queue=task_queue)
 
 
 # --- settings, worker, app ---------------------------------------------------------------------------

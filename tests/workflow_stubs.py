@@ -19,6 +19,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.ai.errors import AIFailure
@@ -467,3 +468,16 @@ def checkout_order(
         refund_window=refund_window,
         watch_refunds_for=watch_refunds_for,
     )
+
+
+@dataclass(frozen=True)
+class Stubbed:
+    """A running worker with every real workflow and the stub activities, on a task queue of its own."""
+
+    env: WorkflowEnvironment
+    outside: Outside
+    task_queue: str
+
+    @property
+    def client(self) -> Client:
+        return self.env.client

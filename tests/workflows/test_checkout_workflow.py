@@ -7,10 +7,9 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from conftest import Stubbed
 from helpers import eventually
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
-from workflow_stubs import checkout_order
+from workflow_stubs import Stubbed, checkout_order
 
 from models.enums import GatewayState, PaymentStatus
 from models.messages.payments import CheckoutOrder, GatewayEvent, PaymentProgress

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from conftest import Stubbed
-from workflow_stubs import checkout_order
+from workflow_stubs import Stubbed, checkout_order
 
 from models.enums import GatewayState, PaymentStatus
 from models.messages.contact import ContactNotice

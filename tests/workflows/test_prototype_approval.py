@@ -5,10 +5,9 @@ approval window (with one email); no model is asked after the requirements befor
 from __future__ import annotations
 
 import pytest
-from conftest import Stubbed
 from helpers import eventually
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
-from workflow_stubs import prototype_order
+from workflow_stubs import Stubbed, prototype_order
 
 from models.enums import AITier, PrototypeStatus
 from models.messages.prototypes import PrototypeApproval, PrototypeOrder, PrototypeProgress

@@ -4,10 +4,9 @@ refuses, a provider down (the next one answers), every provider down, and storag
 from __future__ import annotations
 
 import pytest
-from conftest import Stubbed
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError
-from workflow_stubs import DOWNLOAD_TOKEN, STUB_COST_MICROS, prototype_order
+from workflow_stubs import DOWNLOAD_TOKEN, STUB_COST_MICROS, Stubbed, prototype_order
 
 from activities.ai.errors import AIFailure
 from activities.storage import storage_key
