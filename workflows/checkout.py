@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -87,7 +88,7 @@ class CheckoutWorkflow:
         self._order = order
         await self._ensure_row_exists(order)
         if await self._open_at_gateway(order):
-            if await self._await_outcome(order) == GatewayState.PAID:
+            if await self._outcome_unless_cancelled(order) == GatewayState.PAID:
                 await self._complete(order)
                 await self._listen_for_refunds(order)
             else:
@@ -136,6 +137,19 @@ class CheckoutWorkflow:
         self._gateway_id, self._action = session.gateway_id, session.action
         self._note(f"created at {order.gateway}: {session.gateway_id}")
         return True
+
+    async def _outcome_unless_cancelled(self, order: CheckoutOrder) -> GatewayState:
+        """The outcome; but if the workflow is cancelled first (the account is being erased), the payment is
+        cancelled at the gateway and marked FAILED before the cancellation goes on: nothing stays payable."""
+        try:
+            return await self._await_outcome(order)
+        except asyncio.CancelledError:
+            self._note("cancelled (account erased): cancel at the gateway")
+            await self._ask(GatewayActivities.cancel_at_gateway, "cancel: the account is being erased")
+            if self._gateway_state != GatewayState.PAID:
+                await self._record(PaymentRecords.fail_payment, order.payment_id, "mark FAILED")
+                self._status = PaymentStatus.FAILED
+            raise
 
     async def _await_outcome(self, order: CheckoutOrder) -> GatewayState:
         """PAID or FAILED, from webhooks, polls, or the gateway's answer to the cancel at expiry."""

@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 from helpers import eventually
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import CancelledError
 from workflow_stubs import Stubbed, checkout_order
 
 from models.enums import GatewayState, PaymentStatus
@@ -204,3 +205,18 @@ async def test_refund_webhook_before_the_payment_webhook_ends_refunded(stubbed: 
 
 async def _asked(stubbed: Stubbed, name: str) -> bool:
     return bool(stubbed.outside.called(name))
+
+
+async def test_a_cancelled_checkout_is_cancelled_at_the_gateway_and_marked_failed(stubbed: Stubbed) -> None:
+    """What an account's erasure does to its pending checkout: nothing stays payable at the gateway."""
+    order = checkout_order()
+    handle = await start(stubbed, order)
+
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+
+    assert isinstance(failure.value.cause, CancelledError)
+    assert [call.payment_id for call in stubbed.outside.called("cancel_at_gateway")] == [order.payment_id]
+    assert stubbed.outside.called("fail_payment") == [order.payment_id]
+    assert stubbed.outside.emails() == []
