@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 
 from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import metrics
+from services.security import bearer_matches
 from settings import Settings
+
+
+def route_template(scope: Scope) -> str:
+    """`/api/files/{file_id}`, read from the route FastAPI put in the scope once routed: never a raw path (ids
+    would make labels without end, and a query may hold a download token). Unrouted: `unmatched`."""
+    return getattr(scope.get("route"), "path", None) or metrics.UNMATCHED_ROUTE
 
 
 class RequestMetrics:
@@ -39,8 +45,7 @@ class RequestMetrics:
             await self.app(scope, receive, send_and_note)
         finally:
             metrics.http_requests_in_flight.dec()
-            route = scope.get("route")
-            template = getattr(route, "path", None) or metrics.UNMATCHED_ROUTE
+            template = route_template(scope)
             method = scope["method"]
             metrics.http_requests.labels(method, template, str(status)).inc()
             metrics.http_request_duration.labels(method, template).observe(time.perf_counter() - started)
@@ -54,14 +59,8 @@ def install_metrics(app: FastAPI, settings: Settings) -> None:
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics(request: Request) -> Response:
-        if settings.metrics_token is not None and not _bearer_matches(
-            request, settings.metrics_token.get_secret_value()
-        ):
+        token = settings.metrics_token
+        if token is not None and not bearer_matches(request.headers.get("authorization"), token.get_secret_value()):
             return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
-
-
-def _bearer_matches(request: Request, token: str) -> bool:
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), token.encode())

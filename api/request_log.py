@@ -16,7 +16,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import logs
-import metrics
+from api.metrics import route_template
 
 HEADER = "X-Request-ID"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -64,7 +64,7 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = getattr(scope.get("route"), "path", None) or metrics.UNMATCHED_ROUTE
+            route = route_template(scope)
             duration_ms = round((time.perf_counter() - started) * 1000, 1)
             access_log.log(
                 logging.WARNING if status >= 500 else logging.INFO,

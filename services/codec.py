@@ -7,7 +7,6 @@ the dev server's UI on this machine may call without one, so that `make run` sho
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 
 from temporalio.api.common.v1 import Payload
@@ -15,6 +14,7 @@ from temporalio.converter import PayloadCodec
 
 from services.errors import Unauthorized, Unavailable
 from services.runtime import Service
+from services.security import bearer_matches
 from settings import Settings
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
@@ -24,8 +24,7 @@ def operator_may_call(settings: Settings, authorization: str | None, client_host
     token = settings.codec_operator_token
     if token is None:
         return settings.environment == "development" and authorization is None and client_host in LOOPBACK
-    scheme, _, presented = (authorization or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), token.get_secret_value().encode())
+    return bearer_matches(authorization, token.get_secret_value())
 
 
 class CodecService(Service):

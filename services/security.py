@@ -122,3 +122,10 @@ class RefreshToken:
 
     def matches(self, digest: str) -> bool:
         return hmac.compare_digest(self.digest, digest)
+
+
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """An `Authorization: Bearer <token>` header carrying exactly `token` (an operator's token, not a user's
+    JWT), compared in constant time so the comparison tells an attacker nothing."""
+    scheme, _, presented = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), token.encode())

@@ -83,3 +83,26 @@ def body_of(email: Path) -> str:
 def unzip(content: bytes) -> dict[str, str]:
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
         return {name.removeprefix("prototype/"): archive.read(name).decode() for name in archive.namelist()}
+
+
+class ReturnedConnections:
+    """Counts the units of work (sessions and reads) of an app's Database that have given their connection
+    back: a request that waits on the network must have returned its own before it waits."""
+
+    def __init__(self, database: Any) -> None:
+        self.count = 0
+        sessions_of, reads_of = database.session, database.read
+
+        @asynccontextmanager
+        async def counted_session() -> AsyncIterator[Any]:
+            async with sessions_of() as session:
+                yield session
+            self.count += 1
+
+        @asynccontextmanager
+        async def counted_read() -> AsyncIterator[Any]:
+            async with reads_of() as connection:
+                yield connection
+            self.count += 1
+
+        database.session, database.read = counted_session, counted_read

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.client import Client
 
-from ai.support import body_of, calls_of, finished, outbox, service, sign_in, unzip
+from ai.support import ReturnedConnections, body_of, calls_of, finished, outbox, service, sign_in, unzip
 from api.app import create_app
 from models.db import open_session
 from models.enums import AITier, PrototypeStatus, ServiceTier
@@ -344,32 +342,15 @@ async def test_long_polls_hold_no_database_connection_while_they_wait(
     async with serve(app) as api:
         owner, other = await sign_in(api, engine), await sign_in(api, engine)
         prototype_id = await submit(api, owner)
-        database = app.state.runtime.database
-        sessions_of, reads_of, closed = database.session, database.read, 0
-
-        @asynccontextmanager
-        async def counted_session() -> AsyncIterator[Any]:
-            nonlocal closed
-            async with sessions_of() as session:
-                yield session
-            closed += 1
-
-        @asynccontextmanager
-        async def counted_read() -> AsyncIterator[Any]:
-            nonlocal closed
-            async with reads_of() as connection:
-                yield connection
-            closed += 1
-
         # Each poll: one connection to sign in (a read), one session to read the row; both given back.
-        database.session, database.read = counted_session, counted_read
+        returned = ReturnedConnections(app.state.runtime.database)
         status_url = f"/api/prototypes/{prototype_id}"
         polls = [
             asyncio.create_task(api.get(status_url, params={"wait": 30}, headers=owner["headers"])) for _ in range(2)
         ]
 
         async def both_polls_waiting() -> bool:
-            return closed >= 4
+            return returned.count >= 4
 
         await eventually(both_polls_waiting, what="both polls to have read the row and let their sessions go")
         for _ in range(3):

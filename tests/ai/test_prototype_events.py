@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -18,7 +16,7 @@ from helpers import eventually, serve
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from ai.support import finished, service, sign_in
+from ai.support import ReturnedConnections, finished, service, sign_in
 from ai.test_verification import BROKEN, FIXED, PLAN, REQUIREMENTS, REVIEW, openai_only
 from api.app import create_app
 from settings import Settings
@@ -250,29 +248,12 @@ async def test_an_open_stream_holds_no_database_connection_while_it_waits(
     async with serve(app) as api:
         owner, other = await sign_in(api, engine), await sign_in(api, engine)
         prototype_id = await submit(api, owner)
-        database = app.state.runtime.database
-        sessions_of, reads_of, closed = database.session, database.read, 0
-
-        @asynccontextmanager
-        async def counted_session() -> AsyncIterator[Any]:
-            nonlocal closed
-            async with sessions_of() as session:
-                yield session
-            closed += 1
-
-        @asynccontextmanager
-        async def counted_read() -> AsyncIterator[Any]:
-            nonlocal closed
-            async with reads_of() as connection:
-                yield connection
-            closed += 1
-
         # Each stream: one connection to sign in (a read), one session to check the owner; both given back.
-        database.session, database.read = counted_session, counted_read
+        returned = ReturnedConnections(app.state.runtime.database)
         streams = [asyncio.create_task(read_stream(api, owner, prototype_id)) for _ in range(2)]
 
         async def both_streams_waiting() -> bool:
-            return closed >= 4
+            return returned.count >= 4
 
         await eventually(both_streams_waiting, what="both streams to have checked the owner and let go")
         for _ in range(3):
