@@ -303,6 +303,13 @@ class Settings(BaseSettings):
             return [item.strip() for item in stripped.split(",") if item.strip()]
         return value
 
+    @field_validator("sentry_dsn", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`SENTRY_DSN=` (as a compose file passes an unset variable) means no Sentry: an empty DSN would still
+        patch every request with Sentry's integrations, for nothing."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment == "production":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import secrets
 import signal
@@ -241,6 +242,7 @@ def main() -> None:
             **os.environ,
             "ENVIRONMENT": "production",
             "JWT_SECRET": secrets.token_urlsafe(48),
+            "PAYLOAD_KEYS": f"bench:{base64.b64encode(secrets.token_bytes(32)).decode()}",
             "DATABASE_URL": f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}".replace(
                 "postgresql://", "postgresql+psycopg://"
             ),
@@ -264,6 +266,7 @@ def main() -> None:
                 in {  # type: ignore[arg-type]
                     "ENVIRONMENT",
                     "JWT_SECRET",
+                    "PAYLOAD_KEYS",
                     "DATA_DIR",
                     "API_WORKERS",
                     "API_HOST",
