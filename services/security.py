@@ -69,13 +69,29 @@ def issue_access_token(settings: Settings, user_id: uuid.UUID, session_id: uuid.
 
 
 def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+    """The token's claims if its signature holds and it has not expired. The signature is checked once per
+    token and process (every signed-in request presents the same token for its lifetime); the expiry on every
+    call. Whether its session is still live is the caller's question, asked every time (AccountService)."""
+    claims = _verified_claims(
+        token, settings.jwt_secret.get_secret_value(), settings.jwt_algorithm, settings.jwt_issuer
+    )
+    if claims.expires_at <= utcnow():
+        raise InvalidToken("access token expired")
+    return claims
+
+
+@lru_cache(maxsize=4096)
+def _verified_claims(token: str, secret: str, algorithm: str, issuer: str) -> AccessClaims:
+    """Pure in its arguments but for the clock, whose checks (exp, iat) only ever turn a token from valid to
+    expired: so a verified token's claims can be kept, and the expiry checked again by the caller. A token
+    that fails raises, and nothing is kept for it."""
     try:
         claims = jwt.decode(
             token,
-            settings.jwt_secret.get_secret_value(),
-            algorithms=[settings.jwt_algorithm],
+            secret,
+            algorithms=[algorithm],
             audience=AUDIENCE,
-            issuer=settings.jwt_issuer,
+            issuer=issuer,
             options={"require": ["exp", "iat", "sub", "sid", "typ"]},
         )
         if claims["typ"] != ACCESS_TOKEN_TYPE:
