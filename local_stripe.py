@@ -24,7 +24,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -37,16 +36,10 @@ CARDS = {
     "success": "4242424242424242",
     "declined": "4000000000000341",  # localstripe declines it when charged (4000000000000002 only on attach)
 }
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.local_stripe_port}"
-
-
-def is_emulated(settings: Settings) -> bool:
-    """Stripe on this machine's loopback is an emulator: the real one is api.stripe.com."""
-    return bool(settings.stripe_api_base) and urlsplit(settings.stripe_api_base).hostname in LOOPBACK
 
 
 def environment(settings: Settings) -> dict[str, str]:

@@ -7,9 +7,12 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 DEFAULT_JWT_SECRET = "change-me-development-only-secret-0123456789"
 """Good enough for `make run`; production refuses to start with it."""
@@ -374,6 +377,11 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def stripe_is_emulated(self) -> bool:
+        """Stripe on this machine's loopback is an emulator (local_stripe.py): the real one is api.stripe.com."""
+        return bool(self.stripe_api_base) and urlsplit(self.stripe_api_base).hostname in _LOOPBACK_HOSTS
 
 
 @lru_cache

@@ -17,7 +17,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Annotated, Literal, Protocol, TypeVar
 
-import genai_prices
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from models.enums import AITier
@@ -90,6 +89,8 @@ class GenaiPrice(BaseModel):
     model: str
 
     def cost_micros(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> int:
+        import genai_prices  # here, not at the top: only the worker prices a call; the API never loads it
+
         usage = genai_prices.Usage(
             input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cached_input_tokens or None
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import local_stripe
 from activities import payments as gateways
 from activities.ai.errors import provider_name
 from models.api.capabilities import (
@@ -37,7 +36,7 @@ class CapabilityService(Service):
                 gateway: GatewayCapabilities(
                     available=gateways.is_configured(settings, gateway),
                     currencies=offer.accepted_currencies(gateway, settings.btcpay_currency),
-                    emulated=gateway == PaymentGateway.STRIPE and local_stripe.is_emulated(settings),
+                    emulated=gateway == PaymentGateway.STRIPE and settings.stripe_is_emulated,
                 )
                 for gateway in PaymentGateway
                 if gateway != PaymentGateway.CRYPTO_COINBASE

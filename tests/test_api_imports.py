@@ -23,6 +23,10 @@ WORKER_ONLY = [
     "alembic",  # migrations: `statex api` migrates once before it starts its processes
     "opentelemetry.sdk",  # traces: only with OTEL_EXPORTER_OTLP_ENDPOINT set
     "opentelemetry.exporter",
+    "httpx",  # the gateways' and Ollama's HTTP clients (and, through httpx's CLI, rich, click and pygments)
+    "rich",
+    "genai_prices",  # pricing a model call: the worker's AI activities
+    "local_stripe",  # the Stripe emulator's launcher: `statex run` and `make pay`, never a request
 ]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -36,6 +35,7 @@ class OllamaActivities:
 
     @activity.defn(name="ollama_chat")
     async def chat(self, call: ModelCall) -> ModelReply:
+        import httpx  # here too: the API imports this module for the activity's name, and needs neither
         import ollama
 
         messages = [{"role": "system", "content": call.system}] if call.system else []

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from temporalio.exceptions import ApplicationError
 
 from models.messages.payments import CheckoutOrder, GatewayEvent, GatewayReference, GatewaySession, GatewayStatus
 
+if TYPE_CHECKING:
+    import httpx
+
 # Statuses another attempt may fix: timeouts, conflicts (an idempotent request still in flight), rate
 # limits and the gateway's own failures. Every other 4xx says the request itself is wrong.
 _RETRYABLE_HTTP = frozenset({408, 409, 425, 429})
-HTTP_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+HTTP_TIMEOUT_SECONDS, CONNECT_TIMEOUT_SECONDS = 20.0, 5.0
 
 
 def gateway_http(base_url: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
     """One pooled client per gateway for the life of the worker: its connections are reused across calls.
-    httpx's transport does not retry (retries=0 is its default): Temporal retries the activity."""
-    return httpx.AsyncClient(base_url=base_url, headers=headers, timeout=HTTP_TIMEOUT)
+    httpx's transport does not retry (retries=0 is its default): Temporal retries the activity. httpx is
+    imported here, not at the top: the API imports the gateway modules (webhooks, capabilities) and only
+    loads an HTTP client when it builds a gateway."""
+    import httpx
+
+    timeout = httpx.Timeout(HTTP_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
+    return httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout)
 
 
 class Gateway(Protocol):
@@ -79,6 +86,8 @@ def http_failure(label: str, response: httpx.Response) -> ApplicationError:
 
 async def call(http: httpx.AsyncClient, label: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
     """One HTTP call to a gateway: a 2xx response, else an error Temporal knows whether to retry."""
+    import httpx  # loaded already: `http` is an httpx client
+
     try:
         response = await http.request(method, url, **kwargs)
     except httpx.HTTPError as err:  # connection refused, timeouts: worth another attempt
