@@ -77,6 +77,19 @@ class Database:
         async with self._autocommit.connect() as connection:
             yield connection
 
+    async def write(self, statement: sa.Executable, parameters: dict[str, Any] | None = None) -> None:
+        """One statement that commits by itself (autocommit): one round trip, without a session's BEGIN, COMMIT
+        and unit of work. For a write that is whole in one statement, such as inserting one row."""
+        async with self._autocommit.connect() as connection:
+            await connection.execute(statement, parameters)
+
+    async def insert(self, row: SQLModel) -> None:
+        """Insert `row` as it stands (every column from its attributes), in one round trip; an IntegrityError
+        if its key is taken. The object stays a plain value: it never joins a session."""
+        mapper = sa.inspect(type(row))
+        values = {prop.columns[0].key: getattr(row, prop.key) for prop in mapper.column_attrs}
+        await self.write(sa.insert(mapper.local_table), values)
+
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)

@@ -28,10 +28,11 @@ class ContactService(Service):
         address must not meet). The same key with another message is refused (422), nothing dropped."""
         caller = f"user:{sender.id}" if sender else "anonymous"
         contact_id = await claim(self.database, "contact", caller, idempotency_key, body.model_dump(mode="json"))
-        async with self.database.session() as db:
-            existing = await db.get(Contact, contact_id)
-        if existing is not None:
-            return _accepted(existing)
+        if idempotency_key is not None:  # without a key the id is new: there is nothing to find
+            async with self.database.session() as db:
+                existing = await db.get(Contact, contact_id)
+            if existing is not None:
+                return _accepted(existing)
         contact = Contact(id=contact_id, **body.model_dump(), user_id=sender.id if sender else None, ip=ip)
         async with staged(self.database, contact):
             await start_workflow(

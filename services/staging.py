@@ -23,12 +23,10 @@ Row = TypeVar("Row", bound=SQLModel)
 async def staged(database: Database, row: Row) -> AsyncIterator[Row]:
     """Commit `row`, then run the block (start its workflow). If the block fails, or the request is cancelled,
     the row is deleted. A concurrent request with the same idempotency key (same row id) loses with a 409."""
-    async with database.session() as db:
-        db.add(row)
-        try:
-            await db.commit()
-        except IntegrityError as err:
-            raise IdempotencyKeyInUse() from err
+    try:
+        await database.insert(row)  # one round trip: the row is committed before the workflow is asked for
+    except IntegrityError as err:
+        raise IdempotencyKeyInUse() from err
     try:
         yield row
     except BaseException:
@@ -39,6 +37,4 @@ async def staged(database: Database, row: Row) -> AsyncIterator[Row]:
 async def _delete(database: Database, row: SQLModel) -> None:
     table = type(row)
     key = sa.inspect(table).primary_key[0]
-    async with database.session() as db:
-        await db.exec(sa.delete(table).where(key == getattr(row, key.name)))  # type: ignore[call-overload]
-        await db.commit()
+    await database.write(sa.delete(table).where(key == getattr(row, key.name)))
