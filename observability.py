@@ -68,8 +68,14 @@ _BEARER = re.compile(r"(?i)\b(bearer)\s+[\w.~+/=-]+")
 _CREDENTIAL_HEADER = re.compile(r"(?i)\b(authorization|cookie|set-cookie)(\s*:\s*)[^\r\n]*")
 
 
+_ANY_CREDENTIAL = re.compile(r"(?i)token=|bearer|authorization|cookie")
+"""What each pattern above needs to match at all, under the same flags: most text has none of it."""
+
+
 def redact(text: str) -> str:
     """`?token=eyJ...` -> `?token=[Filtered]`; likewise a bearer token and an Authorization or Cookie line."""
+    if _ANY_CREDENTIAL.search(text) is None:  # one search instead of three substitutions, for every log field
+        return text
     text = _CREDENTIAL_PARAM.sub(rf"\1={FILTERED}", text)
     text = _CREDENTIAL_HEADER.sub(rf"\1\2{FILTERED}", text)
     return _BEARER.sub(rf"\1 {FILTERED}", text)

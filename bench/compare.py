@@ -38,11 +38,23 @@ from settings import Settings
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PATHS = ("/health", "/auth/me", "/api/files", "/api/payments/catalogue")
+FILES = 10  # the bench user's files: GET /api/files lists them, each with a signed download link
 CONNECTIONS = 256
 TIMEOUT_SECONDS = 5.0
 OVERLOAD_SECONDS = 10.0
 NORMAL_MS = 50.0  # "answers normally": a 200 within this, three probes in a row
 RECOVERY_LIMIT_SECONDS = 120.0
+
+
+def seed_files(database: psycopg.Connection[tuple[object, ...]], user_id: str, count: int) -> None:
+    """Rows only (no objects, no retention workflows): what GET /api/files reads and signs a link for."""
+    for index in range(count):
+        file_id = uuid.uuid4()
+        database.execute(
+            "INSERT INTO files (id, user_id, storage_key, original_name, content_type, size_bytes, sha256,"
+            " created_at, expires_at) VALUES (%s, %s, %s, %s, 'text/plain', 1024, %s, now(), now() + interval '1 day')",
+            (file_id, user_id, f"uploads/{file_id}", f"notes-{index}.txt", "0" * 64),
+        )
 
 
 def free_port() -> int:
@@ -288,6 +300,9 @@ def main() -> None:
         login = httpx.post(f"{base}/auth/login", json={"email": email, "password": "benchmark password"})
         headers = {"Authorization": f"Bearer {login.raise_for_status().json()['access_token']}"}
         catalogue = httpx.get(f"{base}/api/payments/catalogue").raise_for_status().text
+        user_id = httpx.get(f"{base}/auth/me", headers=headers).raise_for_status().json()["id"]
+        with psycopg.connect(f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}", autocommit=True) as database:
+            seed_files(database, user_id, FILES)
 
         bare = [part.replace("api.app:serve", "bench.bare_app:create_app") for part in project]
         bare[bare.index("--port") + 1] = str(bare_port)
