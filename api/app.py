@@ -56,14 +56,15 @@ def serve() -> FastAPI:
     settings = get_settings()
     configure_logging(settings)
     provider = configure_tracing(settings, "api")
-    app = create_app(settings)
+    app = create_app(settings, warm_pool=True)
     if provider is not None:
         trace_requests(app, provider)
     return app
 
 
-def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
-    """`temporal` lets a caller share one client; otherwise the lifespan connects from settings."""
+def create_app(settings: Settings | None = None, *, temporal: Client | None = None, warm_pool: bool = False) -> FastAPI:
+    """`temporal` lets a caller share one client; otherwise the lifespan connects from settings. `warm_pool`: open
+    the database pool's connections at startup (a served process), not on the first burst of requests."""
     settings = settings or get_settings()
     install_log_redaction()  # here, so that every way of serving the API logs no download token
     init_sentry(settings, component="api")
@@ -73,9 +74,12 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         engine = engine_for(settings)
         if settings.run_migrations_on_start:
             await migrate(engine)
+        database = Database(engine)
+        if warm_pool:
+            await database.warm(settings.database_pool_size)
         app.state.runtime = Runtime(
             settings=settings,
-            database=Database(engine),
+            database=database,
             temporal=temporal or await connect(settings),
             storage=build_storage(settings),
         )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ from settings import Settings
 
 if TYPE_CHECKING:
     from alembic.config import Config
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATION_LOCK_ID = 0x5747_4558  # any constant: serialises migrations of processes starting together
@@ -76,6 +79,16 @@ class Database:
         trip, without the BEGIN and ROLLBACK of a session. Core statements; nothing is written here."""
         async with self._autocommit.connect() as connection:
             yield connection
+
+    async def warm(self, connections: int) -> None:
+        """Open `connections` now, so that the first burst of requests does not open them, each a new server
+        process, while the requests wait. Best effort: a database that is not there yet is the requests' 503."""
+        try:
+            async with AsyncExitStack() as held:
+                for _ in range(connections):
+                    await held.enter_async_context(self.engine.connect())
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as err:
+            log.warning("the database pool was not warmed: %s", err)
 
     async def write(self, statement: sa.Executable, parameters: dict[str, Any] | None = None) -> None:
         """One statement that commits by itself (autocommit): one round trip, without a session's BEGIN, COMMIT
