@@ -39,9 +39,11 @@ class Settings(BaseSettings):
     # Database: SQLite file unless DATABASE_URL names PostgreSQL (postgresql+psycopg://...).
     database_url: str | None = None
     run_migrations_on_start: bool = True
-    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_pool_size: int = Field(default=20, ge=1, le=200)
     """Connections each API or worker process keeps. Requests hold one only for a short unit of work."""
-    database_pool_overflow: int = Field(default=10, ge=0, le=200)
+    database_pool_overflow: int = Field(default=0, ge=0, le=200)
+    """Connections opened past the pool for a moment and closed again when returned: under a steady load that
+    is a new server process per burst, so by default the whole bound is kept instead."""
     database_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     """How long a unit of work waits for a free connection before the request answers 503."""
 

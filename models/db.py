@@ -27,7 +27,7 @@ _MIGRATION_LOCK_ID = 0x5747_4558  # any constant: serialises migrations of proce
 RECYCLE_SECONDS = 1800  # under any server or proxy idle timeout, so a pooled connection is rarely found dead
 
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 5.0) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 0, pool_timeout: float = 5.0) -> AsyncEngine:
     """A bounded pool that refuses quickly: a request waits `pool_timeout` for a connection, never 30 s."""
     pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     if url.startswith("sqlite"):
@@ -82,7 +82,10 @@ class Database:
 
     async def warm(self, connections: int) -> None:
         """Open `connections` now, so that the first burst of requests does not open them, each a new server
-        process, while the requests wait. Best effort: a database that is not there yet is the requests' 503."""
+        process, while the requests wait. Best effort: a database that is not there yet is the requests' 503.
+        SQLite's connections are a file open away (and each a thread): nothing to warm."""
+        if self.engine.dialect.name == "sqlite":
+            return
         try:
             async with AsyncExitStack() as held:
                 for _ in range(connections):
