@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -56,15 +57,16 @@ def serve() -> FastAPI:
     settings = get_settings()
     configure_logging(settings)
     provider = configure_tracing(settings, "api")
-    app = create_app(settings, warm_pool=True)
+    app = create_app(settings, served=True)
     if provider is not None:
         trace_requests(app, provider)
     return app
 
 
-def create_app(settings: Settings | None = None, *, temporal: Client | None = None, warm_pool: bool = False) -> FastAPI:
-    """`temporal` lets a caller share one client; otherwise the lifespan connects from settings. `warm_pool`: open
-    the database pool's connections at startup (a served process), not on the first burst of requests."""
+def create_app(settings: Settings | None = None, *, temporal: Client | None = None, served: bool = False) -> FastAPI:
+    """`temporal` lets a caller share one client; otherwise the lifespan connects from settings. `served`: a
+    process that serves the API (not a test's app): its database pool is opened at startup rather than by the
+    first burst of requests, and what startup built is frozen out of the garbage collector's reach."""
     settings = settings or get_settings()
     install_log_redaction()  # here, so that every way of serving the API logs no download token
     init_sentry(settings, component="api")
@@ -75,7 +77,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         if settings.run_migrations_on_start:
             await migrate(engine)
         database = Database(engine)
-        if warm_pool:
+        if served:
             await database.warm(settings.database_pool_size)
         app.state.runtime = Runtime(
             settings=settings,
@@ -84,6 +86,9 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
             storage=build_storage(settings),
         )
         app.state.rate_limiter = RateLimiter(settings)
+        if served:  # modules, routes, schemas live as long as the process: a full collection scanned them all,
+            gc.collect()  # ~100 ms in which no request was answered; frozen, they are never scanned again
+            gc.freeze()
         try:
             yield
         finally:
