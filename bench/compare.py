@@ -2,13 +2,13 @@
 
 Both are started here with the production configuration (`cli.api_command`: uvicorn, uvloop + httptools when
 installed, API_WORKERS processes, no access log) on 127.0.0.1; the project on a fresh PostgreSQL database with
-rate limits off and a Temporal dev server of its own. Each path is driven open-loop at each rate for a few
-seconds: requests are sent on schedule whatever the answers do, and latency counts from the scheduled send
-time (no coordinated omission); errors are split into 503s (shed by API_MAX_CONCURRENCY or the pool) and the
-rest (other statuses, timeouts, refused connections). Then: workflow starts through the API against a raw
-temporalio client (bench/starts.py), and an overload at twice the highest rate /auth/me held, with the time
-until the API answers normally again and the servers' memory before and after. Prints figures; asserts
-nothing. Everything stops by itself.
+rate limits off and a Temporal dev server of its own, its signed-in user owning FILES files. Each path is
+driven open-loop at each rate for a few seconds: requests are sent on schedule whatever the answers do, and
+latency counts from the scheduled send time (no coordinated omission); errors are split into 503s (shed by
+API_MAX_CONCURRENCY or the pool) and the rest (other statuses, timeouts, refused connections). Then: workflow
+starts through the API against a raw temporalio client (bench/starts.py), and an overload at twice the
+highest rate /auth/me held, with the time until the API answers normally again and the servers' memory before
+and after. Prints figures; asserts nothing. Everything stops by itself.
 """
 
 from __future__ import annotations
