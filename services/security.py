@@ -82,9 +82,9 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
 
 @lru_cache(maxsize=4096)
 def _verified_claims(token: str, secret: str, algorithm: str, issuer: str) -> AccessClaims:
-    """Pure in its arguments but for the clock, whose checks (exp, iat) only ever turn a token from valid to
-    expired: so a verified token's claims can be kept, and the expiry checked again by the caller. A token
-    that fails raises, and nothing is kept for it."""
+    """Pure in its arguments but for the clock: `exp` the caller checks again on every use, and `iat` only ever
+    turns a token from not yet valid to valid. So a verified token's claims can be kept; a token that fails
+    raises, and nothing is kept for it."""
     try:
         claims = jwt.decode(
             token,
