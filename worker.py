@@ -21,6 +21,7 @@ from activities.ai.ollama import OllamaActivities
 from activities.ai.openai import OpenAIActivities
 from activities.ai.openai_compatible import AudioStore
 from activities.ai.records import AIRecordActivities
+from activities.contact import ContactActivities
 from activities.email import EmailActivities, Mailer, build_mailer
 from activities.erasure import ErasureActivities
 from activities.export import ExportActivities
@@ -78,6 +79,7 @@ def activities_for(
     storage = StorageActivities(files)
     return [
         email.send_email,
+        ContactActivities(email, engine).send_contact_email,
         records.mark_contact_notified,
         records.mark_contact_failed,
         records.mark_file_deleted,

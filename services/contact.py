@@ -38,9 +38,7 @@ class ContactService(Service):
                 self.temporal,
                 self.settings,
                 ContactWorkflow.run,
-                ContactNotice(
-                    contact_id=contact.id, team_address=self.settings.email_team_address, **body.model_dump()
-                ),
+                ContactNotice(contact_id=contact.id, team_address=self.settings.email_team_address),  # no details: ids
                 id=workflow_id(contact.id),
                 policy=START_POLICY,
                 search_attributes=search_attributes.for_resource(contact.id, contact.user_id),

@@ -34,7 +34,7 @@ from models.messages.ai import (
     Transcript,
     TranscriptionCall,
 )
-from models.messages.contact import ContactNotice
+from models.messages.contact import ContactEmail, ContactNotice
 from models.messages.email import EmailMessage, EmailReceipt
 from models.messages.files import RetainedFile
 from models.messages.payments import (
@@ -126,6 +126,7 @@ class StubActivities:
     def all(self) -> list[Callable[..., Any]]:
         return [
             self.send_email,
+            self.send_contact_email,
             self.mark_contact_notified,
             self.mark_contact_failed,
             self.mark_file_deleted,
@@ -168,6 +169,14 @@ class StubActivities:
             await gate.wait()
 
     # --- email, records, storage -------------------------------------------------------------------------
+
+    @activity.defn(name="send_contact_email")
+    async def send_contact_email(self, email: ContactEmail) -> EmailReceipt:
+        await self._note(email)
+        if self.outside.mailer_down:
+            raise ApplicationError("the mailer is unreachable", type="Stub.Unreachable")
+        message_id = f"contact-{email.contact_id}-{email.kind}"
+        return EmailReceipt(message_id=message_id, backend="stub", provider_message_id=None, sent_at=datetime.now(UTC))
 
     @activity.defn(name="send_email")
     async def send_email(self, message: EmailMessage) -> EmailReceipt:
@@ -400,14 +409,8 @@ FAST_AI = AICallPolicy(
 
 
 def contact_notice() -> ContactNotice:
-    return ContactNotice(
-        contact_id=uuid.uuid4(),
-        team_address="team@statex.invalid",
-        name="Ada",
-        email="ada@example.com",
-        message="I would like a quote for an app.",
-        subject="A quote",
-    )
+    """As the service builds it: the stored message's id, nothing of what the sender typed."""
+    return ContactNotice(contact_id=uuid.uuid4(), team_address="team@statex.invalid")
 
 
 def retained_file(expires_at: datetime) -> RetainedFile:

@@ -10,6 +10,7 @@ from activities.ai.offline import OfflineActivities
 from activities.ai.ollama import OllamaActivities
 from activities.ai.openai import OpenAIActivities
 from activities.ai.records import AIRecordActivities
+from activities.contact import ContactActivities
 from activities.email import EmailActivities
 from activities.erasure import ErasureActivities
 from activities.export import ExportActivities
@@ -22,6 +23,7 @@ from activities.storage import StorageActivities
 
 REAL = (
     EmailActivities,
+    ContactActivities,
     RecordActivities,
     StorageActivities,
     PackagingActivities,
