@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     codec_operator_token: SecretStr | None = None
     """`Authorization: Bearer <token>` for POST /codec/decode and /codec/encode (the Temporal UI's and CLI's
     codec server). Unset: refused, except in development to callers on this machine (the dev server's UI)."""
+    contact_key_secret: SecretStr | None = None
+    """The HMAC key of `StatexContactKey`, the opaque search attribute that finds an anonymous sender's contact
+    workflows for erasure. Unset: derived from JWT_SECRET. Set it before ever rotating JWT_SECRET, or erasure no
+    longer finds the contact workflows keyed under the old one."""
     temporal_ui_origins: CommaList | None = None
     """Browser origins of the Temporal UI allowed to call /codec; unset: http://localhost and 127.0.0.1 on
     TEMPORAL_UI_PORT."""

@@ -49,8 +49,12 @@ ERASED = "(erased)"
 _POLL = 0.5
 
 
-def user_workflows(user_id: uuid.UUID, *, running: bool) -> str:
+def user_workflows(user_id: uuid.UUID, *, running: bool, contact_key: str | None = None) -> str:
+    """The visibility query for the user's workflows, and with `contact_key` those of contact messages sent from
+    their address without signing in (the key is a hex digest: nothing in it can break the quoting)."""
     query = f"{search_attributes.USER_ID.name} = '{user_id}'"
+    if contact_key is not None:
+        query = f"({query} OR {search_attributes.CONTACT_KEY.name} = '{contact_key}')"
     return f"{query} AND ExecutionStatus = 'Running'" if running else query
 
 
@@ -75,7 +79,10 @@ class ErasureActivities:
     async def read_erasure_subject(self, user_id: uuid.UUID) -> ErasureSubject:
         async with open_session(self.engine) as db:
             user = await db.get(User, user_id)
-        return ErasureSubject(user_id=user_id, email=user.email if user else None)
+        if user is None:
+            return ErasureSubject(user_id=user_id, email=None)
+        key = search_attributes.contact_key(self.settings, user.email)
+        return ErasureSubject(user_id=user_id, email=user.email, contact_key=key)
 
     @activity.defn
     async def revoke_all_sessions(self, user_id: uuid.UUID) -> int:
@@ -95,7 +102,8 @@ class ErasureActivities:
         (prototypes, chats, checkouts, exports) is cancelled, and terminated if it has not closed within the
         grace period (one with no worker to run it never would)."""
         stopped = StoppedWorkflows(cancelled=[], terminated=[], files_deleted_early=[])
-        running = [found async for found in self.temporal.list_workflows(user_workflows(stop.user_id, running=True))]
+        query = user_workflows(stop.user_id, running=True, contact_key=stop.contact_key)
+        running = [found async for found in self.temporal.list_workflows(query)]
         for found in running:
             handle = self.temporal.get_workflow_handle(found.id, run_id=found.run_id)
             try:
@@ -170,7 +178,8 @@ class ErasureActivities:
                 .where(col(Payment.user_id) == user_id)
                 .values(user_id=TOMBSTONE_USER_ID, idempotency_key=None, details={"keep_until": keep_until}),
             )
-            contacts = or_(col(Contact.user_id) == user_id, col(Contact.email) == rows.email)
+            sent_from = sa.func.lower(sa.func.trim(col(Contact.email))) == (rows.email or "").strip().lower()
+            contacts = or_(col(Contact.user_id) == user_id, sent_from)
             statements: dict[str, Any] = {
                 "ai_responses": delete(AIResponse).where(col(AIResponse.user_id) == user_id),
                 "prototypes": delete(Prototype).where(col(Prototype.user_id) == user_id),
@@ -218,10 +227,12 @@ class ErasureActivities:
 
     @activity.defn
     async def delete_user_histories(self, histories: DeleteHistories) -> int:
-        """Temporal's DeleteWorkflowExecution for every workflow carrying the user's id (a still running one
-        is terminated first by the server), and for those the erasure stopped. Deleting one already gone is a
-        no-op, so a retry repeats harmlessly."""
-        listed = self.temporal.list_workflows(user_workflows(histories.user_id, running=False))
+        """Temporal's DeleteWorkflowExecution for every workflow carrying the user's id or their address's contact
+        key (a still running one is terminated first by the server), and for those the erasure stopped. Deleting
+        one already gone is a no-op, so a retry repeats harmlessly."""
+        listed = self.temporal.list_workflows(
+            user_workflows(histories.user_id, running=False, contact_key=histories.contact_key)
+        )
         workflow_ids = {*histories.known, *[found.id async for found in listed]}
         for workflow_id in sorted(workflow_ids):
             request = DeleteWorkflowExecutionRequest(

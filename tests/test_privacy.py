@@ -289,3 +289,56 @@ async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
         registered = await http.post("/auth/register", json={"email": alice["email"], "password": "a new start 123"})
         assert registered.status_code == 201, registered.text
         assert registered.json()["id"] != str(alice["id"])
+
+
+async def test_erasure_finds_and_deletes_the_contact_workflows_sent_from_the_address_without_signing_in(
+    privacy_settings: Settings, temporal: Client, engine: AsyncEngine
+) -> None:
+    settings = privacy_settings
+    async with api_only(settings, temporal) as http, build_worker(temporal, settings, engine):
+        alice = await register_and_login(http)
+        alice_id = uuid.UUID(alice["user"]["id"])
+        other = f"someone-else-{uuid.uuid4().hex[:8]}@example.com"
+        sent: dict[str, str] = {}
+        for name, address in (("alice", alice["email"].upper()), ("other", other)):  # no Authorization: anonymous
+            accepted = await http.post("/api/contact", json={"name": "Ada", "email": address, "message": "hello"})
+            assert accepted.status_code == 202, accepted.text
+            sent[name] = accepted.json()["workflow_id"]
+            await temporal.get_workflow_handle(sent[name]).result()
+        key = search_attributes.contact_key(settings, alice["email"])
+        described = await temporal.get_workflow_handle(sent["alice"]).describe()
+        attributes = described.typed_search_attributes
+        assert (
+            attributes.get(search_attributes.CONTACT_KEY) == key and attributes.get(search_attributes.USER_ID) is None
+        )
+        assert alice["email"].split("@")[0] not in key  # opaque: a keyed hash, not the address
+        # One still running (no worker on its queue): erasure must stop it too.
+        stranded = await temporal.start_workflow(
+            "ContactWorkflow",
+            id=f"contact-{uuid.uuid4()}",
+            task_queue=f"nobody-{uuid.uuid4().hex[:8]}",
+            search_attributes=search_attributes.for_resource(uuid.uuid4(), contact_key=key),
+        )
+
+        erased = await http.request(
+            "DELETE", "/api/me", json={"password": alice["password"]}, headers=bearer(alice["access_token"])
+        )
+        assert erased.status_code == 202, erased.text
+        handle = temporal.get_workflow_handle_for(ErasureWorkflow.run, workflow_id(alice_id))
+        assert (await asyncio.wait_for(handle.result(), 90)).finished
+
+    async def deleted(workflow: str) -> bool | None:
+        try:
+            await temporal.get_workflow_handle(workflow).describe()
+        except RPCError as err:
+            return err.status == RPCStatusCode.NOT_FOUND or None
+        return None  # the server deletes in the background
+
+    for gone in (sent["alice"], stranded.id):
+        await eventually(functools.partial(deleted, gone), within=90, what=f"{gone} to be deleted")
+    await temporal.get_workflow_handle(sent["other"]).describe()  # another sender's is untouched
+    async with open_session(engine) as db:
+        senders = (
+            await db.exec(select(Contact.email).where(col(Contact.email).in_([alice["email"].upper(), other])))
+        ).all()
+    assert list(senders) == [other]

@@ -4,7 +4,8 @@ point resumes where the history says it was and repeats nothing that shows.
 Order matters: sessions first (nothing new can start), then the user's running workflows (file timers told to
 delete now, everything else cancelled, or terminated after a grace period), their objects, their rows (payments
 kept, anonymised), their mail in the outbox; then one confirmation to the address read at the start, whose
-delivery row keeps no address; last, the closed histories of every workflow carrying their `StatexUserId`.
+delivery row keeps no address; last, the closed histories of every workflow carrying their `StatexUserId`, or
+their address's `StatexContactKey` (contact messages sent without signing in).
 This workflow carries only an opaque resource id, so it does not delete itself; its own history (encrypted, like
 every payload) goes with the namespace's retention period.
 """
@@ -76,7 +77,7 @@ class ErasureWorkflow:
         await workflow.execute_activity_method(activities.revoke_all_sessions, user_id, **self._step("revoke sessions"))
         stopped = await workflow.execute_activity_method(
             activities.stop_user_workflows,
-            StopWorkflows(user_id=user_id, grace=order.cancel_grace),
+            StopWorkflows(user_id=user_id, grace=order.cancel_grace, contact_key=subject.contact_key),
             **self._step("stop the user's workflows", order.cancel_grace + STEP_TIMEOUT),
         )
         await workflow.execute_activity_method(
@@ -96,7 +97,9 @@ class ErasureWorkflow:
         await workflow.execute_activity_method(
             activities.delete_user_histories,
             DeleteHistories(
-                user_id=user_id, known=[*stopped.cancelled, *stopped.terminated, *stopped.files_deleted_early]
+                user_id=user_id,
+                known=[*stopped.cancelled, *stopped.terminated, *stopped.files_deleted_early],
+                contact_key=subject.contact_key,
             ),
             **self._step("delete histories"),
         )
