@@ -131,6 +131,11 @@ KEPT_FILES = (
 
 
 class FileService(Service):
+    def refuse_unkeepable(self, owner: Account) -> None:
+        """Called before an upload's body is read: 503 if the owner's files must be kept in the EU and there is
+        nowhere to keep them, rather than after the whole body came in."""
+        kept_in_eu(self.settings, owner)
+
     async def upload(self, received: ReceivedFile, owner: Account) -> UploadedFile:
         """Keep a received file for its owner; the caller removes the spool file."""
         async with self.keep(received, owner) as file:

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from api.deps import CurrentUser, IdempotencyKey, Prototypes, SettingsDep
+from api.deps import CurrentUser, Files, IdempotencyKey, Prototypes, SettingsDep
 from api.disconnect import ClientGone
 from api.errors import errors
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
@@ -80,6 +80,7 @@ async def submit_voice(
     user: CurrentUser,
     chains: Annotated[VoiceChains, Depends(chosen_voice_chains)],
     prototypes: Prototypes,
+    files: Files,
     settings: SettingsDep,
     language: Annotated[
         str | None, Query(pattern=r"^[a-z]{2}$", description="ISO-639-1 language of the message, e.g. 'cs'")
@@ -90,6 +91,7 @@ async def submit_voice(
     VOICE_ALLOWED_TYPES). It is transcribed (EU_COMPLIANCE accounts: by an EU-resident provider only), and the
     transcript goes through the same pipeline as a typed idea. The audio is kept 24 hours like any upload."""
     await enforce(request, count=False)  # an exhausted quota is refused before the body is read
+    files.refuse_unkeepable(user)  # so is audio of an EU_COMPLIANCE account with no EU bucket to keep it in (503)
     with upload_slot(request, user.id):  # a third upload while two are in flight is refused before it is read
         received = await receive_file(
             request,
