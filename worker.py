@@ -43,7 +43,7 @@ from workflows.chat import ChatWorkflow
 from workflows.checkout import CheckoutWorkflow
 from workflows.client import connect
 from workflows.contact import ContactWorkflow
-from workflows.erasure import ErasureWorkflow
+from workflows.erasure import ErasureWorkflow, KeptPaymentsWorkflow
 from workflows.export import ExportWorkflow
 from workflows.prototype import PrototypeWorkflow
 from workflows.retention import FileRetentionWorkflow
@@ -56,6 +56,7 @@ WORKFLOWS: Sequence[type] = (
     PrototypeWorkflow,
     ExportWorkflow,
     ErasureWorkflow,
+    KeptPaymentsWorkflow,
 )
 
 
@@ -105,6 +106,7 @@ def erasure_activities(temporal: Client, files: Storage, engine: AsyncEngine, se
         erasure.purge_outbox,
         erasure.forget_recipient,
         erasure.delete_user_histories,
+        erasure.purge_kept_payments,
     ]
 
 

@@ -1,4 +1,5 @@
-"""Erasure's activities: revoke, stop the user's workflows, delete their objects, rows, mail and histories.
+"""Erasure's activities: revoke, stop the user's workflows, delete their objects, rows, mail and histories; and,
+once their keeping period is over, the anonymised payments.
 
 Each is idempotent (a retry or a resumed erasure finds less to do and does it again harmlessly). Payments are
 kept for the accounting period, anonymised: moved to one tombstone account (the foreign key stays valid, the
@@ -13,6 +14,7 @@ import email.parser
 import email.utils
 import secrets
 import uuid
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from models.messages.privacy import (
     ErasedRows,
     ErasureCounts,
     ErasureSubject,
+    PurgeKeptPayments,
     StoppedWorkflows,
     StopWorkflows,
 )
@@ -56,6 +59,14 @@ def user_workflows(user_id: uuid.UUID, *, running: bool, contact_key: str | None
     if contact_key is not None:
         query = f"({query} OR {search_attributes.CONTACT_KEY.name} = '{contact_key}')"
     return f"{query} AND ExecutionStatus = 'Running'" if running else query
+
+
+def _kept_until(before: date) -> tuple[Any, ...]:
+    """Anonymised payments (the tombstone's) to be kept until a day before `before` (ISO dates sort as text)."""
+    return (
+        col(Payment.user_id) == TOMBSTONE_USER_ID,
+        col(Payment.details)["keep_until"].as_string() < before.isoformat(),
+    )
 
 
 def _addressed_to(path: Path, address: str) -> bool:
@@ -160,7 +171,7 @@ class ErasureActivities:
         user_id = rows.user_id
         deleted: dict[str, int] = {}
         now = utcnow()
-        keep_until = now.replace(year=now.year + rows.keep_payments_years, day=min(now.day, 28)).date().isoformat()
+        keep_until = now.replace(year=now.year + rows.keep_payments_years, day=min(now.day, 28)).date()
         async with open_session(self.engine) as db:
             await insert_if_absent(
                 db,
@@ -176,8 +187,12 @@ class ErasureActivities:
                 db,
                 update(Payment)
                 .where(col(Payment.user_id) == user_id)
-                .values(user_id=TOMBSTONE_USER_ID, idempotency_key=None, details={"keep_until": keep_until}),
+                .values(
+                    user_id=TOMBSTONE_USER_ID, idempotency_key=None, details={"keep_until": keep_until.isoformat()}
+                ),
             )
+            # Whether payments are kept until that day (this erasure's, or a retry's whose first attempt committed)
+            kept = (await db.exec(select(Payment.id).where(*_kept_until(keep_until + timedelta(days=1))))).first()
             sent_from = sa.func.lower(sa.func.trim(col(Contact.email))) == (rows.email or "").strip().lower()
             contacts = or_(col(Contact.user_id) == user_id, sent_from)
             statements: dict[str, Any] = {
@@ -196,7 +211,19 @@ class ErasureActivities:
             for table, statement in statements.items():
                 deleted[table] = await self._execute(db, statement)
             await db.commit()
-        return ErasureCounts(deleted=deleted, payments_anonymised=anonymised)
+        return ErasureCounts(
+            deleted=deleted, payments_anonymised=anonymised, keep_until=keep_until if kept is not None else None
+        )
+
+    @activity.defn
+    async def purge_kept_payments(self, purge: PurgeKeptPayments) -> int:
+        """The anonymised payments whose keeping period has ended (this erasure's and any older one's): deleted.
+        Deleting again finds nothing, so a retry is harmless."""
+        async with open_session(self.engine) as db:
+            purged = await self._execute(db, delete(Payment).where(*_kept_until(purge.kept_before)))
+            await db.commit()
+        activity.logger.info("%d anonymised payment records deleted after their keeping period", purged)
+        return purged
 
     @activity.defn
     async def purge_outbox(self, address: str) -> int:

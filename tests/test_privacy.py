@@ -26,19 +26,21 @@ from sqlmodel import col, select
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.erasure import TOMBSTONE_USER_ID, user_workflows
-from activities.storage import storage_key
+from activities.erasure import TOMBSTONE_USER_ID, ErasureActivities, user_workflows
+from activities.storage import build_storage, storage_key
 from api.app import create_app
 from models.db import open_session
-from models.messages.privacy import ErasureOrder
+from models.enums import PaymentGateway, ServiceTier
+from models.messages.privacy import ErasedRows, ErasureOrder, KeptPayments
 from models.tables import AIResponse, Contact, EmailDelivery, File, IdempotencyKey, Payment, Prototype, Session, User
 from services.temporal import start_workflow
 from settings import Settings
 from worker import WORKFLOWS, activities_for, build_worker
 from workflows import search_attributes
-from workflows.erasure import START_POLICY, ErasureWorkflow, erasure_id, workflow_id
+from workflows.erasure import START_POLICY, ErasureWorkflow, KeptPaymentsWorkflow, erasure_id, purge_due, workflow_id
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
 IDEA = {"idea": "An app that books climbing gyms: members see free slots and reserve one."}
@@ -342,3 +344,46 @@ async def test_erasure_finds_and_deletes_the_contact_workflows_sent_from_the_add
             await db.exec(select(Contact.email).where(col(Contact.email).in_([alice["email"].upper(), other])))
         ).all()
     assert list(senders) == [other]
+
+
+async def test_anonymised_payments_are_deleted_the_day_after_their_keeping_period_and_not_before(
+    skipping: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
+) -> None:
+    """KeptPaymentsWorkflow (which an erasure starts) on the time-skipping server, against the database."""
+    users = [User(email=f"kept-{uuid.uuid4().hex[:8]}@example.com", password_hash="x") for _ in range(2)]
+    payments = [
+        Payment(
+            user_id=user.id, amount_minor=1000, currency="EUR", gateway=PaymentGateway.STRIPE, tier=ServiceTier.PREMIUM
+        )
+        for user in users
+    ]
+    async with open_session(engine) as db:
+        db.add_all(users)
+        await db.flush()
+        db.add_all(payments)
+        await db.commit()
+    erasure = ErasureActivities(skipping.client, build_storage(settings), engine, settings)
+    counts = [
+        await erasure.erase_rows(ErasedRows(user_id=user.id, email=user.email, keep_payments_years=years))
+        for user, years in zip(users, (1, 2), strict=True)
+    ]
+    keep_until = counts[0].keep_until
+    assert keep_until is not None and counts[1].keep_until is not None and counts[1].keep_until > keep_until
+
+    async def kept() -> set[uuid.UUID]:
+        async with open_session(engine) as db:
+            found = await db.exec(select(Payment.id).where(col(Payment.id).in_([p.id for p in payments])))
+            return set(found.all())
+
+    async with build_worker(skipping.client, settings, engine):
+        timer = await skipping.client.start_workflow(
+            KeptPaymentsWorkflow.run,
+            KeptPayments(erasure_id=uuid.uuid4(), keep_until=keep_until),
+            id=f"kept-payments-{uuid.uuid4()}",
+            task_queue=settings.temporal_task_queue,
+        )
+        await skipping.sleep(purge_due(keep_until) - await skipping.get_current_time() - timedelta(minutes=1))
+        assert await kept() == {payment.id for payment in payments}  # kept through the last day
+        await skipping.sleep(timedelta(minutes=2))
+        assert await timer.result() >= 1
+    assert await kept() == {payments[1].id}  # the one kept for two years is still there

@@ -52,6 +52,7 @@ from models.messages.privacy import (
     ErasureSubject,
     ExportPackage,
     PackagedExport,
+    PurgeKeptPayments,
     StoppedWorkflows,
     StopWorkflows,
 )
@@ -143,6 +144,7 @@ class StubActivities:
             self.purge_outbox,
             self.forget_recipient,
             self.delete_user_histories,
+            self.purge_kept_payments,
             self.offline_chat,
             self.ollama_chat,
             self.openai_chat,
@@ -268,7 +270,13 @@ class StubActivities:
     @activity.defn(name="erase_rows")
     async def erase_rows(self, rows: ErasedRows) -> ErasureCounts:
         await self._note(rows)
-        return ErasureCounts(deleted={"users": 1}, payments_anonymised=0)
+        keep_until = (datetime.now(UTC) + timedelta(days=365 * rows.keep_payments_years)).date()
+        return ErasureCounts(deleted={"users": 1}, payments_anonymised=1, keep_until=keep_until)
+
+    @activity.defn(name="purge_kept_payments")
+    async def purge_kept_payments(self, purge: PurgeKeptPayments) -> int:
+        await self._note(purge)
+        return 1
 
     @activity.defn(name="purge_outbox")
     async def purge_outbox(self, address: str) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel
@@ -101,6 +101,20 @@ class ErasedRows(BaseModel):
 class ErasureCounts(BaseModel):
     deleted: dict[str, int]
     payments_anonymised: int
+    keep_until: date | None = None
+    """When anonymised payments were kept: the date until which they must be (absent from older histories)."""
+
+
+class KeptPayments(BaseModel):
+    """KeptPaymentsWorkflow's input: an opaque erasure id and a date, nothing that names anybody."""
+
+    erasure_id: uuid.UUID
+    keep_until: date
+
+
+class PurgeKeptPayments(BaseModel):
+    kept_before: date
+    """Anonymised payments kept until a day before this one are deleted."""
 
 
 class ErasureProgress(BaseModel):
