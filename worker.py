@@ -80,6 +80,7 @@ def activities_for(
     storage = StorageActivities(files)
     return [
         email.send_email,
+        email.send_user_email,
         ContactActivities(email, engine).send_contact_email,
         records.mark_contact_notified,
         records.mark_contact_failed,

@@ -170,13 +170,18 @@ async def test_histories_hold_no_personal_data_without_the_key_and_decode_with_i
         decoded = await CONVERTER.payload_codec.decode(payloads)  # type: ignore[union-attr]
         assert all(payload.metadata["encoding"] in (b"json/plain", b"binary/null") for payload in decoded)
 
-    contact_history = await history_of(plain, contact_id)
-    readable = b"".join(
-        p.data for p in await CONVERTER.payload_codec.decode(list(payloads_in(History(events=contact_history.events))))
-    )  # type: ignore[union-attr]
-    # Even decoded, the contact's history holds only ids: the activity reads the sender from the database
+    async def decoded(workflow_id: str) -> bytes:
+        history = await history_of(plain, workflow_id)
+        payloads = await CONVERTER.payload_codec.decode(list(payloads_in(History(events=history.events))))  # type: ignore[union-attr]
+        return b"".join(payload.data for payload in payloads)
+
+    # Even decoded, the contact's and the checkout's histories hold ids, not addresses: activities read those
+    readable = await decoded(contact_id)
     assert contact_id.removeprefix("contact-").encode() in readable
     assert leaked(readable, [CONTACT["name"], CONTACT["email"], CONTACT["message"]]) == []
+    readable = await decoded(checkout_id)
+    assert checkout_id.removeprefix("payment-").encode() in readable
+    assert leaked(readable, [account["email"]]) == []
 
 
 # --- key rotation -------------------------------------------------------------------------------------------------

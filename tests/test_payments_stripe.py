@@ -207,7 +207,7 @@ async def test_webhooks_delivered_three_times_and_out_of_order_complete_the_paym
     activities, signals = await workflow_calls(temporal, payment["id"])
     assert signals == 5
     assert activities["complete_payment"] == 1
-    assert activities["send_email"] == 1
+    assert activities["send_user_email"] == 1
     assert len(receipts(stripe_settings, payment["id"])) == 1
     handle = temporal.get_workflow_handle_for(CheckoutWorkflow.run, workflow_id(uuid.UUID(payment["id"])))
     history = [entry.what for entry in (await handle.query(CheckoutWorkflow.progress)).history]
@@ -245,7 +245,7 @@ async def test_worker_stopped_mid_checkout_and_started_again_completes_once(
         await wait_for_status(http, account["access_token"], payment["id"], "COMPLETED")
     assert await tier_of(http, account["access_token"]) == "PREMIUM"
     activities, _ = await workflow_calls(temporal, payment["id"])
-    assert activities["complete_payment"] == 1 and activities["send_email"] == 1
+    assert activities["complete_payment"] == 1 and activities["send_user_email"] == 1
     assert len(receipts(stripe_settings, payment["id"])) == 1
 
 

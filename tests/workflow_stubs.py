@@ -35,7 +35,7 @@ from models.messages.ai import (
     TranscriptionCall,
 )
 from models.messages.contact import ContactEmail, ContactNotice
-from models.messages.email import EmailMessage, EmailReceipt
+from models.messages.email import EmailMessage, EmailReceipt, UserEmail
 from models.messages.files import RetainedFile
 from models.messages.payments import (
     CheckoutAction,
@@ -109,8 +109,9 @@ class Outside:
     def names(self) -> list[str]:
         return [call.name for call in self.calls]
 
-    def emails(self) -> list[EmailMessage]:
-        return self.called("send_email")
+    def emails(self) -> list[EmailMessage | UserEmail]:
+        """Every email sent, whether addressed by the workflow or to an account the activity looks up."""
+        return [call.argument for call in self.calls if call.name in ("send_email", "send_user_email")]
 
     def activities(self) -> list[Callable[..., Any]]:
         return StubActivities(self).all()
@@ -127,6 +128,7 @@ class StubActivities:
     def all(self) -> list[Callable[..., Any]]:
         return [
             self.send_email,
+            self.send_user_email,
             self.send_contact_email,
             self.mark_contact_notified,
             self.mark_contact_failed,
@@ -171,6 +173,15 @@ class StubActivities:
             await gate.wait()
 
     # --- email, records, storage -------------------------------------------------------------------------
+
+    @activity.defn(name="send_user_email")
+    async def send_user_email(self, email: UserEmail) -> EmailReceipt:
+        await self._note(email)
+        if self.outside.mailer_down:
+            raise ApplicationError("the mailer is unreachable", type="Stub.Unreachable")
+        return EmailReceipt(
+            message_id=email.message_id, backend="stub", provider_message_id=None, sent_at=datetime.now(UTC)
+        )
 
     @activity.defn(name="send_contact_email")
     async def send_contact_email(self, email: ContactEmail) -> EmailReceipt:
@@ -465,7 +476,6 @@ def checkout_order(
     return CheckoutOrder(
         payment_id=uuid.uuid4(),
         user_id=uuid.uuid4(),
-        email="ada@example.com",
         tier=ServiceTier.PREMIUM,
         tier_name="Premium",
         gateway=PaymentGateway.STRIPE,

@@ -14,7 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.contact import ContactActivities
     from activities.email import EmailActivities
     from models.messages.contact import ContactEmail
-    from models.messages.email import EmailMessage, EmailReceipt
+    from models.messages.email import EmailMessage, EmailReceipt, UserEmail
 
 # Bounded: a mailer down for longer than this, or a message it will never take, must not keep a workflow
 # (and its customer's payment or prototype) waiting for ever. About 20 minutes of backed-off attempts.
@@ -24,7 +24,7 @@ EMAIL_RETRY = RetryPolicy(
 EMAIL_DEADLINE = timedelta(minutes=30)
 
 
-_Message = TypeVar("_Message", EmailMessage, ContactEmail)
+_Message = TypeVar("_Message", EmailMessage, ContactEmail, UserEmail)
 
 
 async def send_email(message: EmailMessage, summary: str) -> EmailReceipt | None:
@@ -32,6 +32,11 @@ async def send_email(message: EmailMessage, summary: str) -> EmailReceipt | None
     None when the message could not be sent (logged): the caller records that and goes on, an email is never
     worth failing or stalling the work it reports on."""
     return await _bounded(EmailActivities.send_email, message, message.message_id, summary)
+
+
+async def send_user_email(email: UserEmail, summary: str) -> EmailReceipt | None:
+    """As send_email, to the account's address, which the activity reads: the workflow never holds it."""
+    return await _bounded(EmailActivities.send_user_email, email, email.message_id, summary)
 
 
 async def send_contact_email(email: ContactEmail, summary: str) -> EmailReceipt | None:
