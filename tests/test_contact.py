@@ -28,7 +28,7 @@ from activities.email import EmailActivities, Mailer, OutboxMailer, SesMailer
 from api.app import create_app
 from models.db import Database, open_session
 from models.enums import ContactStatus
-from models.messages.contact import ContactProgress
+from models.messages.contact import ContactNotice, ContactProgress
 from models.messages.email import EmailMessage
 from models.tables import Contact, EmailDelivery
 from services.errors import IdempotencyKeyInUse
@@ -279,3 +279,18 @@ async def test_a_row_whose_workflow_cannot_start_is_deleted_again(engine: AsyncE
             raise RuntimeError("Temporal refused")
     async with open_session(engine) as db:
         assert await db.get(Contact, contact_id) is None
+
+
+async def test_a_contact_whose_message_was_erased_before_its_email_sends_nothing_and_ends(
+    worker: object, temporal: Client, settings: Settings
+) -> None:
+    """The workflow carries only the id: with the row gone (erased), there is nobody to write to, and no retry."""
+    contact_id = uuid.uuid4()
+    progress = await temporal.execute_workflow(
+        ContactWorkflow.run,
+        ContactNotice(contact_id=contact_id, team_address=settings.email_team_address),
+        id=f"contact-{contact_id}",
+        task_queue=settings.temporal_task_queue,
+    )
+    assert progress.failure and not progress.team_notified and not progress.sender_confirmed
+    assert outbox_messages(settings.outbox_dir) == {}
