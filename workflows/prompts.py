@@ -113,3 +113,23 @@ FIX = AgentStep(
     holds_files=True,
 )
 """The code step's agent again, in a fix round: `errors` is what the sandbox's failing checks said."""
+
+
+REVISE = AgentStep(
+    name="revise",
+    document="REVISION.md",
+    role="You are a senior developer. You change a working prototype as its customer asks, and nothing else.",
+    task=(
+        "The app idea:\n\n{idea}\n\nThe plan:\n\n{plan}\n\nThe prototype's files:\n\n{code}\n\n"
+        "The customer's feedback:\n\n{feedback}\n\n"
+        "Change the prototype as the feedback asks. Give every file you change or add, complete, as a fenced "
+        "code block whose opening line names the language and the file's path, for example ```python app/main.py "
+        ". Leave out the files that need no change: they are kept as they are. Keep the tests passing, and add "
+        "or update tests for what you change."
+    ),
+    temperature=0.2,
+    max_tokens=4000,
+    prefer=AITier.OPENAI,
+    holds_files=True,
+)
+"""A revision's agent (PrototypeRevisionWorkflow): the feedback applied to the files from before."""

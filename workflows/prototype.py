@@ -16,6 +16,8 @@ its timer. Then the Prototype row is marked COMPLETED and the customer gets one 
 failure (a provider's refusal, every provider down) the row is marked FAILED with the reason and the customer
 gets one email saying why. The row follows the workflow at each milestone; the `progress` query is live, and
 the `events` query is the log the progress stream (GET /api/prototypes/{id}/events) sends, kept in memory.
+The verify-and-fix rounds, the packaging and the call records are shared with revisions
+(workflows.prototype_steps, workflows.revision).
 
 With `order.review_requirements` the workflow waits after the requirements (AWAITING_APPROVAL) for the
 `approve` update, at most `order.approval_window`; declined or unanswered, it ends CANCELLED.
@@ -24,54 +26,45 @@ With `order.review_requirements` the workflow waits after the requirements (AWAI
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ai.records import AIRecordActivities
-    from activities.packaging import PackagingActivities
     from activities.records import RecordActivities
-    from activities.sandbox import SandboxActivities
-    from activities.storage import storage_key
-    from models.enums import AITier, PrototypeStatus
-    from models.messages.ai import AICallRecord, ModelReply, TranscriptionCall
+    from models.enums import PrototypeStatus
+    from models.messages.ai import ModelReply, TranscriptionCall
     from models.messages.prototypes import (
         PrototypeApproval,
         PrototypeEvent,
-        PrototypeEventKind,
         PrototypeMilestone,
         PrototypeOrder,
-        PrototypePackage,
         PrototypeProgress,
         StepAnswer,
-        VerificationRequest,
         VerificationResult,
     )
     from workflows.ai import ModelCaller
     from workflows.emails import cancelled_email, failure_email, ready_email
     from workflows.mail import send_email
-    from workflows.prompts import FIX, PIPELINE, AgentStep
-    from workflows.retention import FileRetentionWorkflow, retain_generated_file
+    from workflows.prompts import PIPELINE
+    from workflows.prototype_steps import (
+        PACKAGING,
+        RECORD_RETRY,
+        CodeRounds,
+        call_fields,
+        failure_reason,
+        step_providers,
+    )
     from workflows.starting import ONCE_PER_RESOURCE
 
-RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-PACKAGE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-VERIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
-VERIFY_TIMEOUT = timedelta(minutes=10)
-"""Longer than the sandbox's own limits (a syntax pass and a pytest run, each killed at its wall limit)."""
 VERIFY_AND_FIX = "verify-and-fix"
 """The patch marker: runs that have it verify the code and may run fix rounds; older histories do not."""
-PACKAGE_DEADLINE = timedelta(minutes=30)
-"""Storage still failing after this long: the prototype fails (and says so) rather than wait for ever."""
 ROW_DEADLINE = timedelta(minutes=2)
 """The row is committed before the start (services.staging), so it is there at once; the deadline only guards
 runs started by an older API, which committed the row after the start and might never have."""
 TRANSCRIPTION = "transcription"
-PACKAGING = "package"
 _FILE_ID_NAMESPACE = uuid.UUID("6a1d2f0e-93c4-4b8e-8f5a-2c7d9e4b1a30")
 _FAILURES = (ActivityError, ApplicationError)
 
@@ -88,11 +81,6 @@ old ALLOW_DUPLICATE_FAILED_ONLY (a failed run whose row never committed could be
 and a failed prototype is never silently run again under the same id."""
 
 
-def call_key(prototype_id: uuid.UUID, step: str) -> str:
-    """One AIResponse row per step of a prototype, however often a write is retried."""
-    return f"prototype-{prototype_id}-{step}"
-
-
 def result_file_id(prototype_id: uuid.UUID) -> uuid.UUID:
     """The zip's file id: derived, so a replayed or retried workflow names the same file."""
     return uuid.uuid5(_FILE_ID_NAMESPACE, f"prototype-{prototype_id}")
@@ -103,15 +91,8 @@ def planned_steps(voice: bool) -> list[str]:
     return [*([TRANSCRIPTION] if voice else []), *(step.name for step in PIPELINE), PACKAGING]
 
 
-def step_providers(order: PrototypeOrder, step: AgentStep) -> list[AITier]:
-    """The user's chain, with the step's preferred provider first if the chain has it and the request named none."""
-    if order.provider_named or step.prefer not in order.providers:
-        return list(order.providers)
-    return [step.prefer, *(tier for tier in order.providers if tier != step.prefer)]
-
-
 @workflow.defn
-class PrototypeWorkflow:
+class PrototypeWorkflow(CodeRounds):
     def __init__(self) -> None:
         self._prototype_id: uuid.UUID | None = None
         self._status = PrototypeStatus.QUEUED
@@ -149,7 +130,7 @@ class PrototypeWorkflow:
             answers = await self._ask_agents(order)
             expires_at = await self._package(order, answers, transcribed_by)
         except _FAILURES as err:
-            await self._fail(order, _reason(err))
+            await self._fail(order, failure_reason(err))
             raise
         except _Cancelled as cancelled:
             await self._cancel(order, cancelled.reason, timed_out=cancelled.timed_out)
@@ -214,111 +195,8 @@ class PrototypeWorkflow:
                 answers[-1] = answers[-1].model_copy(update={"text": edited})
         return answers
 
-    async def _verify_and_fix(
-        self, order: PrototypeOrder, step: AgentStep, texts: dict[str, str], answers: list[StepAnswer]
-    ) -> str:
-        """Check the code; while checks fail and rounds remain, the code agent gets the errors and answers with
-        the files it changed. Returns the code as the later steps read it: every answer, later files last."""
-        assert self._caller is not None
-        code = [texts[step.name]]
-        while True:
-            self._verification = await self._verify(order, code)
-            verdict = self._verification
-            failed = [check.name for check in verdict.checks if not check.passed]
-            self._event(
-                "verification",
-                step=step.name,
-                round=verdict.round,
-                verified=verdict.passed,
-                failed_checks=failed,
-                error=verdict.sandbox_error,
-            )
-            if verdict.passed or self._fix_rounds >= order.fix_rounds or not _fixable(verdict):
-                break
-            self._fix_rounds += 1
-            name = f"{FIX.name}-{self._fix_rounds}"
-            call = FIX.call(
-                self._idea, {**texts, step.name: "\n\n".join(code), "errors": self._verification.failures()}
-            )
-            reply = await self._caller.ask(step_providers(order, step), call, purpose=name)
-            await self._record_call(order, name, call.prompt, reply)
-            code.append(reply.text)
-            answers.append(
-                StepAnswer(
-                    step=name,
-                    document=f"FIX-{self._fix_rounds}.md",
-                    text=reply.text,
-                    model_used=reply.model_used,
-                    cost_usd_micros=reply.cost_usd_micros,
-                    holds_files=True,
-                )
-            )
-            self._cost_micros += reply.cost_usd_micros
-            self._event("fix_round", step=name, round=self._fix_rounds, **_call_fields(reply))
-            await self._record_milestone()
-        return "\n\n".join(code)
-
-    async def _verify(self, order: PrototypeOrder, code: list[str]) -> VerificationResult:
-        """The sandbox's verdict; a sandbox that cannot run at all is a failed check too, never a silent pass."""
-        request = VerificationRequest(prototype_id=order.prototype_id, round=self._fix_rounds, code_answers=code)
-        try:
-            return await workflow.execute_activity_method(
-                SandboxActivities.verify_code,
-                request,
-                start_to_close_timeout=VERIFY_TIMEOUT,
-                retry_policy=VERIFY_RETRY,
-                summary=f"verify the code in a sandbox (round {self._fix_rounds})",
-            )
-        except ActivityError as err:
-            return VerificationResult(
-                round=self._fix_rounds,
-                passed=False,
-                files=[],
-                checks=[],
-                network_isolated=False,
-                sandbox_error=_reason(err),
-            )
-
-    async def _package(self, order: PrototypeOrder, answers: list[StepAnswer], transcribed_by: str | None) -> datetime:
-        """The zip's retention timer first, then the zip: nothing is stored without the workflow that deletes it."""
-        file_id = result_file_id(order.prototype_id)
-        made_at = workflow.now()
-        expires_at = made_at + order.file_lifetime
-        key = storage_key(file_id, eu=order.eu_resident)
-        retention = await retain_generated_file(
-            file_id, order.user_id, key, expires_at, f"Delete the prototype's zip at {expires_at:%Y-%m-%d %H:%M} UTC"
-        )
-        package = PrototypePackage(
-            prototype_id=order.prototype_id,
-            user_id=order.user_id,
-            file_id=file_id,
-            idea=self._idea,
-            source="voice" if order.audio is not None else "text",
-            transcribed_by=transcribed_by,
-            answers=answers,
-            made_at=made_at,
-            expires_at=expires_at,
-            verification=self._verification,
-            fix_rounds=self._fix_rounds,
-            storage_key=key,
-        )
-        try:
-            packaged = await workflow.execute_activity_method(
-                PackagingActivities.package_prototype,
-                package,
-                start_to_close_timeout=timedelta(minutes=2),
-                schedule_to_close_timeout=PACKAGE_DEADLINE,
-                retry_policy=PACKAGE_RETRY,
-                summary="zip and store the files",
-            )
-        except ActivityError:
-            await retention.signal(FileRetentionWorkflow.delete_now)  # whatever was stored goes now
-            raise
-        self._file_id = file_id
-        self._download_token = packaged.download_token
-        self._done.append(PACKAGING)
-        self._event("step_finished", step=PACKAGING, file_id=file_id)
-        return expires_at
+    def _zip(self, order: PrototypeOrder) -> tuple[uuid.UUID, dict[str, Any]]:
+        return result_file_id(order.prototype_id), {}
 
     async def _fail(self, order: PrototypeOrder, reason: str) -> None:
         """Keep `current_step` (the step that failed), record why, and tell the customer once."""
@@ -341,7 +219,7 @@ class PrototypeWorkflow:
         Returns the customer's edited text, if any."""
         self._done.append(step)
         self._cost_micros += reply.cost_usd_micros
-        self._event("step_finished", step=step, **_call_fields(reply))
+        self._event("step_finished", step=step, **call_fields(reply))
         edited = await self._await_approval(step, approval_window) if approval_window is not None else None
         self._start(self._steps[len(self._done)])
         await self._record_milestone(idea=idea)
@@ -399,30 +277,6 @@ class PrototypeWorkflow:
             summary=f"record {progress.status.lower()} {progress.current_step or ''}".strip(),
         )
 
-    async def _record_call(self, order: PrototypeOrder, step: str, prompt: str, reply: ModelReply) -> None:
-        await workflow.execute_activity_method(
-            AIRecordActivities.record_ai_call,
-            AICallRecord(
-                call_key=call_key(order.prototype_id, step),
-                user_id=order.user_id,
-                prototype_id=order.prototype_id,
-                step=step,
-                prompt=prompt,
-                reply=reply,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RECORD_RETRY,
-            summary=f"record the {step} call",
-        )
-
-    def _event(self, kind: PrototypeEventKind, **fields: Any) -> None:
-        """Log a milestone for the progress stream: in memory only, so no command changes and old histories
-        replay; a replay rebuilds the same log, in the same order, with the same clock."""
-        self._events.append(PrototypeEvent(id=len(self._events) + 1, kind=kind, at=workflow.now(), **fields))
-
-    def _verified(self) -> bool | None:
-        return self._verification.passed if self._verification is not None else None
-
     @workflow.update
     async def approve(self, decision: PrototypeApproval) -> PrototypeProgress:
         """The customer's answer to the requirements; returns the status it led to (RUNNING or CANCELLED)."""
@@ -466,28 +320,3 @@ class _Cancelled(Exception):
     def __init__(self, reason: str, *, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.reason, self.timed_out = reason, timed_out
-
-
-def _call_fields(reply: ModelReply) -> dict[str, Any]:
-    """Who answered a call, and what it cost, as an event tells it."""
-    return {
-        "provider": reply.tier,
-        "model_used": reply.model_used,
-        "input_tokens": reply.input_tokens,
-        "output_tokens": reply.output_tokens,
-        "cost_usd_micros": reply.cost_usd_micros,
-    }
-
-
-def _fixable(verdict: VerificationResult) -> bool:
-    """A fix round answers failing checks: not a sandbox that could not run, nor an answer with no files at all
-    (its text ships as it is, marked not verified)."""
-    return verdict.sandbox_error is None and bool(verdict.files)
-
-
-def _reason(err: FailureError) -> str:
-    """The innermost message: the provider's or the storage's own words."""
-    cause: BaseException = err
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
-    return cause.message if isinstance(cause, FailureError) else str(cause)

@@ -25,7 +25,8 @@ from models.tables import EmailDelivery, File, Prototype
 from settings import Settings
 from worker import build_worker
 from workflows.prompts import PIPELINE
-from workflows.prototype import PrototypeWorkflow, call_key, result_file_id, workflow_id
+from workflows.prototype import PrototypeWorkflow, result_file_id, workflow_id
+from workflows.prototype_steps import call_key
 from workflows.retention import FileRetentionWorkflow
 
 IDEA = {"idea": "An app that books climbing gyms: members see free slots and reserve one."}
