@@ -60,6 +60,9 @@ from models.messages.prototypes import (
     PrototypeMilestone,
     PrototypeOrder,
     PrototypePackage,
+    RevisionBase,
+    RevisionMilestone,
+    RevisionOrder,
     SandboxCheck,
     VerificationRequest,
     VerificationResult,
@@ -70,6 +73,8 @@ STUB_MODEL = "stub-model"
 STUB_COST_MICROS = 1_000
 DOWNLOAD_TOKEN = "stub-download-token"
 STUB_EMAIL = "someone@example.com"
+STUB_FILES = {"main.py": "print('to-do')\n", "test_main.py": "def test_nothing():\n    pass\n"}
+"""The files a stubbed revision builds on."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,8 @@ class StubActivities:
             self.mark_contact_failed,
             self.mark_file_deleted,
             self.record_prototype_milestone,
+            self.read_revision_base,
+            self.record_revision_milestone,
             self.delete_object,
             self.package_prototype,
             self.verify_code,
@@ -192,6 +199,15 @@ class StubActivities:
 
     @activity.defn(name="record_prototype_milestone")
     async def record_prototype_milestone(self, milestone: PrototypeMilestone) -> None:
+        await self._note(milestone)
+
+    @activity.defn(name="read_revision_base")
+    async def read_revision_base(self, order: RevisionOrder) -> RevisionBase:
+        await self._note(order)
+        return RevisionBase(idea=order.idea, plan="# Plan", files=STUB_FILES, revision=order.number - 1)
+
+    @activity.defn(name="record_revision_milestone")
+    async def record_revision_milestone(self, milestone: RevisionMilestone) -> None:
         await self._note(milestone)
 
     @activity.defn(name="delete_object")
@@ -441,6 +457,15 @@ def prototype_order(
         policy=FAST_AI,
         file_lifetime=timedelta(hours=24),
         link_base_url="https://api.statex.invalid",
+    )
+
+
+def revision_order(number: int = 1) -> RevisionOrder:
+    return RevisionOrder(
+        **prototype_order(providers=[AITier.OPENAI]).model_dump(),
+        revision_id=uuid.uuid4(),
+        number=number,
+        feedback="Add a due date to every item",
     )
 
 

@@ -17,12 +17,14 @@ from activities.packaging import PackagingActivities
 from activities.payment_records import PaymentRecords
 from activities.payments import GatewayActivities
 from activities.records import RecordActivities
+from activities.revisions import RevisionActivities
 from activities.sandbox import SandboxActivities
 from activities.storage import StorageActivities
 
 REAL = (
     EmailActivities,
     RecordActivities,
+    RevisionActivities,
     StorageActivities,
     PackagingActivities,
     SandboxActivities,
