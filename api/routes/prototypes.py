@@ -5,6 +5,8 @@ The submissions are under /api/ai/, so each valid one counts against the AI limi
 (bad input, a provider this tier may not use, voice without a transcriber) is answered before it is counted.
 The status routes are outside /api/ai/ on purpose: polling costs nothing of that limit. GET
 /api/prototypes/{id}/events streams the pipeline's progress as Server-Sent Events, one request however long.
+POST /api/prototypes/{id}/revisions asks models too, so it counts against the AI limit like a submission
+(api.ratelimit.bucket_for); its status, GET /api/prototypes/{id}/revisions/{n}, does not.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from api.deps import CurrentUser, IdempotencyKey, Prototypes, SettingsDep
@@ -29,6 +31,9 @@ from models.api.prototypes import (
     PrototypeEventView,
     PrototypeRequest,
     PrototypeView,
+    RevisionAccepted,
+    RevisionRequest,
+    RevisionView,
 )
 from models.enums import AITier
 from services.prototypes import MAX_WAIT_SECONDS, VoiceChains
@@ -39,6 +44,11 @@ status_router = APIRouter(prefix="/api/prototypes", tags=["prototypes"], route_c
 
 def chosen_providers(body: PrototypeRequest, user: CurrentUser, prototypes: Prototypes) -> list[AITier]:
     """A dependency, so that a refusal comes before the limiter counts the request."""
+    return prototypes.providers(user, body.model)
+
+
+def chosen_revision_providers(body: RevisionRequest, user: CurrentUser, prototypes: Prototypes) -> list[AITier]:
+    """As `chosen_providers`, for a revision: refused before the request is counted."""
     return prototypes.providers(user, body.model)
 
 
@@ -150,6 +160,40 @@ async def approve(
     (with `edited_requirements` in place of the model's, if given), `approve: false` cancels it. 409 when it is
     not waiting for an answer."""
     return await prototypes.approve(user, prototype_id, body)
+
+
+@status_router.post(
+    "/{prototype_id}/revisions",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=errors(401, 403, 404, 409, 422, 429, 503),
+)
+async def revise(
+    prototype_id: uuid.UUID,
+    body: RevisionRequest,
+    response: Response,
+    user: CurrentUser,
+    providers: Annotated[list[AITier], Depends(chosen_revision_providers)],
+    prototypes: Prototypes,
+    idempotency_key: IdempotencyKey = None,
+) -> RevisionAccepted:
+    """Revise a COMPLETED prototype with your feedback: the revise agent changes only the files it needs to, over
+    the latest files (the previous revision's, or the prototype's), then they are checked in the sandbox and
+    zipped like the prototype; an email brings the link. Counts against the AI limit. 409 while the prototype
+    or an earlier revision is under way. With an `Idempotency-Key`, a retry gets the first revision."""
+    accepted = await prototypes.revise(user, prototype_id, body, providers, idempotency_key=idempotency_key)
+    response.headers["Location"] = accepted.status_url
+    return accepted
+
+
+@status_router.get("/{prototype_id}/revisions/{number}", responses=errors(401, 404, 422, 503))
+async def revision(
+    prototype_id: uuid.UUID,
+    number: Annotated[int, Path(ge=1, le=10_000)],
+    user: CurrentUser,
+    prototypes: Prototypes,
+) -> RevisionView:
+    """One revision: live while it runs, the stored result after, with its zip's download URL and its own cost."""
+    return await prototypes.revision(user, prototype_id, number)
 
 
 EVENT_STREAM: dict[int | str, dict[str, Any]] = {
