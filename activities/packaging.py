@@ -1,8 +1,9 @@
 """Packaging a prototype: the agents' answers become a zip, stored as a file like any upload (kept 24 hours).
 
 The zip holds README.md (the idea, which model made each part, the cost), one markdown document per step,
-under `code/` every fenced block of the code step that names its path (a fix round's block replaces the file),
-and VERIFICATION.md when the code was checked in the sandbox (activities.sandbox): what passed, what failed.
+under `code/` every fenced block of the code and tests steps that names its path (a fix round's block replaces
+the file), and VERIFICATION.md when the code was checked in the sandbox (activities.sandbox): what passed, what
+failed.
 The same answers always give the same bytes (fixed entry dates and order), so a retried activity stores the
 same object again and the File row, keyed by the workflow's file id, is inserted once.
 """
@@ -128,7 +129,8 @@ def _readme(package: PrototypePackage, files: dict[str, str]) -> str:
     lines += ["## What is in here", ""]
     lines += [f"- `{answer.document}`: the {answer.step} step's answer" for answer in package.answers]
     if files:
-        lines += [f"- `{CODE_FOLDER}/`: the files of the {'revision' if package.revision else 'code step'}:"]
+        made = "the revision" if package.revision else "the agents (the code, and its tests)"
+        lines += [f"- `{CODE_FOLDER}/`: the files {made} wrote:"]
         lines += [f"  - `{CODE_FOLDER}/{path}`" for path in files]
     else:
         lines += ["- No files could be read from the code step's answer; its text is in its document above."]

@@ -5,10 +5,16 @@ budget and preferred provider. Each call walks the user's provider chain (workfl
 Temporal UI lists every attempt under the step's name, and is recorded once as an AIResponse row
 (`prototype-<id>-<step>`). A voice message is transcribed first, and its transcript becomes the idea.
 
-After the code step, the code is checked in a sandbox (activities.sandbox); failing checks go back to the code
-agent with the errors, at most `order.fix_rounds` times, each round a recorded call of its own
-(`prototype-<id>-fix-<n>`). Whether the code ends verified is in the status, the zip (VERIFICATION.md) and the
-email. Runs begun before this existed (no "verify-and-fix" marker) take the old path and are never verified.
+The agents run in stages (workflows.prompts.STAGES): the code and tests agents both work from the plan, so they
+run at the same time, two model calls in flight at once (the Temporal UI shows both pending), each recorded as
+its own row with its own cost and events; a failure of one cancels the other. Runs begun before the tests agent
+(no "parallel-agents" marker) ask one agent at a time, as before (IN_TURN).
+
+After the code and tests, their files are checked together in a sandbox (activities.sandbox: compiled, parsed,
+the tests run with pytest); failing checks go back to the code agent with the errors, which may change code or
+tests, at most `order.fix_rounds` times, each round a recorded call of its own (`prototype-<id>-fix-<n>`).
+Whether the code ends verified is in the status, the zip (VERIFICATION.md) and the email. Runs begun before
+this existed (no "verify-and-fix" marker) take the old path and are never verified.
 
 The answers are zipped by an activity and stored as a file that lives 24 hours like any upload: its
 FileRetentionWorkflow starts (as an abandoned child) before the zip is stored, so nothing is stored without
@@ -25,7 +31,9 @@ With `order.review_requirements` the workflow waits after the requirements (AWAI
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -35,7 +43,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
     from models.enums import PrototypeStatus
-    from models.messages.ai import ModelReply, TranscriptionCall
+    from models.messages.ai import ModelCall, ModelReply, TranscriptionCall
     from models.messages.prototypes import (
         PrototypeApproval,
         PrototypeEvent,
@@ -48,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ai import ModelCaller
     from workflows.emails import cancelled_email, failure_email, ready_email
     from workflows.mail import send_email
-    from workflows.prompts import PIPELINE
+    from workflows.prompts import IN_TURN, PIPELINE, STAGES, AgentStep
     from workflows.prototype_steps import (
         PACKAGING,
         RECORD_RETRY,
@@ -61,6 +69,8 @@ with workflow.unsafe.imports_passed_through():
 
 VERIFY_AND_FIX = "verify-and-fix"
 """The patch marker: runs that have it verify the code and may run fix rounds; older histories do not."""
+PARALLEL_AGENTS = "parallel-agents"
+"""The patch marker: runs that have it ask the agents of a stage at the same time, the tests agent among them."""
 ROW_DEADLINE = timedelta(minutes=2)
 """The row is committed before the start (services.staging), so it is there at once; the deadline only guards
 runs started by an older API, which committed the row after the start and might never have."""
@@ -86,9 +96,20 @@ def result_file_id(prototype_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(_FILE_ID_NAMESPACE, f"prototype-{prototype_id}")
 
 
-def planned_steps(voice: bool) -> list[str]:
+def agent_stages(parallel: bool) -> tuple[tuple[AgentStep, ...], ...]:
+    """The agents a run asks, stage by stage: runs begun before the "parallel-agents" marker ask them in turn."""
+    return STAGES if parallel else IN_TURN
+
+
+def planned_stages(voice: bool, parallel: bool = True) -> list[list[str]]:
+    """The steps a prototype goes through, stage by stage: the steps of a stage run at the same time."""
+    agents = [[step.name for step in stage] for stage in agent_stages(parallel)]
+    return [*([[TRANSCRIPTION]] if voice else []), *agents, [PACKAGING]]
+
+
+def planned_steps(voice: bool, parallel: bool = True) -> list[str]:
     """The steps a prototype goes through, as the status shows them."""
-    return [*([TRANSCRIPTION] if voice else []), *(step.name for step in PIPELINE), PACKAGING]
+    return [step for stage in planned_stages(voice, parallel) for step in stage]
 
 
 @workflow.defn
@@ -97,8 +118,10 @@ class PrototypeWorkflow(CodeRounds):
         self._prototype_id: uuid.UUID | None = None
         self._status = PrototypeStatus.QUEUED
         self._idea = ""
+        self._stages: list[list[str]] = []
         self._steps: list[str] = []
         self._done: list[str] = []
+        self._running: list[str] = []
         self._current: str | None = None
         self._cost_micros = 0
         self._file_id: uuid.UUID | None = None
@@ -106,6 +129,7 @@ class PrototypeWorkflow(CodeRounds):
         self._error: str | None = None
         self._caller: ModelCaller | None = None
         self._verifies = False
+        self._parallel = False
         self._verification: VerificationResult | None = None
         self._fix_rounds = 0
         self._events: list[PrototypeEvent] = []
@@ -114,10 +138,12 @@ class PrototypeWorkflow(CodeRounds):
     @workflow.run
     async def run(self, order: PrototypeOrder) -> PrototypeProgress:
         self._prototype_id, self._idea, self._caller = order.prototype_id, order.idea, ModelCaller(order.policy)
-        self._steps = planned_steps(voice=order.audio is not None)
         self._verifies = workflow.patched(VERIFY_AND_FIX)  # decided once, at the start: a run is old or new throughout
+        self._parallel = workflow.patched(PARALLEL_AGENTS)
+        self._stages = planned_stages(voice=order.audio is not None, parallel=self._parallel)
+        self._steps = [step for stage in self._stages for step in stage]
         self._status = PrototypeStatus.RUNNING
-        self._start(self._steps[0])
+        self._start_next()
         try:
             await self._record_milestone(deadline=ROW_DEADLINE)
         except ActivityError as err:
@@ -168,31 +194,51 @@ class PrototypeWorkflow(CodeRounds):
         return transcript.model_used
 
     async def _ask_agents(self, order: PrototypeOrder) -> list[StepAnswer]:
+        """Stage by stage: the agents of a stage are asked at once, then recorded in the stage's order (so the
+        rows and the zip read the same however the calls raced); a stage's files are verified together, by
+        the stage's first file-holding agent (the code's), before its steps count as done."""
         assert self._caller is not None
+        caller = self._caller
+
+        async def ask(step: AgentStep, call: ModelCall) -> ModelReply:
+            try:
+                return await caller.ask(step_providers(order, step), call, purpose=step.name)
+            except _FAILURES:
+                self._current = step.name  # the step that failed, as the status and the row report it
+                raise
+
         texts: dict[str, str] = {}
         answers: list[StepAnswer] = []
-        for step in PIPELINE:
-            call = step.call(self._idea, texts)
-            reply = await self._caller.ask(step_providers(order, step), call, purpose=step.name)
-            await self._record_call(order, step.name, call.prompt, reply)
-            texts[step.name] = reply.text
-            answers.append(
-                StepAnswer(
-                    step=step.name,
-                    document=step.document,
-                    text=reply.text,
-                    model_used=reply.model_used,
-                    cost_usd_micros=reply.cost_usd_micros,
-                    holds_files=step.holds_files,
+        for stage in agent_stages(self._parallel):
+            calls = [step.call(self._idea, texts) for step in stage]
+            replies = await _together([ask(step, call) for step, call in zip(stage, calls, strict=True)])
+            for step, call, reply in zip(stage, calls, replies, strict=True):
+                await self._record_call(order, step.name, call.prompt, reply)
+                texts[step.name] = reply.text
+                answers.append(
+                    StepAnswer(
+                        step=step.name,
+                        document=step.document,
+                        text=reply.text,
+                        model_used=reply.model_used,
+                        cost_usd_micros=reply.cost_usd_micros,
+                        holds_files=step.holds_files,
+                    )
                 )
-            )
-            if step.holds_files and self._verifies:
-                texts[step.name] = await self._verify_and_fix(order, step, texts, answers)
-            review = order.review_requirements and step is PIPELINE[0]
-            edited = await self._finish(step.name, reply, approval_window=order.approval_window if review else None)
-            if edited is not None:  # the customer's text replaces the answer, for the later steps and the zip
-                texts[step.name] = edited
-                answers[-1] = answers[-1].model_copy(update={"text": edited})
+            holding = [step for step in stage if step.holds_files]
+            if holding and self._verifies:
+                code = "\n\n".join(texts[step.name] for step in holding)  # code and tests: one set of files
+                texts[holding[0].name] = await self._verify_and_fix(
+                    order, holding[0], {**texts, holding[0].name: code}, answers
+                )
+            for step, reply in zip(stage, replies, strict=True):
+                review = order.review_requirements and step is PIPELINE[0]
+                window = order.approval_window if review else None
+                edited = await self._finish(step.name, reply, approval_window=window)
+                if edited is not None:  # the customer's text replaces the answer, for the later steps and the zip
+                    texts[step.name] = edited
+                    index = next(i for i, answer in enumerate(answers) if answer.step == step.name)
+                    answers[index] = answers[index].model_copy(update={"text": edited})
         return answers
 
     def _zip(self, order: PrototypeOrder) -> tuple[uuid.UUID, dict[str, Any]]:
@@ -207,10 +253,19 @@ class PrototypeWorkflow(CodeRounds):
 
     # --- bookkeeping -----------------------------------------------------------------------------------
 
-    def _start(self, step: str) -> None:
-        self._current = step
-        self._event("step_started", step=step)
-        workflow.set_current_details(f"Step {self._steps.index(step) + 1} of {len(self._steps)}: {step}")
+    def _start_next(self) -> None:
+        """Once no step is under way, start every step of the next stage."""
+        if self._running:
+            return
+        stage = next((stage for stage in self._stages if not set(stage) <= set(self._done)), [])
+        for step in stage:
+            self._running.append(step)
+            self._current = self._running[0]
+            self._event("step_started", step=step)
+        if stage:
+            numbers = " and ".join(str(self._steps.index(step) + 1) for step in stage)
+            details = f"Step{'s' if len(stage) > 1 else ''} {numbers} of {len(self._steps)}: {', '.join(stage)}"
+            workflow.set_current_details(details + (" (at the same time)" if len(stage) > 1 else ""))
 
     async def _finish(
         self, step: str, reply: ModelReply, idea: str | None = None, approval_window: timedelta | None = None
@@ -218,10 +273,12 @@ class PrototypeWorkflow(CodeRounds):
         """Count the step done and start the next; with an approval window, only once the customer approves.
         Returns the customer's edited text, if any."""
         self._done.append(step)
+        self._running.remove(step)
+        self._current = self._running[0] if self._running else None
         self._cost_micros += reply.cost_usd_micros
         self._event("step_finished", step=step, **call_fields(reply))
         edited = await self._await_approval(step, approval_window) if approval_window is not None else None
-        self._start(self._steps[len(self._done)])
+        self._start_next()
         await self._record_milestone(idea=idea)
         return edited
 
@@ -320,3 +377,18 @@ class _Cancelled(Exception):
     def __init__(self, reason: str, *, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.reason, self.timed_out = reason, timed_out
+
+
+async def _together(calls: Sequence[Awaitable[ModelReply]]) -> list[ModelReply]:
+    """Every call at once (each its own activities); the first failure cancels the others, and is raised once they
+    have stopped, so nothing of a failed stage goes on behind the failure's bookkeeping."""
+    if len(calls) == 1:  # a stage of one: awaited in place, the commands of runs that ask one agent at a time
+        return [await calls[0]]
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # not asyncio.wait: a set's order does not replay
+        raise

@@ -98,7 +98,7 @@ def test_the_same_answers_make_the_same_zip_bytes_so_a_retried_store_is_harmless
 def test_the_readme_says_who_made_each_part_and_what_it_cost_to_the_micro_dollar() -> None:
     readme = package_entries(package(datetime(2026, 3, 1, tzinfo=UTC)))["README.md"]
     assert "| code | `openai:gpt-test` | $0.008755 |" in readme
-    assert "Total cost of the AI calls: $0.035020." in readme
+    assert "Total cost of the AI calls: $0.043775." in readme  # five agents at $0.008755
     assert "offline template" not in readme
 
 

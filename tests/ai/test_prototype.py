@@ -101,18 +101,21 @@ async def test_offline_prototype_end_to_end_submit_poll_download_and_email(
         "REQUIREMENTS.md",
         "PLAN.md",
         "CODE.md",
+        "TESTS.md",
         "REVIEW.md",
         "VERIFICATION.md",
         "code/main.py",
         "code/requirements.txt",
+        "code/test_main.py",
     }
     assert "This is an offline template, not an AI model's work." in files["README.md"]
     assert IDEA["idea"] in files["README.md"]
-    for document in ("REQUIREMENTS.md", "PLAN.md", "CODE.md", "REVIEW.md"):
+    for document in ("REQUIREMENTS.md", "PLAN.md", "CODE.md", "TESTS.md", "REVIEW.md"):
         assert files[document].startswith("[Offline template: no AI model was asked.")
     assert files["code/main.py"].startswith('"""Offline template: no AI model wrote this.')
     compile(files["code/main.py"], "main.py", "exec")  # the skeleton is real Python
     assert "**verified: the code passed every check in the sandbox.**" in files["VERIFICATION.md"]
+    assert "| pytest test_main.py | passed |" in files["VERIFICATION.md"]  # the tests agent's template ran
     assert done["verified"] is True and done["fix_rounds"] == 0  # the sandbox agrees
 
     rows = await calls_of(engine, prototype_id)
@@ -206,9 +209,10 @@ async def test_each_step_is_one_recorded_call_and_the_code_step_asks_its_preferr
         ("requirements", AITier.AZURE),
         ("plan", AITier.AZURE),
         ("code", AITier.OPENAI),  # PIPELINE says: code prefers OpenAI when the user's chain allows it
+        ("tests", AITier.OPENAI),  # and so do the tests
         ("review", AITier.AZURE),
     ]
-    assert done["cost_usd_micros"] == sum(row.cost_usd_micros for row in rows) == 3 * 578 + 8755
+    assert done["cost_usd_micros"] == sum(row.cost_usd_micros for row in rows) == 3 * 578 + 2 * 8755
     # Each step built on the ones before it: the plan's prompt carries the requirements' answer.
     plan_prompt = next(call.prompt for call in fake_ai.calls if "software architect" in call.prompt)
     assert IDEA["idea"] in plan_prompt and "azure says hello" in plan_prompt

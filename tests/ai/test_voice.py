@@ -73,7 +73,7 @@ async def test_voice_builds_the_prototype_from_the_transcript(
     rows = await calls_of(engine, prototype_id)
     assert [row.step for row in rows] == ["transcription", *(step.name for step in PIPELINE)]
     assert (rows[0].response, rows[0].model_used, rows[0].cost_usd_micros) == (TRANSCRIPT, "openai:whisper-1", 9050)
-    assert done["cost_usd_micros"] == sum(row.cost_usd_micros for row in rows) == 9050 + 4 * 8755
+    assert done["cost_usd_micros"] == sum(row.cost_usd_micros for row in rows) == 9050 + len(PIPELINE) * 8755
     assert f"Transcribed from your voice message by `openai:whisper-1`:\n\n{TRANSCRIPT}" in zipped["README.md"]
 
     async with open_session(engine) as db:

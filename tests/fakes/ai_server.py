@@ -1,7 +1,9 @@
 """A local AI provider for the tests: the OpenAI, Azure OpenAI and Ollama wire formats on one 127.0.0.1 port.
 
 The real `openai` and `ollama` clients talk to it over HTTP. It records every call it receives, and can be
-told what to answer (`answer("openai", "text", ...)`: the next chat answers, in order), told to fail in
+told what to answer (`answer("openai", "text", ...)`: the next chat answers, in order; `answer_to(role, ...)`:
+the next chats with that system prompt, whichever provider, so that agents asked at the same time each get
+their own script), told to fail in
 sequence (`fail("openai", 429, 500)`: the next two OpenAI calls fail so, then it answers),
 to refuse under a content policy, or to answer slowly (a bounded delay).
 
@@ -66,6 +68,7 @@ class FakeAIServer:
     cached_tokens: int = 0
     """Of the prompt tokens, how many the answer reports as served from the provider's cache."""
     _answers: dict[str, deque[str]] = field(default_factory=dict)
+    _role_answers: dict[str, deque[str]] = field(default_factory=dict)
     _failures: dict[str, deque[Failure]] = field(default_factory=dict)
     _delays: dict[str, deque[float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -79,6 +82,11 @@ class FakeAIServer:
         """The provider's next chat answers say these texts, in order; then "<provider> says hello" again."""
         with self._lock:
             self._answers.setdefault(provider, deque()).extend(texts)
+
+    def answer_to(self, role: str, *texts: str) -> None:
+        """The next chats whose system prompt is `role` say these texts, in order, before any provider script."""
+        with self._lock:
+            self._role_answers.setdefault(role, deque()).extend(texts)
 
     def fail_always(self, provider: Provider, status: int, times: int = 100) -> None:
         self.fail(provider, *([status] * times))
@@ -96,8 +104,14 @@ class FakeAIServer:
             queue = queues.get(provider)
             return queue.popleft() if queue else None
 
-    def _text(self, provider: Provider) -> str:
-        scripted = self._next(self._answers, provider)
+    def _text(self, provider: Provider, body: dict[str, Any]) -> str:
+        messages = body.get("messages") or [{}]
+        role = str(messages[0].get("content", "")) if messages[0].get("role") == "system" else ""
+        with self._lock:
+            by_role = self._role_answers.get(role)
+            scripted = by_role.popleft() if by_role else None
+        if scripted is None:
+            scripted = self._next(self._answers, provider)
         return f"{provider} says hello" if scripted is None else str(scripted)
 
     async def _receive(self, request: Request, provider: Provider, kind: Literal["chat", "transcription"]) -> Any:
@@ -126,7 +140,8 @@ class FakeAIServer:
         failure = await self._receive(request, provider, "chat")
         if failure is not None and failure != "filtered_answer":
             return _openai_error(failure)
-        model = request.path_params.get("deployment") or (await request.json())["model"]
+        body = await request.json()
+        model = request.path_params.get("deployment") or body["model"]
         return JSONResponse(
             {
                 "id": f"chatcmpl-{len(self.calls)}",
@@ -136,7 +151,7 @@ class FakeAIServer:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": "" if failure else self._text(provider)},
+                        "message": {"role": "assistant", "content": "" if failure else self._text(provider, body)},
                         "finish_reason": "content_filter" if failure else "stop",
                     }
                 ],
@@ -170,12 +185,12 @@ class FakeAIServer:
         failure = await self._receive(request, "ollama", "chat")
         if isinstance(failure, int):
             return JSONResponse({"error": f"scripted failure {failure}"}, status_code=failure)
-        body = self.calls[-1].body
+        body = await request.json()
         return JSONResponse(
             {
                 "model": body["model"],
                 "created_at": "2026-01-01T00:00:00.000000Z",
-                "message": {"role": "assistant", "content": self._text("ollama")},
+                "message": {"role": "assistant", "content": self._text("ollama", body)},
                 "done": True,
                 "done_reason": "stop",
                 "total_duration": 1_000_000,
