@@ -24,7 +24,7 @@ from models.enums import AITier, PrototypeStatus, ServiceTier
 from models.tables import EmailDelivery, File, Prototype
 from settings import Settings
 from worker import build_worker
-from workflows.prompts import PIPELINE
+from workflows.prompts import CODE, PIPELINE, TESTS
 from workflows.prototype import PrototypeWorkflow, result_file_id, workflow_id
 from workflows.prototype_steps import call_key
 from workflows.retention import FileRetentionWorkflow
@@ -216,6 +216,26 @@ async def test_each_step_is_one_recorded_call_and_the_code_step_asks_its_preferr
     # Each step built on the ones before it: the plan's prompt carries the requirements' answer.
     plan_prompt = next(call.prompt for call in fake_ai.calls if "software architect" in call.prompt)
     assert IDEA["idea"] in plan_prompt and "azure says hello" in plan_prompt
+
+
+async def test_the_code_and_tests_agents_are_in_flight_at_the_same_time_each_its_own_row(
+    temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
+) -> None:
+    fake_ai.meet(CODE.role, TESTS.role)  # neither answers until both are asked; one asked alone is refused
+    async with service(temporal, engine, ai_settings) as api:
+        account = await sign_in(api, engine)
+        prototype_id = await submit(api, account)
+        done = await finished(api, temporal, account, prototype_id)
+    assert done["status"] == "COMPLETED", done
+    assert fake_ai.arrived == {CODE.role, TESTS.role}
+    rows = {row.step: row for row in await calls_of(engine, prototype_id)}
+    code, tests = rows["code"], rows["tests"]
+    assert (code.call_key, tests.call_key) == (
+        call_key(uuid.UUID(prototype_id), "code"),
+        call_key(uuid.UUID(prototype_id), "tests"),
+    )
+    assert (code.tier, code.cost_usd_micros, tests.tier, tests.cost_usd_micros) == (AITier.OPENAI, 8755) * 2
+    assert done["cost_usd_micros"] == sum(row.cost_usd_micros for row in rows.values())
 
 
 async def test_a_provider_refusing_the_request_fails_the_prototype_with_one_email_and_no_retry(

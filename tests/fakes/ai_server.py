@@ -5,7 +5,8 @@ told what to answer (`answer("openai", "text", ...)`: the next chat answers, in 
 the next chats with that system prompt, whichever provider, so that agents asked at the same time each get
 their own script), told to fail in
 sequence (`fail("openai", 429, 500)`: the next two OpenAI calls fail so, then it answers),
-to refuse under a content policy, or to answer slowly (a bounded delay).
+to refuse under a content policy, to answer slowly (a bounded delay), or to hold the chats of some roles until
+one of each is in flight (`meet(role, ...)`: proof that agents are asked at the same time).
 
     OpenAI   POST /v1/chat/completions, POST /v1/audio/transcriptions
     Azure    POST /openai/deployments/{deployment}/chat/completions?api-version=...
@@ -43,6 +44,8 @@ Failure = int | Literal["content_filter", "filtered_answer"]
 PROMPT_TOKENS = 1_234
 COMPLETION_TOKENS = 567
 AUDIO_SECONDS = 90.5
+MEETING_SECONDS = 20.0
+"""How long a chat of a `meet` role waits for the others before it is refused (a 400) as asked alone."""
 
 
 @dataclass
@@ -69,6 +72,9 @@ class FakeAIServer:
     """Of the prompt tokens, how many the answer reports as served from the provider's cache."""
     _answers: dict[str, deque[str]] = field(default_factory=dict)
     _role_answers: dict[str, deque[str]] = field(default_factory=dict)
+    _meeting: frozenset[str] = frozenset()
+    arrived: set[str] = field(default_factory=set)
+    """Of the `meet` roles, those whose chat has arrived."""
     _failures: dict[str, deque[Failure]] = field(default_factory=dict)
     _delays: dict[str, deque[float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -88,6 +94,12 @@ class FakeAIServer:
         with self._lock:
             self._role_answers.setdefault(role, deque()).extend(texts)
 
+    def meet(self, *roles: str) -> None:
+        """Chats whose system prompt is one of `roles` answer only once one of each is in flight; one still alone
+        after MEETING_SECONDS is refused as an invalid request, which no retry or fallback repeats."""
+        with self._lock:
+            self._meeting = frozenset(roles)
+
     def fail_always(self, provider: Provider, status: int, times: int = 100) -> None:
         self.fail(provider, *([status] * times))
 
@@ -105,10 +117,8 @@ class FakeAIServer:
             return queue.popleft() if queue else None
 
     def _text(self, provider: Provider, body: dict[str, Any]) -> str:
-        messages = body.get("messages") or [{}]
-        role = str(messages[0].get("content", "")) if messages[0].get("role") == "system" else ""
         with self._lock:
-            by_role = self._role_answers.get(role)
+            by_role = self._role_answers.get(_role(body))
             scripted = by_role.popleft() if by_role else None
         if scripted is None:
             scripted = self._next(self._answers, provider)
@@ -131,6 +141,13 @@ class FakeAIServer:
         )
         if (delay := self._next(self._delays, provider)) is not None:
             await asyncio.sleep(delay)
+        if (role := _role(body)) in self._meeting:
+            self.arrived.add(role)
+            deadline = time.monotonic() + MEETING_SECONDS
+            while not self._meeting <= self.arrived:
+                if time.monotonic() > deadline:
+                    return 400
+                await asyncio.sleep(0.01)
         return self._next(self._failures, provider)
 
     # --- OpenAI and Azure OpenAI (one format; Azure puts the deployment in the path) ---------------------
@@ -209,6 +226,12 @@ class FakeAIServer:
                 Route("/api/chat", self.ollama_chat, methods=["POST"]),
             ]
         )
+
+
+def _role(body: dict[str, Any]) -> str:
+    """A chat's system prompt: which agent is asking."""
+    messages = body.get("messages") or [{}]
+    return str(messages[0].get("content", "")) if messages[0].get("role") == "system" else ""
 
 
 def _openai_error(failure: Failure) -> JSONResponse:
