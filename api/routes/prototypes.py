@@ -213,6 +213,7 @@ async def events(
     prototype_id: uuid.UUID,
     user: CurrentUser,
     prototypes: Prototypes,
+    settings: SettingsDep,
     last_event_id: Annotated[
         int, Header(alias="Last-Event-ID", ge=0, description="Resume after this event (EventSource sends it)")
     ] = 0,
@@ -220,16 +221,37 @@ async def events(
     """The pipeline live, as Server-Sent Events: each step started and finished (provider, tokens, cost), each
     verification and fix round, then `completed` (with the download link) or `failed`, after which the stream
     ends. One request of the daily limit however long it stays open; it closes after
-    PROTOTYPE_EVENTS_MAX_SECONDS, and a reconnect with `Last-Event-ID` gets only the events after that id."""
+    PROTOTYPE_EVENTS_MAX_SECONDS, and a reconnect with `Last-Event-ID` gets only the events after that id. While
+    no event comes, a `: keep-alive` comment every PROTOTYPE_EVENTS_KEEPALIVE_SECONDS keeps proxies from
+    closing the idle stream (EventSource ignores comments)."""
     stream = await prototypes.events(user, prototype_id, after=last_event_id)
     return StreamingResponse(
-        server_sent(stream),
+        server_sent(stream, keepalive_seconds=settings.prototype_events_keepalive_seconds),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},  # no proxy holds events back
     )
 
 
-async def server_sent(events: AsyncIterator[PrototypeEventView]) -> AsyncIterator[str]:
-    """The SSE wire format: a plain StreamingResponse needs no library for three fields a message."""
-    async for event in events:
-        yield f"id: {event.id}\nevent: {event.kind}\ndata: {event.model_dump_json()}\n\n"
+KEEPALIVE = ": keep-alive\n\n"
+"""An SSE comment: it keeps the connection busy and is no event to the client."""
+
+
+async def server_sent(events: AsyncIterator[PrototypeEventView], *, keepalive_seconds: float) -> AsyncIterator[str]:
+    """The SSE wire format (a plain StreamingResponse needs no library for three fields a message), with a
+    keep-alive comment whenever `keepalive_seconds` pass without an event. The next event is awaited as a task
+    of its own, so a keep-alive never interrupts the wait for it."""
+    upcoming = asyncio.ensure_future(anext(events))
+    try:
+        while True:
+            arrived, _ = await asyncio.wait({upcoming}, timeout=keepalive_seconds)
+            if not arrived:
+                yield KEEPALIVE
+                continue
+            try:
+                event = upcoming.result()
+            except StopAsyncIteration:
+                return
+            yield f"id: {event.id}\nevent: {event.kind}\ndata: {event.model_dump_json()}\n\n"
+            upcoming = asyncio.ensure_future(anext(events))
+    finally:
+        upcoming.cancel()

@@ -46,6 +46,8 @@ async def read_stream(
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")
         async for line in response.aiter_lines():
+            if line.startswith(":"):  # a comment (the keep-alive): no event, as EventSource reads it
+                continue
             if line:
                 field, _, value = line.partition(":")
                 message[field] = value.removeprefix(" ")
@@ -194,6 +196,26 @@ async def test_a_stream_closes_after_its_longest_duration_and_resumes_where_it_s
             await finished(api, temporal, account, prototype_id)
             events = await read_stream(api, account, prototype_id, last_event_id=0)
     assert outline(events) == offline_outline()
+
+
+async def test_an_idle_stream_sends_keep_alive_comments_between_events(
+    temporal: Client, engine: AsyncEngine, settings: Settings
+) -> None:
+    """No worker: no event for as long as the stream is open, yet the proxy in between sees bytes regularly."""
+    idle = settings.model_copy(update={"prototype_events_keepalive_seconds": 0.2, "prototype_events_max_seconds": 1.5})
+    async with serve(create_app(idle, temporal=temporal)) as api:
+        account = await sign_in(api, engine)
+        prototype_id = await submit(api, account)
+
+        async def lines() -> list[str]:
+            path = f"/api/prototypes/{prototype_id}/events"
+            async with api.stream("GET", path, headers=account["headers"]) as response:
+                assert response.status_code == 200
+                return [line async for line in response.aiter_lines()]
+
+        received = await asyncio.wait_for(lines(), 20)
+    assert received and set(received) == {": keep-alive", ""}  # comments only: no event, nothing else
+    assert received.count(": keep-alive") >= 2
 
 
 async def test_someone_elses_prototype_is_not_found(temporal: Client, engine: AsyncEngine, settings: Settings) -> None:
