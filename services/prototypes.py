@@ -117,13 +117,21 @@ class PrototypeService(Service):
         return accepted(prototype)
 
     async def earlier(
-        self, account: Account, received: ReceivedFile, *, language: str | None, idempotency_key: str | None
+        self,
+        account: Account,
+        received: ReceivedFile,
+        *,
+        language: str | None,
+        review_requirements: bool = False,
+        idempotency_key: str | None,
     ) -> PrototypeAccepted | None:
         """The prototype a retried voice request (same Idempotency-Key, same message) already started, if any;
-        the key with a different message or language is a 422. Asked before the request is counted."""
+        the key with a different message, language or review choice is a 422. Asked before the request is
+        counted."""
         if idempotency_key is None:
             return None
-        earlier = await self._find(await self._claim_voice(account, received, language, idempotency_key))
+        claimed = await self._claim_voice(account, received, language, review_requirements, idempotency_key)
+        earlier = await self._find(claimed)
         return accepted(earlier) if earlier is not None else None
 
     async def submit_voice(
@@ -133,10 +141,12 @@ class PrototypeService(Service):
         chains: VoiceChains,
         *,
         language: str | None,
+        review_requirements: bool = False,
         idempotency_key: str | None,
     ) -> PrototypeAccepted:
-        """Keep the voice message as a 24-hour file, then start the pipeline on it (transcription first)."""
-        prototype_id = await self._claim_voice(account, received, language, idempotency_key)
+        """Keep the voice message as a 24-hour file, then start the pipeline on it (transcription first); with
+        `review_requirements`, it pauses after the requirements for approval, as a typed idea's does."""
+        prototype_id = await self._claim_voice(account, received, language, review_requirements, idempotency_key)
         if (earlier := await self._find(prototype_id)) is not None:
             return accepted(earlier)
         async with FileService(self.runtime).keep(received, account) as audio:
@@ -155,7 +165,7 @@ class PrototypeService(Service):
                 audio=message,
                 transcribers=chains.transcribers,
             )
-            await self._start(prototype, order)
+            await self._start(prototype, order.model_copy(update={"review_requirements": review_requirements}))
         return accepted(prototype)
 
     async def get(
@@ -398,10 +408,18 @@ class PrototypeService(Service):
         return {prototype_id for prototype_id, used in tiers.items() if used == {AITier.OFFLINE}}
 
     async def _claim_voice(
-        self, account: Account, received: ReceivedFile, language: str | None, idempotency_key: str | None
+        self,
+        account: Account,
+        received: ReceivedFile,
+        language: str | None,
+        review_requirements: bool,
+        idempotency_key: str | None,
     ) -> uuid.UUID:
-        """A voice message is its content and language: the same key with other audio is another request."""
-        request = {"voice_sha256": received.sha256, "language": language}
+        """A voice message is its content, language and review choice: the same key with other audio is another
+        request. The choice is named only when made, so keys claimed before it existed still match."""
+        request: dict[str, str | bool | None] = {"voice_sha256": received.sha256, "language": language}
+        if review_requirements:
+            request["review_requirements"] = True
         return await claim(self.database, "prototype", f"user:{account.id}", idempotency_key, request)
 
     async def _find(self, prototype_id: uuid.UUID) -> Prototype | None:

@@ -23,7 +23,7 @@ from api.deps import CurrentUser, IdempotencyKey, Prototypes, SettingsDep
 from api.disconnect import ClientGone
 from api.errors import errors
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
-from api.uploads import MULTIPART_BODY, receive_file, upload_slot
+from api.uploads import form_flag, multipart_body, receive_file, upload_slot
 from models.api.common import AIProviderName
 from models.api.prototypes import (
     ApprovalRequest,
@@ -80,7 +80,13 @@ async def submit(
 @router.post(
     "/voice",
     status_code=status.HTTP_202_ACCEPTED,
-    openapi_extra=MULTIPART_BODY,
+    openapi_extra=multipart_body(
+        review_requirements={
+            "type": "boolean",
+            "default": False,
+            "description": PrototypeRequest.model_fields["review_requirements"].description,
+        }
+    ),
     responses=errors(400, 401, 403, 408, 409, 413, 415, 422, 429, 503),
 )
 @counts_itself
@@ -98,7 +104,8 @@ async def submit_voice(
 ) -> PrototypeAccepted:
     """Multipart, field `file`: a voice message describing the idea (at most VOICE_MAX_BYTES, an audio type in
     VOICE_ALLOWED_TYPES). It is transcribed (EU_COMPLIANCE accounts: by an EU-resident provider only), and the
-    transcript goes through the same pipeline as a typed idea. The audio is kept 24 hours like any upload."""
+    transcript goes through the same pipeline as a typed idea. The audio is kept 24 hours like any upload.
+    Field `review_requirements` (`true`): pause after the requirements for approval, as a typed idea can."""
     await enforce(request, count=False)  # an exhausted quota is refused before the body is read
     with upload_slot(request, user.id):  # a third upload while two are in flight is refused before it is read
         received = await receive_file(
@@ -109,15 +116,18 @@ async def submit_voice(
             idle_seconds=settings.upload_idle_seconds,
         )
         try:
+            review = form_flag(received.form, "review_requirements")
             # A retried request (same key, same message) gets the first prototype and is not counted again. Its
             # body is read all the same: only its content tells a retry from another message under a used key.
-            earlier = await prototypes.earlier(user, received, language=language, idempotency_key=idempotency_key)
+            earlier = await prototypes.earlier(
+                user, received, language=language, review_requirements=review, idempotency_key=idempotency_key
+            )
             if earlier is not None:
                 response.headers["Location"] = earlier.status_url
                 return earlier
             await enforce(request)  # counted now that the message is valid
             accepted = await prototypes.submit_voice(
-                user, received, chains, language=language, idempotency_key=idempotency_key
+                user, received, chains, language=language, review_requirements=review, idempotency_key=idempotency_key
             )
         finally:
             await asyncio.to_thread(received.path.unlink, missing_ok=True)
