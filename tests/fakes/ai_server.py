@@ -72,6 +72,7 @@ class FakeAIServer:
     """Of the prompt tokens, how many the answer reports as served from the provider's cache."""
     _answers: dict[str, deque[str]] = field(default_factory=dict)
     _role_answers: dict[str, deque[str]] = field(default_factory=dict)
+    _role_delays: dict[str, deque[float]] = field(default_factory=dict)
     _meeting: frozenset[str] = frozenset()
     arrived: set[str] = field(default_factory=set)
     """Of the `meet` roles, those whose chat has arrived."""
@@ -108,12 +109,17 @@ class FakeAIServer:
         with self._lock:
             self._delays.setdefault(provider, deque()).extend(seconds)
 
+    def slow_to(self, role: str, *seconds: float) -> None:
+        """The next chats whose system prompt is `role` wait this long, whichever provider (before any `slow`)."""
+        with self._lock:
+            self._role_delays.setdefault(role, deque()).extend(seconds)
+
     def calls_to(self, provider: Provider) -> list[RecordedCall]:
         return [call for call in list(self.calls) if call.provider == provider]
 
-    def _next(self, queues: dict[str, deque[Any]], provider: Provider) -> Any:
+    def _next(self, queues: dict[str, deque[Any]], key: str) -> Any:
         with self._lock:
-            queue = queues.get(provider)
+            queue = queues.get(key)
             return queue.popleft() if queue else None
 
     def _text(self, provider: Provider, body: dict[str, Any]) -> str:
@@ -139,9 +145,13 @@ class FakeAIServer:
         self.calls.append(
             RecordedCall(provider, kind, request.url.path, dict(request.query_params), dict(request.headers), body)
         )
-        if (delay := self._next(self._delays, provider)) is not None:
+        role = _role(body)
+        delay = self._next(self._role_delays, role)
+        if delay is None:
+            delay = self._next(self._delays, provider)
+        if delay is not None:
             await asyncio.sleep(delay)
-        if (role := _role(body)) in self._meeting:
+        if role in self._meeting:
             self.arrived.add(role)
             deadline = time.monotonic() + MEETING_SECONDS
             while not self._meeting <= self.arrived:
