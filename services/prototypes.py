@@ -487,8 +487,11 @@ def accepted(prototype: Prototype) -> PrototypeAccepted:
 
 def stored_progress(prototype: Prototype) -> PrototypeProgress:
     """The workflow's progress as its last recorded milestone left it in the row: the same shape as the live
-    query. A row whose milestones predate `steps_done` (older runs) counts the steps before the current one."""
-    steps = planned_steps(voice=prototype.source == "voice")
+    query. A row whose milestones predate `steps_done` (older runs) counts the steps before the current one; one
+    that reviewed without a tests step was made before the tests agent, and lists the steps it went through."""
+    recorded = prototype.steps_done or []
+    in_turn = "review" in recorded and "tests" not in recorded
+    steps = planned_steps(voice=prototype.source == "voice", parallel=not in_turn)
     if prototype.steps_done is not None:
         done = list(prototype.steps_done)
     elif prototype.status == PrototypeStatus.COMPLETED:

@@ -22,10 +22,11 @@ from api.app import create_app
 from models.db import open_session
 from models.enums import AITier, PrototypeStatus, ServiceTier
 from models.tables import EmailDelivery, File, Prototype
+from services.prototypes import stored_progress
 from settings import Settings
 from worker import build_worker
 from workflows.prompts import CODE, PIPELINE, TESTS
-from workflows.prototype import PrototypeWorkflow, result_file_id, workflow_id
+from workflows.prototype import PrototypeWorkflow, planned_steps, result_file_id, workflow_id
 from workflows.prototype_steps import call_key
 from workflows.retention import FileRetentionWorkflow
 
@@ -190,6 +191,17 @@ async def test_only_the_owner_sees_a_prototype(temporal: Client, engine: AsyncEn
         assert (await api.get(f"/api/prototypes/{uuid.uuid4()}", headers=owner["headers"])).status_code == 404
     assert [item["prototype_id"] for item in listed] == [prototype_id]
     assert listed[0]["status"] == "COMPLETED" and listed[0]["download_url"] == done["download_url"]
+
+
+def test_a_stored_prototype_lists_the_steps_its_own_run_went_through() -> None:
+    """A row finished before the tests agent existed shows the four agents it had, not a tests step never run."""
+    in_turn = ["requirements", "plan", "code", "review", "package"]
+    older = Prototype(user_id=uuid.uuid4(), idea="x", status=PrototypeStatus.COMPLETED, steps_done=in_turn)
+    newer = Prototype(
+        user_id=uuid.uuid4(), idea="x", status=PrototypeStatus.COMPLETED, steps_done=planned_steps(voice=False)
+    )
+    assert stored_progress(older).steps == in_turn
+    assert stored_progress(newer).steps == [*AGENT_STEPS, "package"]
 
 
 # --- providers: per-step preference, failures, restarts ------------------------------------------------------
