@@ -19,6 +19,8 @@ from models.db import open_session
 from models.enums import AITier
 from models.tables import PrototypeRevision
 from settings import Settings
+from workflows.prompts import PIPELINE, REVISE
+from workflows.prompts import TESTS as TESTS_AGENT
 from workflows.revision import revision_file_id, workflow_id
 
 IDEA = {"idea": "A command-line calculator that adds two numbers."}
@@ -54,6 +56,7 @@ async def test_a_revision_changes_only_what_the_feedback_asked_for_with_its_own_
     temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
 ) -> None:
     fake_ai.answer("openai", "# Requirements", "# Plan\n\ncalc.py, test_calc.py", CODE, "# Review", REVISED)
+    fake_ai.answer_to(TESTS_AGENT.role, "The code's own test covers it.")  # asked alongside the code agent
     settings = scripted(ai_settings)
     async with service(temporal, engine, settings) as api:
         account = await sign_in(api, engine)
@@ -88,9 +91,9 @@ async def test_a_revision_changes_only_what_the_feedback_asked_for_with_its_own_
         "file_id": revision["file_id"],
         "verified": True,
     }
-    assert after["cost_usd_micros"] == 4 * COST  # the prototype's own cost is unchanged
+    assert after["cost_usd_micros"] == len(PIPELINE) * COST  # the prototype's own cost is unchanged
 
-    revise_prompt = fake_ai.calls_to("openai")[4].prompt
+    [revise_prompt] = [call.prompt for call in fake_ai.calls if REVISE.role in call.prompt]
     assert FEEDBACK["feedback"] in revise_prompt and TESTS in revise_prompt and CALC in revise_prompt
     files = unzip(download.content)
     assert files["code/calc.py"] == REVISED_CALC  # changed as asked
@@ -100,10 +103,10 @@ async def test_a_revision_changes_only_what_the_feedback_asked_for_with_its_own_
     assert unzip(original.content)["code/calc.py"] == CALC  # the prototype's own zip is as it was
 
     rows = await calls_of(engine, prototype_id)
-    assert [(row.step, row.tier, row.cost_usd_micros) for row in rows][4:] == [
+    assert [(row.step, row.tier, row.cost_usd_micros) for row in rows][len(PIPELINE) :] == [
         ("revision-1-revise", AITier.OPENAI, COST)
     ]
-    assert rows[4].call_key == f"prototype-{prototype_id}-revision-1-revise"
+    assert rows[len(PIPELINE)].call_key == f"prototype-{prototype_id}-revision-1-revise"
     async with open_session(engine) as db:
         statement = select(PrototypeRevision).where(PrototypeRevision.prototype_id == uuid.UUID(prototype_id))
         [row] = (await db.exec(statement)).all()
