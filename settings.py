@@ -229,6 +229,8 @@ class Settings(BaseSettings):
     """A prototype submitted with review_requirements and not approved within this many days is cancelled."""
     prototype_events_max_seconds: float = Field(default=600.0, gt=0)
     """How long one GET /api/prototypes/{id}/events stays open; then the client reconnects with Last-Event-ID."""
+    prototype_events_keepalive_seconds: float = Field(default=15.0, gt=0)
+    """While no event comes (a long step), the stream sends an SSE comment this often: proxies cut idle streams."""
     voice_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     """Larger voice messages get 413 (25 MB is also the most Whisper takes)."""
     voice_allowed_types: CommaList = Field(

@@ -28,6 +28,7 @@ from activities.export import ExportActivities
 from activities.packaging import PackagingActivities
 from activities.payments import checkout_activities
 from activities.records import RecordActivities
+from activities.revisions import RevisionActivities
 from activities.sandbox import SandboxActivities
 from activities.storage import Storage, StorageActivities, build_storage
 from log_propagation import RequestIdFromHeaders
@@ -47,6 +48,7 @@ from workflows.erasure import ErasureWorkflow, KeptPaymentsWorkflow
 from workflows.export import ExportWorkflow
 from workflows.prototype import PrototypeWorkflow
 from workflows.retention import FileRetentionWorkflow
+from workflows.revision import PrototypeRevisionWorkflow
 
 WORKFLOWS: Sequence[type] = (
     ContactWorkflow,
@@ -54,6 +56,7 @@ WORKFLOWS: Sequence[type] = (
     ChatWorkflow,
     CheckoutWorkflow,
     PrototypeWorkflow,
+    PrototypeRevisionWorkflow,
     ExportWorkflow,
     ErasureWorkflow,
     KeptPaymentsWorkflow,
@@ -78,6 +81,7 @@ def activities_for(
     email = EmailActivities(mailer, engine)
     records = RecordActivities(engine)
     storage = StorageActivities(files)
+    revisions = RevisionActivities(engine)
     return [
         email.send_email,
         email.send_user_email,
@@ -86,6 +90,8 @@ def activities_for(
         records.mark_contact_failed,
         records.mark_file_deleted,
         records.record_prototype_milestone,
+        revisions.read_revision_base,
+        revisions.record_revision_milestone,
         storage.delete_object,
         PackagingActivities(files, engine, settings).package_prototype,
         SandboxActivities().verify_code,

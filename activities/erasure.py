@@ -39,7 +39,18 @@ from models.messages.privacy import (
     StoppedWorkflows,
     StopWorkflows,
 )
-from models.tables import AIResponse, Contact, EmailDelivery, File, IdempotencyKey, Payment, Prototype, Session, User
+from models.tables import (
+    AIResponse,
+    Contact,
+    EmailDelivery,
+    File,
+    IdempotencyKey,
+    Payment,
+    Prototype,
+    PrototypeRevision,
+    Session,
+    User,
+)
 from models.types import utcnow
 from settings import Settings
 from workflows import search_attributes
@@ -110,8 +121,8 @@ class ErasureActivities:
     @activity.defn
     async def stop_user_workflows(self, stop: StopWorkflows) -> StoppedWorkflows:
         """Each running file timer is told to delete its object now; every other running workflow of the user
-        (prototypes, chats, checkouts, exports) is cancelled, and terminated if it has not closed within the
-        grace period (one with no worker to run it never would)."""
+        (prototypes and their revisions, chats, checkouts, exports) is cancelled, and terminated if it has not
+        closed within the grace period (one with no worker to run it never would)."""
         stopped = StoppedWorkflows(cancelled=[], terminated=[], files_deleted_early=[])
         query = user_workflows(stop.user_id, running=True, contact_key=stop.contact_key)
         running = [found async for found in self.temporal.list_workflows(query)]
@@ -197,6 +208,7 @@ class ErasureActivities:
             contacts = or_(col(Contact.user_id) == user_id, sent_from)
             statements: dict[str, Any] = {
                 "ai_responses": delete(AIResponse).where(col(AIResponse.user_id) == user_id),
+                "prototype_revisions": delete(PrototypeRevision).where(col(PrototypeRevision.user_id) == user_id),
                 "prototypes": delete(Prototype).where(col(Prototype.user_id) == user_id),
                 "files": delete(File).where(col(File.user_id) == user_id),
                 "contacts": delete(Contact).where(contacts if rows.email else col(Contact.user_id) == user_id),

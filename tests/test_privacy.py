@@ -35,7 +35,18 @@ from api.app import create_app
 from models.db import open_session
 from models.enums import PaymentGateway, ServiceTier
 from models.messages.privacy import ErasedRows, ErasureOrder, KeptPayments
-from models.tables import AIResponse, Contact, EmailDelivery, File, IdempotencyKey, Payment, Prototype, Session, User
+from models.tables import (
+    AIResponse,
+    Contact,
+    EmailDelivery,
+    File,
+    IdempotencyKey,
+    Payment,
+    Prototype,
+    PrototypeRevision,
+    Session,
+    User,
+)
 from services.temporal import start_workflow
 from settings import Settings
 from worker import WORKFLOWS, activities_for, build_worker
@@ -104,6 +115,17 @@ async def customer_with_data(http: httpx.AsyncClient, *, prototype: bool = True)
     return account
 
 
+async def with_revision(engine: AsyncEngine, account: dict[str, Any]) -> dict[str, Any]:
+    """A revision row of the customer's prototype (its workflow is not the point here: its row is)."""
+    revision = PrototypeRevision(
+        prototype_id=uuid.UUID(account["prototype_id"]), user_id=account["id"], number=1, feedback="Bigger buttons"
+    )
+    async with open_session(engine) as db:
+        db.add(revision)
+        await db.commit()
+    return account | {"revision_id": str(revision.id)}
+
+
 def unzip(content: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
         return {name.removeprefix("statex-export/"): archive.read(name) for name in archive.namelist()}
@@ -113,7 +135,7 @@ async def test_the_export_holds_each_kind_of_the_users_data_and_nothing_of_anoth
     privacy_settings: Settings, temporal: Client, engine: AsyncEngine
 ) -> None:
     async with build_worker(temporal, privacy_settings, engine), api_only(privacy_settings, temporal) as http:
-        alice = await customer_with_data(http)
+        alice = await with_revision(engine, await customer_with_data(http))
         bob = await customer_with_data(http)
         started = await http.post("/api/me/export", headers=alice["headers"])
         assert started.status_code == 202, started.text
@@ -141,6 +163,7 @@ async def test_the_export_holds_each_kind_of_the_users_data_and_nothing_of_anoth
     sessions = json.loads(entries["sessions.json"])
     assert sessions and all("token_hash" not in session for session in sessions)
     assert [row["id"] for row in json.loads(entries["prototypes.json"])] == [alice["prototype_id"]]
+    assert [row["id"] for row in json.loads(entries["prototype_revisions.json"])] == [alice["revision_id"]]
     calls = json.loads(entries["ai_requests.json"])
     assert calls and all(call["prototype_id"] == alice["prototype_id"] and "cost_usd_micros" in call for call in calls)
     assert [row["id"] for row in json.loads(entries["payments.json"])] == [alice["payment_id"]]
@@ -178,6 +201,7 @@ async def _rows_naming(engine: AsyncEngine, user_id: uuid.UUID, email: str) -> d
         "sessions": select(Session).where(col(Session.user_id) == user_id),
         "files": select(File).where(col(File.user_id) == user_id),
         "prototypes": select(Prototype).where(col(Prototype.user_id) == user_id),
+        "prototype_revisions": select(PrototypeRevision).where(col(PrototypeRevision.user_id) == user_id),
         "ai_responses": select(AIResponse).where(col(AIResponse.user_id) == user_id),
         "payments": select(Payment).where(col(Payment.user_id) == user_id),
         "contacts": select(Contact).where(sa.or_(col(Contact.user_id) == user_id, col(Contact.email) == email)),
@@ -194,7 +218,7 @@ async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
     settings = privacy_settings
     async with api_only(settings, temporal) as http:
         async with build_worker(temporal, settings, engine):
-            alice = await customer_with_data(http)
+            alice = await with_revision(engine, await customer_with_data(http))
             bob = await customer_with_data(http, prototype=False)
         async with open_session(engine) as db:
             keys = list((await db.exec(select(File.storage_key).where(col(File.user_id) == alice["id"]))).all())
@@ -253,7 +277,8 @@ async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
 
         # No row names her, except the payment, kept and anonymised.
         assert await _rows_naming(engine, alice["id"], alice["email"]) == dict.fromkeys(
-            ("users", "sessions", "files", "prototypes", "ai_responses", "payments", "contacts"), 0
+            ("users", "sessions", "files", "prototypes", "prototype_revisions", "ai_responses", "payments", "contacts"),
+            0,
         ) | {"idempotency_keys": 0, "email_deliveries": 0}
         async with open_session(engine) as db:
             payment = await db.get(Payment, uuid.UUID(alice["payment_id"]))

@@ -61,6 +61,9 @@ from models.messages.prototypes import (
     PrototypeMilestone,
     PrototypeOrder,
     PrototypePackage,
+    RevisionBase,
+    RevisionMilestone,
+    RevisionOrder,
     SandboxCheck,
     VerificationRequest,
     VerificationResult,
@@ -71,6 +74,10 @@ STUB_MODEL = "stub-model"
 STUB_COST_MICROS = 1_000
 DOWNLOAD_TOKEN = "stub-download-token"
 STUB_EMAIL = "someone@example.com"
+STUB_FILES = {"main.py": "print('to-do')\n", "test_main.py": "def test_nothing():\n    pass\n"}
+"""The files a stubbed revision builds on."""
+MEETING_SECONDS = 20.0
+"""How long a model call of `Outside.together` waits for the others before it fails as asked alone."""
 
 
 @dataclass(frozen=True)
@@ -100,11 +107,29 @@ class Outside:
     """The first this many sandbox verdicts fail (a syntax error); the ones after pass."""
     held: dict[str, asyncio.Event] = field(default_factory=dict)
     """Activities (by name) that wait for their event before answering: a test holds a workflow mid-step."""
+    together: set[str] = field(default_factory=set)
+    """Model calls (by step) that answer only once all of them are in flight at the same time; one still alone
+    after MEETING_SECONDS fails, non-retryably: the workflow asked them one after the other."""
+    arrived: set[str] = field(default_factory=set)
+    steps_refusing: set[str] = field(default_factory=set)
+    """Model calls (by step) that every provider refuses (content policy), after meeting the others."""
+    _all_arrived: asyncio.Event = field(default_factory=asyncio.Event)
     calls: list[Call] = field(default_factory=list)
 
     def called(self, name: str) -> list[Any]:
         """The arguments of every call of one activity, in order."""
         return [call.argument for call in self.calls if call.name == name]
+
+    async def meet(self, step: str) -> None:
+        """Wait, within MEETING_SECONDS, until every call of `together` has arrived."""
+        self.arrived.add(step)
+        if self.arrived >= self.together:
+            self._all_arrived.set()
+        try:
+            await asyncio.wait_for(self._all_arrived.wait(), MEETING_SECONDS)
+        except TimeoutError:
+            missing = ", ".join(sorted(self.together - self.arrived))
+            raise ApplicationError(f"{step} was asked alone: {missing} not in flight", non_retryable=True) from None
 
     def names(self) -> list[str]:
         return [call.name for call in self.calls]
@@ -134,6 +159,8 @@ class StubActivities:
             self.mark_contact_failed,
             self.mark_file_deleted,
             self.record_prototype_milestone,
+            self.read_revision_base,
+            self.record_revision_milestone,
             self.delete_object,
             self.package_prototype,
             self.verify_code,
@@ -214,6 +241,15 @@ class StubActivities:
 
     @activity.defn(name="record_prototype_milestone")
     async def record_prototype_milestone(self, milestone: PrototypeMilestone) -> None:
+        await self._note(milestone)
+
+    @activity.defn(name="read_revision_base")
+    async def read_revision_base(self, order: RevisionOrder) -> RevisionBase:
+        await self._note(order)
+        return RevisionBase(idea=order.idea, plan="# Plan", files=STUB_FILES, revision=order.number - 1)
+
+    @activity.defn(name="record_revision_milestone")
+    async def record_revision_milestone(self, milestone: RevisionMilestone) -> None:
         await self._note(milestone)
 
     @activity.defn(name="delete_object")
@@ -316,6 +352,12 @@ class StubActivities:
 
     async def _reply(self, tier: AITier, call: ModelCall) -> ModelReply:
         await self._answer(tier, call)
+        if call.step in self.outside.together:
+            await self.outside.meet(call.step)
+        if call.step in self.outside.steps_refusing:
+            raise ApplicationError(
+                f"{call.step} refused: content policy", type=AIFailure.CONTENT_REFUSED, non_retryable=True
+            )
         return ModelReply(
             tier=tier,
             text=f"{call.step or 'chat'} answer from {tier.lower()}",
@@ -463,6 +505,15 @@ def prototype_order(
         policy=FAST_AI,
         file_lifetime=timedelta(hours=24),
         link_base_url="https://api.statex.invalid",
+    )
+
+
+def revision_order(number: int = 1) -> RevisionOrder:
+    return RevisionOrder(
+        **prototype_order(providers=[AITier.OPENAI]).model_dump(),
+        revision_id=uuid.uuid4(),
+        number=number,
+        feedback="Add a due date to every item",
     )
 
 

@@ -1,4 +1,5 @@
-"""The prototype's emails (ready, failed, cancelled): their words, built from the workflow's state.
+"""The prototype's emails (ready, failed, cancelled) and a revision's (ready, failed): their words, built from the
+workflow's state.
 
 Pure functions of their inputs, so PrototypeWorkflow calls them on replay and gets the same message (and
 message id) every time.
@@ -11,7 +12,14 @@ from datetime import datetime
 from activities.ai.offline import OFFLINE_MODEL
 from activities.packaging import usd, verdict
 from models.messages.email import EmailMessage
-from models.messages.prototypes import PrototypeOrder, PrototypeProgress, StepAnswer, VerificationResult
+from models.messages.prototypes import (
+    PrototypeOrder,
+    PrototypeProgress,
+    RevisionOrder,
+    RevisionProgress,
+    StepAnswer,
+    VerificationResult,
+)
 
 
 def _title(idea: str) -> str:
@@ -82,5 +90,41 @@ def cancelled_email(order: PrototypeOrder, idea: str, reason: str) -> EmailMessa
             f"Hello,\n\nyour prototype {_title(idea)} was cancelled.\n\nWhy: {reason}\n\n"
             "Only the requirements were made; nothing after them was spent. You can submit the idea again.\n\n"
             "-- The Statex team"
+        ),
+    )
+
+
+def revision_ready_email(
+    order: RevisionOrder,
+    progress: RevisionProgress,
+    expires_at: datetime,
+    download_token: str,
+    verification: VerificationResult | None,
+) -> EmailMessage:
+    """As `ready_email`, for revision `order.number`: its own zip, its own cost."""
+    link = f"{order.link_base_url.rstrip('/')}/api/files/{progress.file_id}?token={download_token}"
+    return EmailMessage(
+        message_id=f"prototype-{order.prototype_id}-revision-{order.number}-ready",
+        to=[order.email],
+        subject=f"Revision {order.number} of your prototype is ready",
+        text=(
+            f"Hello,\n\nrevision {order.number} of your prototype {_title(order.idea)} is ready: the files "
+            f"from before, changed as you asked.\n\n"
+            f"Download it (signed in to Statex) until {expires_at:%Y-%m-%d %H:%M} UTC; then it is deleted:\n"
+            f"{link}\n\nThe AI calls of this revision cost {usd(progress.cost_usd_micros)}.\n"
+            f"{_verification_note(verification, progress.fix_rounds)}\n-- The Statex team"
+        ),
+    )
+
+
+def revision_failure_email(order: RevisionOrder, reason: str) -> EmailMessage:
+    return EmailMessage(
+        message_id=f"prototype-{order.prototype_id}-revision-{order.number}-failed",
+        to=[order.email],
+        subject=f"Revision {order.number} of your prototype could not be made",
+        text=(
+            f"Hello,\n\nwe could not make revision {order.number} of your prototype {_title(order.idea)}.\n\n"
+            f"Why: {reason}\n\nThe prototype and its earlier revisions are as they were. You can ask for the "
+            "revision again later.\n\n-- The Statex team"
         ),
     )

@@ -38,6 +38,7 @@ from workflow_stubs import (  # noqa: E402
     contact_notice,
     prototype_order,
     retained_file,
+    revision_order,
 )
 
 from models.enums import AITier, GatewayState, PaymentStatus  # noqa: E402
@@ -52,6 +53,7 @@ from workflows.erasure import ErasureWorkflow  # noqa: E402
 from workflows.export import ExportWorkflow  # noqa: E402
 from workflows.prototype import PrototypeWorkflow  # noqa: E402
 from workflows.retention import FileRetentionWorkflow  # noqa: E402
+from workflows.revision import PrototypeRevisionWorkflow  # noqa: E402
 
 QUICK_AI = AICallPolicy(
     timeout_seconds=10, retry_initial_interval_seconds=0.1, retry_maximum_interval_seconds=0.2, retry_maximum_attempts=2
@@ -119,6 +121,13 @@ async def prototype_voice(client: Client, queue: str) -> AnyHandle:
 
 async def prototype_failed(client: Client, queue: str) -> AnyHandle:
     return await _prototype(client, queue, providers=[AITier.OPENAI, AITier.OFFLINE])
+
+
+async def revision_fixed_once(client: Client, queue: str) -> AnyHandle:
+    order = revision_order().model_copy(update={"policy": QUICK_AI})
+    return await _settled(
+        await client.start_workflow(PrototypeRevisionWorkflow.run, order, id=_id("revision"), task_queue=queue)
+    )
 
 
 async def _checkout(client: Client, queue: str, order: CheckoutOrder) -> WorkflowHandle[Any, Any]:
@@ -208,6 +217,7 @@ SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "prototype-unverified": (prototype_completed, Outside(verifications_failing=100)),
     "prototype-provider-refused": (prototype_failed, Outside(providers_refusing={AITier.OPENAI})),
     "prototype-all-providers-down": (prototype_failed, Outside(providers_down={AITier.OPENAI, AITier.OFFLINE})),
+    "revision-fixed-once": (revision_fixed_once, Outside(verifications_failing=1)),
     "checkout-paid": (checkout_paid, Outside()),
     "checkout-refund-requested": (checkout_refund_requested, Outside()),
     "checkout-refunded-by-webhook": (checkout_refunded_by_webhook, Outside()),

@@ -18,6 +18,7 @@ from activities.packaging import PackagingActivities
 from activities.payment_records import PaymentRecords
 from activities.payments import GatewayActivities
 from activities.records import RecordActivities
+from activities.revisions import RevisionActivities
 from activities.sandbox import SandboxActivities
 from activities.storage import StorageActivities
 
@@ -25,6 +26,7 @@ REAL = (
     EmailActivities,
     ContactActivities,
     RecordActivities,
+    RevisionActivities,
     StorageActivities,
     PackagingActivities,
     SandboxActivities,
