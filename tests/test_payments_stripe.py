@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -243,6 +244,12 @@ async def test_worker_stopped_mid_checkout_and_started_again_completes_once(
 
     async with build_worker(temporal, stripe_settings, engine):
         await wait_for_status(http, account["access_token"], payment["id"], "COMPLETED")
+
+        # The receipt follows COMPLETED: stopping the worker before it is out would cancel it
+        async def receipt_out() -> list[Path] | None:
+            return receipts(stripe_settings, payment["id"]) or None
+
+        await eventually(receipt_out, what="the receipt")
     assert await tier_of(http, account["access_token"]) == "PREMIUM"
     activities, _ = await workflow_calls(temporal, payment["id"])
     assert activities["complete_payment"] == 1 and activities["send_user_email"] == 1
