@@ -60,6 +60,11 @@ async def read_stream(
     return events
 
 
+def unsigned(events: list[Event]) -> list[Event]:
+    """The events without their links' signatures: a link is signed when it is sent, valid from that moment."""
+    return [{**event, "download_link": (event["download_link"] or "").partition("?")[0]} for event in events]
+
+
 def outline(events: list[Event]) -> list[tuple[str, str | None]]:
     return [(event["kind"], event["step"]) for event in events]
 
@@ -178,7 +183,7 @@ async def test_a_resumed_stream_sends_only_the_events_after_the_last_id(
         resumed = await read_stream(api, account, prototype_id, last_event_id=4)
         after_the_end = await read_stream(api, account, prototype_id, last_event_id=everything[-1]["id"])
 
-    assert resumed == everything[4:]  # ids 5.. once each, none of 1..4 again
+    assert unsigned(resumed) == unsigned(everything[4:])  # ids 5.. once each, none of 1..4 again
     assert after_the_end == []  # it had ended: the stream says nothing more and closes at once
 
 
