@@ -445,7 +445,6 @@ class PrototypeService(Service):
         return PrototypeOrder(
             prototype_id=prototype.id,
             user_id=account.id,
-            email=account.email,
             idea=prototype.idea,
             audio=audio,
             providers=providers,

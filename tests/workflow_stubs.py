@@ -497,7 +497,6 @@ def prototype_order(
     return PrototypeOrder(
         prototype_id=prototype_id,
         user_id=uuid.uuid4(),
-        email="ada@example.com",
         idea="" if voice else "A to-do list app with reminders",
         audio=audio if voice else None,
         providers=list(providers),

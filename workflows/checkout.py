@@ -20,7 +20,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.mail import send_email, send_user_email
+from workflows.mail import EMAIL_BY_USER_ID, send_to_account
 from workflows.starting import StartPolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -59,10 +59,6 @@ START_POLICY = StartPolicy(idempotent=True, restart_failed=True)
 """A repeated checkout (same Idempotency-Key, same id) joins the running workflow and asks it again for the
 next action. A run that failed because its row never appeared (the request that started it gave up) may be
 started anew by the retry; a payment that was created at its gateway is never started twice."""
-
-EMAIL_BY_USER_ID = "email-by-user-id"
-"""The patch after which the receipt and the refund notice go to the account's address, read by the activity;
-runs begun before carry the address in their input and send to it."""
 
 ALREADY_REFUNDED = "AlreadyRefunded"
 NOT_REFUNDABLE = "NotRefundable"
@@ -330,10 +326,8 @@ class CheckoutWorkflow:
         )
 
     async def _email(self, order: CheckoutOrder, email: UserEmail, summary: str) -> None:
-        if order.email is not None and not workflow.patched(EMAIL_BY_USER_ID):
-            await send_email(email.addressed_to(order.email), summary)  # a run begun before EMAIL_BY_USER_ID
-        else:
-            await send_user_email(email, summary)
+        old_run = order.email is not None and not workflow.patched(EMAIL_BY_USER_ID)
+        await send_to_account(email, order.email if old_run else None, summary)
 
     def _note(self, what: str) -> None:
         self._history.append(PaymentHistoryEntry(at=workflow.now(), what=what))

@@ -2,7 +2,8 @@
 workflow's state.
 
 Pure functions of their inputs, so PrototypeWorkflow calls them on replay and gets the same message (and
-message id) every time.
+message id) every time. Addressed to the account by its id: the email activity reads the address
+(workflows.mail.send_to_account).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import datetime
 
 from activities.ai.offline import OFFLINE_MODEL
 from activities.packaging import usd, verdict
-from models.messages.email import EmailMessage
+from models.messages.email import UserEmail
 from models.messages.prototypes import (
     PrototypeOrder,
     PrototypeProgress,
@@ -36,7 +37,7 @@ def ready_email(
     answers: list[StepAnswer],
     download_token: str,
     verification: VerificationResult | None = None,
-) -> EmailMessage:
+) -> UserEmail:
     """The link works from the email without signing in: it carries a token for this one file."""
     link = f"{order.link_base_url.rstrip('/')}/api/files/{progress.file_id}?token={download_token}"
     offline = any(answer.model_used == OFFLINE_MODEL for answer in answers)
@@ -46,9 +47,9 @@ def ready_email(
         if offline
         else ""
     )
-    return EmailMessage(
+    return UserEmail(
+        user_id=order.user_id,
         message_id=f"prototype-{order.prototype_id}-ready",
-        to=[order.email],
         subject="Your prototype is ready",
         text=(
             f"Hello,\n\nyour prototype {_title(progress.idea)} is ready.\n\n"
@@ -69,10 +70,10 @@ def _verification_note(verification: VerificationResult | None, fix_rounds: int)
     return f"\n{said[0].upper()}{said[1:]}. VERIFICATION.md in the zip lists every check and what it said.\n"
 
 
-def failure_email(order: PrototypeOrder, idea: str, reason: str) -> EmailMessage:
-    return EmailMessage(
+def failure_email(order: PrototypeOrder, idea: str, reason: str) -> UserEmail:
+    return UserEmail(
+        user_id=order.user_id,
         message_id=f"prototype-{order.prototype_id}-failed",
-        to=[order.email],
         subject="Your prototype could not be made",
         text=(
             f"Hello,\n\nwe could not make your prototype {_title(idea)}.\n\nWhy: {reason}\n\n"
@@ -81,10 +82,10 @@ def failure_email(order: PrototypeOrder, idea: str, reason: str) -> EmailMessage
     )
 
 
-def cancelled_email(order: PrototypeOrder, idea: str, reason: str) -> EmailMessage:
-    return EmailMessage(
+def cancelled_email(order: PrototypeOrder, idea: str, reason: str) -> UserEmail:
+    return UserEmail(
+        user_id=order.user_id,
         message_id=f"prototype-{order.prototype_id}-cancelled",
-        to=[order.email],
         subject="Your prototype was cancelled",
         text=(
             f"Hello,\n\nyour prototype {_title(idea)} was cancelled.\n\nWhy: {reason}\n\n"
@@ -100,12 +101,12 @@ def revision_ready_email(
     expires_at: datetime,
     download_token: str,
     verification: VerificationResult | None,
-) -> EmailMessage:
+) -> UserEmail:
     """As `ready_email`, for revision `order.number`: its own zip, its own cost."""
     link = f"{order.link_base_url.rstrip('/')}/api/files/{progress.file_id}?token={download_token}"
-    return EmailMessage(
+    return UserEmail(
+        user_id=order.user_id,
         message_id=f"prototype-{order.prototype_id}-revision-{order.number}-ready",
-        to=[order.email],
         subject=f"Revision {order.number} of your prototype is ready",
         text=(
             f"Hello,\n\nrevision {order.number} of your prototype {_title(order.idea)} is ready: the files "
@@ -117,10 +118,10 @@ def revision_ready_email(
     )
 
 
-def revision_failure_email(order: RevisionOrder, reason: str) -> EmailMessage:
-    return EmailMessage(
+def revision_failure_email(order: RevisionOrder, reason: str) -> UserEmail:
+    return UserEmail(
+        user_id=order.user_id,
         message_id=f"prototype-{order.prototype_id}-revision-{order.number}-failed",
-        to=[order.email],
         subject=f"Revision {order.number} of your prototype could not be made",
         text=(
             f"Hello,\n\nwe could not make revision {order.number} of your prototype {_title(order.idea)}.\n\n"

@@ -23,6 +23,10 @@ EMAIL_RETRY = RetryPolicy(
 )
 EMAIL_DEADLINE = timedelta(minutes=30)
 
+EMAIL_BY_USER_ID = "email-by-user-id"
+"""The patch after which a workflow's emails to a customer go to the account's address, read by the activity;
+runs begun before carry the address in their input and send to it."""
+
 
 _Message = TypeVar("_Message", EmailMessage, ContactEmail, UserEmail)
 
@@ -37,6 +41,14 @@ async def send_email(message: EmailMessage, summary: str) -> EmailReceipt | None
 async def send_user_email(email: UserEmail, summary: str) -> EmailReceipt | None:
     """As send_email, to the account's address, which the activity reads: the workflow never holds it."""
     return await _bounded(EmailActivities.send_user_email, email, email.message_id, summary)
+
+
+async def send_to_account(email: UserEmail, carried: str | None, summary: str) -> EmailReceipt | None:
+    """To the account, through send_user_email; `carried` is the address a run begun before EMAIL_BY_USER_ID
+    holds in its input (None for every later run), and such a run sends to it as it always did."""
+    if carried is not None:
+        return await send_email(email.addressed_to(carried), summary)
+    return await send_user_email(email, summary)
 
 
 async def send_contact_email(email: ContactEmail, summary: str) -> EmailReceipt | None:

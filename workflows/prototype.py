@@ -55,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.ai import ModelCaller
     from workflows.emails import cancelled_email, failure_email, ready_email
-    from workflows.mail import send_email
+    from workflows.mail import EMAIL_BY_USER_ID
     from workflows.prompts import IN_TURN, PIPELINE, STAGES, AgentStep
     from workflows.prototype_steps import (
         PACKAGING,
@@ -134,12 +134,14 @@ class PrototypeWorkflow(CodeRounds):
         self._fix_rounds = 0
         self._events: list[PrototypeEvent] = []
         self._approval: PrototypeApproval | None = None
+        self._mail_by_id = True
 
     @workflow.run
     async def run(self, order: PrototypeOrder) -> PrototypeProgress:
         self._prototype_id, self._idea, self._caller = order.prototype_id, order.idea, ModelCaller(order.policy)
         self._verifies = workflow.patched(VERIFY_AND_FIX)  # decided once, at the start: a run is old or new throughout
         self._parallel = workflow.patched(PARALLEL_AGENTS)
+        self._mail_by_id = workflow.patched(EMAIL_BY_USER_ID)
         self._stages = planned_stages(voice=order.audio is not None, parallel=self._parallel)
         self._steps = [step for stage in self._stages for step in stage]
         self._status = PrototypeStatus.RUNNING
@@ -165,7 +167,7 @@ class PrototypeWorkflow(CodeRounds):
         await self._record_milestone()
         self._event("completed", cost_usd_micros=self._cost_micros, file_id=self._file_id, verified=self._verified())
         ready = ready_email(order, self.progress(), expires_at, answers, self._download_token, self._verification)
-        await send_email(ready, "email the download link")
+        await self._email(order, ready, "email the download link")
         return self.progress()
 
     # --- the steps -------------------------------------------------------------------------------------
@@ -249,7 +251,7 @@ class PrototypeWorkflow(CodeRounds):
         self._status, self._error = PrototypeStatus.FAILED, reason
         await self._record_milestone()
         self._event("failed", step=self._current, cost_usd_micros=self._cost_micros, error=reason)
-        await send_email(failure_email(order, self._idea, reason), "email why it failed")
+        await self._email(order, failure_email(order, self._idea, reason), "email why it failed")
 
     # --- bookkeeping -----------------------------------------------------------------------------------
 
@@ -308,7 +310,7 @@ class PrototypeWorkflow(CodeRounds):
         await self._record_milestone()
         self._event("cancelled", cost_usd_micros=self._cost_micros, error=reason)
         if timed_out:
-            await send_email(cancelled_email(order, self._idea, reason), "email that it was cancelled")
+            await self._email(order, cancelled_email(order, self._idea, reason), "email that it was cancelled")
 
     async def _record_milestone(self, *, deadline: timedelta | None = None, idea: str | None = None) -> None:
         progress = self.progress()

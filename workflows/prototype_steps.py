@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.storage import storage_key
     from models.enums import AITier
     from models.messages.ai import AICallRecord, ModelReply
+    from models.messages.email import UserEmail
     from models.messages.prototypes import (
         PrototypeEvent,
         PrototypeEventKind,
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         VerificationResult,
     )
     from workflows.ai import ModelCaller
+    from workflows.mail import send_to_account
     from workflows.prompts import FIX, AgentStep
     from workflows.retention import FileRetentionWorkflow, retain_generated_file
 
@@ -70,6 +72,8 @@ class CodeRounds:
     _verification: VerificationResult | None
     _fix_rounds: int
     _events: list[PrototypeEvent]
+    _mail_by_id: bool
+    """workflow.patched(EMAIL_BY_USER_ID), taken at the start: False only for runs whose order carries the address."""
 
     def _named(self, step: str) -> str:
         """The step's name in the records (its AIResponse's step and call key) and the event log."""
@@ -82,6 +86,10 @@ class CodeRounds:
     async def _record_milestone(self) -> None:
         """Write where things stand to the workflow's row."""
         raise NotImplementedError
+
+    async def _email(self, order: PrototypeOrder, email: UserEmail, summary: str) -> None:
+        """To the account, whose address the activity reads; a run begun before sends to the one its order holds."""
+        await send_to_account(email, None if self._mail_by_id else order.email, summary)
 
     async def _verify_and_fix(
         self, order: PrototypeOrder, step: AgentStep, texts: dict[str, str], answers: list[StepAnswer]

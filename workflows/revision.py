@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.ai import ModelCaller
     from workflows.emails import revision_failure_email, revision_ready_email
-    from workflows.mail import send_email
+    from workflows.mail import EMAIL_BY_USER_ID
     from workflows.prompts import REVISE
     from workflows.prototype_steps import (
         PACKAGING,
@@ -87,10 +87,12 @@ class PrototypeRevisionWorkflow(CodeRounds):
         self._events: list[PrototypeEvent] = []
         self._base: RevisionBase | None = None
         self._files: dict[str, str] | None = None
+        self._mail_by_id = True
 
     @workflow.run
     async def run(self, order: RevisionOrder) -> RevisionProgress:
         self._order, self._idea, self._caller = order, order.idea, ModelCaller(order.policy)
+        self._mail_by_id = workflow.patched(EMAIL_BY_USER_ID)  # decided once, at the start
         self._status, self._current = PrototypeStatus.RUNNING, REVISE.name
         self._event("step_started", step=self._current)
         await self._record_milestone(deadline=ROW_DEADLINE)
@@ -102,7 +104,7 @@ class PrototypeRevisionWorkflow(CodeRounds):
             self._status, self._error = PrototypeStatus.FAILED, reason
             await self._record_milestone()
             self._event("failed", step=self._current, cost_usd_micros=self._cost_micros, error=reason)
-            await send_email(revision_failure_email(order, reason), "email why the revision failed")
+            await self._email(order, revision_failure_email(order, reason), "email why the revision failed")
             raise
         assert self._base is not None
         self._files = merged_files(self._base.files, answers)
@@ -110,7 +112,7 @@ class PrototypeRevisionWorkflow(CodeRounds):
         await self._record_milestone()
         self._event("completed", cost_usd_micros=self._cost_micros, file_id=self._file_id, verified=self._verified())
         ready = revision_ready_email(order, self.progress(), expires_at, self._download_token, self._verification)
-        await send_email(ready, "email the download link")
+        await self._email(order, ready, "email the download link")
         return self.progress()
 
     async def _revise(self, order: RevisionOrder) -> list[StepAnswer]:

@@ -50,7 +50,9 @@ class PrototypeOrder(BaseModel):
 
     prototype_id: uuid.UUID
     user_id: uuid.UUID
-    email: str
+    email: str | None = None
+    """Only in runs begun before the emails went to the account's address read by the activity
+    (`email-by-user-id`); new runs carry the user's id alone."""
     idea: str = Field(default="", description="Empty for a voice message: the transcript becomes the idea")
     audio: TranscriptionCall | None = None
     providers: list[AITier] = Field(min_length=1, description="Tried in order; chosen by workflows.ai")

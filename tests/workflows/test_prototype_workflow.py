@@ -11,6 +11,7 @@ from workflow_stubs import DOWNLOAD_TOKEN, STUB_COST_MICROS, Stubbed, prototype_
 from activities.ai.errors import AIFailure
 from activities.storage import storage_key
 from models.enums import AITier, PrototypeStatus
+from models.messages.email import UserEmail
 from models.messages.files import RetentionStatus
 from models.messages.prototypes import PrototypeMilestone, PrototypeOrder, PrototypeProgress
 from workflows.prototype import PIPELINE, PrototypeWorkflow, result_file_id, workflow_id
@@ -66,6 +67,9 @@ async def test_prototype_is_made_packaged_and_its_link_emailed(stubbed: Stubbed)
     [ready] = outside.emails()
     assert ready.message_id == f"prototype-{order.prototype_id}-ready"
     assert f"/api/files/{result.file_id}?token={DOWNLOAD_TOKEN}" in ready.text
+    # to the account by its id: the order carries no address, the email activity reads it
+    assert order.email is None and outside.called("send_user_email") == [ready]
+    assert isinstance(ready, UserEmail) and ready.user_id == order.user_id
 
 
 async def test_voice_message_is_transcribed_and_becomes_the_idea(stubbed: Stubbed) -> None:

@@ -7,6 +7,7 @@ from workflow_stubs import STUB_COST_MICROS, STUB_FILES, Stubbed, revision_order
 
 from activities.packaging import code_files
 from models.enums import PrototypeStatus
+from models.messages.email import UserEmail
 from models.messages.prototypes import RevisionMilestone
 from workflows.revision import PrototypeRevisionWorkflow, revision_file_id, workflow_id
 
@@ -43,3 +44,5 @@ async def test_a_failing_revision_gets_a_fix_round_of_its_own_and_ships_verified
     assert (last.revision_id, last.status, last.files) == (order.revision_id, PrototypeStatus.COMPLETED, STUB_FILES)
     [ready] = outside.emails()
     assert ready.message_id == f"prototype-{order.prototype_id}-revision-2-ready"
+    assert order.email is None and outside.called("send_user_email") == [ready]  # the activity reads the address
+    assert isinstance(ready, UserEmail) and ready.user_id == order.user_id
