@@ -29,8 +29,8 @@ from api.app import create_app
 from models.db import Database, open_session
 from models.enums import ContactStatus
 from models.messages.contact import ContactNotice, ContactProgress
-from models.messages.email import EmailMessage
-from models.tables import Contact, EmailDelivery
+from models.messages.email import EmailMessage, UserEmail
+from models.tables import Contact, EmailDelivery, User
 from services.errors import IdempotencyKeyInUse
 from services.staging import staged
 from settings import Settings
@@ -146,6 +146,29 @@ async def test_a_retried_send_finds_the_earlier_delivery(settings: Settings, eng
     again = await activities.send_email(message)
     assert mailer.delivered[message.message_id] == 1
     assert again == first
+
+
+async def test_an_email_to_an_account_goes_to_its_stored_address_and_to_nobody_once_it_is_erased(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """Workflows hold the user's id only (send_user_email): the address is read when the email is sent, and an
+    account erased meanwhile fails the email for good (the workflow logs it and goes on)."""
+    activities = EmailActivities(OutboxMailer(settings.outbox_dir, settings.email_from), engine)
+    address = f"reader-{uuid.uuid4().hex[:8]}@example.com"
+    user = User(email=address, password_hash="x")
+    user_id = user.id
+    async with open_session(engine) as db:
+        db.add(user)
+        await db.commit()
+    to_user = UserEmail(user_id=user_id, message_id=f"user-{user_id}", subject="s", text="t")
+    await activities.send_user_email(to_user)
+    assert outbox_messages(settings.outbox_dir)[f"{to_user.message_id}.eml"]["To"] == address
+
+    erased = to_user.model_copy(update={"user_id": uuid.uuid4(), "message_id": f"erased-{uuid.uuid4().hex}"})
+    with pytest.raises(ApplicationError) as refused:
+        await activities.send_user_email(erased)
+    assert (refused.value.type, refused.value.non_retryable) == ("UserGone", True)
+    assert f"{erased.message_id}.eml" not in outbox_messages(settings.outbox_dir)
 
 
 async def test_outbox_never_overwrites_a_sent_message(settings: Settings) -> None:
