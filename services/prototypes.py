@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import PurePath
 
 from sqlmodel import col, select
 from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError, WorkflowUpdateFailedError
@@ -46,7 +48,7 @@ from models.messages.prototypes import (
     RevisionOrder,
     RevisionProgress,
 )
-from models.tables import AIResponse, Prototype, PrototypeRevision
+from models.tables import AIResponse, File, Prototype, PrototypeRevision
 from services.accounts import Account
 from services.ai import call_policy, providers_for, transcribers_for
 from services.errors import Conflict, IdempotencyKeyInUse, NotFound
@@ -153,7 +155,7 @@ class PrototypeService(Service):
             prototype = Prototype(id=prototype_id, user_id=account.id, idea="", source="voice")
             message = TranscriptionCall(
                 audio_key=audio.storage_key,
-                filename=audio.original_name,
+                filename=heard_as(audio),
                 content_type=audio.content_type,
                 language=language,
             )
@@ -473,6 +475,13 @@ class PrototypeService(Service):
                 summary="Prototype from a written idea" if prototype.idea else "Prototype from a voice message",
             )
         metrics.prototypes_submitted.labels(order.providers[0].value.lower() if order.providers else "none").inc()
+
+
+def heard_as(audio: File) -> str:
+    """The voice message's name in the workflow's input, the transcriber's request and the recorded call: its file
+    id and the upload's extension (which tells the transcriber the format), not the customer's own file name."""
+    suffix = PurePath(audio.original_name).suffix.lower()
+    return f"{audio.id}{suffix}" if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else str(audio.id)
 
 
 def accepted(prototype: Prototype) -> PrototypeAccepted:

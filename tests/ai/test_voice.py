@@ -70,13 +70,19 @@ async def test_voice_builds_the_prototype_from_the_transcript(
     assert done["steps"] == done["steps_done"] == ["transcription", *(step.name for step in PIPELINE), "package"]
     [heard] = [call for call in fake_ai.calls if call.kind == "transcription"]
     assert (heard.provider, heard.body["language"]) == ("openai", "en")
-    assert heard.body["file"] == {"filename": "idea.webm", "size": len(WEBM), "content_type": "audio/webm"}
+    # heard by its file id, not the customer's own file name
+    assert heard.body["file"] == {
+        "filename": f"{audio_info['fileId']}.webm",
+        "size": len(WEBM),
+        "content_type": "audio/webm",
+    }
     requirements = next(call for call in fake_ai.calls if call.kind == "chat")
     assert TRANSCRIPT in requirements.prompt  # the transcript is the idea the agents work on
 
     rows = await calls_of(engine, prototype_id)
     assert [row.step for row in rows] == ["transcription", *(step.name for step in PIPELINE)]
     assert (rows[0].response, rows[0].model_used, rows[0].cost_usd_micros) == (TRANSCRIPT, "openai:whisper-1", 9050)
+    assert rows[0].prompt.startswith(f"[voice message '{audio_info['fileId']}.webm'")  # not named as uploaded
     assert done["cost_usd_micros"] == sum(row.cost_usd_micros for row in rows) == 9050 + len(PIPELINE) * 8755
     assert f"Transcribed from your voice message by `openai:whisper-1`:\n\n{TRANSCRIPT}" in zipped["README.md"]
 
