@@ -44,12 +44,12 @@ from workflow_stubs import (  # noqa: E402
 from models.enums import AITier, GatewayState, PaymentStatus  # noqa: E402
 from models.messages.ai import AICallPolicy  # noqa: E402
 from models.messages.payments import CheckoutOrder, GatewayEvent  # noqa: E402
-from models.messages.privacy import ErasureOrder, ExportOrder  # noqa: E402
+from models.messages.privacy import ErasureOrder, ExportOrder, KeptPayments  # noqa: E402
 from workflows import search_attributes  # noqa: E402
 from workflows.chat import ChatWorkflow  # noqa: E402
 from workflows.checkout import CheckoutWorkflow  # noqa: E402
 from workflows.contact import ContactWorkflow  # noqa: E402
-from workflows.erasure import ErasureWorkflow  # noqa: E402
+from workflows.erasure import ErasureWorkflow, KeptPaymentsWorkflow  # noqa: E402
 from workflows.export import ExportWorkflow  # noqa: E402
 from workflows.prototype import PrototypeWorkflow  # noqa: E402
 from workflows.retention import FileRetentionWorkflow  # noqa: E402
@@ -205,6 +205,14 @@ async def erasure_completed(client: Client, queue: str) -> AnyHandle:
     return await _settled(await client.start_workflow(ErasureWorkflow.run, order, id=_id("erasure"), task_queue=queue))
 
 
+async def kept_payments_purged(client: Client, queue: str) -> AnyHandle:
+    """Kept until a day already past: no timer left, the purge runs at once."""
+    kept = KeptPayments(erasure_id=uuid.uuid4(), keep_until=datetime.now(UTC).date() - timedelta(days=2))
+    return await _settled(
+        await client.start_workflow(KeptPaymentsWorkflow.run, kept, id=_id("kept-payments"), task_queue=queue)
+    )
+
+
 SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "contact-notified": (contact_notified, Outside()),
     "retention-expired": (retention_expired, Outside()),
@@ -226,6 +234,7 @@ SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "checkout-duplicate-webhooks": (checkout_duplicate_webhooks, Outside()),
     "export-completed": (export_completed, Outside()),
     "erasure-completed": (erasure_completed, Outside()),
+    "kept-payments-purged": (kept_payments_purged, Outside()),
 }
 
 
