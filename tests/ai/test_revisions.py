@@ -4,21 +4,24 @@ its own rows and cost; someone else's prototype is not found, and one still unde
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import httpx
 from fakes.ai_server import FakeAIServer
-from helpers import eventually
+from helpers import eventually, serve
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.client import Client
 
 from ai.support import body_of, calls_of, finished, outbox, service, sign_in, unzip
+from api.app import create_app
 from models.db import open_session
 from models.enums import AITier
 from models.tables import PrototypeRevision
 from settings import Settings
+from worker import build_worker
 from workflows.prompts import PIPELINE, REVISE
 from workflows.prompts import TESTS as TESTS_AGENT
 from workflows.revision import revision_file_id, workflow_id
@@ -147,3 +150,38 @@ async def test_someone_elses_prototype_is_not_found_and_one_under_way_cannot_be_
     async with open_session(engine) as db:
         statement = select(PrototypeRevision).where(PrototypeRevision.prototype_id == uuid.UUID(prototype_id))
         assert (await db.exec(statement)).all() == []
+
+
+async def test_a_retried_revision_gets_the_first_and_no_second_starts_while_it_is_under_way(
+    temporal: Client, engine: AsyncEngine, settings: Settings
+) -> None:
+    """The offline tier; no worker while the revisions are asked for, so revision 1 stays under way."""
+    settings = settings.model_copy(update={"rate_limit_ai": "20/day"})
+    async with serve(create_app(settings, temporal=temporal)) as api:
+        account = await sign_in(api, engine)
+        async with build_worker(temporal, settings, engine):
+            prototype_id = (await api.post("/api/ai/prototype", json=IDEA, headers=account["headers"])).json()[
+                "prototype_id"
+            ]
+            await finished(api, temporal, account, prototype_id)
+        url = f"/api/prototypes/{prototype_id}/revisions"
+        keyed = {**account["headers"], "Idempotency-Key": "revise-once"}
+        first = await api.post(url, json=FEEDBACK, headers=keyed)
+        retried = await api.post(url, json=FEEDBACK, headers=keyed)
+        racing = await asyncio.gather(*(api.post(url, json=FEEDBACK, headers=keyed) for _ in range(4)))
+        another = await api.post(url, json={"feedback": "Make it multiply too."}, headers=account["headers"])
+        reused_key = await api.post(url, json={"feedback": "Make it multiply too."}, headers=keyed)
+        async with build_worker(temporal, settings, engine):
+            revision = await revised(api, temporal, account, first.json()["status_url"])
+
+    assert (first.status_code, retried.status_code) == (202, 202), retried.text
+    assert retried.json() == first.json() and first.json()["number"] == 1
+    for answer in racing:  # the same revision, or "in progress, retry": never a second one
+        assert answer.status_code in (202, 409), answer.text
+        assert answer.status_code == 409 or answer.json() == first.json()
+    assert another.status_code == 409 and "still under way" in another.json()["error"], another.text
+    assert reused_key.status_code == 422, reused_key.text
+    assert (revision["number"], revision["status"]) == (1, "COMPLETED"), revision
+    async with open_session(engine) as db:
+        statement = select(PrototypeRevision).where(PrototypeRevision.prototype_id == uuid.UUID(prototype_id))
+        assert [row.number for row in (await db.exec(statement)).all()] == [1]
