@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     codec_operator_token: SecretStr | None = None
     """`Authorization: Bearer <token>` for POST /codec/decode and /codec/encode (the Temporal UI's and CLI's
     codec server). Unset: refused, except in development to callers on this machine (the dev server's UI)."""
+    contact_key_secret: SecretStr | None = None
+    """The HMAC key of `StatexContactKey`, the opaque search attribute that finds an anonymous sender's contact
+    workflows for erasure. Unset: derived from JWT_SECRET. Set it before ever rotating JWT_SECRET, or erasure no
+    longer finds the contact workflows keyed under the old one."""
     temporal_ui_origins: CommaList | None = None
     """Browser origins of the Temporal UI allowed to call /codec; unset: http://localhost and 127.0.0.1 on
     TEMPORAL_UI_PORT."""
@@ -230,6 +234,8 @@ class Settings(BaseSettings):
     """A prototype submitted with review_requirements and not approved within this many days is cancelled."""
     prototype_events_max_seconds: float = Field(default=600.0, gt=0)
     """How long one GET /api/prototypes/{id}/events stays open; then the client reconnects with Last-Event-ID."""
+    prototype_events_keepalive_seconds: float = Field(default=15.0, gt=0)
+    """While no event comes (a long step), the stream sends an SSE comment this often: proxies cut idle streams."""
     voice_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     """Larger voice messages get 413 (25 MB is also the most Whisper takes)."""
     voice_allowed_types: CommaList = Field(

@@ -21,12 +21,14 @@ from activities.ai.ollama import OllamaActivities
 from activities.ai.openai import OpenAIActivities
 from activities.ai.openai_compatible import AudioStore
 from activities.ai.records import AIRecordActivities
+from activities.contact import ContactActivities
 from activities.email import EmailActivities, Mailer, build_mailer
 from activities.erasure import ErasureActivities
 from activities.export import ExportActivities
 from activities.packaging import PackagingActivities
 from activities.payments import checkout_activities
 from activities.records import RecordActivities
+from activities.revisions import RevisionActivities
 from activities.sandbox import SandboxActivities
 from activities.storage import Storage, StorageActivities, build_storage
 from log_propagation import RequestIdFromHeaders
@@ -42,10 +44,11 @@ from workflows.chat import ChatWorkflow
 from workflows.checkout import CheckoutWorkflow
 from workflows.client import connect
 from workflows.contact import ContactWorkflow
-from workflows.erasure import ErasureWorkflow
+from workflows.erasure import ErasureWorkflow, KeptPaymentsWorkflow
 from workflows.export import ExportWorkflow
 from workflows.prototype import PrototypeWorkflow
 from workflows.retention import FileRetentionWorkflow
+from workflows.revision import PrototypeRevisionWorkflow
 
 WORKFLOWS: Sequence[type] = (
     ContactWorkflow,
@@ -53,8 +56,10 @@ WORKFLOWS: Sequence[type] = (
     ChatWorkflow,
     CheckoutWorkflow,
     PrototypeWorkflow,
+    PrototypeRevisionWorkflow,
     ExportWorkflow,
     ErasureWorkflow,
+    KeptPaymentsWorkflow,
 )
 
 
@@ -76,12 +81,17 @@ def activities_for(
     email = EmailActivities(mailer, engine)
     records = RecordActivities(engine)
     storage = StorageActivities(files)
+    revisions = RevisionActivities(engine)
     return [
         email.send_email,
+        email.send_user_email,
+        ContactActivities(email, engine).send_contact_email,
         records.mark_contact_notified,
         records.mark_contact_failed,
         records.mark_file_deleted,
         records.record_prototype_milestone,
+        revisions.read_revision_base,
+        revisions.record_revision_milestone,
         storage.delete_object,
         PackagingActivities(files, engine, settings).package_prototype,
         SandboxActivities().verify_code,
@@ -103,6 +113,7 @@ def erasure_activities(temporal: Client, files: Storage, engine: AsyncEngine, se
         erasure.purge_outbox,
         erasure.forget_recipient,
         erasure.delete_user_histories,
+        erasure.purge_kept_payments,
     ]
 
 

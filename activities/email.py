@@ -22,8 +22,8 @@ from temporalio.exceptions import ApplicationError
 import metrics
 from activities import boto_config
 from models.db import insert_if_absent, open_session
-from models.messages.email import EmailMessage, EmailReceipt
-from models.tables import EmailDelivery
+from models.messages.email import EmailMessage, EmailReceipt, UserEmail
+from models.tables import EmailDelivery, User
 from models.types import utcnow
 from settings import Settings
 
@@ -203,6 +203,16 @@ class EmailActivities:
             await db.commit()
             recorded = await db.get(EmailDelivery, message.message_id)
         return _receipt(recorded or delivery)
+
+    @activity.defn
+    async def send_user_email(self, email: UserEmail) -> EmailReceipt:
+        """To the account's address, read now; sent once, as send_email. An account erased in the meantime fails
+        the email for good: there is nobody left to write to."""
+        async with open_session(self.engine) as db:
+            user = await db.get(User, email.user_id)
+        if user is None:
+            raise ApplicationError(f"user {email.user_id} is no longer stored", type="UserGone", non_retryable=True)
+        return await self.send_email(email.addressed_to(user.email))
 
 
 def _receipt(delivery: EmailDelivery) -> EmailReceipt:

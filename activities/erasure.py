@@ -1,4 +1,5 @@
-"""Erasure's activities: revoke, stop the user's workflows, delete their objects, rows, mail and histories.
+"""Erasure's activities: revoke, stop the user's workflows, delete their objects, rows, mail and histories; and,
+once their keeping period is over, the anonymised payments.
 
 Each is idempotent (a retry or a resumed erasure finds less to do and does it again harmlessly). Payments are
 kept for the accounting period, anonymised: moved to one tombstone account (the foreign key stays valid, the
@@ -13,6 +14,7 @@ import email.parser
 import email.utils
 import secrets
 import uuid
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +35,22 @@ from models.messages.privacy import (
     ErasedRows,
     ErasureCounts,
     ErasureSubject,
+    PurgeKeptPayments,
     StoppedWorkflows,
     StopWorkflows,
 )
-from models.tables import AIResponse, Contact, EmailDelivery, File, IdempotencyKey, Payment, Prototype, Session, User
+from models.tables import (
+    AIResponse,
+    Contact,
+    EmailDelivery,
+    File,
+    IdempotencyKey,
+    Payment,
+    Prototype,
+    PrototypeRevision,
+    Session,
+    User,
+)
 from models.types import utcnow
 from settings import Settings
 from workflows import search_attributes
@@ -49,9 +63,21 @@ ERASED = "(erased)"
 _POLL = 0.5
 
 
-def user_workflows(user_id: uuid.UUID, *, running: bool) -> str:
+def user_workflows(user_id: uuid.UUID, *, running: bool, contact_key: str | None = None) -> str:
+    """The visibility query for the user's workflows, and with `contact_key` those of contact messages sent from
+    their address without signing in (the key is a hex digest: nothing in it can break the quoting)."""
     query = f"{search_attributes.USER_ID.name} = '{user_id}'"
+    if contact_key is not None:
+        query = f"({query} OR {search_attributes.CONTACT_KEY.name} = '{contact_key}')"
     return f"{query} AND ExecutionStatus = 'Running'" if running else query
+
+
+def _kept_until(before: date) -> tuple[Any, ...]:
+    """Anonymised payments (the tombstone's) to be kept until a day before `before` (ISO dates sort as text)."""
+    return (
+        col(Payment.user_id) == TOMBSTONE_USER_ID,
+        col(Payment.details)["keep_until"].as_string() < before.isoformat(),
+    )
 
 
 def _addressed_to(path: Path, address: str) -> bool:
@@ -75,7 +101,10 @@ class ErasureActivities:
     async def read_erasure_subject(self, user_id: uuid.UUID) -> ErasureSubject:
         async with open_session(self.engine) as db:
             user = await db.get(User, user_id)
-        return ErasureSubject(user_id=user_id, email=user.email if user else None)
+        if user is None:
+            return ErasureSubject(user_id=user_id, email=None)
+        key = search_attributes.contact_key(self.settings, user.email)
+        return ErasureSubject(user_id=user_id, email=user.email, contact_key=key)
 
     @activity.defn
     async def revoke_all_sessions(self, user_id: uuid.UUID) -> int:
@@ -92,10 +121,11 @@ class ErasureActivities:
     @activity.defn
     async def stop_user_workflows(self, stop: StopWorkflows) -> StoppedWorkflows:
         """Each running file timer is told to delete its object now; every other running workflow of the user
-        (prototypes, chats, checkouts, exports) is cancelled, and terminated if it has not closed within the
-        grace period (one with no worker to run it never would)."""
+        (prototypes and their revisions, chats, checkouts, exports) is cancelled, and terminated if it has not
+        closed within the grace period (one with no worker to run it never would)."""
         stopped = StoppedWorkflows(cancelled=[], terminated=[], files_deleted_early=[])
-        running = [found async for found in self.temporal.list_workflows(user_workflows(stop.user_id, running=True))]
+        query = user_workflows(stop.user_id, running=True, contact_key=stop.contact_key)
+        running = [found async for found in self.temporal.list_workflows(query)]
         for found in running:
             handle = self.temporal.get_workflow_handle(found.id, run_id=found.run_id)
             try:
@@ -152,7 +182,7 @@ class ErasureActivities:
         user_id = rows.user_id
         deleted: dict[str, int] = {}
         now = utcnow()
-        keep_until = now.replace(year=now.year + rows.keep_payments_years, day=min(now.day, 28)).date().isoformat()
+        keep_until = now.replace(year=now.year + rows.keep_payments_years, day=min(now.day, 28)).date()
         async with open_session(self.engine) as db:
             await insert_if_absent(
                 db,
@@ -168,11 +198,17 @@ class ErasureActivities:
                 db,
                 update(Payment)
                 .where(col(Payment.user_id) == user_id)
-                .values(user_id=TOMBSTONE_USER_ID, idempotency_key=None, details={"keep_until": keep_until}),
+                .values(
+                    user_id=TOMBSTONE_USER_ID, idempotency_key=None, details={"keep_until": keep_until.isoformat()}
+                ),
             )
-            contacts = or_(col(Contact.user_id) == user_id, col(Contact.email) == rows.email)
+            # Whether payments are kept until that day (this erasure's, or a retry's whose first attempt committed)
+            kept = (await db.exec(select(Payment.id).where(*_kept_until(keep_until + timedelta(days=1))))).first()
+            sent_from = sa.func.lower(sa.func.trim(col(Contact.email))) == (rows.email or "").strip().lower()
+            contacts = or_(col(Contact.user_id) == user_id, sent_from)
             statements: dict[str, Any] = {
                 "ai_responses": delete(AIResponse).where(col(AIResponse.user_id) == user_id),
+                "prototype_revisions": delete(PrototypeRevision).where(col(PrototypeRevision.user_id) == user_id),
                 "prototypes": delete(Prototype).where(col(Prototype.user_id) == user_id),
                 "files": delete(File).where(col(File.user_id) == user_id),
                 "contacts": delete(Contact).where(contacts if rows.email else col(Contact.user_id) == user_id),
@@ -187,7 +223,19 @@ class ErasureActivities:
             for table, statement in statements.items():
                 deleted[table] = await self._execute(db, statement)
             await db.commit()
-        return ErasureCounts(deleted=deleted, payments_anonymised=anonymised)
+        return ErasureCounts(
+            deleted=deleted, payments_anonymised=anonymised, keep_until=keep_until if kept is not None else None
+        )
+
+    @activity.defn
+    async def purge_kept_payments(self, purge: PurgeKeptPayments) -> int:
+        """The anonymised payments whose keeping period has ended (this erasure's and any older one's): deleted.
+        Deleting again finds nothing, so a retry is harmless."""
+        async with open_session(self.engine) as db:
+            purged = await self._execute(db, delete(Payment).where(*_kept_until(purge.kept_before)))
+            await db.commit()
+        activity.logger.info("%d anonymised payment records deleted after their keeping period", purged)
+        return purged
 
     @activity.defn
     async def purge_outbox(self, address: str) -> int:
@@ -218,10 +266,12 @@ class ErasureActivities:
 
     @activity.defn
     async def delete_user_histories(self, histories: DeleteHistories) -> int:
-        """Temporal's DeleteWorkflowExecution for every workflow carrying the user's id (a still running one
-        is terminated first by the server), and for those the erasure stopped. Deleting one already gone is a
-        no-op, so a retry repeats harmlessly."""
-        listed = self.temporal.list_workflows(user_workflows(histories.user_id, running=False))
+        """Temporal's DeleteWorkflowExecution for every workflow carrying the user's id or their address's contact
+        key (a still running one is terminated first by the server), and for those the erasure stopped. Deleting
+        one already gone is a no-op, so a retry repeats harmlessly."""
+        listed = self.temporal.list_workflows(
+            user_workflows(histories.user_id, running=False, contact_key=histories.contact_key)
+        )
         workflow_ids = {*histories.known, *[found.id async for found in listed]}
         for workflow_id in sorted(workflow_ids):
             request = DeleteWorkflowExecutionRequest(

@@ -22,7 +22,7 @@ from activities.storage import Storage, sign_download, storage_key
 from activities.zips import keep_zip, zip_bytes
 from models.db import open_session
 from models.messages.privacy import ExportPackage, PackagedExport
-from models.tables import AIResponse, Contact, File, Payment, Prototype, Session, User
+from models.tables import AIResponse, Contact, File, Payment, Prototype, PrototypeRevision, Session, User
 from settings import Settings
 
 FOLDER = "statex-export"
@@ -78,6 +78,7 @@ class ExportActivities:
                 "sessions.json": await all_of(Session, col(Session.user_id) == user_id),
                 "ai_requests.json": await all_of(AIResponse, col(AIResponse.user_id) == user_id),
                 "prototypes.json": await all_of(Prototype, col(Prototype.user_id) == user_id),
+                "prototype_revisions.json": await all_of(PrototypeRevision, col(PrototypeRevision.user_id) == user_id),
                 "payments.json": await all_of(Payment, col(Payment.user_id) == user_id),
                 "contact_messages.json": await all_of(
                     Contact, or_(col(Contact.user_id) == user_id, col(Contact.email) == user.email)

@@ -1,8 +1,9 @@
 """Packaging a prototype: the agents' answers become a zip, stored as a file like any upload (kept 24 hours).
 
 The zip holds README.md (the idea, which model made each part, the cost), one markdown document per step,
-under `code/` every fenced block of the code step that names its path (a fix round's block replaces the file),
-and VERIFICATION.md when the code was checked in the sandbox (activities.sandbox): what passed, what failed.
+under `code/` every fenced block of the code and tests steps that names its path (a fix round's block replaces
+the file), and VERIFICATION.md when the code was checked in the sandbox (activities.sandbox): what passed, what
+failed.
 The same answers always give the same bytes (fixed entry dates and order), so a retried activity stores the
 same object again and the File row, keyed by the workflow's file id, is inserted once.
 """
@@ -20,7 +21,7 @@ from temporalio import activity
 from activities.ai.offline import OFFLINE_MODEL, OFFLINE_NOTICE
 from activities.storage import Storage, sign_download, storage_key
 from activities.zips import keep_zip, zip_bytes
-from models.messages.prototypes import PackagedPrototype, PrototypePackage, VerificationResult
+from models.messages.prototypes import PackagedPrototype, PrototypePackage, StepAnswer, VerificationResult
 from settings import Settings
 
 CODE_FOLDER = "code"
@@ -76,6 +77,28 @@ def code_files(answer: str) -> dict[str, str]:
     return files
 
 
+def fenced(files: dict[str, str]) -> str:
+    """Files as fenced blocks naming their paths, which `code_files` reads back as they were: how a revision's
+    agents and the sandbox are given the files from before. Each fence is longer than any run of backticks in
+    its file, so no line of the file can close it."""
+    blocks = []
+    for path, text in files.items():
+        longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+        fence = "`" * max(3, longest + 1)
+        ending = "\n" if text and not text.endswith("\n") else ""
+        blocks.append(f"{fence}{path}\n{text}{ending}{fence}")
+    return "\n\n".join(blocks)
+
+
+def merged_files(base: dict[str, str], answers: list[StepAnswer]) -> dict[str, str]:
+    """The files of `base` with every file-holding answer's files over them, later answers last."""
+    files = dict(base)
+    for answer in answers:
+        if answer.holds_files:
+            files |= code_files(answer.text)
+    return files
+
+
 def usd(micros: int) -> str:
     """Micro-dollars as dollars, exactly: `$0.008755`."""
     return f"${micros // _MICROS_PER_USD}.{micros % _MICROS_PER_USD:06d}"
@@ -100,10 +123,14 @@ def _readme(package: PrototypePackage, files: dict[str, str]) -> str:
     ]
     if package.transcribed_by:
         lines += [f"Transcribed from your voice message by `{package.transcribed_by}`:", ""]
-    lines += [package.idea, "", "## What is in here", ""]
+    lines += [package.idea, ""]
+    if package.revision is not None:
+        lines += [f"## Revision {package.revision}: what was asked", "", package.feedback or "", ""]
+    lines += ["## What is in here", ""]
     lines += [f"- `{answer.document}`: the {answer.step} step's answer" for answer in package.answers]
     if files:
-        lines += [f"- `{CODE_FOLDER}/`: the files of the code step:"]
+        made = "the revision" if package.revision else "the agents (the code, and its tests)"
+        lines += [f"- `{CODE_FOLDER}/`: the files {made} wrote:"]
         lines += [f"  - `{CODE_FOLDER}/{path}`" for path in files]
     else:
         lines += ["- No files could be read from the code step's answer; its text is in its document above."]
@@ -157,9 +184,7 @@ def verification_report(result: VerificationResult, fix_rounds: int) -> str:
 
 def package_entries(package: PrototypePackage) -> dict[str, str]:
     """Name -> text of every entry, README first."""
-    files = {
-        path: text for answer in package.answers if answer.holds_files for path, text in code_files(answer.text).items()
-    }
+    files = merged_files(package.base_files, package.answers)
     entries = {"README.md": _readme(package, files)}
     entries |= {answer.document: answer.text for answer in package.answers}
     if package.verification is not None:
@@ -171,6 +196,10 @@ def package_entries(package: PrototypePackage) -> dict[str, str]:
 def zip_text(entries: dict[str, str], made_at: datetime) -> bytes:
     """The prototype's zip: its entries under `prototype/`, in the order the package lists them."""
     return zip_bytes({name: text.encode("utf-8") for name, text in entries.items()}, made_at, "prototype")
+
+
+def _revision_suffix(package: PrototypePackage) -> str:
+    return f"-revision-{package.revision}" if package.revision is not None else ""
 
 
 class PackagingActivities:
@@ -192,7 +221,7 @@ class PackagingActivities:
             file_id=package.file_id,
             key=package.storage_key or storage_key(package.file_id),
             user_id=package.user_id,
-            name=f"prototype-{str(package.prototype_id)[:8]}.zip",
+            name=f"prototype-{str(package.prototype_id)[:8]}{_revision_suffix(package)}.zip",
             made_at=package.made_at,
             expires_at=package.expires_at,
         )

@@ -16,6 +16,7 @@ import contextvars
 import functools
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -38,8 +39,12 @@ Bucket = Literal["ai", "upload", "default"]
 _REPORT_EVERY_SECONDS = 60.0
 
 
+_REVISIONS = re.compile(r"^/api/prototypes/[^/]+/revisions$")
+"""A revision asks models like a submission does, so it spends the AI quota though it is not under /api/ai/."""
+
+
 def bucket_for(path: str) -> Bucket:
-    if path.startswith("/api/ai/"):
+    if path.startswith("/api/ai/") or _REVISIONS.match(path):
         return "ai"
     if path == "/api/files/upload":
         return "upload"

@@ -16,13 +16,14 @@ import tempfile
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from fastapi import Request
+from pydantic import TypeAdapter, ValidationError
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -47,6 +48,9 @@ MULTIPART_ALLOWANCE = 64 * 1024
 MAX_PARTS = 16
 """A form with a file needs one part; a few small fields may come with it. More is an attack on the parser."""
 MAX_PART_HEADER_BYTES = 8 * 1024
+MAX_FIELD_BYTES = 1024
+"""Of a form field other than the file (a flag, a short value), what is kept: the rest is read (the body limit
+bounds it) but not kept, so a longer value reads as the invalid value it is."""
 
 # What the first bytes of each binary type look like. Text types are checked as UTF-8 instead.
 _SIGNATURES: dict[str, Callable[[bytes], bool]] = {
@@ -65,21 +69,29 @@ _SIGNATURES: dict[str, Callable[[bytes], bool]] = {
     "audio/mp4": lambda head: head[4:8] == b"ftyp",
     "audio/x-m4a": lambda head: head[4:8] == b"ftyp",
 }
-# OpenAPI for a route that parses its own multipart body (FastAPI cannot see the stream).
-MULTIPART_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                }
-            }
-        },
-    }
-}
+_FLAG = TypeAdapter(bool)
+
+
+def multipart_body(**fields: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI for a route that parses its own multipart body (FastAPI cannot see the stream): the file, and
+    the small `fields` the route reads from ReceivedFile.form."""
+    properties = {"file": {"type": "string", "format": "binary"}, **fields}
+    schema = {"type": "object", "required": ["file"], "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+MULTIPART_BODY = multipart_body()
+
+
+def form_flag(form: Mapping[str, str], name: str) -> bool:
+    """A boolean form field as a JSON body's would be read ('true', 'false', '1', '0', 'on', ...); absent: false."""
+    if name not in form:
+        return False
+    try:
+        return _FLAG.validate_python(form[name].strip())
+    except ValidationError:
+        raise Unprocessable(f"form.{name}: Input should be a valid boolean") from None
+
 
 _TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/csv", "application/json"})
 
@@ -106,7 +118,8 @@ class _Part:
 
 
 class _FileReceiver:
-    """python-multipart callbacks: the `file` part goes to disk; other small fields are ignored."""
+    """python-multipart callbacks: the `file` part goes to disk; other fields (parts without a file name) are kept
+    as text in `form`, cut past MAX_FIELD_BYTES (the route decides which it reads); other files are ignored."""
 
     def __init__(self, sink: IO[bytes], max_bytes: int, allowed: Collection[str]) -> None:
         self.sink = sink
@@ -125,6 +138,8 @@ class _FileReceiver:
         self.head = b""
         self.digest = hashlib.sha256()
         self.text_decoder: codecs.IncrementalDecoder | None = None
+        self.form: dict[str, str] = {}
+        self.value = b""
 
     def on_part_begin(self) -> None:
         self.parts += 1
@@ -132,6 +147,7 @@ class _FileReceiver:
             raise PayloadTooLarge(f"The form has more than {MAX_PARTS} parts; send the file in one '{FIELD_NAME}' part")
         self.part = _Part()
         self.header_bytes = 0
+        self.value = b""
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._count_header(end - start)
@@ -175,6 +191,8 @@ class _FileReceiver:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if not self.receiving:
+            if self.part.filename is None and len(self.value) <= MAX_FIELD_BYTES:
+                self.value += data[start : start + MAX_FIELD_BYTES + 1 - len(self.value)]
             return
         chunk = data[start:end]
         self.size += len(chunk)
@@ -188,6 +206,8 @@ class _FileReceiver:
         self.sink.write(chunk)
 
     def on_part_end(self) -> None:
+        if not self.receiving and self.part.name not in (None, FIELD_NAME) and self.part.filename is None:
+            self.form[self.part.name] = self.value.decode("utf-8", "replace")
         self.receiving = False
 
     def on_end(self) -> None:
@@ -270,6 +290,7 @@ async def receive_file(
         content_type=content_type,
         size=receiver.size,
         sha256=receiver.digest.hexdigest(),
+        form=receiver.form,
     )
 
 

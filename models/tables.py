@@ -113,6 +113,31 @@ class Prototype(SQLModel, table=True):
     completed_at: datetime | None = _moment()
 
 
+class PrototypeRevision(SQLModel, table=True):
+    """One revision of a completed prototype (PrototypeRevisionWorkflow): the feedback, and what came of it."""
+
+    __tablename__ = "prototype_revisions"
+    __table_args__ = (sa.UniqueConstraint("prototype_id", "number", name="uq_prototype_revisions_number"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    prototype_id: uuid.UUID = Field(foreign_key="prototypes.id", index=True, ondelete="CASCADE")
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    number: int = Field(ge=1)
+    feedback: str = Field(sa_type=sa.Text)
+    status: PrototypeStatus = Field(default=PrototypeStatus.QUEUED, sa_type=_enum(PrototypeStatus))
+    current_step: str | None = Field(default=None, max_length=64)
+    cost_usd_micros: int = Field(default=0, ge=0, sa_type=sa.BigInteger)
+    file_id: uuid.UUID | None = Field(default=None, foreign_key="files.id", ondelete="SET NULL")
+    verified: bool | None = None
+    fix_rounds: int = Field(default=0, ge=0)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    files: dict[str, str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """Path -> text of every file once COMPLETED: what the next revision builds on (the zip expires)."""
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    completed_at: datetime | None = _moment()
+
+
 class AIResponse(SQLModel, table=True):
     """One call to a model. `call_key` makes the write idempotent when Temporal retries the activity."""
 

@@ -39,12 +39,12 @@ class ContactService(Service):
                 self.temporal,
                 self.settings,
                 ContactWorkflow.run,
-                ContactNotice(
-                    contact_id=contact.id, team_address=self.settings.email_team_address, **body.model_dump()
-                ),
+                ContactNotice(contact_id=contact.id, team_address=self.settings.email_team_address),  # no details: ids
                 id=workflow_id(contact.id),
                 policy=START_POLICY,
-                search_attributes=search_attributes.for_resource(contact.id, contact.user_id),
+                search_attributes=search_attributes.for_resource(
+                    contact.id, contact.user_id, contact_key=search_attributes.contact_key(self.settings, contact.email)
+                ),
                 summary="Contact form message",  # no personal data: summaries are meant to stay legible
             )
         return _accepted(contact)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,8 @@ class ReceivedFile:
     content_type: str
     size: int
     sha256: str
+    form: Mapping[str, str] = field(default_factory=dict)
+    """The form's other fields (small text values, e.g. a voice message's `review_requirements`)."""
 
 
 def browser_link(settings: Settings, file_id: uuid.UUID) -> str:
@@ -131,6 +133,11 @@ KEPT_FILES = (
 
 
 class FileService(Service):
+    def refuse_unkeepable(self, owner: Account) -> None:
+        """Called before an upload's body is read: 503 if the owner's files must be kept in the EU and there is
+        nowhere to keep them, rather than after the whole body came in."""
+        kept_in_eu(self.settings, owner)
+
     async def upload(self, received: ReceivedFile, owner: Account) -> UploadedFile:
         """Keep a received file for its owner; the caller removes the spool file."""
         async with self.keep(received, owner) as file:

@@ -102,11 +102,11 @@ class PaymentService(Service):
                 idempotency_key=idempotency_key,
             )
             async with staged(self.database, payment):
-                update = await self._start(payment, price, user.email)
+                update = await self._start(payment, price)
         elif payment.status != PaymentStatus.PENDING:
             return Answer(_checkout_response(payment))  # settled: nothing left to start or ask
         else:
-            update = await self._start(payment, price, user.email)
+            update = await self._start(payment, price)
         return await self._next_action(payment, update)
 
     async def payment(self, user: Account, payment_id: uuid.UUID) -> PaymentPublic:
@@ -195,14 +195,14 @@ class PaymentService(Service):
             raise Unavailable(f"{body.gateway} is not configured on this server; choose another gateway")
         return price
 
-    async def _start(self, payment: Payment, price: Price, email: str) -> WorkflowUpdateHandle[CheckoutAction]:
+    async def _start(self, payment: Payment, price: Price) -> WorkflowUpdateHandle[CheckoutAction]:
         """Start the payment's workflow, or join it if it runs, and ask it for the frontend's next step."""
         return await start_with_update(
             self.temporal,
             self.settings,
             CheckoutWorkflow.checkout_action,
             CheckoutWorkflow.run,
-            checkout_order(self.settings, payment, price, email=email),
+            checkout_order(self.settings, payment, price),
             id=workflow_id(payment.id),
             policy=START_POLICY,
             search_attributes=search_attributes.for_resource(payment.id, payment.user_id, gateway=payment.gateway),
@@ -247,12 +247,12 @@ class PaymentService(Service):
             return found.first()
 
 
-def checkout_order(settings: Settings, payment: Payment, price: Price, *, email: str) -> CheckoutOrder:
-    """CheckoutWorkflow's input: the payment as priced by the catalogue, and the rules of its gateway."""
+def checkout_order(settings: Settings, payment: Payment, price: Price) -> CheckoutOrder:
+    """CheckoutWorkflow's input: the payment as priced by the catalogue, and the rules of its gateway; the user's
+    id, not their address (the email activity reads it)."""
     return CheckoutOrder(
         payment_id=payment.id,
         user_id=payment.user_id,
-        email=email,
         tier=payment.tier,
         tier_name=price.tier_name,
         gateway=payment.gateway,

@@ -1,4 +1,5 @@
-"""Prototypes: an idea (typed, or a voice message) through PrototypeWorkflow; its status, live or stored.
+"""Prototypes: an idea (typed, or a voice message) through PrototypeWorkflow; its status, live or stored; and
+revisions of a completed one (PrototypeRevisionWorkflow), each with its own row, files and cost.
 
 The Prototype row is committed before its workflow starts and deleted if the start fails (services.staging),
 so a client never finds a row without its work. No database connection is held while Temporal is asked or
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import PurePath
 
 from sqlmodel import col, select
 from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError, WorkflowUpdateFailedError
@@ -29,6 +32,9 @@ from models.api.prototypes import (
     PrototypeEventView,
     PrototypeRequest,
     PrototypeView,
+    RevisionAccepted,
+    RevisionRequest,
+    RevisionView,
 )
 from models.enums import AITier, PrototypeStatus
 from models.messages.ai import TranscriptionCall
@@ -39,11 +45,13 @@ from models.messages.prototypes import (
     PrototypeEventKind,
     PrototypeOrder,
     PrototypeProgress,
+    RevisionOrder,
+    RevisionProgress,
 )
-from models.tables import AIResponse, Prototype
+from models.tables import AIResponse, File, Prototype, PrototypeRevision
 from services.accounts import Account
 from services.ai import call_policy, providers_for, transcribers_for
-from services.errors import Conflict, NotFound
+from services.errors import Conflict, IdempotencyKeyInUse, NotFound
 from services.files import FileService, browser_link, download_path, kept_in_eu
 from services.idempotency import claim
 from services.runtime import Service
@@ -53,6 +61,9 @@ from services.waiting import wait_for_caller
 from settings import Settings
 from workflows import search_attributes
 from workflows.prototype import START_POLICY, PrototypeWorkflow, planned_steps, workflow_id
+from workflows.revision import START_POLICY as REVISION_START_POLICY
+from workflows.revision import PrototypeRevisionWorkflow
+from workflows.revision import workflow_id as revision_workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +119,21 @@ class PrototypeService(Service):
         return accepted(prototype)
 
     async def earlier(
-        self, account: Account, received: ReceivedFile, *, language: str | None, idempotency_key: str | None
+        self,
+        account: Account,
+        received: ReceivedFile,
+        *,
+        language: str | None,
+        review_requirements: bool = False,
+        idempotency_key: str | None,
     ) -> PrototypeAccepted | None:
         """The prototype a retried voice request (same Idempotency-Key, same message) already started, if any;
-        the key with a different message or language is a 422. Asked before the request is counted."""
+        the key with a different message, language or review choice is a 422. Asked before the request is
+        counted."""
         if idempotency_key is None:
             return None
-        earlier = await self._find(await self._claim_voice(account, received, language, idempotency_key))
+        claimed = await self._claim_voice(account, received, language, review_requirements, idempotency_key)
+        earlier = await self._find(claimed)
         return accepted(earlier) if earlier is not None else None
 
     async def submit_voice(
@@ -124,17 +143,19 @@ class PrototypeService(Service):
         chains: VoiceChains,
         *,
         language: str | None,
+        review_requirements: bool = False,
         idempotency_key: str | None,
     ) -> PrototypeAccepted:
-        """Keep the voice message as a 24-hour file, then start the pipeline on it (transcription first)."""
-        prototype_id = await self._claim_voice(account, received, language, idempotency_key)
+        """Keep the voice message as a 24-hour file, then start the pipeline on it (transcription first); with
+        `review_requirements`, it pauses after the requirements for approval, as a typed idea's does."""
+        prototype_id = await self._claim_voice(account, received, language, review_requirements, idempotency_key)
         if (earlier := await self._find(prototype_id)) is not None:
             return accepted(earlier)
         async with FileService(self.runtime).keep(received, account) as audio:
             prototype = Prototype(id=prototype_id, user_id=account.id, idea="", source="voice")
             message = TranscriptionCall(
                 audio_key=audio.storage_key,
-                filename=audio.original_name,
+                filename=heard_as(audio),
                 content_type=audio.content_type,
                 language=language,
             )
@@ -146,7 +167,7 @@ class PrototypeService(Service):
                 audio=message,
                 transcribers=chains.transcribers,
             )
-            await self._start(prototype, order)
+            await self._start(prototype, order.model_copy(update={"review_requirements": review_requirements}))
         return accepted(prototype)
 
     async def get(
@@ -250,6 +271,79 @@ class PrototypeService(Service):
         )
         return event_view(self.settings, event)
 
+    async def revise(
+        self,
+        account: Account,
+        prototype_id: uuid.UUID,
+        body: RevisionRequest,
+        providers: list[AITier],
+        *,
+        idempotency_key: str | None,
+    ) -> RevisionAccepted:
+        """Start the next revision of a completed prototype: it builds on the latest files. 404 for someone
+        else's prototype; 409 while the prototype or an earlier revision is under way. With an Idempotency-Key,
+        a retry gets the first revision; the same key with a different request is a 422."""
+        request = {"prototype_id": str(prototype_id), **body.model_dump(mode="json")}
+        revision_id = await claim(self.database, "revision", f"user:{account.id}", idempotency_key, request)
+        async with self.database.session() as db:
+            earlier = await db.get(PrototypeRevision, revision_id)
+        if earlier is not None:
+            return revision_accepted(earlier)
+        prototype = await self._owned(account, prototype_id)
+        if prototype.status != PrototypeStatus.COMPLETED:
+            raise Conflict(f"Only a completed prototype can be revised (it is {prototype.status})")
+        before = await self._revisions([prototype_id])
+        if any(revision.status in _UNDER_WAY for revision in before.get(prototype_id, [])):
+            raise Conflict("A revision of this prototype is still under way")
+        revision = PrototypeRevision(
+            id=revision_id,
+            prototype_id=prototype_id,
+            user_id=account.id,
+            number=1 + max((revision.number for revision in before.get(prototype_id, [])), default=0),
+            feedback=body.feedback,
+        )
+        base = self._order(prototype, account, providers, provider_named=body.model is not None)
+        order = RevisionOrder(
+            **base.model_dump(), revision_id=revision.id, number=revision.number, feedback=revision.feedback
+        )
+        try:
+            async with staged(self.database, revision):
+                await start_workflow(
+                    self.temporal,
+                    self.settings,
+                    PrototypeRevisionWorkflow.run,
+                    order,
+                    id=revision_workflow_id(prototype_id, revision.number),
+                    policy=REVISION_START_POLICY,
+                    search_attributes=search_attributes.for_resource(revision.id, account.id),
+                    summary=f"Revision {revision.number} of a prototype",
+                )
+        except IdempotencyKeyInUse:
+            if idempotency_key is not None:
+                raise
+            raise Conflict("Another revision of this prototype was requested at the same moment") from None
+        return revision_accepted(revision)
+
+    async def revision(self, account: Account, prototype_id: uuid.UUID, number: int) -> RevisionView:
+        """One revision: live while it runs (its workflow's query), as stored after. Someone else's prototype, or
+        a revision it does not have, is not found."""
+        await self._owned(account, prototype_id)
+        found = (await self._revisions([prototype_id])).get(prototype_id, [])
+        row = next((revision for revision in found if revision.number == number), None)
+        if row is None:
+            raise NotFound("Revision")
+        if row.status not in _UNDER_WAY:
+            return revision_view(self.settings, row)
+        handle = self.temporal.get_workflow_handle_for(
+            PrototypeRevisionWorkflow.run, revision_workflow_id(prototype_id, number)
+        )
+        try:
+            live = await handle.query(PrototypeRevisionWorkflow.progress, rpc_timeout=rpc_timeout(self.settings))
+        except (RPCError, WorkflowQueryFailedError) as err:  # no worker to answer right now: the row answers
+            log.warning("revision %s of %s: live progress unavailable (%s)", number, prototype_id, err)
+            return revision_view(self.settings, row)
+        return revision_view(self.settings, row, live)
+
     async def list_own(self, account: Account) -> list[PrototypeView]:
         """The account's prototypes, newest first, as last recorded (the status of one is live)."""
         statement = (
@@ -261,8 +355,15 @@ class PrototypeService(Service):
         async with self.database.session() as db:
             prototypes = (await db.exec(statement)).all()
         templated = await self._templated([prototype.id for prototype in prototypes])
+        revised = await self._revisions([prototype.id for prototype in prototypes])
         return [
-            prototype_view(self.settings, prototype, stored_progress(prototype), template=prototype.id in templated)
+            prototype_view(
+                self.settings,
+                prototype,
+                stored_progress(prototype),
+                template=prototype.id in templated,
+                revisions=revised.get(prototype.id, []),
+            )
             for prototype in prototypes
         ]
 
@@ -270,7 +371,26 @@ class PrototypeService(Service):
 
     async def _view(self, prototype: Prototype, progress: PrototypeProgress) -> PrototypeView:
         template = prototype.id in await self._templated([prototype.id])
-        return prototype_view(self.settings, prototype, progress, template=template)
+        revised = await self._revisions([prototype.id])
+        return prototype_view(
+            self.settings, prototype, progress, template=template, revisions=revised.get(prototype.id, [])
+        )
+
+    async def _revisions(self, prototype_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[PrototypeRevision]]:
+        """The prototypes' revisions, oldest first, in one read."""
+        if not prototype_ids:
+            return {}
+        statement = (
+            select(PrototypeRevision)
+            .where(col(PrototypeRevision.prototype_id).in_(prototype_ids))
+            .order_by(col(PrototypeRevision.number))
+        )
+        async with self.database.session() as db:
+            rows = (await db.exec(statement)).all()
+        found: dict[uuid.UUID, list[PrototypeRevision]] = {}
+        for row in rows:
+            found.setdefault(row.prototype_id, []).append(row)
+        return found
 
     async def _templated(self, prototype_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         """The prototypes whose every recorded model call the offline template answered: no model was asked."""
@@ -290,10 +410,18 @@ class PrototypeService(Service):
         return {prototype_id for prototype_id, used in tiers.items() if used == {AITier.OFFLINE}}
 
     async def _claim_voice(
-        self, account: Account, received: ReceivedFile, language: str | None, idempotency_key: str | None
+        self,
+        account: Account,
+        received: ReceivedFile,
+        language: str | None,
+        review_requirements: bool,
+        idempotency_key: str | None,
     ) -> uuid.UUID:
-        """A voice message is its content and language: the same key with other audio is another request."""
-        request = {"voice_sha256": received.sha256, "language": language}
+        """A voice message is its content, language and review choice: the same key with other audio is another
+        request. The choice is named only when made, so keys claimed before it existed still match."""
+        request: dict[str, str | bool | None] = {"voice_sha256": received.sha256, "language": language}
+        if review_requirements:
+            request["review_requirements"] = True
         return await claim(self.database, "prototype", f"user:{account.id}", idempotency_key, request)
 
     async def _find(self, prototype_id: uuid.UUID) -> Prototype | None:
@@ -319,7 +447,6 @@ class PrototypeService(Service):
         return PrototypeOrder(
             prototype_id=prototype.id,
             user_id=account.id,
-            email=account.email,
             idea=prototype.idea,
             audio=audio,
             providers=providers,
@@ -350,6 +477,13 @@ class PrototypeService(Service):
         metrics.prototypes_submitted.labels(order.providers[0].value.lower() if order.providers else "none").inc()
 
 
+def heard_as(audio: File) -> str:
+    """The voice message's name in the workflow's input, the transcriber's request and the recorded call: its file
+    id and the upload's extension (which tells the transcriber the format), not the customer's own file name."""
+    suffix = PurePath(audio.original_name).suffix.lower()
+    return f"{audio.id}{suffix}" if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else str(audio.id)
+
+
 def accepted(prototype: Prototype) -> PrototypeAccepted:
     return PrototypeAccepted(
         prototype_id=prototype.id,
@@ -361,8 +495,11 @@ def accepted(prototype: Prototype) -> PrototypeAccepted:
 
 def stored_progress(prototype: Prototype) -> PrototypeProgress:
     """The workflow's progress as its last recorded milestone left it in the row: the same shape as the live
-    query. A row whose milestones predate `steps_done` (older runs) counts the steps before the current one."""
-    steps = planned_steps(voice=prototype.source == "voice")
+    query. A row whose milestones predate `steps_done` (older runs) counts the steps before the current one; one
+    that reviewed without a tests step was made before the tests agent, and lists the steps it went through."""
+    recorded = prototype.steps_done or []
+    in_turn = "review" in recorded and "tests" not in recorded
+    steps = planned_steps(voice=prototype.source == "voice", parallel=not in_turn)
     if prototype.steps_done is not None:
         done = list(prototype.steps_done)
     elif prototype.status == PrototypeStatus.COMPLETED:
@@ -389,7 +526,12 @@ def stored_progress(prototype: Prototype) -> PrototypeProgress:
 
 
 def prototype_view(
-    settings: Settings, prototype: Prototype, progress: PrototypeProgress, *, template: bool
+    settings: Settings,
+    prototype: Prototype,
+    progress: PrototypeProgress,
+    *,
+    template: bool,
+    revisions: Sequence[PrototypeRevision] = (),
 ) -> PrototypeView:
     """The one way a prototype is shown: the workflow's progress (live, or as stored), and the row's facts."""
     completed = progress.status == PrototypeStatus.COMPLETED
@@ -403,6 +545,47 @@ def prototype_view(
         download_link=browser_link(settings, progress.file_id) if completed and progress.file_id else None,
         created_at=prototype.created_at,
         completed_at=prototype.completed_at,
+        revisions=[revision_view(settings, revision) for revision in revisions],
+    )
+
+
+def revision_accepted(revision: PrototypeRevision) -> RevisionAccepted:
+    return RevisionAccepted(
+        prototype_id=revision.prototype_id,
+        number=revision.number,
+        status=revision.status,
+        status_url=f"{status_url(revision.prototype_id)}/revisions/{revision.number}",
+        workflow_id=revision_workflow_id(revision.prototype_id, revision.number),
+    )
+
+
+def revision_view(
+    settings: Settings, revision: PrototypeRevision, live: RevisionProgress | None = None
+) -> RevisionView:
+    """A revision as its row last recorded it, or, while it runs, as its workflow says it stands."""
+    status, current_step, cost = revision.status, revision.current_step, revision.cost_usd_micros
+    verified, fix_rounds = revision.verified, revision.fix_rounds
+    if live is not None:
+        status, current_step, cost = live.status, live.current_step, live.cost_usd_micros
+        verified, fix_rounds = live.verified, live.fix_rounds
+    zip_id = revision.file_id if status == PrototypeStatus.COMPLETED else None
+    return RevisionView(
+        prototype_id=revision.prototype_id,
+        number=revision.number,
+        feedback=revision.feedback,
+        status=status,
+        current_step=current_step,
+        trying=live.trying if live is not None else None,
+        verified=verified,
+        fix_rounds=fix_rounds,
+        cost_usd_micros=cost,
+        cost_usd=cost / _MICROS_PER_USD,
+        file_id=revision.file_id,
+        download_url=download_path(zip_id) if zip_id else None,
+        download_link=browser_link(settings, zip_id) if zip_id else None,
+        error=revision.error,
+        created_at=revision.created_at,
+        completed_at=revision.completed_at,
     )
 
 

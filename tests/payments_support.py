@@ -174,7 +174,7 @@ async def time_skipping_checkout(
         async with build_worker(env.client, settings, engine):
             handle = await env.client.start_workflow(
                 CheckoutWorkflow.run,
-                checkout_order(settings, payment, price, email=user.email),
+                checkout_order(settings, payment, price),
                 id=workflow_id(payment.id),
                 task_queue=settings.temporal_task_queue,
             )

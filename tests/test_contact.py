@@ -28,9 +28,9 @@ from activities.email import EmailActivities, Mailer, OutboxMailer, SesMailer
 from api.app import create_app
 from models.db import Database, open_session
 from models.enums import ContactStatus
-from models.messages.contact import ContactProgress
-from models.messages.email import EmailMessage
-from models.tables import Contact, EmailDelivery
+from models.messages.contact import ContactNotice, ContactProgress
+from models.messages.email import EmailMessage, UserEmail
+from models.tables import Contact, EmailDelivery, User
 from services.errors import IdempotencyKeyInUse
 from services.staging import staged
 from settings import Settings
@@ -146,6 +146,29 @@ async def test_a_retried_send_finds_the_earlier_delivery(settings: Settings, eng
     again = await activities.send_email(message)
     assert mailer.delivered[message.message_id] == 1
     assert again == first
+
+
+async def test_an_email_to_an_account_goes_to_its_stored_address_and_to_nobody_once_it_is_erased(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """Workflows hold the user's id only (send_user_email): the address is read when the email is sent, and an
+    account erased meanwhile fails the email for good (the workflow logs it and goes on)."""
+    activities = EmailActivities(OutboxMailer(settings.outbox_dir, settings.email_from), engine)
+    address = f"reader-{uuid.uuid4().hex[:8]}@example.com"
+    user = User(email=address, password_hash="x")
+    user_id = user.id
+    async with open_session(engine) as db:
+        db.add(user)
+        await db.commit()
+    to_user = UserEmail(user_id=user_id, message_id=f"user-{user_id}", subject="s", text="t")
+    await activities.send_user_email(to_user)
+    assert outbox_messages(settings.outbox_dir)[f"{to_user.message_id}.eml"]["To"] == address
+
+    erased = to_user.model_copy(update={"user_id": uuid.uuid4(), "message_id": f"erased-{uuid.uuid4().hex}"})
+    with pytest.raises(ApplicationError) as refused:
+        await activities.send_user_email(erased)
+    assert (refused.value.type, refused.value.non_retryable) == ("UserGone", True)
+    assert f"{erased.message_id}.eml" not in outbox_messages(settings.outbox_dir)
 
 
 async def test_outbox_never_overwrites_a_sent_message(settings: Settings) -> None:
@@ -279,3 +302,18 @@ async def test_a_row_whose_workflow_cannot_start_is_deleted_again(engine: AsyncE
             raise RuntimeError("Temporal refused")
     async with open_session(engine) as db:
         assert await db.get(Contact, contact_id) is None
+
+
+async def test_a_contact_whose_message_was_erased_before_its_email_sends_nothing_and_ends(
+    worker: object, temporal: Client, settings: Settings
+) -> None:
+    """The workflow carries only the id: with the row gone (erased), there is nobody to write to, and no retry."""
+    contact_id = uuid.uuid4()
+    progress = await temporal.execute_workflow(
+        ContactWorkflow.run,
+        ContactNotice(contact_id=contact_id, team_address=settings.email_team_address),
+        id=f"contact-{contact_id}",
+        task_queue=settings.temporal_task_queue,
+    )
+    assert progress.failure and not progress.team_notified and not progress.sender_confirmed
+    assert outbox_messages(settings.outbox_dir) == {}

@@ -91,7 +91,7 @@ async def test_a_settled_invoice_completes_the_payment_once_whatever_the_deliver
     await wait_for_status(http, token, payment["id"], "COMPLETED")
     assert await tier_of(http, token) == "PREMIUM"
     activities, signals = await workflow_calls(temporal, payment["id"])
-    assert signals == 5 and activities["complete_payment"] == 1 and activities["send_email"] == 1
+    assert signals == 5 and activities["complete_payment"] == 1 and activities["send_user_email"] == 1
     assert len(receipts(btcpay_settings, payment["id"])) == 1
 
 

@@ -98,7 +98,7 @@ async def test_paypal_order_is_approved_captured_and_completes_once(
     activities, signals = await workflow_calls(temporal, payment["id"])
     assert signals == 6
     assert activities["capture_at_gateway"] == 1 and activities["complete_payment"] == 1
-    assert activities["send_email"] == 1 and len(receipts(paypal_settings, payment["id"])) == 1
+    assert activities["send_user_email"] == 1 and len(receipts(paypal_settings, payment["id"])) == 1
 
 
 async def test_forged_or_altered_paypal_webhooks_are_refused_and_signal_nothing(

@@ -26,19 +26,32 @@ from sqlmodel import col, select
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.erasure import TOMBSTONE_USER_ID, user_workflows
-from activities.storage import storage_key
+from activities.erasure import TOMBSTONE_USER_ID, ErasureActivities, user_workflows
+from activities.storage import build_storage, storage_key
 from api.app import create_app
 from models.db import open_session
-from models.messages.privacy import ErasureOrder
-from models.tables import AIResponse, Contact, EmailDelivery, File, IdempotencyKey, Payment, Prototype, Session, User
+from models.enums import PaymentGateway, ServiceTier
+from models.messages.privacy import ErasedRows, ErasureOrder, KeptPayments
+from models.tables import (
+    AIResponse,
+    Contact,
+    EmailDelivery,
+    File,
+    IdempotencyKey,
+    Payment,
+    Prototype,
+    PrototypeRevision,
+    Session,
+    User,
+)
 from services.temporal import start_workflow
 from settings import Settings
 from worker import WORKFLOWS, activities_for, build_worker
 from workflows import search_attributes
-from workflows.erasure import START_POLICY, ErasureWorkflow, erasure_id, workflow_id
+from workflows.erasure import START_POLICY, ErasureWorkflow, KeptPaymentsWorkflow, erasure_id, purge_due, workflow_id
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
 IDEA = {"idea": "An app that books climbing gyms: members see free slots and reserve one."}
@@ -102,6 +115,17 @@ async def customer_with_data(http: httpx.AsyncClient, *, prototype: bool = True)
     return account
 
 
+async def with_revision(engine: AsyncEngine, account: dict[str, Any]) -> dict[str, Any]:
+    """A revision row of the customer's prototype (its workflow is not the point here: its row is)."""
+    revision = PrototypeRevision(
+        prototype_id=uuid.UUID(account["prototype_id"]), user_id=account["id"], number=1, feedback="Bigger buttons"
+    )
+    async with open_session(engine) as db:
+        db.add(revision)
+        await db.commit()
+    return account | {"revision_id": str(revision.id)}
+
+
 def unzip(content: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
         return {name.removeprefix("statex-export/"): archive.read(name) for name in archive.namelist()}
@@ -111,7 +135,7 @@ async def test_the_export_holds_each_kind_of_the_users_data_and_nothing_of_anoth
     privacy_settings: Settings, temporal: Client, engine: AsyncEngine
 ) -> None:
     async with build_worker(temporal, privacy_settings, engine), api_only(privacy_settings, temporal) as http:
-        alice = await customer_with_data(http)
+        alice = await with_revision(engine, await customer_with_data(http))
         bob = await customer_with_data(http)
         started = await http.post("/api/me/export", headers=alice["headers"])
         assert started.status_code == 202, started.text
@@ -139,6 +163,7 @@ async def test_the_export_holds_each_kind_of_the_users_data_and_nothing_of_anoth
     sessions = json.loads(entries["sessions.json"])
     assert sessions and all("token_hash" not in session for session in sessions)
     assert [row["id"] for row in json.loads(entries["prototypes.json"])] == [alice["prototype_id"]]
+    assert [row["id"] for row in json.loads(entries["prototype_revisions.json"])] == [alice["revision_id"]]
     calls = json.loads(entries["ai_requests.json"])
     assert calls and all(call["prototype_id"] == alice["prototype_id"] and "cost_usd_micros" in call for call in calls)
     assert [row["id"] for row in json.loads(entries["payments.json"])] == [alice["payment_id"]]
@@ -176,6 +201,7 @@ async def _rows_naming(engine: AsyncEngine, user_id: uuid.UUID, email: str) -> d
         "sessions": select(Session).where(col(Session.user_id) == user_id),
         "files": select(File).where(col(File.user_id) == user_id),
         "prototypes": select(Prototype).where(col(Prototype.user_id) == user_id),
+        "prototype_revisions": select(PrototypeRevision).where(col(PrototypeRevision.user_id) == user_id),
         "ai_responses": select(AIResponse).where(col(AIResponse.user_id) == user_id),
         "payments": select(Payment).where(col(Payment.user_id) == user_id),
         "contacts": select(Contact).where(sa.or_(col(Contact.user_id) == user_id, col(Contact.email) == email)),
@@ -192,7 +218,7 @@ async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
     settings = privacy_settings
     async with api_only(settings, temporal) as http:
         async with build_worker(temporal, settings, engine):
-            alice = await customer_with_data(http)
+            alice = await with_revision(engine, await customer_with_data(http))
             bob = await customer_with_data(http, prototype=False)
         async with open_session(engine) as db:
             keys = list((await db.exec(select(File.storage_key).where(col(File.user_id) == alice["id"]))).all())
@@ -251,7 +277,8 @@ async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
 
         # No row names her, except the payment, kept and anonymised.
         assert await _rows_naming(engine, alice["id"], alice["email"]) == dict.fromkeys(
-            ("users", "sessions", "files", "prototypes", "ai_responses", "payments", "contacts"), 0
+            ("users", "sessions", "files", "prototypes", "prototype_revisions", "ai_responses", "payments", "contacts"),
+            0,
         ) | {"idempotency_keys": 0, "email_deliveries": 0}
         async with open_session(engine) as db:
             payment = await db.get(Payment, uuid.UUID(alice["payment_id"]))
@@ -289,3 +316,99 @@ async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
         registered = await http.post("/auth/register", json={"email": alice["email"], "password": "a new start 123"})
         assert registered.status_code == 201, registered.text
         assert registered.json()["id"] != str(alice["id"])
+
+
+async def test_erasure_finds_and_deletes_the_contact_workflows_sent_from_the_address_without_signing_in(
+    privacy_settings: Settings, temporal: Client, engine: AsyncEngine
+) -> None:
+    settings = privacy_settings
+    async with api_only(settings, temporal) as http, build_worker(temporal, settings, engine):
+        alice = await register_and_login(http)
+        alice_id = uuid.UUID(alice["user"]["id"])
+        other = f"someone-else-{uuid.uuid4().hex[:8]}@example.com"
+        sent: dict[str, str] = {}
+        for name, address in (("alice", alice["email"].upper()), ("other", other)):  # no Authorization: anonymous
+            accepted = await http.post("/api/contact", json={"name": "Ada", "email": address, "message": "hello"})
+            assert accepted.status_code == 202, accepted.text
+            sent[name] = accepted.json()["workflow_id"]
+            await temporal.get_workflow_handle(sent[name]).result()
+        key = search_attributes.contact_key(settings, alice["email"])
+        described = await temporal.get_workflow_handle(sent["alice"]).describe()
+        attributes = described.typed_search_attributes
+        assert (
+            attributes.get(search_attributes.CONTACT_KEY) == key and attributes.get(search_attributes.USER_ID) is None
+        )
+        assert alice["email"].split("@")[0] not in key  # opaque: a keyed hash, not the address
+        # One still running (no worker on its queue): erasure must stop it too.
+        stranded = await temporal.start_workflow(
+            "ContactWorkflow",
+            id=f"contact-{uuid.uuid4()}",
+            task_queue=f"nobody-{uuid.uuid4().hex[:8]}",
+            search_attributes=search_attributes.for_resource(uuid.uuid4(), contact_key=key),
+        )
+
+        erased = await http.request(
+            "DELETE", "/api/me", json={"password": alice["password"]}, headers=bearer(alice["access_token"])
+        )
+        assert erased.status_code == 202, erased.text
+        handle = temporal.get_workflow_handle_for(ErasureWorkflow.run, workflow_id(alice_id))
+        assert (await asyncio.wait_for(handle.result(), 90)).finished
+
+    async def deleted(workflow: str) -> bool | None:
+        try:
+            await temporal.get_workflow_handle(workflow).describe()
+        except RPCError as err:
+            return err.status == RPCStatusCode.NOT_FOUND or None
+        return None  # the server deletes in the background
+
+    for gone in (sent["alice"], stranded.id):
+        await eventually(functools.partial(deleted, gone), within=90, what=f"{gone} to be deleted")
+    await temporal.get_workflow_handle(sent["other"]).describe()  # another sender's is untouched
+    async with open_session(engine) as db:
+        senders = (
+            await db.exec(select(Contact.email).where(col(Contact.email).in_([alice["email"].upper(), other])))
+        ).all()
+    assert list(senders) == [other]
+
+
+async def test_anonymised_payments_are_deleted_the_day_after_their_keeping_period_and_not_before(
+    skipping: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
+) -> None:
+    """KeptPaymentsWorkflow (which an erasure starts) on the time-skipping server, against the database."""
+    users = [User(email=f"kept-{uuid.uuid4().hex[:8]}@example.com", password_hash="x") for _ in range(2)]
+    payments = [
+        Payment(
+            user_id=user.id, amount_minor=1000, currency="EUR", gateway=PaymentGateway.STRIPE, tier=ServiceTier.PREMIUM
+        )
+        for user in users
+    ]
+    async with open_session(engine) as db:
+        db.add_all(users)
+        await db.flush()
+        db.add_all(payments)
+        await db.commit()
+    erasure = ErasureActivities(skipping.client, build_storage(settings), engine, settings)
+    counts = [
+        await erasure.erase_rows(ErasedRows(user_id=user.id, email=user.email, keep_payments_years=years))
+        for user, years in zip(users, (1, 2), strict=True)
+    ]
+    keep_until = counts[0].keep_until
+    assert keep_until is not None and counts[1].keep_until is not None and counts[1].keep_until > keep_until
+
+    async def kept() -> set[uuid.UUID]:
+        async with open_session(engine) as db:
+            found = await db.exec(select(Payment.id).where(col(Payment.id).in_([p.id for p in payments])))
+            return set(found.all())
+
+    async with build_worker(skipping.client, settings, engine):
+        timer = await skipping.client.start_workflow(
+            KeptPaymentsWorkflow.run,
+            KeptPayments(erasure_id=uuid.uuid4(), keep_until=keep_until),
+            id=f"kept-payments-{uuid.uuid4()}",
+            task_queue=settings.temporal_task_queue,
+        )
+        await skipping.sleep(purge_due(keep_until) - await skipping.get_current_time() - timedelta(minutes=1))
+        assert await kept() == {payment.id for payment in payments}  # kept through the last day
+        await skipping.sleep(timedelta(minutes=2))
+        assert await timer.result() >= 1
+    assert await kept() == {payments[1].id}  # the one kept for two years is still there

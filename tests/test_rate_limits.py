@@ -46,6 +46,13 @@ def test_buckets_follow_the_seed() -> None:
     assert bucket_for("/api/contact") == "default"
 
 
+def test_a_revision_spends_the_ai_quota_and_its_status_does_not() -> None:
+    prototype = "/api/prototypes/0b6f4f52-8f0e-4c1e-9a55-5a7e3e1f0c11"
+    assert bucket_for(f"{prototype}/revisions") == "ai"
+    assert bucket_for(f"{prototype}/revisions/1") == "default"
+    assert bucket_for(prototype) == "default"
+
+
 async def test_two_hundred_concurrent_requests_over_two_processes_accept_exactly_two(
     make_app: AppFactory,
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import uuid
 import zipfile
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from ai.support import finished, service, sign_in
 from botocore.exceptions import ClientError
 from helpers import eventually
+from payload_keys import PAYLOAD_KEYS
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
@@ -175,6 +177,33 @@ def test_production_on_r2_without_an_eu_bucket_refuses_eu_files_naming_the_setti
     assert kept_in_eu(settings, account_of(ServiceTier.EU_COMPLIANCE)) is True
     with_eu = production.model_copy(update={"r2_eu_bucket": "statex-eu"})
     assert kept_in_eu(with_eu, account_of(ServiceTier.EU_COMPLIANCE)) is True
+
+
+async def test_an_eu_upload_with_no_eu_bucket_is_refused_before_its_body_is_read(
+    temporal: Client, engine: AsyncEngine, regional_settings: Settings
+) -> None:
+    no_eu_bucket = regional_settings.model_copy(
+        update={"environment": "production", "payload_keys": PAYLOAD_KEYS, "r2_eu_bucket": None}
+    )
+    sent = 0
+
+    async def huge() -> AsyncIterator[bytes]:  # 1 GB, made only as the server asks for it
+        nonlocal sent
+        yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.pdf"\r\n'
+        yield b"Content-Type: application/pdf\r\n\r\n"
+        while sent < 1024**3:
+            sent += 64 * 1024
+            yield bytes(64 * 1024)
+
+    async with service(temporal, engine, no_eu_bucket) as api:
+        account = await sign_in(api, engine, ServiceTier.EU_COMPLIANCE)
+        headers = {**account["headers"], "Content-Type": "multipart/form-data; boundary=x"}
+        refused = await api.post("/api/files/upload", content=huge(), headers=headers)
+        assert refused.status_code == 503, refused.text
+        assert "R2_EU_BUCKET" in refused.json()["error"]
+        assert sent == 0, f"the server read {sent} bytes of an upload it had to refuse"
+        standard = await sign_in(api, engine)
+        assert await upload(api, standard)  # everyone else's uploads go on
 
 
 async def test_regional_storage_routes_eu_keys_to_the_eu_backend(tmp_path: Path) -> None:

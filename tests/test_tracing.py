@@ -43,7 +43,7 @@ async def test_a_contact_request_and_its_activities_share_one_trace(
         def spans_named(prefix: str) -> list[object]:
             return [span for span in exporter.get_finished_spans() if span.name.startswith(prefix)]
 
-        await eventually(lambda: _ready(spans_named("RunActivity:send_email")), what="the activities' spans")
+        await eventually(lambda: _ready(spans_named("RunActivity:send_contact_email")), what="the activities' spans")
     [request] = [span for span in exporter.get_finished_spans() if span.name == "POST /api/contact"]
     trace_id = request.context.trace_id
     started = spans_named("StartWorkflow:ContactWorkflow")

@@ -34,8 +34,8 @@ from models.messages.ai import (
     Transcript,
     TranscriptionCall,
 )
-from models.messages.contact import ContactNotice
-from models.messages.email import EmailMessage, EmailReceipt
+from models.messages.contact import ContactEmail, ContactNotice
+from models.messages.email import EmailMessage, EmailReceipt, UserEmail
 from models.messages.files import RetainedFile
 from models.messages.payments import (
     CheckoutAction,
@@ -52,6 +52,7 @@ from models.messages.privacy import (
     ErasureSubject,
     ExportPackage,
     PackagedExport,
+    PurgeKeptPayments,
     StoppedWorkflows,
     StopWorkflows,
 )
@@ -60,6 +61,9 @@ from models.messages.prototypes import (
     PrototypeMilestone,
     PrototypeOrder,
     PrototypePackage,
+    RevisionBase,
+    RevisionMilestone,
+    RevisionOrder,
     SandboxCheck,
     VerificationRequest,
     VerificationResult,
@@ -70,6 +74,10 @@ STUB_MODEL = "stub-model"
 STUB_COST_MICROS = 1_000
 DOWNLOAD_TOKEN = "stub-download-token"
 STUB_EMAIL = "someone@example.com"
+STUB_FILES = {"main.py": "print('to-do')\n", "test_main.py": "def test_nothing():\n    pass\n"}
+"""The files a stubbed revision builds on."""
+MEETING_SECONDS = 20.0
+"""How long a model call of `Outside.together` waits for the others before it fails as asked alone."""
 
 
 @dataclass(frozen=True)
@@ -99,17 +107,36 @@ class Outside:
     """The first this many sandbox verdicts fail (a syntax error); the ones after pass."""
     held: dict[str, asyncio.Event] = field(default_factory=dict)
     """Activities (by name) that wait for their event before answering: a test holds a workflow mid-step."""
+    together: set[str] = field(default_factory=set)
+    """Model calls (by step) that answer only once all of them are in flight at the same time; one still alone
+    after MEETING_SECONDS fails, non-retryably: the workflow asked them one after the other."""
+    arrived: set[str] = field(default_factory=set)
+    steps_refusing: set[str] = field(default_factory=set)
+    """Model calls (by step) that every provider refuses (content policy), after meeting the others."""
+    _all_arrived: asyncio.Event = field(default_factory=asyncio.Event)
     calls: list[Call] = field(default_factory=list)
 
     def called(self, name: str) -> list[Any]:
         """The arguments of every call of one activity, in order."""
         return [call.argument for call in self.calls if call.name == name]
 
+    async def meet(self, step: str) -> None:
+        """Wait, within MEETING_SECONDS, until every call of `together` has arrived."""
+        self.arrived.add(step)
+        if self.arrived >= self.together:
+            self._all_arrived.set()
+        try:
+            await asyncio.wait_for(self._all_arrived.wait(), MEETING_SECONDS)
+        except TimeoutError:
+            missing = ", ".join(sorted(self.together - self.arrived))
+            raise ApplicationError(f"{step} was asked alone: {missing} not in flight", non_retryable=True) from None
+
     def names(self) -> list[str]:
         return [call.name for call in self.calls]
 
-    def emails(self) -> list[EmailMessage]:
-        return self.called("send_email")
+    def emails(self) -> list[EmailMessage | UserEmail]:
+        """Every email sent, whether addressed by the workflow or to an account the activity looks up."""
+        return [call.argument for call in self.calls if call.name in ("send_email", "send_user_email")]
 
     def activities(self) -> list[Callable[..., Any]]:
         return StubActivities(self).all()
@@ -126,10 +153,14 @@ class StubActivities:
     def all(self) -> list[Callable[..., Any]]:
         return [
             self.send_email,
+            self.send_user_email,
+            self.send_contact_email,
             self.mark_contact_notified,
             self.mark_contact_failed,
             self.mark_file_deleted,
             self.record_prototype_milestone,
+            self.read_revision_base,
+            self.record_revision_milestone,
             self.delete_object,
             self.package_prototype,
             self.verify_code,
@@ -142,6 +173,7 @@ class StubActivities:
             self.purge_outbox,
             self.forget_recipient,
             self.delete_user_histories,
+            self.purge_kept_payments,
             self.offline_chat,
             self.ollama_chat,
             self.openai_chat,
@@ -169,6 +201,23 @@ class StubActivities:
 
     # --- email, records, storage -------------------------------------------------------------------------
 
+    @activity.defn(name="send_user_email")
+    async def send_user_email(self, email: UserEmail) -> EmailReceipt:
+        await self._note(email)
+        if self.outside.mailer_down:
+            raise ApplicationError("the mailer is unreachable", type="Stub.Unreachable")
+        return EmailReceipt(
+            message_id=email.message_id, backend="stub", provider_message_id=None, sent_at=datetime.now(UTC)
+        )
+
+    @activity.defn(name="send_contact_email")
+    async def send_contact_email(self, email: ContactEmail) -> EmailReceipt:
+        await self._note(email)
+        if self.outside.mailer_down:
+            raise ApplicationError("the mailer is unreachable", type="Stub.Unreachable")
+        message_id = f"contact-{email.contact_id}-{email.kind}"
+        return EmailReceipt(message_id=message_id, backend="stub", provider_message_id=None, sent_at=datetime.now(UTC))
+
     @activity.defn(name="send_email")
     async def send_email(self, message: EmailMessage) -> EmailReceipt:
         await self._note(message)
@@ -192,6 +241,15 @@ class StubActivities:
 
     @activity.defn(name="record_prototype_milestone")
     async def record_prototype_milestone(self, milestone: PrototypeMilestone) -> None:
+        await self._note(milestone)
+
+    @activity.defn(name="read_revision_base")
+    async def read_revision_base(self, order: RevisionOrder) -> RevisionBase:
+        await self._note(order)
+        return RevisionBase(idea=order.idea, plan="# Plan", files=STUB_FILES, revision=order.number - 1)
+
+    @activity.defn(name="record_revision_milestone")
+    async def record_revision_milestone(self, milestone: RevisionMilestone) -> None:
         await self._note(milestone)
 
     @activity.defn(name="delete_object")
@@ -259,7 +317,13 @@ class StubActivities:
     @activity.defn(name="erase_rows")
     async def erase_rows(self, rows: ErasedRows) -> ErasureCounts:
         await self._note(rows)
-        return ErasureCounts(deleted={"users": 1}, payments_anonymised=0)
+        keep_until = (datetime.now(UTC) + timedelta(days=365 * rows.keep_payments_years)).date()
+        return ErasureCounts(deleted={"users": 1}, payments_anonymised=1, keep_until=keep_until)
+
+    @activity.defn(name="purge_kept_payments")
+    async def purge_kept_payments(self, purge: PurgeKeptPayments) -> int:
+        await self._note(purge)
+        return 1
 
     @activity.defn(name="purge_outbox")
     async def purge_outbox(self, address: str) -> int:
@@ -288,6 +352,12 @@ class StubActivities:
 
     async def _reply(self, tier: AITier, call: ModelCall) -> ModelReply:
         await self._answer(tier, call)
+        if call.step in self.outside.together:
+            await self.outside.meet(call.step)
+        if call.step in self.outside.steps_refusing:
+            raise ApplicationError(
+                f"{call.step} refused: content policy", type=AIFailure.CONTENT_REFUSED, non_retryable=True
+            )
         return ModelReply(
             tier=tier,
             text=f"{call.step or 'chat'} answer from {tier.lower()}",
@@ -400,14 +470,8 @@ FAST_AI = AICallPolicy(
 
 
 def contact_notice() -> ContactNotice:
-    return ContactNotice(
-        contact_id=uuid.uuid4(),
-        team_address="team@statex.invalid",
-        name="Ada",
-        email="ada@example.com",
-        message="I would like a quote for an app.",
-        subject="A quote",
-    )
+    """As the service builds it: the stored message's id, nothing of what the sender typed."""
+    return ContactNotice(contact_id=uuid.uuid4(), team_address="team@statex.invalid")
 
 
 def retained_file(expires_at: datetime) -> RetainedFile:
@@ -433,7 +497,6 @@ def prototype_order(
     return PrototypeOrder(
         prototype_id=prototype_id,
         user_id=uuid.uuid4(),
-        email="ada@example.com",
         idea="" if voice else "A to-do list app with reminders",
         audio=audio if voice else None,
         providers=list(providers),
@@ -441,6 +504,15 @@ def prototype_order(
         policy=FAST_AI,
         file_lifetime=timedelta(hours=24),
         link_base_url="https://api.statex.invalid",
+    )
+
+
+def revision_order(number: int = 1) -> RevisionOrder:
+    return RevisionOrder(
+        **prototype_order(providers=[AITier.OPENAI]).model_dump(),
+        revision_id=uuid.uuid4(),
+        number=number,
+        feedback="Add a due date to every item",
     )
 
 
@@ -454,7 +526,6 @@ def checkout_order(
     return CheckoutOrder(
         payment_id=uuid.uuid4(),
         user_id=uuid.uuid4(),
-        email="ada@example.com",
         tier=ServiceTier.PREMIUM,
         tier_name="Premium",
         gateway=PaymentGateway.STRIPE,

@@ -155,12 +155,19 @@ Answer = TypeVar("Answer", ModelReply, Transcript)
 
 
 class ModelCaller:
-    """Walks a provider chain from inside a workflow; `trying` and `tried` feed the workflow's query."""
+    """Walks a provider chain from inside a workflow; `trying` and `tried` feed the workflow's query. Several walks
+    may run at once (a stage's agents): each provider under way is counted until its own attempt ends."""
 
     def __init__(self, policy: AICallPolicy) -> None:
         self.policy = policy
-        self.trying: AITier | None = None
+        self.asking: list[AITier] = []
+        """The providers being asked right now, in the order they were asked (one entry per call in flight)."""
         self.tried: list[AITier] = []
+
+    @property
+    def trying(self) -> AITier | None:
+        """The provider asked longest ago of those still answering."""
+        return self.asking[0] if self.asking else None
 
     async def ask(self, providers: Sequence[AITier], call: ModelCall, *, purpose: str) -> ModelReply:
         return await self._walk(CHAT_ACTIVITIES, providers, call, ModelReply, purpose, self.policy.timeout_seconds)
@@ -182,7 +189,7 @@ class ModelCaller:
     ) -> Answer:
         failures: list[str] = []
         for tier in providers:
-            self.trying = tier
+            self.asking.append(tier)
             self.tried.append(tier)
             try:
                 return await workflow.execute_activity(  # type: ignore[call-overload]  # result_type with a callable
@@ -201,7 +208,7 @@ class ModelCaller:
                 workflow.logger.warning("%s via %s failed after retries: %s", purpose, name, _reason(err))
                 failures.append(f"{name}: {_reason(err)}")
             finally:
-                self.trying = None
+                self.asking.remove(tier)
         workflow.logger.error("%s: no AI provider answered (%s)", purpose, ", ".join(map(provider_name, providers)))
         raise ApplicationError(
             "No AI provider answered after retries: " + "; ".join(failures),

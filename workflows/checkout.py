@@ -20,14 +20,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.mail import send_email
+from workflows.mail import EMAIL_BY_USER_ID, send_to_account
 from workflows.starting import StartPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.payment_records import PaymentRecords
     from activities.payments import GatewayActivities
     from models.enums import GatewayState, PaymentStatus
-    from models.messages.email import EmailMessage
+    from models.messages.email import UserEmail
     from models.messages.payments import (
         CheckoutAction,
         CheckoutOrder,
@@ -191,7 +191,7 @@ class CheckoutWorkflow:
         self._status = PaymentStatus.COMPLETED
         self._refundable_until = workflow.now() + order.refund_window
         self._note(f"paid: COMPLETED, {order.tier} unlocked")
-        await send_email(receipt(order, self._gateway_id or ""), "email the receipt")
+        await self._email(order, receipt(order, self._gateway_id or ""), "email the receipt")
 
     async def _listen_for_refunds(self, order: CheckoutOrder) -> None:
         listen_until = workflow.now() + order.watch_refunds_for
@@ -216,7 +216,7 @@ class CheckoutWorkflow:
         await self._record(PaymentRecords.refund_payment, order.payment_id, "mark REFUNDED, take the tier back")
         self._status = PaymentStatus.REFUNDED
         self._note(f"refunded: REFUNDED, {order.tier} taken back")
-        await send_email(refund_notice(order), "email the refund notice")
+        await self._email(order, refund_notice(order), "email the refund notice")
 
     # --- signals, updates, queries -------------------------------------------------------------------
 
@@ -325,14 +325,18 @@ class CheckoutWorkflow:
             activity, argument, start_to_close_timeout=timedelta(seconds=60), retry_policy=RECORD_RETRY, summary=summary
         )
 
+    async def _email(self, order: CheckoutOrder, email: UserEmail, summary: str) -> None:
+        old_run = order.email is not None and not workflow.patched(EMAIL_BY_USER_ID)
+        await send_to_account(email, order.email if old_run else None, summary)
+
     def _note(self, what: str) -> None:
         self._history.append(PaymentHistoryEntry(at=workflow.now(), what=what))
 
 
-def receipt(order: CheckoutOrder, gateway_id: str) -> EmailMessage:
-    return EmailMessage(
+def receipt(order: CheckoutOrder, gateway_id: str) -> UserEmail:
+    return UserEmail(
+        user_id=order.user_id,
         message_id=f"payment-{order.payment_id}-receipt",
-        to=[order.email],
         subject=f"Your Statex receipt: {order.tier_name}",
         text=(
             f"Thank you for your payment.\n\n{order.tier_name}: {order.amount_display}\n"
@@ -342,10 +346,10 @@ def receipt(order: CheckoutOrder, gateway_id: str) -> EmailMessage:
     )
 
 
-def refund_notice(order: CheckoutOrder) -> EmailMessage:
-    return EmailMessage(
+def refund_notice(order: CheckoutOrder) -> UserEmail:
+    return UserEmail(
+        user_id=order.user_id,
         message_id=f"payment-{order.payment_id}-refund",
-        to=[order.email],
         subject=f"Your Statex refund: {order.tier_name}",
         text=(
             f"Your payment {order.payment_id} of {order.amount_display} for {order.tier_name} was refunded.\n"

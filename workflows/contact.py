@@ -1,5 +1,9 @@
 """ContactWorkflow: a contact-form message is emailed to the team, and the sender gets a confirmation.
 
+The input is the stored message's id: the email activity reads the sender's details from the database, so the
+history holds nothing personal even for whoever holds the payload keys. Runs begun before (`contact-by-id`) carry
+the details in their input and build the emails from it.
+
 Each email is retried within a bound (workflows.mail). If the team's cannot be sent, the contact is recorded
 FAILED (the message stays in the database for the team to read) and the workflow ends; a confirmation that
 cannot be sent does not undo the team's notice.
@@ -13,10 +17,11 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.contact import ContactLetter, confirmation_email, team_email
     from activities.records import RecordActivities
-    from models.messages.contact import ContactNotice, ContactProgress
-    from models.messages.email import EmailMessage
-    from workflows.mail import send_email
+    from models.messages.contact import ContactEmail, ContactEmailKind, ContactNotice, ContactProgress
+    from models.messages.email import EmailReceipt
+    from workflows.mail import send_contact_email, send_email
     from workflows.starting import ONCE_PER_RESOURCE
 
 
@@ -25,6 +30,8 @@ def workflow_id(contact_id: uuid.UUID) -> str:
 
 
 START_POLICY = ONCE_PER_RESOURCE  # one message, one workflow; a retried request gets the same run
+CONTACT_BY_ID = "contact-by-id"
+"""The patch after which the emails are built by the activity from the stored message, not from the input."""
 
 
 @workflow.defn
@@ -34,11 +41,13 @@ class ContactWorkflow:
         self._sender_confirmed = False
         self._contact_id: uuid.UUID | None = None
         self._failure: str | None = None
+        self._by_id = True
 
     @workflow.run
     async def run(self, notice: ContactNotice) -> ContactProgress:
         self._contact_id = notice.contact_id
-        if await send_email(team_email(notice, workflow.info().workflow_id), "email the team") is None:
+        self._by_id = workflow.patched(CONTACT_BY_ID)  # decided once, at the start: a run is old or new throughout
+        if await self._send(notice, ContactEmailKind.TEAM, "email the team") is None:
             self._failure = "the team's email could not be sent"
             await workflow.execute_activity_method(
                 RecordActivities.mark_contact_failed,
@@ -47,7 +56,9 @@ class ContactWorkflow:
             )
             return self.progress()
         self._team_notified = True
-        self._sender_confirmed = await send_email(confirmation_email(notice), "confirm to the sender") is not None
+        self._sender_confirmed = (
+            await self._send(notice, ContactEmailKind.CONFIRMATION, "confirm to the sender") is not None
+        )
         workflow.logger.info("contact %s: team notified, sender %s", notice.contact_id, self._sender_confirmed)
         await workflow.execute_activity_method(
             RecordActivities.mark_contact_notified,
@@ -55,6 +66,20 @@ class ContactWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
         )
         return self.progress()
+
+    async def _send(self, notice: ContactNotice, kind: ContactEmailKind, summary: str) -> EmailReceipt | None:
+        if self._by_id:
+            reference = workflow.info().workflow_id
+            return await send_contact_email(
+                ContactEmail(
+                    contact_id=notice.contact_id, kind=kind, team_address=notice.team_address, reference=reference
+                ),
+                summary,
+            )
+        letter = ContactLetter.of(notice)
+        if kind == ContactEmailKind.TEAM:
+            return await send_email(team_email(letter, notice.team_address, workflow.info().workflow_id), summary)
+        return await send_email(confirmation_email(letter), summary)
 
     @workflow.query
     def progress(self) -> ContactProgress:
@@ -64,35 +89,3 @@ class ContactWorkflow:
             sender_confirmed=self._sender_confirmed,
             failure=self._failure,
         )
-
-
-def team_email(notice: ContactNotice, reference: str) -> EmailMessage:
-    lines = [
-        f"From: {notice.name} <{notice.email}>",
-        *([f"Phone: {notice.phone}"] if notice.phone else []),
-        f"Reference: {reference}",
-        "",
-        notice.message,
-    ]
-    return EmailMessage(
-        message_id=f"contact-{notice.contact_id}-team",
-        to=[notice.team_address],
-        reply_to=notice.email,
-        subject=f"Contact form: {notice.subject or notice.name}"[:300],
-        text="\n".join(lines),
-    )
-
-
-def confirmation_email(notice: ContactNotice) -> EmailMessage:
-    """A fixed text: nothing the sender typed is echoed, so the form cannot send chosen words to an address
-    that is not the sender's own."""
-    return EmailMessage(
-        message_id=f"contact-{notice.contact_id}-confirmation",
-        to=[notice.email],
-        subject="We received your message",
-        text=(
-            "Hello,\n\nthank you for writing to Statex. We received your message and will answer within one "
-            "working day.\n\nIf you did not write to us, someone else gave your address; you can ignore this "
-            "email.\n\n-- The Statex team"
-        ),
-    )

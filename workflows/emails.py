@@ -1,7 +1,9 @@
-"""The prototype's emails (ready, failed, cancelled): their words, built from the workflow's state.
+"""The prototype's emails (ready, failed, cancelled) and a revision's (ready, failed): their words, built from the
+workflow's state.
 
 Pure functions of their inputs, so PrototypeWorkflow calls them on replay and gets the same message (and
-message id) every time.
+message id) every time. Addressed to the account by its id: the email activity reads the address
+(workflows.mail.send_to_account).
 """
 
 from __future__ import annotations
@@ -10,8 +12,15 @@ from datetime import datetime
 
 from activities.ai.offline import OFFLINE_MODEL
 from activities.packaging import usd, verdict
-from models.messages.email import EmailMessage
-from models.messages.prototypes import PrototypeOrder, PrototypeProgress, StepAnswer, VerificationResult
+from models.messages.email import UserEmail
+from models.messages.prototypes import (
+    PrototypeOrder,
+    PrototypeProgress,
+    RevisionOrder,
+    RevisionProgress,
+    StepAnswer,
+    VerificationResult,
+)
 
 
 def _title(idea: str) -> str:
@@ -28,7 +37,7 @@ def ready_email(
     answers: list[StepAnswer],
     download_token: str,
     verification: VerificationResult | None = None,
-) -> EmailMessage:
+) -> UserEmail:
     """The link works from the email without signing in: it carries a token for this one file."""
     link = f"{order.link_base_url.rstrip('/')}/api/files/{progress.file_id}?token={download_token}"
     offline = any(answer.model_used == OFFLINE_MODEL for answer in answers)
@@ -38,9 +47,9 @@ def ready_email(
         if offline
         else ""
     )
-    return EmailMessage(
+    return UserEmail(
+        user_id=order.user_id,
         message_id=f"prototype-{order.prototype_id}-ready",
-        to=[order.email],
         subject="Your prototype is ready",
         text=(
             f"Hello,\n\nyour prototype {_title(progress.idea)} is ready.\n\n"
@@ -61,10 +70,10 @@ def _verification_note(verification: VerificationResult | None, fix_rounds: int)
     return f"\n{said[0].upper()}{said[1:]}. VERIFICATION.md in the zip lists every check and what it said.\n"
 
 
-def failure_email(order: PrototypeOrder, idea: str, reason: str) -> EmailMessage:
-    return EmailMessage(
+def failure_email(order: PrototypeOrder, idea: str, reason: str) -> UserEmail:
+    return UserEmail(
+        user_id=order.user_id,
         message_id=f"prototype-{order.prototype_id}-failed",
-        to=[order.email],
         subject="Your prototype could not be made",
         text=(
             f"Hello,\n\nwe could not make your prototype {_title(idea)}.\n\nWhy: {reason}\n\n"
@@ -73,14 +82,50 @@ def failure_email(order: PrototypeOrder, idea: str, reason: str) -> EmailMessage
     )
 
 
-def cancelled_email(order: PrototypeOrder, idea: str, reason: str) -> EmailMessage:
-    return EmailMessage(
+def cancelled_email(order: PrototypeOrder, idea: str, reason: str) -> UserEmail:
+    return UserEmail(
+        user_id=order.user_id,
         message_id=f"prototype-{order.prototype_id}-cancelled",
-        to=[order.email],
         subject="Your prototype was cancelled",
         text=(
             f"Hello,\n\nyour prototype {_title(idea)} was cancelled.\n\nWhy: {reason}\n\n"
             "Only the requirements were made; nothing after them was spent. You can submit the idea again.\n\n"
             "-- The Statex team"
+        ),
+    )
+
+
+def revision_ready_email(
+    order: RevisionOrder,
+    progress: RevisionProgress,
+    expires_at: datetime,
+    download_token: str,
+    verification: VerificationResult | None,
+) -> UserEmail:
+    """As `ready_email`, for revision `order.number`: its own zip, its own cost."""
+    link = f"{order.link_base_url.rstrip('/')}/api/files/{progress.file_id}?token={download_token}"
+    return UserEmail(
+        user_id=order.user_id,
+        message_id=f"prototype-{order.prototype_id}-revision-{order.number}-ready",
+        subject=f"Revision {order.number} of your prototype is ready",
+        text=(
+            f"Hello,\n\nrevision {order.number} of your prototype {_title(order.idea)} is ready: the files "
+            f"from before, changed as you asked.\n\n"
+            f"Download it (signed in to Statex) until {expires_at:%Y-%m-%d %H:%M} UTC; then it is deleted:\n"
+            f"{link}\n\nThe AI calls of this revision cost {usd(progress.cost_usd_micros)}.\n"
+            f"{_verification_note(verification, progress.fix_rounds)}\n-- The Statex team"
+        ),
+    )
+
+
+def revision_failure_email(order: RevisionOrder, reason: str) -> UserEmail:
+    return UserEmail(
+        user_id=order.user_id,
+        message_id=f"prototype-{order.prototype_id}-revision-{order.number}-failed",
+        subject=f"Revision {order.number} of your prototype could not be made",
+        text=(
+            f"Hello,\n\nwe could not make revision {order.number} of your prototype {_title(order.idea)}.\n\n"
+            f"Why: {reason}\n\nThe prototype and its earlier revisions are as they were. You can ask for the "
+            "revision again later.\n\n-- The Statex team"
         ),
     )

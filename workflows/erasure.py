@@ -4,15 +4,21 @@ point resumes where the history says it was and repeats nothing that shows.
 Order matters: sessions first (nothing new can start), then the user's running workflows (file timers told to
 delete now, everything else cancelled, or terminated after a grace period), their objects, their rows (payments
 kept, anonymised), their mail in the outbox; then one confirmation to the address read at the start, whose
-delivery row keeps no address; last, the closed histories of every workflow carrying their `StatexUserId`.
+delivery row keeps no address; last, the closed histories of every workflow carrying their `StatexUserId`, or
+their address's `StatexContactKey` (contact messages sent without signing in).
 This workflow carries only an opaque resource id, so it does not delete itself; its own history (encrypted, like
 every payload) goes with the namespace's retention period.
+
+It ends by starting KeptPaymentsWorkflow, a child that outlives it: a durable timer to the day after the
+anonymised payments' `keep_until`, then one idempotent delete. A workflow of its own rather than a timer at the
+end of this one, so this history (which holds the address the confirmation went to) closes now; the child's
+holds an opaque erasure id and a date.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -21,7 +27,16 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.erasure import ErasureActivities
     from models.messages.email import EmailMessage
-    from models.messages.privacy import DeleteHistories, ErasedRows, ErasureOrder, ErasureProgress, StopWorkflows
+    from models.messages.privacy import (
+        DeleteHistories,
+        ErasedRows,
+        ErasureOrder,
+        ErasureProgress,
+        KeptPayments,
+        PurgeKeptPayments,
+        StopWorkflows,
+    )
+    from workflows import search_attributes
     from workflows.mail import send_email
     from workflows.starting import ONCE_PER_RESOURCE
 
@@ -31,8 +46,16 @@ STEP_TIMEOUT = timedelta(minutes=2)
 _NAMESPACE = uuid.UUID("8c4e2b7a-5d1f-4f0e-b3a9-7e6d1c2b9f04")
 
 
+KEPT_PAYMENTS_TIMER = "kept-payments-timer"
+"""The patch after which an erasure that kept payments ends by starting KeptPaymentsWorkflow."""
+
+
 def workflow_id(user_id: uuid.UUID) -> str:
     return f"erasure-{user_id}"
+
+
+def kept_payments_workflow_id(erasure: uuid.UUID) -> str:
+    return f"kept-payments-{erasure}"
 
 
 START_POLICY = ONCE_PER_RESOURCE
@@ -76,14 +99,14 @@ class ErasureWorkflow:
         await workflow.execute_activity_method(activities.revoke_all_sessions, user_id, **self._step("revoke sessions"))
         stopped = await workflow.execute_activity_method(
             activities.stop_user_workflows,
-            StopWorkflows(user_id=user_id, grace=order.cancel_grace),
+            StopWorkflows(user_id=user_id, grace=order.cancel_grace, contact_key=subject.contact_key),
             **self._step("stop the user's workflows", order.cancel_grace + STEP_TIMEOUT),
         )
         await workflow.execute_activity_method(
             activities.delete_stored_objects, user_id, **self._step("delete stored objects")
         )
         rows = ErasedRows(user_id=user_id, email=subject.email, keep_payments_years=order.keep_payments_years)
-        await workflow.execute_activity_method(activities.erase_rows, rows, **self._step("erase rows"))
+        counts = await workflow.execute_activity_method(activities.erase_rows, rows, **self._step("erase rows"))
         if subject.email is not None:
             await workflow.execute_activity_method(
                 activities.purge_outbox, subject.email, **self._step("purge the outbox")
@@ -96,11 +119,22 @@ class ErasureWorkflow:
         await workflow.execute_activity_method(
             activities.delete_user_histories,
             DeleteHistories(
-                user_id=user_id, known=[*stopped.cancelled, *stopped.terminated, *stopped.files_deleted_early]
+                user_id=user_id,
+                known=[*stopped.cancelled, *stopped.terminated, *stopped.files_deleted_early],
+                contact_key=subject.contact_key,
             ),
             **self._step("delete histories"),
         )
         self._done.append("delete histories")
+        if counts.keep_until is not None and workflow.patched(KEPT_PAYMENTS_TIMER):
+            await workflow.start_child_workflow(
+                KeptPaymentsWorkflow.run,
+                KeptPayments(erasure_id=erasure_id(user_id), keep_until=counts.keep_until),
+                id=kept_payments_workflow_id(erasure_id(user_id)),
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,  # it outlives the erasure by years
+                search_attributes=search_attributes.for_resource(erasure_id(user_id)),
+                static_summary="delete the anonymised payments after the accounting period",
+            )
         self._finished = True
         return self.progress()
 
@@ -119,3 +153,27 @@ class ErasureWorkflow:
     @workflow.query
     def progress(self) -> ErasureProgress:
         return ErasureProgress(user_id=self._user_id, steps_done=list(self._done), finished=self._finished)
+
+
+def purge_due(keep_until: date) -> datetime:
+    """The start of the day after the last one the records must be kept."""
+    return datetime.combine(keep_until + timedelta(days=1), time(), UTC)
+
+
+@workflow.defn
+class KeptPaymentsWorkflow:
+    """Anonymised payment records deleted once the accounting period that kept them is over."""
+
+    @workflow.run
+    async def run(self, kept: KeptPayments) -> int:
+        due = purge_due(kept.keep_until)
+        workflow.set_current_details(f"Deletes anonymised payment records at {due:%Y-%m-%d} 00:00 UTC")
+        if (wait := due - workflow.now()) > timedelta(0):
+            await workflow.sleep(wait, summary="the accounting period")  # durable: years, across restarts
+        return await workflow.execute_activity_method(
+            ErasureActivities.purge_kept_payments,
+            PurgeKeptPayments(kept_before=kept.keep_until + timedelta(days=1)),
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=ERASURE_RETRY,
+            summary="delete the anonymised payments",
+        )

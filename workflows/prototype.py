@@ -5,10 +5,16 @@ budget and preferred provider. Each call walks the user's provider chain (workfl
 Temporal UI lists every attempt under the step's name, and is recorded once as an AIResponse row
 (`prototype-<id>-<step>`). A voice message is transcribed first, and its transcript becomes the idea.
 
-After the code step, the code is checked in a sandbox (activities.sandbox); failing checks go back to the code
-agent with the errors, at most `order.fix_rounds` times, each round a recorded call of its own
-(`prototype-<id>-fix-<n>`). Whether the code ends verified is in the status, the zip (VERIFICATION.md) and the
-email. Runs begun before this existed (no "verify-and-fix" marker) take the old path and are never verified.
+The agents run in stages (workflows.prompts.STAGES): the code and tests agents both work from the plan, so they
+run at the same time, two model calls in flight at once (the Temporal UI shows both pending), each recorded as
+its own row with its own cost and events; a failure of one cancels the other. Runs begun before the tests agent
+(no "parallel-agents" marker) ask one agent at a time, as before (IN_TURN).
+
+After the code and tests, their files are checked together in a sandbox (activities.sandbox: compiled, parsed,
+the tests run with pytest); failing checks go back to the code agent with the errors, which may change code or
+tests, at most `order.fix_rounds` times, each round a recorded call of its own (`prototype-<id>-fix-<n>`).
+Whether the code ends verified is in the status, the zip (VERIFICATION.md) and the email. Runs begun before
+this existed (no "verify-and-fix" marker) take the old path and are never verified.
 
 The answers are zipped by an activity and stored as a file that lives 24 hours like any upload: its
 FileRetentionWorkflow starts (as an abandoned child) before the zip is stored, so nothing is stored without
@@ -16,6 +22,8 @@ its timer. Then the Prototype row is marked COMPLETED and the customer gets one 
 failure (a provider's refusal, every provider down) the row is marked FAILED with the reason and the customer
 gets one email saying why. The row follows the workflow at each milestone; the `progress` query is live, and
 the `events` query is the log the progress stream (GET /api/prototypes/{id}/events) sends, kept in memory.
+The verify-and-fix rounds, the packaging and the call records are shared with revisions
+(workflows.prototype_steps, workflows.revision).
 
 With `order.review_requirements` the workflow waits after the requirements (AWAITING_APPROVAL) for the
 `approve` update, at most `order.approval_window`; declined or unanswered, it ends CANCELLED.
@@ -23,55 +31,50 @@ With `order.review_requirements` the workflow waits after the requirements (AWAI
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ai.records import AIRecordActivities
-    from activities.packaging import PackagingActivities
     from activities.records import RecordActivities
-    from activities.sandbox import SandboxActivities
-    from activities.storage import storage_key
-    from models.enums import AITier, PrototypeStatus
-    from models.messages.ai import AICallRecord, ModelReply, TranscriptionCall
+    from models.enums import PrototypeStatus
+    from models.messages.ai import ModelCall, ModelReply, TranscriptionCall
     from models.messages.prototypes import (
         PrototypeApproval,
         PrototypeEvent,
-        PrototypeEventKind,
         PrototypeMilestone,
         PrototypeOrder,
-        PrototypePackage,
         PrototypeProgress,
         StepAnswer,
-        VerificationRequest,
         VerificationResult,
     )
     from workflows.ai import ModelCaller
     from workflows.emails import cancelled_email, failure_email, ready_email
-    from workflows.mail import send_email
-    from workflows.prompts import FIX, PIPELINE, AgentStep
-    from workflows.retention import FileRetentionWorkflow, retain_generated_file
+    from workflows.mail import EMAIL_BY_USER_ID
+    from workflows.prompts import IN_TURN, PIPELINE, STAGES, AgentStep
+    from workflows.prototype_steps import (
+        PACKAGING,
+        RECORD_RETRY,
+        CodeRounds,
+        call_fields,
+        failure_reason,
+        step_providers,
+    )
     from workflows.starting import ONCE_PER_RESOURCE
 
-RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-PACKAGE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-VERIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
-VERIFY_TIMEOUT = timedelta(minutes=10)
-"""Longer than the sandbox's own limits (a syntax pass and a pytest run, each killed at its wall limit)."""
 VERIFY_AND_FIX = "verify-and-fix"
 """The patch marker: runs that have it verify the code and may run fix rounds; older histories do not."""
-PACKAGE_DEADLINE = timedelta(minutes=30)
-"""Storage still failing after this long: the prototype fails (and says so) rather than wait for ever."""
+PARALLEL_AGENTS = "parallel-agents"
+"""The patch marker: runs that have it ask the agents of a stage at the same time, the tests agent among them."""
 ROW_DEADLINE = timedelta(minutes=2)
 """The row is committed before the start (services.staging), so it is there at once; the deadline only guards
 runs started by an older API, which committed the row after the start and might never have."""
 TRANSCRIPTION = "transcription"
-PACKAGING = "package"
 _FILE_ID_NAMESPACE = uuid.UUID("6a1d2f0e-93c4-4b8e-8f5a-2c7d9e4b1a30")
 _FAILURES = (ActivityError, ApplicationError)
 
@@ -88,36 +91,37 @@ old ALLOW_DUPLICATE_FAILED_ONLY (a failed run whose row never committed could be
 and a failed prototype is never silently run again under the same id."""
 
 
-def call_key(prototype_id: uuid.UUID, step: str) -> str:
-    """One AIResponse row per step of a prototype, however often a write is retried."""
-    return f"prototype-{prototype_id}-{step}"
-
-
 def result_file_id(prototype_id: uuid.UUID) -> uuid.UUID:
     """The zip's file id: derived, so a replayed or retried workflow names the same file."""
     return uuid.uuid5(_FILE_ID_NAMESPACE, f"prototype-{prototype_id}")
 
 
-def planned_steps(voice: bool) -> list[str]:
+def agent_stages(parallel: bool) -> tuple[tuple[AgentStep, ...], ...]:
+    """The agents a run asks, stage by stage: runs begun before the "parallel-agents" marker ask them in turn."""
+    return STAGES if parallel else IN_TURN
+
+
+def planned_stages(voice: bool, parallel: bool = True) -> list[list[str]]:
+    """The steps a prototype goes through, stage by stage: the steps of a stage run at the same time."""
+    agents = [[step.name for step in stage] for stage in agent_stages(parallel)]
+    return [*([[TRANSCRIPTION]] if voice else []), *agents, [PACKAGING]]
+
+
+def planned_steps(voice: bool, parallel: bool = True) -> list[str]:
     """The steps a prototype goes through, as the status shows them."""
-    return [*([TRANSCRIPTION] if voice else []), *(step.name for step in PIPELINE), PACKAGING]
-
-
-def step_providers(order: PrototypeOrder, step: AgentStep) -> list[AITier]:
-    """The user's chain, with the step's preferred provider first if the chain has it and the request named none."""
-    if order.provider_named or step.prefer not in order.providers:
-        return list(order.providers)
-    return [step.prefer, *(tier for tier in order.providers if tier != step.prefer)]
+    return [step for stage in planned_stages(voice, parallel) for step in stage]
 
 
 @workflow.defn
-class PrototypeWorkflow:
+class PrototypeWorkflow(CodeRounds):
     def __init__(self) -> None:
         self._prototype_id: uuid.UUID | None = None
         self._status = PrototypeStatus.QUEUED
         self._idea = ""
+        self._stages: list[list[str]] = []
         self._steps: list[str] = []
         self._done: list[str] = []
+        self._running: list[str] = []
         self._current: str | None = None
         self._cost_micros = 0
         self._file_id: uuid.UUID | None = None
@@ -125,18 +129,23 @@ class PrototypeWorkflow:
         self._error: str | None = None
         self._caller: ModelCaller | None = None
         self._verifies = False
+        self._parallel = False
         self._verification: VerificationResult | None = None
         self._fix_rounds = 0
         self._events: list[PrototypeEvent] = []
         self._approval: PrototypeApproval | None = None
+        self._mail_by_id = True
 
     @workflow.run
     async def run(self, order: PrototypeOrder) -> PrototypeProgress:
         self._prototype_id, self._idea, self._caller = order.prototype_id, order.idea, ModelCaller(order.policy)
-        self._steps = planned_steps(voice=order.audio is not None)
         self._verifies = workflow.patched(VERIFY_AND_FIX)  # decided once, at the start: a run is old or new throughout
+        self._parallel = workflow.patched(PARALLEL_AGENTS)
+        self._mail_by_id = workflow.patched(EMAIL_BY_USER_ID)
+        self._stages = planned_stages(voice=order.audio is not None, parallel=self._parallel)
+        self._steps = [step for stage in self._stages for step in stage]
         self._status = PrototypeStatus.RUNNING
-        self._start(self._steps[0])
+        self._start_next()
         try:
             await self._record_milestone(deadline=ROW_DEADLINE)
         except ActivityError as err:
@@ -149,7 +158,7 @@ class PrototypeWorkflow:
             answers = await self._ask_agents(order)
             expires_at = await self._package(order, answers, transcribed_by)
         except _FAILURES as err:
-            await self._fail(order, _reason(err))
+            await self._fail(order, failure_reason(err))
             raise
         except _Cancelled as cancelled:
             await self._cancel(order, cancelled.reason, timed_out=cancelled.timed_out)
@@ -158,7 +167,7 @@ class PrototypeWorkflow:
         await self._record_milestone()
         self._event("completed", cost_usd_micros=self._cost_micros, file_id=self._file_id, verified=self._verified())
         ready = ready_email(order, self.progress(), expires_at, answers, self._download_token, self._verification)
-        await send_email(ready, "email the download link")
+        await self._email(order, ready, "email the download link")
         return self.progress()
 
     # --- the steps -------------------------------------------------------------------------------------
@@ -187,152 +196,78 @@ class PrototypeWorkflow:
         return transcript.model_used
 
     async def _ask_agents(self, order: PrototypeOrder) -> list[StepAnswer]:
+        """Stage by stage: the agents of a stage are asked at once, then recorded in the stage's order (so the
+        rows and the zip read the same however the calls raced); a stage's files are verified together, by
+        the stage's first file-holding agent (the code's), before its steps count as done."""
         assert self._caller is not None
+        caller = self._caller
+
+        async def ask(step: AgentStep, call: ModelCall) -> ModelReply:
+            try:
+                return await caller.ask(step_providers(order, step), call, purpose=step.name)
+            except _FAILURES:
+                self._current = step.name  # the step that failed, as the status and the row report it
+                raise
+
         texts: dict[str, str] = {}
         answers: list[StepAnswer] = []
-        for step in PIPELINE:
-            call = step.call(self._idea, texts)
-            reply = await self._caller.ask(step_providers(order, step), call, purpose=step.name)
-            await self._record_call(order, step.name, call.prompt, reply)
-            texts[step.name] = reply.text
-            answers.append(
-                StepAnswer(
-                    step=step.name,
-                    document=step.document,
-                    text=reply.text,
-                    model_used=reply.model_used,
-                    cost_usd_micros=reply.cost_usd_micros,
-                    holds_files=step.holds_files,
+        for stage in agent_stages(self._parallel):
+            calls = [step.call(self._idea, texts) for step in stage]
+            replies = await _together([ask(step, call) for step, call in zip(stage, calls, strict=True)])
+            for step, call, reply in zip(stage, calls, replies, strict=True):
+                await self._record_call(order, step.name, call.prompt, reply)
+                texts[step.name] = reply.text
+                answers.append(
+                    StepAnswer(
+                        step=step.name,
+                        document=step.document,
+                        text=reply.text,
+                        model_used=reply.model_used,
+                        cost_usd_micros=reply.cost_usd_micros,
+                        holds_files=step.holds_files,
+                    )
                 )
-            )
-            if step.holds_files and self._verifies:
-                texts[step.name] = await self._verify_and_fix(order, step, texts, answers)
-            review = order.review_requirements and step is PIPELINE[0]
-            edited = await self._finish(step.name, reply, approval_window=order.approval_window if review else None)
-            if edited is not None:  # the customer's text replaces the answer, for the later steps and the zip
-                texts[step.name] = edited
-                answers[-1] = answers[-1].model_copy(update={"text": edited})
+            holding = [step for step in stage if step.holds_files]
+            if holding and self._verifies:
+                code = "\n\n".join(texts[step.name] for step in holding)  # code and tests: one set of files
+                texts[holding[0].name] = await self._verify_and_fix(
+                    order, holding[0], {**texts, holding[0].name: code}, answers
+                )
+            for step, reply in zip(stage, replies, strict=True):
+                review = order.review_requirements and step is PIPELINE[0]
+                window = order.approval_window if review else None
+                edited = await self._finish(step.name, reply, approval_window=window)
+                if edited is not None:  # the customer's text replaces the answer, for the later steps and the zip
+                    texts[step.name] = edited
+                    index = next(i for i, answer in enumerate(answers) if answer.step == step.name)
+                    answers[index] = answers[index].model_copy(update={"text": edited})
         return answers
 
-    async def _verify_and_fix(
-        self, order: PrototypeOrder, step: AgentStep, texts: dict[str, str], answers: list[StepAnswer]
-    ) -> str:
-        """Check the code; while checks fail and rounds remain, the code agent gets the errors and answers with
-        the files it changed. Returns the code as the later steps read it: every answer, later files last."""
-        assert self._caller is not None
-        code = [texts[step.name]]
-        while True:
-            self._verification = await self._verify(order, code)
-            verdict = self._verification
-            failed = [check.name for check in verdict.checks if not check.passed]
-            self._event(
-                "verification",
-                step=step.name,
-                round=verdict.round,
-                verified=verdict.passed,
-                failed_checks=failed,
-                error=verdict.sandbox_error,
-            )
-            if verdict.passed or self._fix_rounds >= order.fix_rounds or not _fixable(verdict):
-                break
-            self._fix_rounds += 1
-            name = f"{FIX.name}-{self._fix_rounds}"
-            call = FIX.call(
-                self._idea, {**texts, step.name: "\n\n".join(code), "errors": self._verification.failures()}
-            )
-            reply = await self._caller.ask(step_providers(order, step), call, purpose=name)
-            await self._record_call(order, name, call.prompt, reply)
-            code.append(reply.text)
-            answers.append(
-                StepAnswer(
-                    step=name,
-                    document=f"FIX-{self._fix_rounds}.md",
-                    text=reply.text,
-                    model_used=reply.model_used,
-                    cost_usd_micros=reply.cost_usd_micros,
-                    holds_files=True,
-                )
-            )
-            self._cost_micros += reply.cost_usd_micros
-            self._event("fix_round", step=name, round=self._fix_rounds, **_call_fields(reply))
-            await self._record_milestone()
-        return "\n\n".join(code)
-
-    async def _verify(self, order: PrototypeOrder, code: list[str]) -> VerificationResult:
-        """The sandbox's verdict; a sandbox that cannot run at all is a failed check too, never a silent pass."""
-        request = VerificationRequest(prototype_id=order.prototype_id, round=self._fix_rounds, code_answers=code)
-        try:
-            return await workflow.execute_activity_method(
-                SandboxActivities.verify_code,
-                request,
-                start_to_close_timeout=VERIFY_TIMEOUT,
-                retry_policy=VERIFY_RETRY,
-                summary=f"verify the code in a sandbox (round {self._fix_rounds})",
-            )
-        except ActivityError as err:
-            return VerificationResult(
-                round=self._fix_rounds,
-                passed=False,
-                files=[],
-                checks=[],
-                network_isolated=False,
-                sandbox_error=_reason(err),
-            )
-
-    async def _package(self, order: PrototypeOrder, answers: list[StepAnswer], transcribed_by: str | None) -> datetime:
-        """The zip's retention timer first, then the zip: nothing is stored without the workflow that deletes it."""
-        file_id = result_file_id(order.prototype_id)
-        made_at = workflow.now()
-        expires_at = made_at + order.file_lifetime
-        key = storage_key(file_id, eu=order.eu_resident)
-        retention = await retain_generated_file(
-            file_id, order.user_id, key, expires_at, f"Delete the prototype's zip at {expires_at:%Y-%m-%d %H:%M} UTC"
-        )
-        package = PrototypePackage(
-            prototype_id=order.prototype_id,
-            user_id=order.user_id,
-            file_id=file_id,
-            idea=self._idea,
-            source="voice" if order.audio is not None else "text",
-            transcribed_by=transcribed_by,
-            answers=answers,
-            made_at=made_at,
-            expires_at=expires_at,
-            verification=self._verification,
-            fix_rounds=self._fix_rounds,
-            storage_key=key,
-        )
-        try:
-            packaged = await workflow.execute_activity_method(
-                PackagingActivities.package_prototype,
-                package,
-                start_to_close_timeout=timedelta(minutes=2),
-                schedule_to_close_timeout=PACKAGE_DEADLINE,
-                retry_policy=PACKAGE_RETRY,
-                summary="zip and store the files",
-            )
-        except ActivityError:
-            await retention.signal(FileRetentionWorkflow.delete_now)  # whatever was stored goes now
-            raise
-        self._file_id = file_id
-        self._download_token = packaged.download_token
-        self._done.append(PACKAGING)
-        self._event("step_finished", step=PACKAGING, file_id=file_id)
-        return expires_at
+    def _zip(self, order: PrototypeOrder) -> tuple[uuid.UUID, dict[str, Any]]:
+        return result_file_id(order.prototype_id), {}
 
     async def _fail(self, order: PrototypeOrder, reason: str) -> None:
         """Keep `current_step` (the step that failed), record why, and tell the customer once."""
         self._status, self._error = PrototypeStatus.FAILED, reason
         await self._record_milestone()
         self._event("failed", step=self._current, cost_usd_micros=self._cost_micros, error=reason)
-        await send_email(failure_email(order, self._idea, reason), "email why it failed")
+        await self._email(order, failure_email(order, self._idea, reason), "email why it failed")
 
     # --- bookkeeping -----------------------------------------------------------------------------------
 
-    def _start(self, step: str) -> None:
-        self._current = step
-        self._event("step_started", step=step)
-        workflow.set_current_details(f"Step {self._steps.index(step) + 1} of {len(self._steps)}: {step}")
+    def _start_next(self) -> None:
+        """Once no step is under way, start every step of the next stage."""
+        if self._running:
+            return
+        stage = next((stage for stage in self._stages if not set(stage) <= set(self._done)), [])
+        for step in stage:
+            self._running.append(step)
+            self._current = self._running[0]
+            self._event("step_started", step=step)
+        if stage:
+            numbers = " and ".join(str(self._steps.index(step) + 1) for step in stage)
+            details = f"Step{'s' if len(stage) > 1 else ''} {numbers} of {len(self._steps)}: {', '.join(stage)}"
+            workflow.set_current_details(details + (" (at the same time)" if len(stage) > 1 else ""))
 
     async def _finish(
         self, step: str, reply: ModelReply, idea: str | None = None, approval_window: timedelta | None = None
@@ -340,10 +275,12 @@ class PrototypeWorkflow:
         """Count the step done and start the next; with an approval window, only once the customer approves.
         Returns the customer's edited text, if any."""
         self._done.append(step)
+        self._running.remove(step)
+        self._current = self._running[0] if self._running else None
         self._cost_micros += reply.cost_usd_micros
-        self._event("step_finished", step=step, **_call_fields(reply))
+        self._event("step_finished", step=step, **call_fields(reply))
         edited = await self._await_approval(step, approval_window) if approval_window is not None else None
-        self._start(self._steps[len(self._done)])
+        self._start_next()
         await self._record_milestone(idea=idea)
         return edited
 
@@ -373,7 +310,7 @@ class PrototypeWorkflow:
         await self._record_milestone()
         self._event("cancelled", cost_usd_micros=self._cost_micros, error=reason)
         if timed_out:
-            await send_email(cancelled_email(order, self._idea, reason), "email that it was cancelled")
+            await self._email(order, cancelled_email(order, self._idea, reason), "email that it was cancelled")
 
     async def _record_milestone(self, *, deadline: timedelta | None = None, idea: str | None = None) -> None:
         progress = self.progress()
@@ -398,30 +335,6 @@ class PrototypeWorkflow:
             retry_policy=RECORD_RETRY,
             summary=f"record {progress.status.lower()} {progress.current_step or ''}".strip(),
         )
-
-    async def _record_call(self, order: PrototypeOrder, step: str, prompt: str, reply: ModelReply) -> None:
-        await workflow.execute_activity_method(
-            AIRecordActivities.record_ai_call,
-            AICallRecord(
-                call_key=call_key(order.prototype_id, step),
-                user_id=order.user_id,
-                prototype_id=order.prototype_id,
-                step=step,
-                prompt=prompt,
-                reply=reply,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RECORD_RETRY,
-            summary=f"record the {step} call",
-        )
-
-    def _event(self, kind: PrototypeEventKind, **fields: Any) -> None:
-        """Log a milestone for the progress stream: in memory only, so no command changes and old histories
-        replay; a replay rebuilds the same log, in the same order, with the same clock."""
-        self._events.append(PrototypeEvent(id=len(self._events) + 1, kind=kind, at=workflow.now(), **fields))
-
-    def _verified(self) -> bool | None:
-        return self._verification.passed if self._verification is not None else None
 
     @workflow.update
     async def approve(self, decision: PrototypeApproval) -> PrototypeProgress:
@@ -468,26 +381,16 @@ class _Cancelled(Exception):
         self.reason, self.timed_out = reason, timed_out
 
 
-def _call_fields(reply: ModelReply) -> dict[str, Any]:
-    """Who answered a call, and what it cost, as an event tells it."""
-    return {
-        "provider": reply.tier,
-        "model_used": reply.model_used,
-        "input_tokens": reply.input_tokens,
-        "output_tokens": reply.output_tokens,
-        "cost_usd_micros": reply.cost_usd_micros,
-    }
-
-
-def _fixable(verdict: VerificationResult) -> bool:
-    """A fix round answers failing checks: not a sandbox that could not run, nor an answer with no files at all
-    (its text ships as it is, marked not verified)."""
-    return verdict.sandbox_error is None and bool(verdict.files)
-
-
-def _reason(err: FailureError) -> str:
-    """The innermost message: the provider's or the storage's own words."""
-    cause: BaseException = err
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
-    return cause.message if isinstance(cause, FailureError) else str(cause)
+async def _together(calls: Sequence[Awaitable[ModelReply]]) -> list[ModelReply]:
+    """Every call at once (each its own activities); the first failure cancels the others, and is raised once they
+    have stopped, so nothing of a failed stage goes on behind the failure's bookkeeping."""
+    if len(calls) == 1:  # a stage of one: awaited in place, the commands of runs that ask one agent at a time
+        return [await calls[0]]
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # not asyncio.wait: a set's order does not replay
+        raise

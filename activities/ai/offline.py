@@ -31,7 +31,7 @@ def template_answer(call: ModelCall) -> str:
             OFFLINE_NOTICE,
             f"Your message ({len(prompt.split())} words) was received: “{excerpt}”",
             "A prototype for an idea like this is usually planned in four steps: the requirements "
-            "(who uses it, for what), a plan of screens and data, the code, and a review.",
+            "(who uses it, for what), a plan of screens and data, the code and its tests, and a review.",
         ]
     )
 

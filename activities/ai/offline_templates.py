@@ -1,9 +1,9 @@
 """What the offline tier answers to each prototype step (workflows/prototype.py names the steps).
 
-Templates to fill in, not answers: each says so in its first line, and the code step's files say so in their
-own first line, so a downloaded prototype can never be mistaken for a model's work. The code step gives its
-files as fenced blocks naming a path, the format the code step asks a model for, so the same packaging reads
-both.
+Templates to fill in, not answers: each says so in its first line, and the code and tests steps' files say so in
+their own first line, so a downloaded prototype can never be mistaken for a model's work. Those steps give their
+files as fenced blocks naming a path, the format they ask a model for, so the same packaging and sandbox read
+both (the template's tests pass against the template's code).
 """
 
 from __future__ import annotations
@@ -69,6 +69,25 @@ if __name__ == "__main__":
 ```
 '''
 
+_TESTS = '''Tests of the skeleton in `code/`, to run with `python -m pytest` in that folder. Replace them with one
+test per user story in REQUIREMENTS.md as the code grows.
+
+```python test_main.py
+"""Offline template: no AI model wrote this. Tests of the skeleton's start page, with no server started."""
+
+import main
+
+
+def test_the_start_page_is_html_naming_the_prototype() -> None:
+    assert main.PAGE.startswith(b"<!doctype html>")
+    assert b"Prototype skeleton" in main.PAGE
+
+
+def test_the_start_page_answers_get_requests() -> None:
+    assert callable(main.StartPage.do_GET)
+```
+'''
+
 _REVIEW = """# Review (template)
 
 The code is a template, so there is nothing of yours to review yet. Before you build on it, check:
@@ -83,5 +102,6 @@ PROTOTYPE_TEMPLATES: dict[str, str] = {
     "requirements": _REQUIREMENTS,
     "plan": _PLAN,
     "code": _CODE,
+    "tests": _TESTS,
     "review": _REVIEW,
 }

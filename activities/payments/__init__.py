@@ -21,8 +21,10 @@ from temporalio.exceptions import ApplicationError
 from activities.payment_records import PaymentRecords
 from activities.payments import btcpay, comgate, paypal
 from activities.payments.common import Gateway, WebhookNotice
+from models.db import open_session
 from models.enums import PaymentGateway
 from models.messages.payments import CheckoutOrder, GatewayReference, GatewaySession, GatewayStatus
+from models.tables import User
 from settings import Settings
 
 
@@ -113,8 +115,9 @@ async def verify_webhook(
 class GatewayActivities:
     """Thin: each activity hands the call to the payment's gateway, which classifies its own errors."""
 
-    def __init__(self, gateways: Mapping[PaymentGateway, Gateway]) -> None:
+    def __init__(self, gateways: Mapping[PaymentGateway, Gateway], engine: AsyncEngine) -> None:
         self.gateways = gateways
+        self.engine = engine
 
     def _gateway(self, gateway: PaymentGateway) -> Gateway:
         if gateway not in self.gateways:
@@ -125,7 +128,16 @@ class GatewayActivities:
 
     @activity.defn
     async def create_at_gateway(self, order: CheckoutOrder) -> GatewaySession:
-        return await self._gateway(order.gateway).create(order)
+        """The payer's address, which gateways ask for, is read here: the workflow's input carries only the user's
+        id (runs begun before carry the address too)."""
+        gateway = self._gateway(order.gateway)
+        if order.email is None:
+            async with open_session(self.engine) as db:
+                user = await db.get(User, order.user_id)
+            if user is None:
+                raise ApplicationError(f"user {order.user_id} is no longer stored", type="UserGone", non_retryable=True)
+            order = order.model_copy(update={"email": user.email})
+        return await gateway.create(order)
 
     @activity.defn
     async def gateway_status(self, payment: GatewayReference) -> GatewayStatus:
@@ -150,7 +162,7 @@ def checkout_activities(settings: Settings, engine: AsyncEngine, clients: AsyncE
     built = build_gateways(settings)
     for gateway in built.values():
         clients.push_async_callback(gateway.aclose)
-    gateways = GatewayActivities(built)
+    gateways = GatewayActivities(built, engine)
     records = PaymentRecords(engine)
     return [
         gateways.create_at_gateway,

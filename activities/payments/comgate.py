@@ -64,7 +64,7 @@ class ComgateGateway:
                 "label": order.tier_name[:16],
                 "refId": str(order.payment_id),
                 "method": "ALL",
-                "email": order.email,
+                "email": order.email or "",  # create_at_gateway fills it in from the account
                 "country": "CZ",
                 "prepareOnly": "true",
                 "test": self.test,

@@ -29,6 +29,7 @@ router = APIRouter(prefix="/api/files", tags=["files"], route_class=RateLimitedR
 async def upload(request: Request, user: CurrentUser, files: Files, settings: SettingsDep) -> UploadedFile:
     """Multipart, field `file`. The file is deleted after FILE_RETENTION_HOURS (24 by default)."""
     await enforce(request, count=False)  # an exhausted quota is refused before the body is read
+    files.refuse_unkeepable(user)  # so is an EU_COMPLIANCE upload with no EU bucket to keep it in (503)
     with upload_slot(request, user.id):  # so is a third upload while two are in flight
         received = await receive_file(
             request,

@@ -5,6 +5,8 @@ The submissions are under /api/ai/, so each valid one counts against the AI limi
 (bad input, a provider this tier may not use, voice without a transcriber) is answered before it is counted.
 The status routes are outside /api/ai/ on purpose: polling costs nothing of that limit. GET
 /api/prototypes/{id}/events streams the pipeline's progress as Server-Sent Events, one request however long.
+POST /api/prototypes/{id}/revisions asks models too, so it counts against the AI limit like a submission
+(api.ratelimit.bucket_for); its status, GET /api/prototypes/{id}/revisions/{n}, does not.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from api.deps import CurrentUser, IdempotencyKey, Prototypes, SettingsDep
+from api.deps import CurrentUser, Files, IdempotencyKey, Prototypes, SettingsDep
 from api.disconnect import ClientGone
 from api.errors import errors
 from api.ratelimit import RateLimitedRoute, counts_itself, enforce
-from api.uploads import MULTIPART_BODY, receive_file, upload_slot
+from api.uploads import form_flag, multipart_body, receive_file, upload_slot
 from models.api.common import AIProviderName
 from models.api.prototypes import (
     ApprovalRequest,
@@ -29,6 +31,9 @@ from models.api.prototypes import (
     PrototypeEventView,
     PrototypeRequest,
     PrototypeView,
+    RevisionAccepted,
+    RevisionRequest,
+    RevisionView,
 )
 from models.enums import AITier
 from services.prototypes import MAX_WAIT_SECONDS, VoiceChains
@@ -39,6 +44,11 @@ status_router = APIRouter(prefix="/api/prototypes", tags=["prototypes"], route_c
 
 def chosen_providers(body: PrototypeRequest, user: CurrentUser, prototypes: Prototypes) -> list[AITier]:
     """A dependency, so that a refusal comes before the limiter counts the request."""
+    return prototypes.providers(user, body.model)
+
+
+def chosen_revision_providers(body: RevisionRequest, user: CurrentUser, prototypes: Prototypes) -> list[AITier]:
+    """As `chosen_providers`, for a revision: refused before the request is counted."""
     return prototypes.providers(user, body.model)
 
 
@@ -70,7 +80,13 @@ async def submit(
 @router.post(
     "/voice",
     status_code=status.HTTP_202_ACCEPTED,
-    openapi_extra=MULTIPART_BODY,
+    openapi_extra=multipart_body(
+        review_requirements={
+            "type": "boolean",
+            "default": False,
+            "description": PrototypeRequest.model_fields["review_requirements"].description,
+        }
+    ),
     responses=errors(400, 401, 403, 408, 409, 413, 415, 422, 429, 503),
 )
 @counts_itself
@@ -80,6 +96,7 @@ async def submit_voice(
     user: CurrentUser,
     chains: Annotated[VoiceChains, Depends(chosen_voice_chains)],
     prototypes: Prototypes,
+    files: Files,
     settings: SettingsDep,
     language: Annotated[
         str | None, Query(pattern=r"^[a-z]{2}$", description="ISO-639-1 language of the message, e.g. 'cs'")
@@ -88,8 +105,10 @@ async def submit_voice(
 ) -> PrototypeAccepted:
     """Multipart, field `file`: a voice message describing the idea (at most VOICE_MAX_BYTES, an audio type in
     VOICE_ALLOWED_TYPES). It is transcribed (EU_COMPLIANCE accounts: by an EU-resident provider only), and the
-    transcript goes through the same pipeline as a typed idea. The audio is kept 24 hours like any upload."""
+    transcript goes through the same pipeline as a typed idea. The audio is kept 24 hours like any upload.
+    Field `review_requirements` (`true`): pause after the requirements for approval, as a typed idea can."""
     await enforce(request, count=False)  # an exhausted quota is refused before the body is read
+    files.refuse_unkeepable(user)  # so is audio of an EU_COMPLIANCE account with no EU bucket to keep it in (503)
     with upload_slot(request, user.id):  # a third upload while two are in flight is refused before it is read
         received = await receive_file(
             request,
@@ -99,15 +118,18 @@ async def submit_voice(
             idle_seconds=settings.upload_idle_seconds,
         )
         try:
+            review = form_flag(received.form, "review_requirements")
             # A retried request (same key, same message) gets the first prototype and is not counted again. Its
             # body is read all the same: only its content tells a retry from another message under a used key.
-            earlier = await prototypes.earlier(user, received, language=language, idempotency_key=idempotency_key)
+            earlier = await prototypes.earlier(
+                user, received, language=language, review_requirements=review, idempotency_key=idempotency_key
+            )
             if earlier is not None:
                 response.headers["Location"] = earlier.status_url
                 return earlier
             await enforce(request)  # counted now that the message is valid
             accepted = await prototypes.submit_voice(
-                user, received, chains, language=language, idempotency_key=idempotency_key
+                user, received, chains, language=language, review_requirements=review, idempotency_key=idempotency_key
             )
         finally:
             await asyncio.to_thread(received.path.unlink, missing_ok=True)
@@ -152,6 +174,40 @@ async def approve(
     return await prototypes.approve(user, prototype_id, body)
 
 
+@status_router.post(
+    "/{prototype_id}/revisions",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=errors(401, 403, 404, 409, 422, 429, 503),
+)
+async def revise(
+    prototype_id: uuid.UUID,
+    body: RevisionRequest,
+    response: Response,
+    user: CurrentUser,
+    providers: Annotated[list[AITier], Depends(chosen_revision_providers)],
+    prototypes: Prototypes,
+    idempotency_key: IdempotencyKey = None,
+) -> RevisionAccepted:
+    """Revise a COMPLETED prototype with your feedback: the revise agent changes only the files it needs to, over
+    the latest files (the previous revision's, or the prototype's), then they are checked in the sandbox and
+    zipped like the prototype; an email brings the link. Counts against the AI limit. 409 while the prototype
+    or an earlier revision is under way. With an `Idempotency-Key`, a retry gets the first revision."""
+    accepted = await prototypes.revise(user, prototype_id, body, providers, idempotency_key=idempotency_key)
+    response.headers["Location"] = accepted.status_url
+    return accepted
+
+
+@status_router.get("/{prototype_id}/revisions/{number}", responses=errors(401, 404, 422, 503))
+async def revision(
+    prototype_id: uuid.UUID,
+    number: Annotated[int, Path(ge=1, le=10_000)],
+    user: CurrentUser,
+    prototypes: Prototypes,
+) -> RevisionView:
+    """One revision: live while it runs, the stored result after, with its zip's download URL and its own cost."""
+    return await prototypes.revision(user, prototype_id, number)
+
+
 EVENT_STREAM: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Server-Sent Events: `id:` the event's id, `event:` its kind, `data:` a PrototypeEventView",
@@ -169,6 +225,7 @@ async def events(
     prototype_id: uuid.UUID,
     user: CurrentUser,
     prototypes: Prototypes,
+    settings: SettingsDep,
     last_event_id: Annotated[
         int, Header(alias="Last-Event-ID", ge=0, description="Resume after this event (EventSource sends it)")
     ] = 0,
@@ -176,16 +233,37 @@ async def events(
     """The pipeline live, as Server-Sent Events: each step started and finished (provider, tokens, cost), each
     verification and fix round, then `completed` (with the download link) or `failed`, after which the stream
     ends. One request of the daily limit however long it stays open; it closes after
-    PROTOTYPE_EVENTS_MAX_SECONDS, and a reconnect with `Last-Event-ID` gets only the events after that id."""
+    PROTOTYPE_EVENTS_MAX_SECONDS, and a reconnect with `Last-Event-ID` gets only the events after that id. While
+    no event comes, a `: keep-alive` comment every PROTOTYPE_EVENTS_KEEPALIVE_SECONDS keeps proxies from
+    closing the idle stream (EventSource ignores comments)."""
     stream = await prototypes.events(user, prototype_id, after=last_event_id)
     return StreamingResponse(
-        server_sent(stream),
+        server_sent(stream, keepalive_seconds=settings.prototype_events_keepalive_seconds),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},  # no proxy holds events back
     )
 
 
-async def server_sent(events: AsyncIterator[PrototypeEventView]) -> AsyncIterator[str]:
-    """The SSE wire format: a plain StreamingResponse needs no library for three fields a message."""
-    async for event in events:
-        yield f"id: {event.id}\nevent: {event.kind}\ndata: {event.model_dump_json()}\n\n"
+KEEPALIVE = ": keep-alive\n\n"
+"""An SSE comment: it keeps the connection busy and is no event to the client."""
+
+
+async def server_sent(events: AsyncIterator[PrototypeEventView], *, keepalive_seconds: float) -> AsyncIterator[str]:
+    """The SSE wire format (a plain StreamingResponse needs no library for three fields a message), with a
+    keep-alive comment whenever `keepalive_seconds` pass without an event. The next event is awaited as a task
+    of its own, so a keep-alive never interrupts the wait for it."""
+    upcoming = asyncio.ensure_future(anext(events))
+    try:
+        while True:
+            arrived, _ = await asyncio.wait({upcoming}, timeout=keepalive_seconds)
+            if not arrived:
+                yield KEEPALIVE
+                continue
+            try:
+                event = upcoming.result()
+            except StopAsyncIteration:
+                return
+            yield f"id: {event.id}\nevent: {event.kind}\ndata: {event.model_dump_json()}\n\n"
+            upcoming = asyncio.ensure_future(anext(events))
+    finally:
+        upcoming.cancel()

@@ -1,4 +1,4 @@
-"""Requests and responses of /api/ai/prototype, /api/ai/voice and /api/prototypes."""
+"""Requests and responses of /api/ai/prototype, /api/ai/voice and /api/prototypes (revisions included)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,47 @@ class PrototypeAccepted(BaseModel):
     workflow_id: str
 
 
+class RevisionRequest(Strict):
+    """What to change in a completed prototype: the revision builds on its latest files."""
+
+    feedback: Annotated[str, Field(min_length=1, max_length=5_000), AfterValidator(plain_text)]
+    model: AIProviderName | None = Field(
+        default=None, description="Preferred provider for the revision's calls; otherwise your service tier decides"
+    )
+
+
+class RevisionAccepted(BaseModel):
+    """The revision runs in the background: poll `status_url` (polls do not count against the AI limit)."""
+
+    success: Literal[True] = True
+    prototype_id: uuid.UUID
+    number: int
+    status: PrototypeStatus
+    status_url: str
+    workflow_id: str
+
+
+class RevisionView(BaseModel):
+    """One revision of a prototype: its feedback, and its own files and cost."""
+
+    prototype_id: uuid.UUID
+    number: int = Field(description="1 for the first revision, then 2, 3 ...")
+    feedback: str
+    status: PrototypeStatus
+    current_step: str | None
+    trying: AITier | None = Field(default=None, description="The provider being asked right now (live only)")
+    verified: bool | None = Field(default=None, description="Its code passed the sandbox checks (null: not yet)")
+    fix_rounds: int = 0
+    cost_usd_micros: int
+    cost_usd: float
+    file_id: uuid.UUID | None
+    download_url: str | None = Field(description="Its zip: GET with the access token; kept 24 hours")
+    download_link: str | None = Field(default=None, description="Its zip as an absolute signed link")
+    error: str | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
 class PrototypeView(BaseModel):
     """A prototype as its owner sees it: live while the pipeline runs, the stored result after."""
 
@@ -78,6 +119,9 @@ class PrototypeView(BaseModel):
     fix_rounds: int = Field(default=0, description="How often failing code went back to the code agent")
     created_at: datetime
     completed_at: datetime | None
+    revisions: list[RevisionView] = Field(
+        default_factory=list, description="Its revisions, oldest first (POST /api/prototypes/{id}/revisions)"
+    )
 
 
 class PrototypeEventView(BaseModel):

@@ -24,7 +24,9 @@ class CheckoutOrder(BaseModel):
 
     payment_id: uuid.UUID
     user_id: uuid.UUID
-    email: str
+    email: str | None = None
+    """Only in runs begun before the receipt was sent to the account's address read by the activity
+    (`email-by-user-id`); new runs carry the user's id alone."""
     tier: ServiceTier
     tier_name: str
     gateway: PaymentGateway

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel
@@ -66,11 +66,16 @@ class ErasureSubject(BaseModel):
     user_id: uuid.UUID
     email: str | None
     """None when the user row was already gone (an erasure resumed after its rows were deleted)."""
+    contact_key: str | None = None
+    """The address's `StatexContactKey`, which finds contact workflows sent from it without an account (absent
+    from older histories: None)."""
 
 
 class StopWorkflows(BaseModel):
     user_id: uuid.UUID
     grace: timedelta
+    contact_key: str | None = None
+    """Also the workflows of contact messages sent from the address, signed in or not."""
 
 
 class StoppedWorkflows(BaseModel):
@@ -83,6 +88,8 @@ class DeleteHistories(BaseModel):
     user_id: uuid.UUID
     known: list[str]
     """The workflows the erasure stopped: deleted by id too, as visibility may not list one that just closed."""
+    contact_key: str | None = None
+    """Also the histories of contact messages sent from the address, signed in or not."""
 
 
 class ErasedRows(BaseModel):
@@ -94,6 +101,20 @@ class ErasedRows(BaseModel):
 class ErasureCounts(BaseModel):
     deleted: dict[str, int]
     payments_anonymised: int
+    keep_until: date | None = None
+    """When anonymised payments were kept: the date until which they must be (absent from older histories)."""
+
+
+class KeptPayments(BaseModel):
+    """KeptPaymentsWorkflow's input: an opaque erasure id and a date, nothing that names anybody."""
+
+    erasure_id: uuid.UUID
+    keep_until: date
+
+
+class PurgeKeptPayments(BaseModel):
+    kept_before: date
+    """Anonymised payments kept until a day before this one are deleted."""
 
 
 class ErasureProgress(BaseModel):

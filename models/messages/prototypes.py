@@ -1,4 +1,4 @@
-"""PrototypeWorkflow's input, query, milestones and package."""
+"""PrototypeWorkflow's and PrototypeRevisionWorkflow's inputs, queries, milestones and package."""
 
 from __future__ import annotations
 
@@ -50,7 +50,9 @@ class PrototypeOrder(BaseModel):
 
     prototype_id: uuid.UUID
     user_id: uuid.UUID
-    email: str
+    email: str | None = None
+    """Only in runs begun before the emails went to the account's address read by the activity
+    (`email-by-user-id`); new runs carry the user's id alone."""
     idea: str = Field(default="", description="Empty for a voice message: the transcript becomes the idea")
     audio: TranscriptionCall | None = None
     providers: list[AITier] = Field(min_length=1, description="Tried in order; chosen by workflows.ai")
@@ -162,6 +164,11 @@ class PrototypePackage(BaseModel):
     verification: VerificationResult | None = Field(default=None, description="Shipped as VERIFICATION.md")
     fix_rounds: int = 0
     storage_key: str | None = Field(default=None, description="Where the zip goes; None: storage_key(file_id)")
+    base_files: dict[str, str] = Field(
+        default_factory=dict, description="A revision's files from before: the answers' files go over them"
+    )
+    revision: int | None = Field(default=None, description="A revision's number; None: the prototype itself")
+    feedback: str | None = Field(default=None, description="What the revision was asked to change")
 
 
 class PackagedPrototype(BaseModel):
@@ -170,3 +177,57 @@ class PackagedPrototype(BaseModel):
     sha256: str
     download_token: str = Field(description="Lets the email's link fetch the zip without signing in")
     names: list[str] = Field(description="The zip's entries")
+
+
+# --- revisions: PrototypeRevisionWorkflow's input, base, milestones and query --------------------------------
+
+
+class RevisionOrder(PrototypeOrder):
+    """PrototypeRevisionWorkflow's input: the prototype's order as the API would build it now (`idea` the
+    prototype's, a voice message's transcript), and the revision's own row, number and feedback."""
+
+    revision_id: uuid.UUID
+    number: int = Field(ge=1, description="1 for the first revision of a prototype, then 2, 3 ...")
+    feedback: str
+
+
+class RevisionBase(BaseModel):
+    """What a revision builds on, read from the database (the zip expires; the rows do not)."""
+
+    idea: str
+    plan: str = Field(default="", description="The plan step's answer, for the fix agent")
+    files: dict[str, str] = Field(description="Path -> text: the previous revision's files, or the prototype's")
+    revision: int = Field(ge=0, description="Whose files these are: 0 the prototype's own, n revision n's")
+
+
+class RevisionMilestone(BaseModel):
+    """What the PrototypeRevision row says at a milestone; writing the same milestone twice changes nothing."""
+
+    revision_id: uuid.UUID
+    status: PrototypeStatus
+    current_step: str | None
+    cost_usd_micros: int = Field(ge=0)
+    file_id: uuid.UUID | None = None
+    error: str | None = None
+    verified: bool | None = None
+    fix_rounds: int = 0
+    files: dict[str, str] | None = Field(default=None, description="On completion: the files the next builds on")
+
+
+class RevisionProgress(BaseModel):
+    """PrototypeRevisionWorkflow's query: where the revision stands, and what it has cost so far."""
+
+    prototype_id: uuid.UUID | None
+    number: int
+    status: PrototypeStatus
+    feedback: str
+    steps: list[str]
+    steps_done: list[str]
+    current_step: str | None
+    trying: AITier | None
+    cost_usd_micros: int
+    file_id: uuid.UUID | None
+    error: str | None
+    verified: bool | None
+    fix_rounds: int
+    based_on: int | None = Field(default=None, description="0: built on the prototype; n: on revision n")

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from activities.ai.offline_templates import PROTOTYPE_TEMPLATES
-from activities.packaging import code_files, package_entries, zip_text
+from activities.packaging import code_files, fenced, package_entries, zip_text
 from models.messages.prototypes import PrototypePackage, StepAnswer
 from workflows.prompts import PIPELINE
 
@@ -98,5 +98,15 @@ def test_the_same_answers_make_the_same_zip_bytes_so_a_retried_store_is_harmless
 def test_the_readme_says_who_made_each_part_and_what_it_cost_to_the_micro_dollar() -> None:
     readme = package_entries(package(datetime(2026, 3, 1, tzinfo=UTC)))["README.md"]
     assert "| code | `openai:gpt-test` | $0.008755 |" in readme
-    assert "Total cost of the AI calls: $0.035020." in readme
+    assert "Total cost of the AI calls: $0.043775." in readme  # five agents at $0.008755
     assert "offline template" not in readme
+
+
+def test_files_given_back_as_fenced_blocks_read_back_as_they_were_even_with_fences_inside() -> None:
+    files = {
+        "README.md": "# Use\n\n```sh\npython main.py\n```\n",
+        "app/main.py": 'print("````")\n',
+        "Dockerfile": "FROM python:3.12\n",
+        "empty.txt": "",
+    }
+    assert code_files(fenced(files)) == files

@@ -22,10 +22,12 @@ from api.app import create_app
 from models.db import open_session
 from models.enums import AITier, PrototypeStatus, ServiceTier
 from models.tables import EmailDelivery, File, Prototype
+from services.prototypes import stored_progress
 from settings import Settings
 from worker import build_worker
-from workflows.prompts import PIPELINE
-from workflows.prototype import PrototypeWorkflow, call_key, result_file_id, workflow_id
+from workflows.prompts import CODE, PIPELINE, TESTS
+from workflows.prototype import PrototypeWorkflow, planned_steps, result_file_id, workflow_id
+from workflows.prototype_steps import call_key
 from workflows.retention import FileRetentionWorkflow
 
 IDEA = {"idea": "An app that books climbing gyms: members see free slots and reserve one."}
@@ -100,18 +102,21 @@ async def test_offline_prototype_end_to_end_submit_poll_download_and_email(
         "REQUIREMENTS.md",
         "PLAN.md",
         "CODE.md",
+        "TESTS.md",
         "REVIEW.md",
         "VERIFICATION.md",
         "code/main.py",
         "code/requirements.txt",
+        "code/test_main.py",
     }
     assert "This is an offline template, not an AI model's work." in files["README.md"]
     assert IDEA["idea"] in files["README.md"]
-    for document in ("REQUIREMENTS.md", "PLAN.md", "CODE.md", "REVIEW.md"):
+    for document in ("REQUIREMENTS.md", "PLAN.md", "CODE.md", "TESTS.md", "REVIEW.md"):
         assert files[document].startswith("[Offline template: no AI model was asked.")
     assert files["code/main.py"].startswith('"""Offline template: no AI model wrote this.')
     compile(files["code/main.py"], "main.py", "exec")  # the skeleton is real Python
     assert "**verified: the code passed every check in the sandbox.**" in files["VERIFICATION.md"]
+    assert "| pytest test_main.py | passed |" in files["VERIFICATION.md"]  # the tests agent's template ran
     assert done["verified"] is True and done["fix_rounds"] == 0  # the sandbox agrees
 
     rows = await calls_of(engine, prototype_id)
@@ -188,6 +193,17 @@ async def test_only_the_owner_sees_a_prototype(temporal: Client, engine: AsyncEn
     assert listed[0]["status"] == "COMPLETED" and listed[0]["download_url"] == done["download_url"]
 
 
+def test_a_stored_prototype_lists_the_steps_its_own_run_went_through() -> None:
+    """A row finished before the tests agent existed shows the four agents it had, not a tests step never run."""
+    in_turn = ["requirements", "plan", "code", "review", "package"]
+    older = Prototype(user_id=uuid.uuid4(), idea="x", status=PrototypeStatus.COMPLETED, steps_done=in_turn)
+    newer = Prototype(
+        user_id=uuid.uuid4(), idea="x", status=PrototypeStatus.COMPLETED, steps_done=planned_steps(voice=False)
+    )
+    assert stored_progress(older).steps == in_turn
+    assert stored_progress(newer).steps == [*AGENT_STEPS, "package"]
+
+
 # --- providers: per-step preference, failures, restarts ------------------------------------------------------
 
 
@@ -205,12 +221,33 @@ async def test_each_step_is_one_recorded_call_and_the_code_step_asks_its_preferr
         ("requirements", AITier.AZURE),
         ("plan", AITier.AZURE),
         ("code", AITier.OPENAI),  # PIPELINE says: code prefers OpenAI when the user's chain allows it
+        ("tests", AITier.OPENAI),  # and so do the tests
         ("review", AITier.AZURE),
     ]
-    assert done["cost_usd_micros"] == sum(row.cost_usd_micros for row in rows) == 3 * 578 + 8755
+    assert done["cost_usd_micros"] == sum(row.cost_usd_micros for row in rows) == 3 * 578 + 2 * 8755
     # Each step built on the ones before it: the plan's prompt carries the requirements' answer.
     plan_prompt = next(call.prompt for call in fake_ai.calls if "software architect" in call.prompt)
     assert IDEA["idea"] in plan_prompt and "azure says hello" in plan_prompt
+
+
+async def test_the_code_and_tests_agents_are_in_flight_at_the_same_time_each_its_own_row(
+    temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
+) -> None:
+    fake_ai.meet(CODE.role, TESTS.role)  # neither answers until both are asked; one asked alone is refused
+    async with service(temporal, engine, ai_settings) as api:
+        account = await sign_in(api, engine)
+        prototype_id = await submit(api, account)
+        done = await finished(api, temporal, account, prototype_id)
+    assert done["status"] == "COMPLETED", done
+    assert fake_ai.arrived == {CODE.role, TESTS.role}
+    rows = {row.step: row for row in await calls_of(engine, prototype_id)}
+    code, tests = rows["code"], rows["tests"]
+    assert (code.call_key, tests.call_key) == (
+        call_key(uuid.UUID(prototype_id), "code"),
+        call_key(uuid.UUID(prototype_id), "tests"),
+    )
+    assert (code.tier, code.cost_usd_micros, tests.tier, tests.cost_usd_micros) == (AITier.OPENAI, 8755) * 2
+    assert done["cost_usd_micros"] == sum(row.cost_usd_micros for row in rows.values())
 
 
 async def test_a_provider_refusing_the_request_fails_the_prototype_with_one_email_and_no_retry(

@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from ai.support import ReturnedConnections, finished, service, sign_in
-from ai.test_verification import BROKEN, FIXED, PLAN, REQUIREMENTS, REVIEW, openai_only
+from ai.test_verification import BROKEN, FIXED, PLAN, REQUIREMENTS, REVIEW, openai_only, script
 from api.app import create_app
 from settings import Settings
 from worker import build_worker
-from workflows.prompts import PIPELINE
+from workflows.prompts import STAGES
 
 IDEA = {"idea": "An app that books climbing gyms: members see free slots and reserve one."}
 Event = dict[str, Any]
@@ -46,6 +46,8 @@ async def read_stream(
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")
         async for line in response.aiter_lines():
+            if line.startswith(":"):  # a comment (the keep-alive): no event, as EventSource reads it
+                continue
             if line:
                 field, _, value = line.partition(":")
                 message[field] = value.removeprefix(" ")
@@ -58,18 +60,23 @@ async def read_stream(
     return events
 
 
+def unsigned(events: list[Event]) -> list[Event]:
+    """The events without their links' signatures: a link is signed when it is sent, valid from that moment."""
+    return [{**event, "download_link": (event["download_link"] or "").partition("?")[0]} for event in events]
+
+
 def outline(events: list[Event]) -> list[tuple[str, str | None]]:
     return [(event["kind"], event["step"]) for event in events]
 
 
 def offline_outline() -> list[tuple[str, str | None]]:
-    """What a prototype on the offline tier goes through: the template's code passes the sandbox first time."""
+    """What a prototype on the offline tier goes through: the template's code and tests pass the sandbox first time.
+    The agents of a stage start together, and finish together once their files are verified."""
     expected: list[tuple[str, str | None]] = []
-    for step in PIPELINE:
-        expected.append(("step_started", step.name))
-        if step.holds_files:
-            expected.append(("verification", step.name))
-        expected.append(("step_finished", step.name))
+    for stage in STAGES:
+        expected += [("step_started", step.name) for step in stage]
+        expected += [("verification", step.name) for step in stage if step.holds_files][:1]
+        expected += [("step_finished", step.name) for step in stage]
     return [*expected, ("step_started", "package"), ("step_finished", "package"), ("completed", None)]
 
 
@@ -99,7 +106,7 @@ async def test_the_stream_delivers_every_event_in_order_and_ends_with_the_downlo
 async def test_a_scripted_provider_streams_tokens_costs_and_the_fix_round(
     temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
 ) -> None:
-    fake_ai.answer("openai", REQUIREMENTS, PLAN, BROKEN, FIXED, REVIEW)
+    script(fake_ai, REQUIREMENTS, PLAN, BROKEN, FIXED, REVIEW)
     async with service(temporal, engine, openai_only(ai_settings)) as api:
         account = await sign_in(api, engine)
         prototype_id = await submit(api, account)
@@ -112,10 +119,12 @@ async def test_a_scripted_provider_streams_tokens_costs_and_the_fix_round(
         ("step_started", "plan"),
         ("step_finished", "plan"),
         ("step_started", "code"),
+        ("step_started", "tests"),
         ("verification", "code"),
         ("fix_round", "fix-1"),
         ("verification", "code"),
         ("step_finished", "code"),
+        ("step_finished", "tests"),
         ("step_started", "review"),
         ("step_finished", "review"),
         ("step_started", "package"),
@@ -123,7 +132,7 @@ async def test_a_scripted_provider_streams_tokens_costs_and_the_fix_round(
         ("completed", None),
     ]
     calls = [event for event in events if event["kind"] in ("step_finished", "fix_round") and event["provider"]]
-    assert len(calls) == 5
+    assert len(calls) == 6
     for call in calls:
         assert (call["provider"], call["cost_usd_micros"]) == ("OPENAI", 8755)
         assert call["input_tokens"] > 0 and call["output_tokens"] > 0
@@ -131,7 +140,7 @@ async def test_a_scripted_provider_streams_tokens_costs_and_the_fix_round(
     assert (failing["round"], failing["verified"]) == (0, False)
     assert failing["failed_checks"] and failing["failed_checks"][0].startswith("compile calc.py")
     assert (passing["round"], passing["verified"], passing["failed_checks"]) == (1, True, [])
-    assert events[-1]["cost_usd_micros"] == 5 * 8755 and events[-1]["verified"] is True
+    assert events[-1]["cost_usd_micros"] == 6 * 8755 and events[-1]["verified"] is True
 
 
 async def test_a_failed_pipeline_ends_the_stream_saying_why(
@@ -174,7 +183,7 @@ async def test_a_resumed_stream_sends_only_the_events_after_the_last_id(
         resumed = await read_stream(api, account, prototype_id, last_event_id=4)
         after_the_end = await read_stream(api, account, prototype_id, last_event_id=everything[-1]["id"])
 
-    assert resumed == everything[4:]  # ids 5.. once each, none of 1..4 again
+    assert unsigned(resumed) == unsigned(everything[4:])  # ids 5.. once each, none of 1..4 again
     assert after_the_end == []  # it had ended: the stream says nothing more and closes at once
 
 
@@ -192,6 +201,26 @@ async def test_a_stream_closes_after_its_longest_duration_and_resumes_where_it_s
             await finished(api, temporal, account, prototype_id)
             events = await read_stream(api, account, prototype_id, last_event_id=0)
     assert outline(events) == offline_outline()
+
+
+async def test_an_idle_stream_sends_keep_alive_comments_between_events(
+    temporal: Client, engine: AsyncEngine, settings: Settings
+) -> None:
+    """No worker: no event for as long as the stream is open, yet the proxy in between sees bytes regularly."""
+    idle = settings.model_copy(update={"prototype_events_keepalive_seconds": 0.2, "prototype_events_max_seconds": 1.5})
+    async with serve(create_app(idle, temporal=temporal)) as api:
+        account = await sign_in(api, engine)
+        prototype_id = await submit(api, account)
+
+        async def lines() -> list[str]:
+            path = f"/api/prototypes/{prototype_id}/events"
+            async with api.stream("GET", path, headers=account["headers"]) as response:
+                assert response.status_code == 200
+                return [line async for line in response.aiter_lines()]
+
+        received = await asyncio.wait_for(lines(), 20)
+    assert received and set(received) == {": keep-alive", ""}  # comments only: no event, nothing else
+    assert received.count(": keep-alive") >= 2
 
 
 async def test_someone_elses_prototype_is_not_found(temporal: Client, engine: AsyncEngine, settings: Settings) -> None:

@@ -1,20 +1,26 @@
 """Verified prototypes end to end, with the local AI server scripted: generated code is checked in the sandbox by
-the real worker, failing checks go back to the code agent, and the verdict reaches the status, the rows, the zip
-and the email."""
+the real worker (the code agent's files and the tests agent's, together), failing checks go back to the code agent,
+and the verdict reaches the status, the rows, the zip and the email."""
 
 from __future__ import annotations
 
 import uuid
 
-from fakes.ai_server import FakeAIServer
+from fakes.ai_server import FakeAIServer, RecordedCall
+from helpers import eventually, serve
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from ai.support import body_of, calls_of, finished, outbox, service, sign_in, unzip
+from api.app import create_app
 from models.db import open_session
-from models.enums import AITier
+from models.enums import AITier, PrototypeStatus
 from models.tables import Prototype
 from settings import Settings
+from worker import build_worker
+from workflows.prompts import FIX, PIPELINE, TESTS
+from workflows.prompts import REVIEW as REVIEWER
+from workflows.prototype import PrototypeWorkflow, workflow_id
 
 IDEA = {"idea": "A command-line calculator that adds two numbers."}
 REQUIREMENTS = "# Requirements\n\nAdd two numbers."
@@ -25,6 +31,8 @@ BROKEN = """Here is the code.
 def add(a, b)
     return a + b
 ```
+"""
+TESTED = """The tests, written from the plan while the code was written.
 
 ```python test_calc.py
 from calc import add
@@ -52,14 +60,26 @@ REVIEW = "# Review\n\nFine."
 
 
 def openai_only(settings: Settings, **overrides: object) -> Settings:
-    """Every step asks OpenAI first, so the script below is the order of the calls."""
+    """Every step asks OpenAI first, so the script below is the order of the calls (but for the tests agent's,
+    scripted by its role: it is asked at the same time as the code agent)."""
     return settings.model_copy(update={"ai_fallback_order": ["openai", "azure", "ollama"], **overrides})
+
+
+def script(fake_ai: FakeAIServer, *answers: str) -> None:
+    """The agents' answers in pipeline order, the tests agent's (TESTED) by its role."""
+    fake_ai.answer("openai", *answers)
+    fake_ai.answer_to(TESTS.role, TESTED)
+
+
+def asked_as(fake_ai: FakeAIServer, role: str) -> RecordedCall:
+    [call] = [call for call in fake_ai.calls if call.body["messages"][0]["content"] == role]
+    return call
 
 
 async def test_code_with_a_syntax_error_is_fixed_in_one_round_and_ships_verified(
     temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
 ) -> None:
-    fake_ai.answer("openai", REQUIREMENTS, PLAN, BROKEN, FIXED, REVIEW)
+    script(fake_ai, REQUIREMENTS, PLAN, BROKEN, FIXED, REVIEW)
     settings = openai_only(ai_settings)
     async with service(temporal, engine, settings) as api:
         account = await sign_in(api, engine)
@@ -75,18 +95,22 @@ async def test_code_with_a_syntax_error_is_fixed_in_one_round_and_ships_verified
         ("requirements", AITier.OPENAI),
         ("plan", AITier.OPENAI),
         ("code", AITier.OPENAI),
+        ("tests", AITier.OPENAI),
         ("fix-1", AITier.OPENAI),
         ("review", AITier.OPENAI),
     ]
     assert all(row.cost_usd_micros == 8755 for row in rows)  # the fix round is costed like any call
-    assert done["cost_usd_micros"] == 5 * 8755
-    fix_prompt = fake_ai.calls_to("openai")[3].prompt
+    assert done["cost_usd_micros"] == 6 * 8755
+    fix_prompt = asked_as(fake_ai, FIX.role).prompt
     assert "compile calc.py:\nSyntaxError" in fix_prompt and "def add(a, b)\n" in fix_prompt
-    review_prompt = fake_ai.calls_to("openai")[4].prompt
+    assert "def test_add():" in fix_prompt  # the fix round sees the tests too, and may change them
+    review_prompt = asked_as(fake_ai, REVIEWER.role).prompt
     assert "The colon was missing." in review_prompt  # the reviewer reads the fixed code
+    assert "def test_add():" in review_prompt  # and its tests
 
     files = unzip(download.content)
     assert files["code/calc.py"] == "def add(a, b):\n    return a + b\n"  # the fix replaced the file
+    assert files["TESTS.md"] == TESTED and "from calc import add" in files["code/test_calc.py"]
     assert "**verified: the code passed every check in the sandbox after 1 fix round.**" in files["VERIFICATION.md"]
     assert "| pytest test_calc.py | passed |" in files["VERIFICATION.md"]
     assert "FIX-1.md" in files
@@ -101,7 +125,7 @@ async def test_code_with_a_syntax_error_is_fixed_in_one_round_and_ships_verified
 async def test_code_still_failing_after_the_last_round_completes_unverified_and_says_so(
     temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
 ) -> None:
-    fake_ai.answer("openai", REQUIREMENTS, PLAN, BROKEN, STILL_BROKEN, REVIEW)
+    script(fake_ai, REQUIREMENTS, PLAN, BROKEN, STILL_BROKEN, REVIEW)
     settings = openai_only(ai_settings, prototype_fix_rounds=1)
     async with service(temporal, engine, settings) as api:
         account = await sign_in(api, engine)
@@ -115,6 +139,7 @@ async def test_code_still_failing_after_the_last_round_completes_unverified_and_
         "requirements",
         "plan",
         "code",
+        "tests",
         "fix-1",
         "review",
     ]
@@ -123,3 +148,49 @@ async def test_code_still_failing_after_the_last_round_completes_unverified_and_
     assert "| compile calc.py | FAILED |" in report and "SyntaxError" in report
     [email] = outbox(settings)
     assert "NOT verified: the code still fails checks in the sandbox after 1 fix round." in body_of(email)
+
+
+async def test_the_worker_stopped_between_a_failed_check_and_its_fix_round_finishes_asking_nothing_twice(
+    temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
+) -> None:
+    fake_ai.answer("openai", REQUIREMENTS, PLAN, BROKEN, REVIEW)
+    fake_ai.answer_to(TESTS.role, TESTED)
+    fake_ai.answer_to(FIX.role, FIXED, FIXED)  # the interrupted attempt and its retry
+    fake_ai.slow_to(FIX.role, 5.0)  # the fix round's first attempt is still waiting when the worker stops
+    settings = openai_only(ai_settings)
+
+    def asked(role: str) -> int:
+        return sum(call.body["messages"][0]["content"] == role for call in list(fake_ai.calls))
+
+    async def fix_asked() -> bool:
+        return asked(FIX.role) > 0
+
+    async with serve(create_app(settings, temporal=temporal)) as api:
+        account = await sign_in(api, engine)
+        # No sticky cache, so the next worker picks the workflow up at once rather than after a timeout.
+        async with build_worker(temporal, settings, engine, max_cached_workflows=0):
+            accepted = await api.post("/api/ai/prototype", json=IDEA, headers=account["headers"])
+            assert accepted.status_code == 202, accepted.text
+            prototype_id = accepted.json()["prototype_id"]
+            await eventually(fix_asked, within=60, what="the fix round's call, after the failed check")
+        async with open_session(engine) as db:
+            halfway = await db.get(Prototype, uuid.UUID(prototype_id))
+        assert halfway is not None and (halfway.status, halfway.current_step) == (PrototypeStatus.RUNNING, "code")
+        assert [row.step for row in await calls_of(engine, prototype_id)] == ["requirements", "plan", "code", "tests"]
+        handle = temporal.get_workflow_handle_for(PrototypeWorkflow.run, workflow_id(uuid.UUID(prototype_id)))
+        async with build_worker(temporal, settings, engine):
+            outcome = await handle.result()
+            done = await finished(api, temporal, account, prototype_id)
+
+    assert outcome.status == PrototypeStatus.COMPLETED and (done["verified"], done["fix_rounds"]) == (True, 1), done
+    assert asked(FIX.role) == 2  # the interrupted attempt, then the retry on the new worker
+    assert all(asked(step.role) == 1 for step in PIPELINE)  # nothing recorded before the stop was asked again
+    rows = await calls_of(engine, prototype_id)
+    assert [row.step for row in rows] == ["requirements", "plan", "code", "tests", "fix-1", "review"]
+    assert [email.name for email in outbox(settings)] == [f"prototype-{prototype_id}-ready.eml"]
+    scheduled = [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        async for event in handle.fetch_history_events()
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled.count("verify_code") == 2  # the failed check is not run again after the restart: round 0, 1

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 from fakes.ai_server import FakeAIServer
-from helpers import serve
+from helpers import eventually, serve
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.client import Client
@@ -35,9 +35,13 @@ async def send_voice(
     content: bytes = WEBM,
     content_type: str = "audio/webm",
     query: str = "",
+    form: dict[str, str] | None = None,
 ) -> httpx.Response:
     return await api.post(
-        f"/api/ai/voice{query}", files={"file": ("idea.webm", content, content_type)}, headers=account["headers"]
+        f"/api/ai/voice{query}",
+        files={"file": ("idea.webm", content, content_type)},
+        data=form,
+        headers=account["headers"],
     )
 
 
@@ -66,14 +70,20 @@ async def test_voice_builds_the_prototype_from_the_transcript(
     assert done["steps"] == done["steps_done"] == ["transcription", *(step.name for step in PIPELINE), "package"]
     [heard] = [call for call in fake_ai.calls if call.kind == "transcription"]
     assert (heard.provider, heard.body["language"]) == ("openai", "en")
-    assert heard.body["file"] == {"filename": "idea.webm", "size": len(WEBM), "content_type": "audio/webm"}
+    # heard by its file id, not the customer's own file name
+    assert heard.body["file"] == {
+        "filename": f"{audio_info['fileId']}.webm",
+        "size": len(WEBM),
+        "content_type": "audio/webm",
+    }
     requirements = next(call for call in fake_ai.calls if call.kind == "chat")
     assert TRANSCRIPT in requirements.prompt  # the transcript is the idea the agents work on
 
     rows = await calls_of(engine, prototype_id)
     assert [row.step for row in rows] == ["transcription", *(step.name for step in PIPELINE)]
     assert (rows[0].response, rows[0].model_used, rows[0].cost_usd_micros) == (TRANSCRIPT, "openai:whisper-1", 9050)
-    assert done["cost_usd_micros"] == sum(row.cost_usd_micros for row in rows) == 9050 + 4 * 8755
+    assert rows[0].prompt.startswith(f"[voice message '{audio_info['fileId']}.webm'")  # not named as uploaded
+    assert done["cost_usd_micros"] == sum(row.cost_usd_micros for row in rows) == 9050 + len(PIPELINE) * 8755
     assert f"Transcribed from your voice message by `openai:whisper-1`:\n\n{TRANSCRIPT}" in zipped["README.md"]
 
     async with open_session(engine) as db:
@@ -84,6 +94,35 @@ async def test_voice_builds_the_prototype_from_the_transcript(
     assert (ai_settings.files_dir / audio.storage_key).read_bytes() == WEBM
     [email] = outbox(ai_settings)
     assert TRANSCRIPT in body_of(email)
+
+
+async def test_a_voice_prototype_can_ask_for_approval_of_its_requirements(
+    temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
+) -> None:
+    async with service(temporal, engine, ai_settings) as api:
+        account = await sign_in(api, engine)
+        unclear = await send_voice(api, account, form={"review_requirements": "perhaps"})
+        accepted = await send_voice(api, account, form={"review_requirements": "true"})
+        assert accepted.status_code == 202, accepted.text
+        prototype_id = accepted.json()["prototype_id"]
+
+        async def paused() -> dict[str, Any] | None:
+            view = (await api.get(f"/api/prototypes/{prototype_id}", headers=account["headers"])).json()
+            return view if view["status"] == "AWAITING_APPROVAL" else None
+
+        waiting = await eventually(paused, within=30, what="the voice prototype to wait for approval")
+        assert waiting["steps_done"] == ["transcription", "requirements"] and waiting["idea"] == TRANSCRIPT
+        assert [row.step for row in await calls_of(engine, prototype_id)] == ["transcription", "requirements"]
+        approved = await api.post(
+            f"/api/prototypes/{prototype_id}/approval", json={"approve": True}, headers=account["headers"]
+        )
+        assert approved.status_code == 200, approved.text
+        done = await finished(api, temporal, account, prototype_id)
+    assert (unclear.status_code, unclear.json()["error"]) == (
+        422,
+        "form.review_requirements: Input should be a valid boolean",
+    )
+    assert done["status"] == "COMPLETED" and done["steps_done"][-1] == "package"
 
 
 async def test_an_eu_users_voice_never_reaches_openai_even_with_azure_down(

@@ -1,9 +1,12 @@
 """A local AI provider for the tests: the OpenAI, Azure OpenAI and Ollama wire formats on one 127.0.0.1 port.
 
 The real `openai` and `ollama` clients talk to it over HTTP. It records every call it receives, and can be
-told what to answer (`answer("openai", "text", ...)`: the next chat answers, in order), told to fail in
+told what to answer (`answer("openai", "text", ...)`: the next chat answers, in order; `answer_to(role, ...)`:
+the next chats with that system prompt, whichever provider, so that agents asked at the same time each get
+their own script), told to fail in
 sequence (`fail("openai", 429, 500)`: the next two OpenAI calls fail so, then it answers),
-to refuse under a content policy, or to answer slowly (a bounded delay).
+to refuse under a content policy, to answer slowly (a bounded delay), or to hold the chats of some roles until
+one of each is in flight (`meet(role, ...)`: proof that agents are asked at the same time).
 
     OpenAI   POST /v1/chat/completions, POST /v1/audio/transcriptions
     Azure    POST /openai/deployments/{deployment}/chat/completions?api-version=...
@@ -41,6 +44,8 @@ Failure = int | Literal["content_filter", "filtered_answer"]
 PROMPT_TOKENS = 1_234
 COMPLETION_TOKENS = 567
 AUDIO_SECONDS = 90.5
+MEETING_SECONDS = 20.0
+"""How long a chat of a `meet` role waits for the others before it is refused (a 400) as asked alone."""
 
 
 @dataclass
@@ -66,6 +71,11 @@ class FakeAIServer:
     cached_tokens: int = 0
     """Of the prompt tokens, how many the answer reports as served from the provider's cache."""
     _answers: dict[str, deque[str]] = field(default_factory=dict)
+    _role_answers: dict[str, deque[str]] = field(default_factory=dict)
+    _role_delays: dict[str, deque[float]] = field(default_factory=dict)
+    _meeting: frozenset[str] = frozenset()
+    arrived: set[str] = field(default_factory=set)
+    """Of the `meet` roles, those whose chat has arrived."""
     _failures: dict[str, deque[Failure]] = field(default_factory=dict)
     _delays: dict[str, deque[float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -80,6 +90,17 @@ class FakeAIServer:
         with self._lock:
             self._answers.setdefault(provider, deque()).extend(texts)
 
+    def answer_to(self, role: str, *texts: str) -> None:
+        """The next chats whose system prompt is `role` say these texts, in order, before any provider script."""
+        with self._lock:
+            self._role_answers.setdefault(role, deque()).extend(texts)
+
+    def meet(self, *roles: str) -> None:
+        """Chats whose system prompt is one of `roles` answer only once one of each is in flight; one still alone
+        after MEETING_SECONDS is refused as an invalid request, which no retry or fallback repeats."""
+        with self._lock:
+            self._meeting = frozenset(roles)
+
     def fail_always(self, provider: Provider, status: int, times: int = 100) -> None:
         self.fail(provider, *([status] * times))
 
@@ -88,16 +109,25 @@ class FakeAIServer:
         with self._lock:
             self._delays.setdefault(provider, deque()).extend(seconds)
 
+    def slow_to(self, role: str, *seconds: float) -> None:
+        """The next chats whose system prompt is `role` wait this long, whichever provider (before any `slow`)."""
+        with self._lock:
+            self._role_delays.setdefault(role, deque()).extend(seconds)
+
     def calls_to(self, provider: Provider) -> list[RecordedCall]:
         return [call for call in list(self.calls) if call.provider == provider]
 
-    def _next(self, queues: dict[str, deque[Any]], provider: Provider) -> Any:
+    def _next(self, queues: dict[str, deque[Any]], key: str) -> Any:
         with self._lock:
-            queue = queues.get(provider)
+            queue = queues.get(key)
             return queue.popleft() if queue else None
 
-    def _text(self, provider: Provider) -> str:
-        scripted = self._next(self._answers, provider)
+    def _text(self, provider: Provider, body: dict[str, Any]) -> str:
+        with self._lock:
+            by_role = self._role_answers.get(_role(body))
+            scripted = by_role.popleft() if by_role else None
+        if scripted is None:
+            scripted = self._next(self._answers, provider)
         return f"{provider} says hello" if scripted is None else str(scripted)
 
     async def _receive(self, request: Request, provider: Provider, kind: Literal["chat", "transcription"]) -> Any:
@@ -115,8 +145,19 @@ class FakeAIServer:
         self.calls.append(
             RecordedCall(provider, kind, request.url.path, dict(request.query_params), dict(request.headers), body)
         )
-        if (delay := self._next(self._delays, provider)) is not None:
+        role = _role(body)
+        delay = self._next(self._role_delays, role)
+        if delay is None:
+            delay = self._next(self._delays, provider)
+        if delay is not None:
             await asyncio.sleep(delay)
+        if role in self._meeting:
+            self.arrived.add(role)
+            deadline = time.monotonic() + MEETING_SECONDS
+            while not self._meeting <= self.arrived:
+                if time.monotonic() > deadline:
+                    return 400
+                await asyncio.sleep(0.01)
         return self._next(self._failures, provider)
 
     # --- OpenAI and Azure OpenAI (one format; Azure puts the deployment in the path) ---------------------
@@ -126,7 +167,8 @@ class FakeAIServer:
         failure = await self._receive(request, provider, "chat")
         if failure is not None and failure != "filtered_answer":
             return _openai_error(failure)
-        model = request.path_params.get("deployment") or (await request.json())["model"]
+        body = await request.json()
+        model = request.path_params.get("deployment") or body["model"]
         return JSONResponse(
             {
                 "id": f"chatcmpl-{len(self.calls)}",
@@ -136,7 +178,7 @@ class FakeAIServer:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": "" if failure else self._text(provider)},
+                        "message": {"role": "assistant", "content": "" if failure else self._text(provider, body)},
                         "finish_reason": "content_filter" if failure else "stop",
                     }
                 ],
@@ -170,12 +212,12 @@ class FakeAIServer:
         failure = await self._receive(request, "ollama", "chat")
         if isinstance(failure, int):
             return JSONResponse({"error": f"scripted failure {failure}"}, status_code=failure)
-        body = self.calls[-1].body
+        body = await request.json()
         return JSONResponse(
             {
                 "model": body["model"],
                 "created_at": "2026-01-01T00:00:00.000000Z",
-                "message": {"role": "assistant", "content": self._text("ollama")},
+                "message": {"role": "assistant", "content": self._text("ollama", body)},
                 "done": True,
                 "done_reason": "stop",
                 "total_duration": 1_000_000,
@@ -194,6 +236,12 @@ class FakeAIServer:
                 Route("/api/chat", self.ollama_chat, methods=["POST"]),
             ]
         )
+
+
+def _role(body: dict[str, Any]) -> str:
+    """A chat's system prompt: which agent is asking."""
+    messages = body.get("messages") or [{}]
+    return str(messages[0].get("content", "")) if messages[0].get("role") == "system" else ""
 
 
 def _openai_error(failure: Failure) -> JSONResponse:

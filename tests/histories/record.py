@@ -38,20 +38,22 @@ from workflow_stubs import (  # noqa: E402
     contact_notice,
     prototype_order,
     retained_file,
+    revision_order,
 )
 
 from models.enums import AITier, GatewayState, PaymentStatus  # noqa: E402
 from models.messages.ai import AICallPolicy  # noqa: E402
 from models.messages.payments import CheckoutOrder, GatewayEvent  # noqa: E402
-from models.messages.privacy import ErasureOrder, ExportOrder  # noqa: E402
+from models.messages.privacy import ErasureOrder, ExportOrder, KeptPayments  # noqa: E402
 from workflows import search_attributes  # noqa: E402
 from workflows.chat import ChatWorkflow  # noqa: E402
 from workflows.checkout import CheckoutWorkflow  # noqa: E402
 from workflows.contact import ContactWorkflow  # noqa: E402
-from workflows.erasure import ErasureWorkflow  # noqa: E402
+from workflows.erasure import ErasureWorkflow, KeptPaymentsWorkflow  # noqa: E402
 from workflows.export import ExportWorkflow  # noqa: E402
 from workflows.prototype import PrototypeWorkflow  # noqa: E402
 from workflows.retention import FileRetentionWorkflow  # noqa: E402
+from workflows.revision import PrototypeRevisionWorkflow  # noqa: E402
 
 QUICK_AI = AICallPolicy(
     timeout_seconds=10, retry_initial_interval_seconds=0.1, retry_maximum_interval_seconds=0.2, retry_maximum_attempts=2
@@ -119,6 +121,13 @@ async def prototype_voice(client: Client, queue: str) -> AnyHandle:
 
 async def prototype_failed(client: Client, queue: str) -> AnyHandle:
     return await _prototype(client, queue, providers=[AITier.OPENAI, AITier.OFFLINE])
+
+
+async def revision_fixed_once(client: Client, queue: str) -> AnyHandle:
+    order = revision_order().model_copy(update={"policy": QUICK_AI})
+    return await _settled(
+        await client.start_workflow(PrototypeRevisionWorkflow.run, order, id=_id("revision"), task_queue=queue)
+    )
 
 
 async def _checkout(client: Client, queue: str, order: CheckoutOrder) -> WorkflowHandle[Any, Any]:
@@ -196,6 +205,14 @@ async def erasure_completed(client: Client, queue: str) -> AnyHandle:
     return await _settled(await client.start_workflow(ErasureWorkflow.run, order, id=_id("erasure"), task_queue=queue))
 
 
+async def kept_payments_purged(client: Client, queue: str) -> AnyHandle:
+    """Kept until a day already past: no timer left, the purge runs at once."""
+    kept = KeptPayments(erasure_id=uuid.uuid4(), keep_until=datetime.now(UTC).date() - timedelta(days=2))
+    return await _settled(
+        await client.start_workflow(KeptPaymentsWorkflow.run, kept, id=_id("kept-payments"), task_queue=queue)
+    )
+
+
 SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "contact-notified": (contact_notified, Outside()),
     "retention-expired": (retention_expired, Outside()),
@@ -208,6 +225,7 @@ SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "prototype-unverified": (prototype_completed, Outside(verifications_failing=100)),
     "prototype-provider-refused": (prototype_failed, Outside(providers_refusing={AITier.OPENAI})),
     "prototype-all-providers-down": (prototype_failed, Outside(providers_down={AITier.OPENAI, AITier.OFFLINE})),
+    "revision-fixed-once": (revision_fixed_once, Outside(verifications_failing=1)),
     "checkout-paid": (checkout_paid, Outside()),
     "checkout-refund-requested": (checkout_refund_requested, Outside()),
     "checkout-refunded-by-webhook": (checkout_refunded_by_webhook, Outside()),
@@ -216,6 +234,7 @@ SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "checkout-duplicate-webhooks": (checkout_duplicate_webhooks, Outside()),
     "export-completed": (export_completed, Outside()),
     "erasure-completed": (erasure_completed, Outside()),
+    "kept-payments-purged": (kept_payments_purged, Outside()),
 }
 
 

@@ -11,6 +11,7 @@ from workflow_stubs import DOWNLOAD_TOKEN, STUB_COST_MICROS, Stubbed, prototype_
 from activities.ai.errors import AIFailure
 from activities.storage import storage_key
 from models.enums import AITier, PrototypeStatus
+from models.messages.email import UserEmail
 from models.messages.files import RetentionStatus
 from models.messages.prototypes import PrototypeMilestone, PrototypeOrder, PrototypeProgress
 from workflows.prototype import PIPELINE, PrototypeWorkflow, result_file_id, workflow_id
@@ -66,6 +67,9 @@ async def test_prototype_is_made_packaged_and_its_link_emailed(stubbed: Stubbed)
     [ready] = outside.emails()
     assert ready.message_id == f"prototype-{order.prototype_id}-ready"
     assert f"/api/files/{result.file_id}?token={DOWNLOAD_TOKEN}" in ready.text
+    # to the account by its id: the order carries no address, the email activity reads it
+    assert order.email is None and outside.called("send_user_email") == [ready]
+    assert isinstance(ready, UserEmail) and ready.user_id == order.user_id
 
 
 async def test_voice_message_is_transcribed_and_becomes_the_idea(stubbed: Stubbed) -> None:
@@ -102,8 +106,12 @@ async def test_provider_down_hands_over_to_the_next_after_its_retries(stubbed: S
     assert result.status == PrototypeStatus.COMPLETED
     attempts = order.policy.retry_maximum_attempts
     assert len(stubbed.outside.called("openai_chat")) == attempts * len(PIPELINE)
-    assert [call.step for call in stubbed.outside.called("offline_chat")] == STEPS
-    assert [record.reply.tier for record in stubbed.outside.called("record_ai_call")] == [AITier.OFFLINE] * 4
+    asked = [call.step for call in stubbed.outside.called("offline_chat")]  # the code and tests calls race
+    assert sorted(asked, key=STEPS.index) == STEPS
+    assert [record.step for record in stubbed.outside.called("record_ai_call")] == STEPS
+    assert [record.reply.tier for record in stubbed.outside.called("record_ai_call")] == [AITier.OFFLINE] * len(
+        PIPELINE
+    )
 
 
 async def test_all_providers_down_fails_the_prototype_and_says_why(stubbed: Stubbed) -> None:
@@ -156,15 +164,16 @@ async def test_code_that_fails_its_checks_goes_back_once_with_the_errors_then_is
         "requirements",
         "plan",
         "code",
+        "tests",
         "fix-1",
         "review",
     ]
     [fix_call] = [call for call in outside.called("openai_chat") if call.step == "fix"]
     assert "compile main.py:\nSyntaxError: invalid syntax" in fix_call.prompt
-    assert result.cost_usd_micros == 5 * STUB_COST_MICROS  # four steps and the fix round, each costed
+    assert result.cost_usd_micros == 6 * STUB_COST_MICROS  # five agents and the fix round, each costed
     [package] = outside.called("package_prototype")
     assert package.verification is not None and package.verification.passed and package.fix_rounds == 1
-    assert [answer.step for answer in package.answers] == ["requirements", "plan", "code", "fix-1", "review"]
+    assert [answer.step for answer in package.answers] == ["requirements", "plan", "code", "tests", "fix-1", "review"]
     assert last_milestone(stubbed).verified is True and last_milestone(stubbed).fix_rounds == 1
     [ready] = outside.emails()
     assert "Verified: the code passed every check in the sandbox after 1 fix round." in ready.text
@@ -178,7 +187,7 @@ async def test_code_still_failing_after_the_last_round_completes_unverified_and_
     assert (result.status, result.verified, result.fix_rounds) == (PrototypeStatus.COMPLETED, False, 2)
     outside = stubbed.outside
     assert len(outside.called("verify_code")) == 3  # the answer, then after each of the two rounds
-    assert [record.call_key for record in outside.called("record_ai_call")][3:5] == [
+    assert [record.call_key for record in outside.called("record_ai_call")][4:6] == [
         f"prototype-{order.prototype_id}-fix-1",
         f"prototype-{order.prototype_id}-fix-2",
     ]
@@ -198,3 +207,47 @@ async def test_no_fix_rounds_configured_means_one_check_and_an_honest_verdict(st
     assert (result.verified, result.fix_rounds) == (False, 0)
     assert len(stubbed.outside.called("verify_code")) == 1
     assert "fix" not in [record.step for record in stubbed.outside.called("record_ai_call")]
+
+
+# --- the agents of a stage at the same time ------------------------------------------------------------------
+
+
+async def test_the_code_and_tests_agents_are_asked_at_the_same_time_and_recorded_apart(stubbed: Stubbed) -> None:
+    stubbed.outside.together = {"code", "tests"}  # neither answers until both are in flight (or fails, alone)
+    order = prototype_order(providers=[AITier.OPENAI])
+    handle = await start(stubbed, order)
+    result = await handle.result()
+
+    assert result.status == PrototypeStatus.COMPLETED and result.steps_done == [*STEPS, "package"]
+    assert stubbed.outside.arrived == {"code", "tests"}
+    records = {record.step: record for record in stubbed.outside.called("record_ai_call")}
+    assert records["code"].call_key != records["tests"].call_key == f"prototype-{order.prototype_id}-tests"
+    assert records["code"].reply.text == "code answer from openai" and records["tests"].reply.text.startswith("tests")
+    assert records["code"].reply.cost_usd_micros == records["tests"].reply.cost_usd_micros == STUB_COST_MICROS
+    assert result.cost_usd_micros == len(PIPELINE) * STUB_COST_MICROS
+    [verified] = stubbed.outside.called("verify_code")  # the code and its tests, checked together
+    assert "code answer from openai" in verified.code_answers[0] and "tests answer" in verified.code_answers[0]
+    [review] = [call for call in stubbed.outside.called("openai_chat") if call.step == "review"]
+    assert "code answer from openai" in review.prompt and "tests answer from openai" in review.prompt
+
+    # In the history (what the Temporal UI shows): both calls scheduled by one workflow task, both then pending.
+    scheduled_by: dict[str, int] = {}
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            [summary] = await stubbed.client.data_converter.decode([event.user_metadata.summary], [str])
+            scheduled_by[summary] = event.activity_task_scheduled_event_attributes.workflow_task_completed_event_id
+    assert scheduled_by["code via openai"] == scheduled_by["tests via openai"]
+
+
+async def test_one_agent_of_a_stage_failing_fails_the_prototype_once_naming_its_step(stubbed: Stubbed) -> None:
+    stubbed.outside.together = {"code", "tests"}
+    stubbed.outside.steps_refusing = {"tests"}  # refused while the code call is in flight: that one is let go
+    order = prototype_order(providers=[AITier.OPENAI])
+
+    failure = await failure_of(stubbed, order)
+
+    assert isinstance(failure, ApplicationError) and failure.type == AIFailure.CONTENT_REFUSED
+    assert [record.step for record in stubbed.outside.called("record_ai_call")] == ["requirements", "plan"]
+    assert stubbed.outside.called("verify_code") == stubbed.outside.called("package_prototype") == []
+    assert last_milestone(stubbed).current_step == "tests"
+    assert_told_why(stubbed, order, "tests refused: content policy")

@@ -10,6 +10,7 @@ from activities.ai.offline import OfflineActivities
 from activities.ai.ollama import OllamaActivities
 from activities.ai.openai import OpenAIActivities
 from activities.ai.records import AIRecordActivities
+from activities.contact import ContactActivities
 from activities.email import EmailActivities
 from activities.erasure import ErasureActivities
 from activities.export import ExportActivities
@@ -17,12 +18,15 @@ from activities.packaging import PackagingActivities
 from activities.payment_records import PaymentRecords
 from activities.payments import GatewayActivities
 from activities.records import RecordActivities
+from activities.revisions import RevisionActivities
 from activities.sandbox import SandboxActivities
 from activities.storage import StorageActivities
 
 REAL = (
     EmailActivities,
+    ContactActivities,
     RecordActivities,
+    RevisionActivities,
     StorageActivities,
     PackagingActivities,
     SandboxActivities,

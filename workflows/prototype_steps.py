@@ -1,0 +1,246 @@
+"""What PrototypeWorkflow and PrototypeRevisionWorkflow share: checking code in the sandbox with fix rounds,
+zipping the files with their retention timer first, recording each model call, and the event log.
+
+`CodeRounds` is a mixin of steps over the workflow's own state (declared below; each workflow's __init__ sets
+it). A workflow names its calls through `_named` (the prototype's own steps as they are, a revision's as
+`revision-<n>-<step>`), its zip through `_zip`, and records its own row through `_record_milestone`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.ai.records import AIRecordActivities
+    from activities.packaging import PackagingActivities
+    from activities.sandbox import SandboxActivities
+    from activities.storage import storage_key
+    from models.enums import AITier
+    from models.messages.ai import AICallRecord, ModelReply
+    from models.messages.email import UserEmail
+    from models.messages.prototypes import (
+        PrototypeEvent,
+        PrototypeEventKind,
+        PrototypeOrder,
+        PrototypePackage,
+        StepAnswer,
+        VerificationRequest,
+        VerificationResult,
+    )
+    from workflows.ai import ModelCaller
+    from workflows.mail import send_to_account
+    from workflows.prompts import FIX, AgentStep
+    from workflows.retention import FileRetentionWorkflow, retain_generated_file
+
+RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+PACKAGE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+VERIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+VERIFY_TIMEOUT = timedelta(minutes=10)
+"""Longer than the sandbox's own limits (a syntax pass and a pytest run, each killed at its wall limit)."""
+PACKAGE_DEADLINE = timedelta(minutes=30)
+"""Storage still failing after this long: the prototype fails (and says so) rather than wait for ever."""
+PACKAGING = "package"
+
+
+def call_key(prototype_id: uuid.UUID, step: str) -> str:
+    """One AIResponse row per step of a prototype, however often a write is retried."""
+    return f"prototype-{prototype_id}-{step}"
+
+
+def step_providers(order: PrototypeOrder, step: AgentStep) -> list[AITier]:
+    """The user's chain, with the step's preferred provider first if the chain has it and the request named none."""
+    if order.provider_named or step.prefer not in order.providers:
+        return list(order.providers)
+    return [step.prefer, *(tier for tier in order.providers if tier != step.prefer)]
+
+
+class CodeRounds:
+    """The shared steps; the state they read and write is the workflow's own."""
+
+    _idea: str
+    _done: list[str]
+    _cost_micros: int
+    _file_id: uuid.UUID | None
+    _download_token: str
+    _caller: ModelCaller | None
+    _verification: VerificationResult | None
+    _fix_rounds: int
+    _events: list[PrototypeEvent]
+    _mail_by_id: bool
+    """workflow.patched(EMAIL_BY_USER_ID), taken at the start: False only for runs whose order carries the address."""
+
+    def _named(self, step: str) -> str:
+        """The step's name in the records (its AIResponse's step and call key) and the event log."""
+        return step
+
+    def _zip(self, order: PrototypeOrder) -> tuple[uuid.UUID, dict[str, Any]]:
+        """The zip's file id (derived, so a replay names the same file) and what else its package says."""
+        raise NotImplementedError
+
+    async def _record_milestone(self) -> None:
+        """Write where things stand to the workflow's row."""
+        raise NotImplementedError
+
+    async def _email(self, order: PrototypeOrder, email: UserEmail, summary: str) -> None:
+        """To the account, whose address the activity reads; a run begun before sends to the one its order holds."""
+        await send_to_account(email, None if self._mail_by_id else order.email, summary)
+
+    async def _verify_and_fix(
+        self, order: PrototypeOrder, step: AgentStep, texts: dict[str, str], answers: list[StepAnswer]
+    ) -> str:
+        """Check the code; while checks fail and rounds remain, the code agent gets the errors and answers with
+        the files it changed. Returns the code as the later steps read it: every answer, later files last."""
+        assert self._caller is not None
+        code = [texts[step.name]]
+        while True:
+            self._verification = await self._verify(order, code)
+            verdict = self._verification
+            failed = [check.name for check in verdict.checks if not check.passed]
+            self._event(
+                "verification",
+                step=step.name,
+                round=verdict.round,
+                verified=verdict.passed,
+                failed_checks=failed,
+                error=verdict.sandbox_error,
+            )
+            if verdict.passed or self._fix_rounds >= order.fix_rounds or not _fixable(verdict):
+                break
+            self._fix_rounds += 1
+            name = self._named(f"{FIX.name}-{self._fix_rounds}")
+            call = FIX.call(self._idea, {**texts, "code": "\n\n".join(code), "errors": self._verification.failures()})
+            reply = await self._caller.ask(step_providers(order, step), call, purpose=name)
+            await self._record_call(order, name, call.prompt, reply)
+            code.append(reply.text)
+            answers.append(
+                StepAnswer(
+                    step=name,
+                    document=f"FIX-{self._fix_rounds}.md",
+                    text=reply.text,
+                    model_used=reply.model_used,
+                    cost_usd_micros=reply.cost_usd_micros,
+                    holds_files=True,
+                )
+            )
+            self._cost_micros += reply.cost_usd_micros
+            self._event("fix_round", step=name, round=self._fix_rounds, **call_fields(reply))
+            await self._record_milestone()
+        return "\n\n".join(code)
+
+    async def _verify(self, order: PrototypeOrder, code: list[str]) -> VerificationResult:
+        """The sandbox's verdict; a sandbox that cannot run at all is a failed check too, never a silent pass."""
+        request = VerificationRequest(prototype_id=order.prototype_id, round=self._fix_rounds, code_answers=code)
+        try:
+            return await workflow.execute_activity_method(
+                SandboxActivities.verify_code,
+                request,
+                start_to_close_timeout=VERIFY_TIMEOUT,
+                retry_policy=VERIFY_RETRY,
+                summary=f"verify the code in a sandbox (round {self._fix_rounds})",
+            )
+        except ActivityError as err:
+            return VerificationResult(
+                round=self._fix_rounds,
+                passed=False,
+                files=[],
+                checks=[],
+                network_isolated=False,
+                sandbox_error=failure_reason(err),
+            )
+
+    async def _package(self, order: PrototypeOrder, answers: list[StepAnswer], transcribed_by: str | None) -> datetime:
+        """The zip's retention timer first, then the zip: nothing is stored without the workflow that deletes it."""
+        file_id, extras = self._zip(order)
+        made_at = workflow.now()
+        expires_at = made_at + order.file_lifetime
+        key = storage_key(file_id, eu=order.eu_resident)
+        retention = await retain_generated_file(
+            file_id, order.user_id, key, expires_at, f"Delete the prototype's zip at {expires_at:%Y-%m-%d %H:%M} UTC"
+        )
+        package = PrototypePackage(
+            prototype_id=order.prototype_id,
+            user_id=order.user_id,
+            file_id=file_id,
+            idea=self._idea,
+            source="voice" if order.audio is not None else "text",
+            transcribed_by=transcribed_by,
+            answers=answers,
+            made_at=made_at,
+            expires_at=expires_at,
+            verification=self._verification,
+            fix_rounds=self._fix_rounds,
+            storage_key=key,
+            **extras,
+        )
+        try:
+            packaged = await workflow.execute_activity_method(
+                PackagingActivities.package_prototype,
+                package,
+                start_to_close_timeout=timedelta(minutes=2),
+                schedule_to_close_timeout=PACKAGE_DEADLINE,
+                retry_policy=PACKAGE_RETRY,
+                summary="zip and store the files",
+            )
+        except ActivityError:
+            await retention.signal(FileRetentionWorkflow.delete_now)  # whatever was stored goes now
+            raise
+        self._file_id = file_id
+        self._download_token = packaged.download_token
+        self._done.append(PACKAGING)
+        self._event("step_finished", step=PACKAGING, file_id=file_id)
+        return expires_at
+
+    async def _record_call(self, order: PrototypeOrder, step: str, prompt: str, reply: ModelReply) -> None:
+        await workflow.execute_activity_method(
+            AIRecordActivities.record_ai_call,
+            AICallRecord(
+                call_key=call_key(order.prototype_id, step),
+                user_id=order.user_id,
+                prototype_id=order.prototype_id,
+                step=step,
+                prompt=prompt,
+                reply=reply,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+            summary=f"record the {step} call",
+        )
+
+    def _event(self, kind: PrototypeEventKind, **fields: Any) -> None:
+        """Log a milestone for the progress stream: in memory only, so no command changes and old histories
+        replay; a replay rebuilds the same log, in the same order, with the same clock."""
+        self._events.append(PrototypeEvent(id=len(self._events) + 1, kind=kind, at=workflow.now(), **fields))
+
+    def _verified(self) -> bool | None:
+        return self._verification.passed if self._verification is not None else None
+
+
+def call_fields(reply: ModelReply) -> dict[str, Any]:
+    """Who answered a call, and what it cost, as an event tells it."""
+    return {
+        "provider": reply.tier,
+        "model_used": reply.model_used,
+        "input_tokens": reply.input_tokens,
+        "output_tokens": reply.output_tokens,
+        "cost_usd_micros": reply.cost_usd_micros,
+    }
+
+
+def _fixable(verdict: VerificationResult) -> bool:
+    """A fix round answers failing checks: not a sandbox that could not run, nor an answer with no files at all
+    (its text ships as it is, marked not verified)."""
+    return verdict.sandbox_error is None and bool(verdict.files)
+
+
+def failure_reason(err: FailureError) -> str:
+    """The innermost message: the provider's or the storage's own words."""
+    cause: BaseException = err
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    return cause.message if isinstance(cause, FailureError) else str(cause)
