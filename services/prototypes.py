@@ -564,11 +564,11 @@ def revision_view(
 ) -> RevisionView:
     """A revision as its row last recorded it, or, while it runs, as its workflow says it stands."""
     status, current_step, cost = revision.status, revision.current_step, revision.cost_usd_micros
-    verified, fix_rounds = revision.verified, revision.fix_rounds
-    if live is not None:
+    verified, fix_rounds, file_id, error = revision.verified, revision.fix_rounds, revision.file_id, revision.error
+    if live is not None:  # all of it from the workflow: the row may not have caught up with the same milestone
         status, current_step, cost = live.status, live.current_step, live.cost_usd_micros
-        verified, fix_rounds = live.verified, live.fix_rounds
-    zip_id = revision.file_id if status == PrototypeStatus.COMPLETED else None
+        verified, fix_rounds, file_id, error = live.verified, live.fix_rounds, live.file_id, live.error
+    zip_id = file_id if status == PrototypeStatus.COMPLETED else None
     return RevisionView(
         prototype_id=revision.prototype_id,
         number=revision.number,
@@ -580,10 +580,10 @@ def revision_view(
         fix_rounds=fix_rounds,
         cost_usd_micros=cost,
         cost_usd=cost / _MICROS_PER_USD,
-        file_id=revision.file_id,
+        file_id=file_id,
         download_url=download_path(zip_id) if zip_id else None,
         download_link=browser_link(settings, zip_id) if zip_id else None,
-        error=revision.error,
+        error=error,
         created_at=revision.created_at,
         completed_at=revision.completed_at,
     )
