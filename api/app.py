@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         finally:
             await app.state.rate_limiter.close()
             await app.state.runtime.storage.aclose()
+            await database.close()
             await engine.dispose()
 
     app = FastAPI(

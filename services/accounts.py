@@ -150,13 +150,10 @@ class AccountService(Service):
             raise Unauthorized(str(err).capitalize()) from err
         # Every signed-in request comes through here: one autocommit round trip, no ORM objects. Nothing is
         # cached, so a session revoked a moment ago is refused on the very next request.
-        async with self.database.read() as connection:
-            row = (
-                await connection.execute(LIVE_ACCOUNT, {"user_id": claims.user_id, "session_id": claims.session_id})
-            ).first()
-        if row is None:
+        rows = await self.database.fetch(LIVE_ACCOUNT, {"user_id": claims.user_id, "session_id": claims.session_id})
+        if not rows:
             raise Unauthorized("Session revoked or user no longer exists")
-        return Account.model_validate(row._mapping)
+        return Account.model_validate(rows[0])
 
     def _token_pair(self, user_id: uuid.UUID, refresh_token: RefreshToken) -> TokenPair:
         access, lifetime = issue_access_token(self.settings, user_id, refresh_token.session_id)

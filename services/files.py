@@ -151,8 +151,7 @@ class FileService(Service):
 
     async def list_of(self, owner: Account) -> list[FileInfo]:
         """The owner's files that are still kept, newest first."""
-        async with self.database.read() as connection:  # one round trip, rows not ORM objects
-            rows = (await connection.execute(KEPT_FILES, {"owner": owner.id, "now": utcnow()})).all()
+        rows = await self.database.fetch(KEPT_FILES, {"owner": owner.id, "now": utcnow()})  # rows, not ORM objects
         return [_info(self.settings, row) for row in rows]
 
     async def download(self, file_id: uuid.UUID, *, caller: Account | None, link_token: str | None) -> Download:
@@ -254,15 +253,15 @@ class FileService(Service):
             raise
 
 
-def _info(settings: Settings, file: sa.Row[*tuple[Any, ...]]) -> FileInfo:
+def _info(settings: Settings, file: Mapping[str, Any]) -> FileInfo:
     return FileInfo(
-        file_id=file.id,
-        url=download_path(file.id),
-        download_link=browser_link(settings, file.id),
-        size=file.size_bytes,
-        expires_at=file.expires_at,
-        name=file.original_name,
-        content_type=file.content_type,
-        sha256=file.sha256,
-        created_at=file.created_at,
+        file_id=file["id"],
+        url=download_path(file["id"]),
+        download_link=browser_link(settings, file["id"]),
+        size=file["size_bytes"],
+        expires_at=file["expires_at"],
+        name=file["original_name"],
+        content_type=file["content_type"],
+        sha256=file["sha256"],
+        created_at=file["created_at"],
     )

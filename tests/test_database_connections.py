@@ -3,15 +3,23 @@ checkout a round trip; reads for authentication use autocommit connections from 
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, timedelta
+
 import httpx
 import psycopg
+import pytest
 import sqlalchemy as sa
 from conftest import PG_ADMIN_URL
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
 
 from api.errors import install_error_handlers
 from models.db import Database, create_engine
+from models.tables import ServiceTier, Session, User
+from models.types import utcnow
+from services.accounts import LIVE_ACCOUNT
 
 
 async def _backend_pid(database: Database) -> int:
@@ -69,3 +77,49 @@ async def test_a_lost_database_connection_answers_503_with_retry_after() -> None
         assert lost_answer.status_code == 503
         assert lost_answer.headers["retry-after"] == "1"
         assert (await http.get("/broken")).status_code == 500  # any other database error is still a bug
+
+
+async def test_hot_reads_go_to_the_driver_with_the_same_rows_and_give_their_connections_back(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """Database.fetch on PostgreSQL keeps a fifth of the pool for the driver's own execute: the rows are what
+    SQLAlchemy gives (enums, aware UTC moments, ids), a revoked session is gone at once, and close() returns them."""
+    plain = Database(create_engine(database_url, pool_size=5, max_overflow=0))  # one kept connection
+    through_sqlalchemy = Database(create_engine(database_url, pool_size=1, max_overflow=0))  # none kept
+    user = User(email=f"hot-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", tier=ServiceTier.EU_COMPLIANCE)
+    session = Session(user_id=user.id, token_hash="0" * 64, expires_at=utcnow() + timedelta(days=1))
+    try:
+        await plain.insert(user)
+        await plain.insert(session)
+        values = {"user_id": user.id, "session_id": session.id}
+        rows = await plain.fetch(LIVE_ACCOUNT, values)
+        assert plain.engine.pool.checkedout() == 1  # kept for the next hot read, not returned
+        assert rows == await through_sqlalchemy.fetch(LIVE_ACCOUNT, values)
+        assert rows[0]["tier"] is ServiceTier.EU_COMPLIANCE
+        assert rows[0]["created_at"].tzinfo is UTC and rows[0]["id"] == user.id
+        await plain.write(sa.update(Session).where(col(Session.id) == session.id).values(revoked_at=utcnow()))
+        assert await plain.fetch(LIVE_ACCOUNT, values) == []
+        await plain.close()
+        assert plain.engine.pool.checkedout() == 0
+    finally:
+        await plain.engine.dispose()
+        await through_sqlalchemy.engine.dispose()
+
+
+async def test_a_dropped_kept_connection_fails_one_hot_read_and_the_next_gets_a_new_one(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    database = Database(create_engine(database_url, pool_size=5, max_overflow=0))
+    backend_pid = sa.select(sa.func.pg_backend_pid().label("pid"))
+    try:
+        pid = (await database.fetch(backend_pid, {}))[0]["pid"]
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(sa.exc.DBAPIError) as failed:
+            await database.fetch(backend_pid, {})
+        assert failed.value.connection_invalidated  # the same 503 as a read through SQLAlchemy
+        assert (await database.fetch(backend_pid, {}))[0]["pid"] != pid
+        await database.close()
+        assert database.engine.pool.checkedout() == 0
+    finally:
+        await database.engine.dispose()
