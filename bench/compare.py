@@ -283,6 +283,7 @@ def main() -> None:
                     "API_WORKERS",
                     "API_HOST",
                     "TEMPORAL_ADDRESS",
+                    "TEMPORAL_UI_PORT",
                 }
             },
         )
