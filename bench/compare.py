@@ -1,14 +1,17 @@
-"""`python -m bench.compare`: the project's API and a bare FastAPI app, same server flags, same run, fixed rates.
+"""`python -m bench.compare`: the project's API against anchors (a bare FastAPI app on the same server flags, and
+Fastify when node is present), same run, fixed rates.
 
-Both are started here with the production configuration (`cli.api_command`: uvicorn, uvloop + httptools when
-installed, API_WORKERS processes, no access log) on 127.0.0.1; the project on a fresh PostgreSQL database with
-rate limits off and a Temporal dev server of its own, its signed-in user owning FILES files. Each path is
-driven open-loop at each rate for a few seconds: requests are sent on schedule whatever the answers do, and
-latency counts from the scheduled send time (no coordinated omission); errors are split into 503s (shed by
-API_MAX_CONCURRENCY or the pool) and the rest (other statuses, timeouts, refused connections). Then: workflow
-starts through the API against a raw temporalio client (bench/starts.py), and an overload at twice the
-highest rate /auth/me held, with the time until the API answers normally again and the servers' memory before
-and after. Prints figures; asserts nothing. Everything stops by itself.
+The project and the bare app are started here with the production configuration (`cli.api_command`: uvicorn,
+uvloop + httptools when installed, API_WORKERS processes, no access log) on 127.0.0.1, and Fastify
+(bench/fastify_anchor.py) in as many processes, answering the bare app's bytes on the same paths; the project
+on a fresh PostgreSQL database with rate limits off and a Temporal dev server of its own, its signed-in user
+owning FILES files. Each path is driven open-loop at each rate for a few seconds, on each server: requests are
+sent on schedule whatever the answers do, and latency counts from the scheduled send time (no coordinated
+omission); errors are split into 503s (shed by API_MAX_CONCURRENCY or the pool) and the rest (other statuses,
+timeouts, refused connections). Then: workflow starts through the API against a raw temporalio client
+(bench/starts.py), and an overload at twice the highest rate /auth/me held, with the time until the API
+answers normally again and the servers' memory before and after. `--only` runs some of these parts (paths,
+starts, overload). Prints figures; asserts nothing. Everything stops by itself.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from bench import fastify_anchor
 from bench.starts import compare_starts
 from cli import api_command, temporal_command
 from settings import Settings
@@ -44,6 +48,7 @@ TIMEOUT_SECONDS = 5.0
 OVERLOAD_SECONDS = 10.0
 NORMAL_MS = 50.0  # "answers normally": a 200 within this, three probes in a row
 RECOVERY_LIMIT_SECONDS = 120.0
+PARTS = ("paths", "starts", "overload")
 
 
 def seed_files(database: psycopg.Connection[tuple[object, ...]], user_id: str, count: int) -> None:
@@ -239,9 +244,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="200,500,1000", help="requests per second, comma-separated")
     parser.add_argument("--seconds", type=float, default=10.0, help="per path and rate")
-    parser.add_argument("--workers", type=int, default=2, help="API_WORKERS for both servers")
+    parser.add_argument("--workers", type=int, default=2, help="API_WORKERS for every server")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
     args = parser.parse_args()
     rates = [int(rate) for rate in args.rates.split(",")]
+    parts = set(args.only.split(","))
+    if parts - set(PARTS):
+        parser.error(f"--only: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}; known: {', '.join(PARTS)}")
 
     name = f"statex_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
@@ -292,9 +301,10 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "cli", "migrate"], env=env, check=True, capture_output=True)
         env["RUN_MIGRATIONS_ON_START"] = "false"
         project = api_command(settings.model_copy(update={"api_port": project_port}))
-        processes.append(start(project, env, folder / "project.log"))
+        server = start(project, env, folder / "project.log")
+        processes.append(server)
         base = f"http://127.0.0.1:{project_port}"
-        wait_ready(f"{base}/health", processes[-1])  # /ready also wants a worker: none runs here
+        wait_ready(f"{base}/health", server)  # /ready also wants a worker: none runs here
 
         email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
         httpx.post(f"{base}/auth/register", json={"email": email, "password": "benchmark password"}).raise_for_status()
@@ -309,39 +319,64 @@ def main() -> None:
         bare[bare.index("--port") + 1] = str(bare_port)
         processes.append(start(bare, {**env, "BENCH_CATALOGUE_JSON": catalogue}, folder / "bare.log"))
         wait_ready(f"http://127.0.0.1:{bare_port}/health", processes[-1])
+        anchors = {"bare": (bare_port, processes[-1])}
+        bodies = {path: httpx.get(f"http://127.0.0.1:{bare_port}{path}").content.decode() for path in PATHS}
+        skipped = fastify_anchor.prepare()
+        if skipped:
+            print(f"Fastify anchor skipped: {skipped}")
+        else:
+            fastify_port = free_port()
+            extra = fastify_anchor.environment(fastify_port, settings.effective_api_workers, bodies)
+            processes.append(start(fastify_anchor.command(), {**env, **extra}, folder / "fastify.log"))
+            wait_ready(f"http://127.0.0.1:{fastify_port}/health", processes[-1])
+            for path, body in bodies.items():
+                if httpx.get(f"http://127.0.0.1:{fastify_port}{path}").content != body.encode():
+                    raise SystemExit(f"Fastify answers {path} with other bytes than the bare app")
+            anchors["fastify"] = (fastify_port, processes[-1])
 
         print(f"server: {' '.join(project[2:])}; {os.cpu_count()} CPUs; {args.seconds:.0f} s per measure")
-        print(f"RSS at rest: project {memory(processes[1].pid)}; bare {memory(processes[2].pid)}")
-        print(
-            f"{'path':<26}{'rate':>6}  {'project ok/s':>12} {'p50':>8} {'p99':>8} {'503':>5} {'other':>5}  "
-            f"{'bare ok/s':>10} {'p50':>8} {'p99':>8} {'err':>5}  {'p99 ratio':>9}"
-        )
+        at_rest = "; ".join(f"{name} {memory(process.pid)}" for name, (_, process) in anchors.items())
+        print(f"RSS at rest: project {memory(server.pid)}; {at_rest}")
         held: dict[str, list[int]] = {}
-        for path in PATHS:
-            for rate in rates:
-                mine = asyncio.run(drive(project_port, path, headers, rate, args.seconds))
-                if mine.errors == 0:
-                    held.setdefault(path, []).append(rate)
-                anchor = asyncio.run(drive(bare_port, path, headers, rate, args.seconds))
-                ratio = mine.p99_ms / anchor.p99_ms if anchor.p99_ms else float("nan")
-                print(
-                    f"{path:<26}{rate:>6}  {mine.ok_per_second:>12.0f} {mine.p50_ms:>7.1f}ms {mine.p99_ms:>7.1f}ms "
-                    f"{mine.shed:>5} {mine.other:>5}  {anchor.ok_per_second:>10.0f} {anchor.p50_ms:>7.1f}ms "
-                    f"{anchor.p99_ms:>7.1f}ms {anchor.errors:>5}  {ratio:>8.2f}x",
-                    flush=True,
+        if "paths" in parts:
+            print(
+                f"{'path':<26}{'rate':>6}  {'project ok/s':>12} {'p50':>8} {'p99':>8} {'503':>5} {'other':>5}"
+                + "".join(
+                    f"  {name + ' ok/s':>12} {'p50':>8} {'p99':>8} {'err':>5} {'p99 ratio':>9}" for name in anchors
                 )
+            )
+            for path in PATHS:
+                for rate in rates:
+                    mine = asyncio.run(drive(project_port, path, headers, rate, args.seconds))
+                    if mine.errors == 0:
+                        held.setdefault(path, []).append(rate)
+                    row = (
+                        f"{path:<26}{rate:>6}  {mine.ok_per_second:>12.0f} {mine.p50_ms:>7.1f}ms {mine.p99_ms:>7.1f}ms "
+                        f"{mine.shed:>5} {mine.other:>5}"
+                    )
+                    for port, _ in anchors.values():
+                        anchor = asyncio.run(drive(port, path, headers, rate, args.seconds))
+                        ratio = mine.p99_ms / anchor.p99_ms if anchor.p99_ms else float("nan")
+                        row += (
+                            f"  {anchor.ok_per_second:>12.0f} {anchor.p50_ms:>7.1f}ms {anchor.p99_ms:>7.1f}ms "
+                            f"{anchor.errors:>5} {ratio:>8.2f}x"
+                        )
+                    print(row, flush=True)
 
-        compare_starts(project_port, settings)
+        if "starts" in parts:
+            compare_starts(project_port, settings)
 
+        if "overload" not in parts:
+            return
         sustainable = max(held.get("/auth/me", [rates[0]]))
-        rest = memory(processes[1].pid)
+        rest = memory(server.pid)
         burst, recovery = asyncio.run(overload(project_port, "/auth/me", headers, 2 * sustainable))
         print(
             f"\noverload: /auth/me at {2 * sustainable} req/s (2x the highest rate held without errors) for "
             f"{OVERLOAD_SECONDS:.0f} s: {burst.ok} ok (p50 {burst.p50_ms:.0f} ms, p99 {burst.p99_ms:.0f} ms), "
             f"{burst.shed} shed with 503, {burst.other} other errors\n"
             f"  answering normally again (3 probes in a row, 200 within {NORMAL_MS:.0f} ms) {recovery:.2f} s after "
-            f"the overload's last request was due\n  RSS before: {rest}\n  RSS after:  {memory(processes[1].pid)}",
+            f"the overload's last request was due\n  RSS before: {rest}\n  RSS after:  {memory(server.pid)}",
             flush=True,
         )
     finally:
