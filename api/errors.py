@@ -85,7 +85,9 @@ def install_error_handlers(app: FastAPI, *, hide_internal_errors: bool) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [FieldError(field=_field_name(e["loc"]), message=_validation_message(e)) for e in exc.errors()]
+        # dict.fromkeys: a body read by the route and by one of its dependencies is validated, and reported, twice
+        found = dict.fromkeys((_field_name(e["loc"]), _validation_message(e)) for e in exc.errors())
+        details = [FieldError(field=field, message=message) for field, message in found]
         summary = "; ".join(f"{d.field}: {d.message}" for d in details[:5])
         return error_response(422, f"Invalid request: {summary}", details=details)
 

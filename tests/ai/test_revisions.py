@@ -146,6 +146,9 @@ async def test_someone_elses_prototype_is_not_found_and_one_under_way_cannot_be_
     assert (foreign.status_code, unknown.status_code) == (404, 404), foreign.text
     assert under_way.status_code == 409 and "AWAITING_APPROVAL" in under_way.json()["error"], under_way.text
     assert control.status_code == 422
+    assert control.json()["details"] == [  # once, though the route and its provider check both read the body
+        {"field": "body.feedback", "message": "must not contain control characters such as NUL"}
+    ], control.text
     assert (missing.status_code, peeking.status_code) == (404, 404)
     async with open_session(engine) as db:
         statement = select(PrototypeRevision).where(PrototypeRevision.prototype_id == uuid.UUID(prototype_id))
