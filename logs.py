@@ -8,14 +8,18 @@ logs with a plain `logging.getLogger(__name__)` and gets them for free.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
 import sys
+import threading
+from collections import deque
 from collections.abc import Mapping
+from contextlib import suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from temporalio import activity, workflow
 
@@ -108,23 +112,139 @@ class TextFormatter(logging.Formatter):
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
-def build_handler(log_format: str) -> logging.Handler:
+def build_handler(log_format: str) -> logging.StreamHandler[TextIO]:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(RedactCredentials())
     return handler
 
 
-def configure_logging(settings: Settings) -> None:
+def bind_context(record: logging.LogRecord) -> None:
+    """Fix on the record the ids that context_of would read from this thread's context variables, so that it
+    can be formatted in another thread (or later) and still name its request and workflow."""
+    for name, value in context_of(record).items():
+        if not hasattr(record, name):
+            setattr(record, name, value)
+
+
+class Enqueue(logging.Handler):
+    """The event loop's side of a served process's logging: a record is bound to its context and queued (an
+    append, no lock, no wakeup), and the writer's thread formats, redacts and writes the queue in batches. A
+    full queue (a log destination that stopped draining) drops lines rather than memory or the event loop's
+    time, and says how many once there is room again."""
+
+    redacted_downstream = True  # by the writer's handler, in its thread (observability.install_log_redaction)
+
+    def __init__(self, lines: deque[logging.LogRecord], most: int) -> None:
+        super().__init__()
+        self.lines, self.most, self.dropped = lines, most, 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.lines) >= self.most:
+            self.dropped += 1
+            return
+        if self.dropped:
+            self.lines.append(
+                logging.makeLogRecord(
+                    {
+                        "name": __name__,
+                        "levelno": logging.WARNING,
+                        "levelname": "WARNING",
+                        "msg": "%d log lines were dropped: the log destination did not keep up",
+                        "args": (self.dropped,),
+                    }
+                )
+            )
+            self.dropped = 0
+        bind_context(record)
+        self.lines.append(record)
+
+
+class LineWriter(threading.Thread):
+    """Every WRITE_EVERY seconds, formats what was queued and writes it with one write: a thread that wakes a
+    few times a second rather than once per line (a wakeup per line cost as much CPU as the line itself)."""
+
+    def __init__(self, lines: deque[logging.LogRecord], handler: logging.StreamHandler[TextIO]) -> None:
+        super().__init__(name="statex-log-writer", daemon=True)
+        self.lines, self.handler = lines, handler
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(WRITE_EVERY):
+            self.write_queued()
+        self.write_queued()
+
+    def write_queued(self) -> None:
+        text = []
+        while self.lines:
+            record = self.lines.popleft()
+            if record.levelno >= self.handler.level and self.handler.filter(record):
+                try:
+                    text.append(self.handler.format(record) + "\n")
+                except Exception:
+                    self.handler.handleError(record)
+        if text:
+            with suppress(OSError, ValueError):  # a closed or broken stream: the lines are lost, not the process
+                self.handler.stream.write("".join(text))
+                self.handler.flush()
+
+    def stop(self) -> None:
+        """Writes out what is queued and ends the thread."""
+        self.stopping.set()
+        self.join()
+
+
+QUEUED_LINES = 10_000
+WRITE_EVERY = 0.05
+_writer: LineWriter | None = None
+
+
+def _stop_writer() -> None:
+    """Writes out what is queued, then ends the writer's thread (at exit, or before logging is set up again)."""
+    global _writer
+    if _writer is not None:
+        _writer.stop()
+        _writer = None
+
+
+def stop_queueing() -> None:
+    """From here on the root logger writes each line itself, after what was queued: a served API calls it once
+    its lifespan is over, so that its last lines are written even if the process then ends abruptly (an exit
+    that skips atexit, as a native library's teardown can)."""
+    if _writer is None:
+        return
+    writer = _writer.handler
+    _stop_writer()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, Enqueue):
+            root.removeHandler(handler)
+    root.addHandler(writer)
+
+
+def configure_logging(settings: Settings, *, queued: bool = False) -> None:
     """The process's logging from LOG_FORMAT and LOG_LEVEL: one handler on the root logger, which uvicorn's
     loggers now reach too (their lines become JSON as well). uvicorn's access log is switched off: the
     request middleware writes one line per request with the route template, status, duration and ids, and
-    never the query string (where a download link keeps its token)."""
+    never the query string (where a download link keeps its token). `queued` (a served API): lines are
+    formatted and written by a thread of their own, so that an access line per request costs the event loop
+    only the record itself."""
     log_format = settings.effective_log_format
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
-    root.addHandler(build_handler(log_format))
+    _stop_writer()
+    handler: logging.Handler = build_handler(log_format)
+    if queued:
+        global _writer
+        lines: deque[logging.LogRecord] = deque()
+        _writer = LineWriter(lines, build_handler(log_format))
+        _writer.start()
+        atexit.register(_stop_writer)
+        handler = Enqueue(lines, QUEUED_LINES)
+        # What no formatter here writes, and each record would otherwise look up.
+        logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    root.addHandler(handler)
     root.setLevel(settings.log_level)
     for name in UVICORN_LOGGERS:
         logger = logging.getLogger(name)

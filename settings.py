@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] | None = None
     """`json`: one object per line for a log pipeline; unset: json in production, readable text elsewhere."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log_enabled: bool = True
+    """One line per API request (method, route template, status, duration, ids); a served API writes its lines
+    from a thread of its own, never from the event loop. Off: the metrics still count every request."""
 
     # Email: a local outbox folder by default, Amazon SES v2 in production
     email_backend: Literal["outbox", "ses"] = "outbox"

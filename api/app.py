@@ -18,15 +18,14 @@ import metrics
 from activities.storage import build_storage
 from api.bodylimit import BodyLimitMiddleware
 from api.docs import TAGS, install_docs
+from api.edge import RequestEdge
 from api.errors import error_response, errors, install_error_handlers
 from api.metrics import install_metrics
 from api.ratelimit import RateLimiter, RateLimitExceeded, bucket_for
-from api.request_log import RequestLog
 from api.routes import ai, auth, capabilities, codec, contact, files, health, me, payments, prototypes
-from api.security_headers import SecurityHeaders
 from api.shedding import LoadShedding
 from api.uploads import UploadSlots
-from logs import configure_logging
+from logs import configure_logging, stop_queueing
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
 from observability import init_sentry, install_log_redaction
@@ -55,7 +54,7 @@ def serve() -> FastAPI:
     """uvicorn's factory for a served API (`statex api`, `statex run`, the image): the process's logging
     from settings, then the app. Tests call create_app and keep pytest's own log capture."""
     settings = get_settings()
-    configure_logging(settings)
+    configure_logging(settings, queued=True)  # access lines are written off the event loop
     provider = configure_tracing(settings, "api")
     app = create_app(settings, served=True)
     if provider is not None:
@@ -96,6 +95,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
             await app.state.runtime.storage.aclose()
             await database.close()
             await engine.dispose()
+            stop_queueing()  # a served process's last lines (uvicorn's, after this) are written as they come
 
     app = FastAPI(
         generate_unique_id_function=operation_id,
@@ -126,8 +126,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         max_age=600,
     )
     app.add_middleware(codec.CodecCors, origins=settings.effective_temporal_ui_origins)
-    app.add_middleware(SecurityHeaders, hsts=settings.api_behind_tls)  # CORS answers get them too
-    app.add_middleware(RequestLog)  # outermost: every answer has an id and a line, timed in full
+    # Outermost: every answer, CORS's own included, gets the headers, an id, its metrics and a line, timed in full.
+    app.add_middleware(RequestEdge, hsts=settings.api_behind_tls, access_log=settings.access_log_enabled)
     install_error_handlers(app, hide_internal_errors=settings.is_production)
     install_metrics(app, settings)
 

@@ -1,11 +1,9 @@
-"""The API's request metrics (an ASGI middleware) and GET /metrics."""
+"""GET /metrics, and the route template that labels a request's metrics and its access line."""
 
 from __future__ import annotations
 
-import time
-
 from fastapi import FastAPI, Request, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 import metrics
 from services.security import bearer_matches
@@ -18,42 +16,8 @@ def route_template(scope: Scope) -> str:
     return getattr(scope.get("route"), "path", None) or metrics.UNMATCHED_ROUTE
 
 
-class RequestMetrics:
-    """Counts each HTTP request by method, route template and status, and times it by route template.
-
-    The template (`/api/files/{file_id}`) is read after routing, from the route FastAPI put in the scope, so
-    no id ever becomes a label; a request no route matched is `unmatched`."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500  # an exception that escapes every handler becomes a 500
-        started = time.perf_counter()
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        metrics.http_requests_in_flight.inc()
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            metrics.http_requests_in_flight.dec()
-            template = route_template(scope)
-            method = scope["method"]
-            metrics.http_requests.labels(method, template, str(status)).inc()
-            metrics.http_request_duration.labels(method, template).observe(time.perf_counter() - started)
-
-
 def install_metrics(app: FastAPI, settings: Settings) -> None:
-    """The middleware always (its cost is a few counter increments); GET /metrics when METRICS_ENABLED."""
-    app.add_middleware(RequestMetrics)
+    """GET /metrics when METRICS_ENABLED (the requests are counted by api/edge.py either way)."""
     if not settings.metrics_enabled:
         return
 

@@ -77,6 +77,12 @@ class Result:
     p50_ms: float
     p99_ms: float
     seconds: float
+    cpu_seconds: float = float("nan")  # the server's processes' CPU while the measure ran
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """CPU per answered request (200 or 503), in ms: what each one cost the server, whatever the rate."""
+        return self.cpu_seconds * 1000 / (self.ok + self.shed) if self.ok + self.shed else float("nan")
 
     @property
     def ok_per_second(self) -> float:
@@ -87,17 +93,39 @@ class Result:
         return self.shed + self.other
 
 
-def rss_mb(pid: int) -> list[float]:
-    """RSS of each process of a server's tree (uvicorn's supervisor, then its workers), in MB."""
+def tree(pid: int) -> list[int]:
+    """A server's processes: uvicorn's supervisor (or node's primary), then its workers."""
     pids, found = [pid], []
     while pids:
         current = pids.pop(0)
         with suppress(OSError):
-            status = Path(f"/proc/{current}/status").read_text()
-            found.append(int(status.split("VmRSS:")[1].split()[0]) / 1024)
             for task in Path(f"/proc/{current}/task").iterdir():
                 pids.extend(int(child) for child in (task / "children").read_text().split())
+            found.append(current)
     return found
+
+
+def rss_mb(pid: int) -> list[float]:
+    """RSS of each process of a server's tree, in MB."""
+    found = []
+    for current in tree(pid):
+        with suppress(OSError):
+            status = Path(f"/proc/{current}/status").read_text()
+            found.append(int(status.split("VmRSS:")[1].split()[0]) / 1024)
+    return found
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU spent so far by a server's processes (all threads), from /proc."""
+    total = 0
+    for current in tree(pid):
+        with suppress(OSError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
 
 
 def memory(pid: int) -> str:
@@ -135,8 +163,11 @@ async def _one(
         raise
 
 
-async def drive(port: int, path: str, headers: dict[str, str], rate: int, seconds: float) -> Result:
-    """Open loop: request i is due at start + i / rate; its latency runs from then, not from when it left."""
+async def drive(
+    port: int, path: str, headers: dict[str, str], rate: int, seconds: float, server: int | None = None
+) -> Result:
+    """Open loop: request i is due at start + i / rate; its latency runs from then, not from when it left.
+    With the server's pid, also the CPU its processes spent meanwhile."""
     lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in headers.items())]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode()
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None] = asyncio.Queue()
@@ -147,6 +178,7 @@ async def drive(port: int, path: str, headers: dict[str, str], rate: int, second
     shed = other = 0
     total = int(rate * seconds)
     start = loop.time() + 0.05
+    cpu_before = cpu_seconds(server) if server else float("nan")
 
     async def scheduled(due: float) -> None:
         nonlocal shed, other
@@ -169,6 +201,7 @@ async def drive(port: int, path: str, headers: dict[str, str], rate: int, second
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(scheduled(due)))
     await asyncio.gather(*tasks)
+    cpu = cpu_seconds(server) - cpu_before if server else float("nan")
     for connection in [pool.get_nowait() for _ in range(pool.qsize())]:
         if connection is not None:
             connection[1].close()
@@ -178,7 +211,14 @@ async def drive(port: int, path: str, headers: dict[str, str], rate: int, second
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
 
     return Result(
-        sent=total, ok=len(latencies), shed=shed, other=other, p50_ms=pct(0.50), p99_ms=pct(0.99), seconds=seconds
+        sent=total,
+        ok=len(latencies),
+        shed=shed,
+        other=other,
+        p50_ms=pct(0.50),
+        p99_ms=pct(0.99),
+        seconds=seconds,
+        cpu_seconds=cpu,
     )
 
 
@@ -246,9 +286,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per path and rate")
     parser.add_argument("--workers", type=int, default=2, help="API_WORKERS for every server")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
+    parser.add_argument("--paths", default=",".join(PATHS), help="the paths part's paths, comma-separated")
     args = parser.parse_args()
     rates = [int(rate) for rate in args.rates.split(",")]
     parts = set(args.only.split(","))
+    paths = args.paths.split(",")
+    if set(paths) - set(PATHS):
+        unknown = ", ".join(sorted(set(paths) - set(PATHS)))
+        parser.error(f"--paths: unknown path(s) {unknown}; known: {', '.join(PATHS)}")
     if parts - set(PARTS):
         parser.error(f"--only: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}; known: {', '.join(PARTS)}")
 
@@ -341,25 +386,29 @@ def main() -> None:
         if "paths" in parts:
             print(
                 f"{'path':<26}{'rate':>6}  {'project ok/s':>12} {'p50':>8} {'p99':>8} {'503':>5} {'other':>5}"
+                f" {'cpu/req':>8}"
                 + "".join(
-                    f"  {name + ' ok/s':>12} {'p50':>8} {'p99':>8} {'err':>5} {'p99 ratio':>9}" for name in anchors
+                    f"  {name + ' ok/s':>12} {'p50':>8} {'p99':>8} {'err':>5} {'cpu/req':>8} {'p99 ratio':>9}"
+                    f" {'cpu ratio':>9}"
+                    for name in anchors
                 )
             )
-            for path in PATHS:
+            for path in paths:
                 for rate in rates:
-                    mine = asyncio.run(drive(project_port, path, headers, rate, args.seconds))
+                    mine = asyncio.run(drive(project_port, path, headers, rate, args.seconds, server.pid))
                     if mine.errors == 0:
                         held.setdefault(path, []).append(rate)
                     row = (
                         f"{path:<26}{rate:>6}  {mine.ok_per_second:>12.0f} {mine.p50_ms:>7.1f}ms {mine.p99_ms:>7.1f}ms "
-                        f"{mine.shed:>5} {mine.other:>5}"
+                        f"{mine.shed:>5} {mine.other:>5} {mine.cpu_ms_per_request:>6.2f}ms"
                     )
-                    for port, _ in anchors.values():
-                        anchor = asyncio.run(drive(port, path, headers, rate, args.seconds))
+                    for port, process in anchors.values():
+                        anchor = asyncio.run(drive(port, path, headers, rate, args.seconds, process.pid))
                         ratio = mine.p99_ms / anchor.p99_ms if anchor.p99_ms else float("nan")
                         row += (
                             f"  {anchor.ok_per_second:>12.0f} {anchor.p50_ms:>7.1f}ms {anchor.p99_ms:>7.1f}ms "
-                            f"{anchor.errors:>5} {ratio:>8.2f}x"
+                            f"{anchor.errors:>5} {anchor.cpu_ms_per_request:>6.2f}ms {ratio:>8.2f}x "
+                            f"{mine.cpu_ms_per_request / anchor.cpu_ms_per_request:>8.2f}x"
                         )
                     print(row, flush=True)
 

@@ -1,0 +1,115 @@
+"""A served API's logging: lines are formatted, redacted and written by a thread of their own, still naming
+the request they came from; a destination that stops draining costs dropped lines, not memory; the access
+line can be switched off while the metrics still count every request."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterator
+
+import pytest
+from conftest import AppFactory
+from helpers import serve
+
+import logs
+from settings import Settings
+
+
+@pytest.fixture
+def queued_stderr(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[io.StringIO]:
+    """The root logger as a served API sets it up (queued, JSON), writing to a captured stderr; then pytest's
+    own handlers back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    logs.configure_logging(settings.model_copy(update={"log_format": "json"}), queued=True)
+    try:
+        yield stream
+    finally:
+        logs._stop_writer()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        logging.logThreads = logging.logProcesses = logging.logMultiprocessing = True
+
+
+def test_lines_are_written_by_another_thread_and_keep_their_request_context(
+    queued_stderr: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    formatted_in: list[threading.Thread] = []
+    format_json = logs.JsonFormatter.format
+
+    def noting_the_thread(self: logs.JsonFormatter, record: logging.LogRecord) -> str:
+        formatted_in.append(threading.current_thread())
+        return format_json(self, record)
+
+    monkeypatch.setattr(logs.JsonFormatter, "format", noting_the_thread)
+    request, state = logs.request_id.set("req-queued-1"), logs.request_state.set({"user_id": "user-7"})
+    logging.getLogger("statex.test").info("signed in with token=%s", "s3cr3t-t0ken-value")
+    logs.request_state.reset(state)  # the request is over before the writer gets to its line
+    logs.request_id.reset(request)
+    logs._stop_writer()  # writes out what is queued
+
+    (line,) = [json.loads(text) for text in queued_stderr.getvalue().splitlines()]
+    assert line["request_id"] == "req-queued-1"
+    assert line["user_id"] == "user-7"
+    assert "s3cr3t-t0ken-value" not in queued_stderr.getvalue()
+    assert formatted_in and threading.main_thread() not in formatted_in
+
+
+def test_a_full_queue_drops_lines_and_then_says_how_many() -> None:
+    lines: deque[logging.LogRecord] = deque()
+    handler = logs.Enqueue(lines, most=2)
+    for index in range(5):
+        handler.handle(logging.makeLogRecord({"msg": f"line {index}", "levelno": logging.INFO}))
+    assert [lines.popleft().getMessage() for _ in range(2)] == ["line 0", "line 1"]
+    assert not lines
+
+    handler.handle(logging.makeLogRecord({"msg": "after", "levelno": logging.INFO}))
+    note, after = lines.popleft(), lines.popleft()
+    assert note.getMessage().startswith("3 log lines were dropped") and note.levelno == logging.WARNING
+    assert after.getMessage() == "after"
+    assert not lines
+
+
+def test_once_queueing_stops_lines_are_written_at_once_after_the_queued_ones(queued_stderr: io.StringIO) -> None:
+    log = logging.getLogger("statex.test")
+    log.info("queued")
+    logs.stop_queueing()  # a served API's lifespan is over
+    log.info("written at once")
+    assert [json.loads(text)["message"] for text in queued_stderr.getvalue().splitlines()] == [
+        "queued",
+        "written at once",
+    ]
+    assert not [handler for handler in logging.getLogger().handlers if isinstance(handler, logs.Enqueue)]
+
+
+def catalogue_count(scrape: str) -> float:
+    series = 'statex_http_requests_total{method="GET",route="/api/payments/catalogue",status="200"} '
+    return sum(float(line.removeprefix(series)) for line in scrape.splitlines() if line.startswith(series))
+
+
+async def test_access_lines_can_be_switched_off_and_the_metrics_still_count(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="statex.access")
+    async with serve(make_app(access_log_enabled=False)) as api:
+        before = catalogue_count((await api.get("/metrics")).text)
+        assert (await api.get("/api/payments/catalogue")).status_code == 200
+        after = catalogue_count((await api.get("/metrics")).text)
+    assert not [record for record in caplog.records if record.name == "statex.access"]
+    assert after == before + 1
+
+    caplog.clear()
+    async with serve(make_app()) as api:
+        assert (await api.get("/api/payments/catalogue")).status_code == 200
+    (line,) = [record.getMessage() for record in caplog.records if record.name == "statex.access"]
+    assert line.startswith("GET /api/payments/catalogue 200 ")
