@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from bench import fastify_anchor
+from bench import fastify_anchor, wire
 from bench.starts import compare_starts
 from cli import api_command, temporal_command
 from settings import Settings
@@ -134,45 +134,13 @@ def memory(pid: int) -> str:
     return f"supervisor {sizes[0]:.0f} MB, workers {workers} MB" if sizes else "gone"
 
 
-async def _one(
-    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None], request: bytes, port: int
-) -> int:
-    connection = await pool.get()
-    try:
-        if connection is None:
-            connection = await asyncio.open_connection("127.0.0.1", port)
-        reader, writer = connection
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = next(
-            (
-                int(line.split(b":", 1)[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            ),
-            0,
-        )
-        await reader.readexactly(length)
-        pool.put_nowait(connection)
-        return status
-    except Exception:
-        if connection is not None:
-            connection[1].close()
-        pool.put_nowait(None)
-        raise
-
-
 async def drive(
     port: int, path: str, headers: dict[str, str], rate: int, seconds: float, server: int | None = None
 ) -> Result:
     """Open loop: request i is due at start + i / rate; its latency runs from then, not from when it left.
     With the server's pid, also the CPU its processes spent meanwhile."""
-    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in headers.items())]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
-    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None] = asyncio.Queue()
-    for _ in range(CONNECTIONS):
-        pool.put_nowait(None)
+    request = wire.request_bytes("GET", path, headers)
+    pool = wire.Pool(port, CONNECTIONS)
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
     shed = other = 0
@@ -183,7 +151,7 @@ async def drive(
     async def scheduled(due: float) -> None:
         nonlocal shed, other
         try:
-            status = await asyncio.wait_for(_one(pool, request, port), TIMEOUT_SECONDS)
+            status, _ = await asyncio.wait_for(pool.send(request), TIMEOUT_SECONDS)
         except Exception:
             status = 0
         if status == 200:
@@ -202,9 +170,7 @@ async def drive(
         tasks.append(asyncio.create_task(scheduled(due)))
     await asyncio.gather(*tasks)
     cpu = cpu_seconds(server) - cpu_before if server else float("nan")
-    for connection in [pool.get_nowait() for _ in range(pool.qsize())]:
-        if connection is not None:
-            connection[1].close()
+    pool.close()
     latencies.sort()
 
     def pct(q: float) -> float:
