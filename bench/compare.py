@@ -78,6 +78,7 @@ class Result:
     p99_ms: float
     seconds: float
     cpu_seconds: float = float("nan")  # the server's processes' CPU while the measure ran
+    generator_seconds: float = float("nan")  # this process's, sending and reading
 
     @property
     def cpu_ms_per_request(self) -> float:
@@ -87,6 +88,10 @@ class Result:
     @property
     def ok_per_second(self) -> float:
         return self.ok / self.seconds
+
+    @property
+    def generator_ms_per_request(self) -> float:
+        return self.generator_seconds * 1000 / self.sent if self.sent else float("nan")
 
     @property
     def errors(self) -> int:
@@ -147,6 +152,7 @@ async def drive(
     total = int(rate * seconds)
     start = loop.time() + 0.05
     cpu_before = cpu_seconds(server) if server else float("nan")
+    generator_before = time.process_time()
 
     async def scheduled(due: float) -> None:
         nonlocal shed, other
@@ -170,6 +176,7 @@ async def drive(
         tasks.append(asyncio.create_task(scheduled(due)))
     await asyncio.gather(*tasks)
     cpu = cpu_seconds(server) - cpu_before if server else float("nan")
+    generator = time.process_time() - generator_before
     pool.close()
     latencies.sort()
 
@@ -185,6 +192,7 @@ async def drive(
         p99_ms=pct(0.99),
         seconds=seconds,
         cpu_seconds=cpu,
+        generator_seconds=generator,
     )
 
 
@@ -352,7 +360,7 @@ def main() -> None:
         if "paths" in parts:
             print(
                 f"{'path':<26}{'rate':>6}  {'project ok/s':>12} {'p50':>8} {'p99':>8} {'503':>5} {'other':>5}"
-                f" {'cpu/req':>8}"
+                f" {'cpu/req':>8} {'gen/req':>8}"
                 + "".join(
                     f"  {name + ' ok/s':>12} {'p50':>8} {'p99':>8} {'err':>5} {'cpu/req':>8} {'p99 ratio':>9}"
                     f" {'cpu ratio':>9}"
@@ -361,15 +369,16 @@ def main() -> None:
             )
             for path in paths:
                 for rate in rates:
-                    mine = asyncio.run(drive(project_port, path, headers, rate, args.seconds, server.pid))
+                    mine = wire.run(drive(project_port, path, headers, rate, args.seconds, server.pid))
                     if mine.errors == 0:
                         held.setdefault(path, []).append(rate)
                     row = (
                         f"{path:<26}{rate:>6}  {mine.ok_per_second:>12.0f} {mine.p50_ms:>7.1f}ms {mine.p99_ms:>7.1f}ms "
-                        f"{mine.shed:>5} {mine.other:>5} {mine.cpu_ms_per_request:>6.2f}ms"
+                        f"{mine.shed:>5} {mine.other:>5} {mine.cpu_ms_per_request:>6.2f}ms "
+                        f"{mine.generator_ms_per_request:>6.2f}ms"
                     )
                     for port, process in anchors.values():
-                        anchor = asyncio.run(drive(port, path, headers, rate, args.seconds, process.pid))
+                        anchor = wire.run(drive(port, path, headers, rate, args.seconds, process.pid))
                         ratio = mine.p99_ms / anchor.p99_ms if anchor.p99_ms else float("nan")
                         row += (
                             f"  {anchor.ok_per_second:>12.0f} {anchor.p50_ms:>7.1f}ms {anchor.p99_ms:>7.1f}ms "
@@ -385,7 +394,7 @@ def main() -> None:
             return
         sustainable = max(held.get("/auth/me", [rates[0]]))
         rest = memory(server.pid)
-        burst, recovery = asyncio.run(overload(project_port, "/auth/me", headers, 2 * sustainable))
+        burst, recovery = wire.run(overload(project_port, "/auth/me", headers, 2 * sustainable))
         print(
             f"\noverload: /auth/me at {2 * sustainable} req/s (2x the highest rate held without errors) for "
             f"{OVERLOAD_SECONDS:.0f} s: {burst.ok} ok (p50 {burst.p50_ms:.0f} ms, p99 {burst.p99_ms:.0f} ms), "

@@ -79,8 +79,8 @@ def compare_starts(port: int, settings: Settings, *, count: int = 400, concurren
     api: list[float] = []
     raw: list[float] = []
     for _ in range(rounds):
-        api.append(asyncio.run(through_api(port, count, concurrency)))
-        raw.append(asyncio.run(raw_client(settings, count, concurrency)))
+        api.append(wire.run(through_api(port, count, concurrency)))
+        raw.append(wire.run(raw_client(settings, count, concurrency)))
     mine, anchor = statistics.median(api), statistics.median(raw)
     print(
         f"\nworkflow starts, {count} at concurrency {concurrency}, median of {rounds} rounds (PostgreSQL; no worker):\n"

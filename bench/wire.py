@@ -6,8 +6,21 @@ servers' figures would then pay for."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on uvloop when it is installed (it is with the `run` extra): the generator's own event loop
+    costs less of the CPU the servers share."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def request_bytes(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
