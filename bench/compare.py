@@ -143,14 +143,14 @@ async def drive(
     port: int, path: str, headers: dict[str, str], rate: int, seconds: float, server: int | None = None
 ) -> Result:
     """Open loop: request i is due at start + i / rate; its latency runs from then, not from when it left.
-    With the server's pid, also the CPU its processes spent meanwhile."""
+    With the server's pid, also the CPU its processes spent meanwhile. Times are perf_counter's: uvloop's
+    loop.time() counts whole milliseconds."""
     request = wire.request_bytes("GET", path, headers)
     pool = wire.Pool(port, CONNECTIONS)
-    loop = asyncio.get_running_loop()
     latencies: list[float] = []
     shed = other = 0
     total = int(rate * seconds)
-    start = loop.time() + 0.05
+    start = time.perf_counter() + 0.05
     cpu_before = cpu_seconds(server) if server else float("nan")
     generator_before = time.process_time()
 
@@ -161,7 +161,7 @@ async def drive(
         except Exception:
             status = 0
         if status == 200:
-            latencies.append(loop.time() - due)
+            latencies.append(time.perf_counter() - due)
         elif status == 503:
             shed += 1
         else:
@@ -170,7 +170,7 @@ async def drive(
     tasks = []
     for i in range(total):
         due = start + i / rate
-        delay = due - loop.time()
+        delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(scheduled(due)))
@@ -199,14 +199,13 @@ async def drive(
 async def until_normal(port: int, path: str, headers: dict[str, str], since: float) -> float:
     """Seconds from `since` (the loop time the overload's last request was due) to the first of three probes in a
     row answered 200 within NORMAL_MS."""
-    loop = asyncio.get_running_loop()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as http:
         streak: list[float] = []
-        while loop.time() - since < RECOVERY_LIMIT_SECONDS:
-            sent = loop.time()
+        while time.perf_counter() - since < RECOVERY_LIMIT_SECONDS:
+            sent = time.perf_counter()
             with suppress(httpx.HTTPError):
                 response = await http.get(path, timeout=TIMEOUT_SECONDS)
-                if response.status_code == 200 and (loop.time() - sent) * 1000 < NORMAL_MS:
+                if response.status_code == 200 and (time.perf_counter() - sent) * 1000 < NORMAL_MS:
                     streak.append(sent)
                     if len(streak) == 3:
                         return max(0.0, streak[0] - since)
@@ -219,10 +218,9 @@ async def until_normal(port: int, path: str, headers: dict[str, str], since: flo
 async def overload(port: int, path: str, headers: dict[str, str], rate: int) -> tuple[Result, float]:
     """`rate` for OVERLOAD_SECONDS, then probe until the API answers normally; the probes start when the last
     overload request is due, while the server may still be working through what it took on."""
-    loop = asyncio.get_running_loop()
-    ends = loop.time() + 0.05 + OVERLOAD_SECONDS
+    ends = time.perf_counter() + 0.05 + OVERLOAD_SECONDS
     burst = asyncio.create_task(drive(port, path, headers, rate, OVERLOAD_SECONDS))
-    await asyncio.sleep(max(0.0, ends - loop.time()))
+    await asyncio.sleep(max(0.0, ends - time.perf_counter()))
     recovery = await until_normal(port, path, headers, ends)
     return await burst, recovery
 
