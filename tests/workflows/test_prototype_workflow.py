@@ -239,7 +239,10 @@ async def test_the_code_and_tests_agents_are_asked_at_the_same_time_and_recorded
     assert scheduled_by["code via openai"] == scheduled_by["tests via openai"]
 
 
-async def test_one_agent_of_a_stage_failing_fails_the_prototype_once_naming_its_step(stubbed: Stubbed) -> None:
+async def test_one_agent_of_a_stage_failing_fails_the_prototype_once_naming_its_step(
+    stubbed_in_real_time: Stubbed,
+) -> None:
+    stubbed = stubbed_in_real_time  # the code call is let go while still in flight: see the fixture
     stubbed.outside.together = {"code", "tests"}
     stubbed.outside.steps_refusing = {"tests"}  # refused while the code call is in flight: that one is let go
     order = prototype_order(providers=[AITier.OPENAI])
