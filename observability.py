@@ -1,15 +1,18 @@
-"""Sentry for the API and the worker, with secrets scrubbed before anything leaves the process."""
+"""Sentry for the API and the worker, with secrets scrubbed before anything leaves the process.
+
+The SDK is imported only by a process that turns it on (SENTRY_DSN): without it, it would cost every API
+process some 4 MB for nothing (issue 11). Code that reports an error calls `report`, which needs no import.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
-import sentry_sdk
-from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST, EventScrubber
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
@@ -23,11 +26,20 @@ from settings import Settings
 FILTERED = "[Filtered]"
 REPORT_AFTER_ATTEMPTS = 3
 
+# sentry-sdk's own EventScrubber defaults (DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST), spelled out so that the log
+# redaction needs no SDK import; tests/test_sentry.py checks that they are all still here.
+_SENTRY_DEFAULTS = (
+    *("password", "passwd", "secret", "api_key", "apikey", "auth", "credentials", "mysql_pwd", "privatekey"),
+    *("private_key", "token", "session", "csrftoken", "sessionid", "x_csrftoken", "x_forwarded_for", "set_cookie"),
+    *("cookie", "authorization", "proxy-authorization", "x_api_key", "aiohttp_session", "connect.sid"),
+    *("csrf_token", "csrf", "_csrf", "_csrf_token", "PHPSESSID", "_session", "symfony", "user_session", "_xsrf"),
+    *("XSRF-TOKEN", "x_real_ip", "ip_address", "remote_addr"),
+)
+
 # Keys whose values never leave the process, wherever they appear in an event (matched lower-case).
 SENSITIVE_KEYS = frozenset(
     {
-        *DEFAULT_DENYLIST,
-        *DEFAULT_PII_DENYLIST,
+        *_SENTRY_DEFAULTS,
         "password",
         "new_password",
         "password_hash",
@@ -145,6 +157,13 @@ def scrub_event(event: dict[str, Any], _hint: Any = None) -> dict[str, Any]:
     return _scrub(event)
 
 
+def report(err: BaseException) -> None:
+    """Send an error to Sentry when this process turned it on; otherwise nothing (not even an import)."""
+    sdk = sys.modules.get("sentry_sdk")  # imported by init_sentry; an SDK nobody imported has no client
+    if sdk is not None:
+        sdk.capture_exception(err)
+
+
 def init_sentry(settings: Settings, *, component: str) -> bool:
     """PII stays off by leaving `send_default_pii` unset (setting it is deprecated, and its replacement,
     `data_collection`, would switch the EventScrubber off). Local variables are not sent: they arrive as
@@ -152,6 +171,9 @@ def init_sentry(settings: Settings, *, component: str) -> bool:
     no key for a scrubber to find."""
     if settings.sentry_dsn is None:
         return False
+    import sentry_sdk
+    from sentry_sdk.scrubber import EventScrubber
+
     sentry_sdk.init(
         dsn=settings.sentry_dsn.get_secret_value(),
         environment=settings.environment,
@@ -172,6 +194,8 @@ class _SentryActivityInbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         """Each activity gets its own isolation scope, as each request does in the API, so its breadcrumbs
         never ride along with another activity's error."""
+        import sentry_sdk  # installed only beside init_sentry (sentry_interceptors), so already imported
+
         info = activity.info()
         with sentry_sdk.isolation_scope() as scope:
             scope.set_tag("temporal.activity", info.activity_type)
@@ -184,7 +208,7 @@ class _SentryActivityInbound(ActivityInboundInterceptor):
                 return await super().execute_activity(input)
             except Exception as err:
                 if worth_reporting(err, info.attempt):
-                    sentry_sdk.capture_exception(err)
+                    report(err)
                 raise
 
 

@@ -6,7 +6,6 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-import sentry_sdk
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.api.common import ErrorResponse, FieldError, RateLimitResponse
 from models.types import utcnow
+from observability import report
 from services.errors import DomainError, TooManyAtOnce
 from services.waiting import CallerGone
 
@@ -113,7 +113,7 @@ def install_error_handlers(app: FastAPI, *, hide_internal_errors: bool) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        sentry_sdk.capture_exception(exc)  # first, so Sentry's logging integration sees a duplicate and drops it
+        report(exc)  # first, so Sentry's logging integration sees a duplicate and drops it
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         message = "Internal Server Error" if hide_internal_errors else f"{type(exc).__name__}: {exc}"
         return error_response(500, message)

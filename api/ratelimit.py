@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import sentry_sdk
 from fastapi import HTTPException, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -31,6 +30,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from api.deps import get_current_user
+from observability import report
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class RateLimiter:
             return
         self._last_report = now
         log.error("rate-limit store unavailable, failing open: %s", err)
-        sentry_sdk.capture_exception(err)
+        report(err)
 
     async def close(self) -> None:
         if isinstance(self.storage, RedisStorage):

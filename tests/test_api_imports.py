@@ -40,3 +40,13 @@ def test_importing_the_api_loads_no_worker_only_sdk() -> None:
     loaded = modules_after("import api.app")
     assert "fastapi" in loaded  # the probe did import the API
     assert [name for name in WORKER_ONLY if name in loaded] == []
+
+
+def test_sentry_is_imported_only_by_a_process_that_turns_it_on() -> None:
+    assert "sentry_sdk" not in modules_after("import api.app; api.app.create_app()")
+    turned_on = (
+        "import api.app, settings; from pydantic import SecretStr;"
+        "api.app.create_app(settings.get_settings().model_copy("
+        "update={'sentry_dsn': SecretStr('https://public@127.0.0.1:9/1')}))"
+    )
+    assert "sentry_sdk" in modules_after(turned_on)

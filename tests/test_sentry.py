@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():  # the sandbox re-imports this mo
     from temporalio.client import Client, WorkflowFailureError
     from temporalio.worker import Worker
 
-    from observability import SentryInterceptor, init_sentry, worth_reporting
+    from observability import SENSITIVE_KEYS, SentryInterceptor, init_sentry, worth_reporting
     from settings import Settings
 
 # The tokens are made fresh each run, so no source line that Sentry quotes can hold one; the card is
@@ -379,3 +379,11 @@ def test_only_lasting_or_hopeless_activity_failures_are_reported() -> None:
     assert not worth_reporting(RuntimeError("timeout"), attempt=2)
     assert worth_reporting(RuntimeError("timeout"), attempt=3)
     assert not worth_reporting(RuntimeError("timeout"), attempt=4)  # once per activity, not every retry
+
+
+def test_the_spelled_out_deny_list_still_holds_every_key_sentry_scrubs_by_default() -> None:
+    """observability spells sentry-sdk's defaults out (so the API need not import the SDK); an SDK upgrade that adds
+    a key must not leave our log redaction and scrubbing behind."""
+    from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST
+
+    assert set(DEFAULT_DENYLIST) | set(DEFAULT_PII_DENYLIST) <= SENSITIVE_KEYS
