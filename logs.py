@@ -16,7 +16,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Mapping
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -184,9 +184,10 @@ class LineWriter(threading.Thread):
                 except Exception:
                     self.handler.handleError(record)
         if text:
-            with suppress(OSError, ValueError):  # a closed or broken stream: the lines are lost, not the process
+            # Under the handler's lock: once queueing stops (stop_queueing) the same handler also writes directly.
+            with self.handler.lock or nullcontext(), suppress(OSError, ValueError):  # a broken stream loses lines
                 self.handler.stream.write("".join(text))
-                self.handler.flush()
+                self.handler.stream.flush()
 
     def stop(self) -> None:
         """Writes out what is queued and ends the thread."""
@@ -199,6 +200,7 @@ WRITE_EVERY = 0.05
 _writer: LineWriter | None = None
 
 
+@atexit.register
 def _stop_writer() -> None:
     """Writes out what is queued, then ends the writer's thread (at exit, or before logging is set up again)."""
     global _writer
@@ -213,13 +215,12 @@ def stop_queueing() -> None:
     that skips atexit, as a native library's teardown can)."""
     if _writer is None:
         return
-    writer = _writer.handler
-    _stop_writer()
     root = logging.getLogger()
+    root.addHandler(_writer.handler)  # first, so that no line logged meanwhile is lost; then what was queued
     for handler in list(root.handlers):
         if isinstance(handler, Enqueue):
             root.removeHandler(handler)
-    root.addHandler(writer)
+    _stop_writer()
 
 
 def configure_logging(settings: Settings, *, queued: bool = False) -> None:
@@ -234,13 +235,13 @@ def configure_logging(settings: Settings, *, queued: bool = False) -> None:
     for existing in list(root.handlers):
         root.removeHandler(existing)
     _stop_writer()
-    handler: logging.Handler = build_handler(log_format)
+    writes = build_handler(log_format)
+    handler: logging.Handler = writes
     if queued:
         global _writer
         lines: deque[logging.LogRecord] = deque()
-        _writer = LineWriter(lines, build_handler(log_format))
+        _writer = LineWriter(lines, writes)
         _writer.start()
-        atexit.register(_stop_writer)
         handler = Enqueue(lines, QUEUED_LINES)
         # What no formatter here writes, and each record would otherwise look up.
         logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

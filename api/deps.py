@@ -58,8 +58,9 @@ Privacy = Annotated[PrivacyService, Depends(service(PrivacyService))]
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def _caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Account | None:
-    """The accounts service is built here rather than asked for as a dependency: every signed-in request comes
+async def get_optional_user(request: Request, credentials: Bearer) -> Account | None:
+    """The caller, if a bearer token came; a bad or revoked token is a 401 even where sign-in is optional.
+    The accounts service is built here rather than asked for as a dependency: every signed-in request comes
     through, and each dependency FastAPI solves costs it a few tens of microseconds."""
     if credentials is None:
         return None
@@ -68,17 +69,13 @@ async def _caller(request: Request, credentials: HTTPAuthorizationCredentials | 
     return account
 
 
-async def get_optional_user(request: Request, credentials: Bearer) -> Account | None:
-    """The caller, if a bearer token came; a bad or revoked token is a 401 even where sign-in is optional."""
-    return await _caller(request, credentials)
-
-
 OptionalUser = Annotated[Account | None, Depends(get_optional_user)]
 
 
 async def get_current_user(request: Request, credentials: Bearer) -> Account:
-    """The caller; no token is a 401. Not built on get_optional_user: one dependency fewer to solve."""
-    user = await _caller(request, credentials)
+    """The caller; no token is a 401. It calls get_optional_user rather than depending on it: one dependency
+    fewer to solve."""
+    user = await get_optional_user(request, credentials)
     if user is None:
         raise Unauthorized("Not authenticated: send 'Authorization: Bearer <access_token>'")
     return user

@@ -30,7 +30,6 @@ import logs
 import metrics
 from api.metrics import route_template
 
-REQUEST_ID_HEADER = "X-Request-ID"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 """Short and printable: anything else (control characters, a megabyte, a forged log line) is replaced."""
 
@@ -69,14 +68,13 @@ class RequestEdge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid, authorization = None, False
+        sent, authorization = None, False
         for name, value in scope["headers"]:
-            if name == b"x-request-id" and rid is None:
+            if name == b"x-request-id" and sent is None:  # the first one counts, sane or not
                 sent = value.decode("latin-1")
-                rid = sent if SANE_REQUEST_ID.fullmatch(sent) else None
             elif name == b"authorization":
                 authorization = True
-        rid = rid or new_request_id()
+        rid = sent if sent is not None and SANE_REQUEST_ID.fullmatch(sent) else new_request_id()
         private = carries_credentials(authorization, scope.get("query_string", b""))
         state: dict[str, Any] = scope.setdefault("state", {})  # shared with request.state: user_id lands here
         id_token, state_token = logs.request_id.set(rid), logs.request_state.set(state)

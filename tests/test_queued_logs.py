@@ -21,16 +21,12 @@ from settings import Settings
 
 
 @pytest.fixture
-def queued_stderr(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[io.StringIO]:
-    """The root logger as a served API sets it up (queued, JSON), writing to a captured stderr; then pytest's
-    own handlers back."""
+def root_logging() -> Iterator[None]:
+    """Whatever the test sets up on the root logger is undone, and pytest's own handlers put back."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    stream = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", stream)
-    logs.configure_logging(settings.model_copy(update={"log_format": "json"}), queued=True)
     try:
-        yield stream
+        yield
     finally:
         logs._stop_writer()
         for handler in list(root.handlers):
@@ -39,6 +35,15 @@ def queued_stderr(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterat
             root.addHandler(handler)
         root.setLevel(level)
         logging.logThreads = logging.logProcesses = logging.logMultiprocessing = True
+
+
+@pytest.fixture
+def queued_stderr(root_logging: None, monkeypatch: pytest.MonkeyPatch, settings: Settings) -> io.StringIO:
+    """The root logger as a served API sets it up (queued, JSON), writing to a captured stderr."""
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    logs.configure_logging(settings.model_copy(update={"log_format": "json"}), queued=True)
+    return stream
 
 
 def test_lines_are_written_by_another_thread_and_keep_their_request_context(
@@ -113,3 +118,28 @@ async def test_access_lines_can_be_switched_off_and_the_metrics_still_count(
         assert (await api.get("/api/payments/catalogue")).status_code == 200
     (line,) = [record.getMessage() for record in caplog.records if record.name == "statex.access"]
     assert line.startswith("GET /api/payments/catalogue 200 ")
+
+
+async def test_a_served_api_queues_its_lines_and_writes_them_all_once_its_lifespan_ends(
+    queued_stderr: io.StringIO, make_app: AppFactory
+) -> None:
+    """The access line of a request goes through the queue (with the request's id), and nothing queued is left
+    behind when the lifespan ends: from then on the root logger writes itself."""
+    async with serve(make_app()) as api:
+        answer = await api.get("/health", headers={"X-Request-ID": "served-queued-1"})
+    assert answer.status_code == 200
+    assert not [handler for handler in logging.getLogger().handlers if isinstance(handler, logs.Enqueue)]
+    access = [json.loads(text) for text in queued_stderr.getvalue().splitlines() if '"statex.access"' in text]
+    assert [(line["request_id"], line["route"], line["status"]) for line in access] == [
+        ("served-queued-1", "/health", 200)
+    ]
+
+
+def test_uvicorns_factory_sets_up_queued_logging(
+    root_logging: None, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    import api.app
+
+    monkeypatch.setattr(api.app, "get_settings", lambda: settings)
+    api.app.serve()
+    assert [type(handler) for handler in logging.getLogger().handlers] == [logs.Enqueue]
