@@ -14,12 +14,13 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from contextlib import nullcontext, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from temporalio import activity, workflow
 
@@ -71,13 +72,17 @@ def _safe(key: str, value: Any) -> Any:
     return redact(str(value))
 
 
+def _timestamp(created: float) -> str:
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the context fields, any other `extra=`, and
     the exception. Each string is redacted on its own (redacting the finished line could cut it mid-JSON)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": _timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
@@ -127,6 +132,68 @@ def bind_context(record: logging.LogRecord) -> None:
             setattr(record, name, value)
 
 
+ACCESS_LOGGER = "statex.access"
+ACCESS_MESSAGE = "%s %s %d %.1fms"  # method, route template, status, duration
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+
+class AccessLine(NamedTuple):
+    """One request's access line as the event loop queues it in a served process that writes JSON: a tuple, not
+    a LogRecord, made into the same JSON line the formatter would write by the writer's thread. Every request
+    has one, so its cost on the loop (6.7 µs as a record, 0.1 µs as a tuple) and in all (19 µs, 5 µs) counts."""
+
+    created: float
+    levelno: int
+    method: str
+    route: str  # a route template or `unmatched`, never the raw path (its query may hold a token)
+    status: int
+    duration_ms: float
+    request_id: str | None
+    user_id: str | None
+
+    def json(self) -> str:
+        line: dict[str, Any] = {
+            "time": _timestamp(self.created),
+            "level": logging.getLevelName(self.levelno),
+            "logger": ACCESS_LOGGER,
+            "message": ACCESS_MESSAGE % (redact(self.method), self.route, self.status, self.duration_ms),
+            "request_id": None if self.request_id is None else redact(self.request_id),
+            "user_id": self.user_id,
+            "route": self.route,
+            "method": redact(self.method),
+            "status": self.status,
+            "duration_ms": self.duration_ms,
+        }
+        return json.dumps({key: value for key, value in line.items() if value is not None})
+
+
+def log_access(method: str, route: str, status: int, duration_ms: float) -> None:
+    """The access line of the request being answered: queued as an AccessLine where a served process writes
+    JSON from its writer's thread, else logged as any other line."""
+    level = logging.WARNING if status >= 500 else logging.INFO
+    if not access_log.isEnabledFor(level):
+        return
+    if _queue is not None:
+        state = request_state.get()
+        user = state.get("user_id") if state is not None else None
+        _queue.put(
+            AccessLine(time.time(), level, method, route, status, duration_ms, request_id.get(), user and str(user))
+        )
+        return
+    access_log.log(
+        level,
+        ACCESS_MESSAGE,
+        method,
+        route,
+        status,
+        duration_ms,
+        extra={"method": method, "route": route, "status": status, "duration_ms": duration_ms},
+    )
+
+
+Queued = logging.LogRecord | AccessLine
+
+
 class Enqueue(logging.Handler):
     """The event loop's side of a served process's logging: a record is bound to its context and queued (an
     append, no lock, no wakeup), and the writer's thread formats, redacts and writes the queue in batches. A
@@ -135,11 +202,15 @@ class Enqueue(logging.Handler):
 
     redacted_downstream = True  # by the writer's handler, in its thread (observability.install_log_redaction)
 
-    def __init__(self, lines: deque[logging.LogRecord], most: int) -> None:
+    def __init__(self, lines: deque[Queued], most: int) -> None:
         super().__init__()
         self.lines, self.most, self.dropped = lines, most, 0
 
     def emit(self, record: logging.LogRecord) -> None:
+        bind_context(record)
+        self.put(record)
+
+    def put(self, line: Queued) -> None:
         if len(self.lines) >= self.most:
             self.dropped += 1
             return
@@ -156,15 +227,14 @@ class Enqueue(logging.Handler):
                 )
             )
             self.dropped = 0
-        bind_context(record)
-        self.lines.append(record)
+        self.lines.append(line)
 
 
 class LineWriter(threading.Thread):
     """Every WRITE_EVERY seconds, formats what was queued and writes it with one write: a thread that wakes a
     few times a second rather than once per line (a wakeup per line cost as much CPU as the line itself)."""
 
-    def __init__(self, lines: deque[logging.LogRecord], handler: logging.StreamHandler[TextIO]) -> None:
+    def __init__(self, lines: deque[Queued], handler: logging.StreamHandler[TextIO]) -> None:
         super().__init__(name="statex-log-writer", daemon=True)
         self.lines, self.handler = lines, handler
         self.stopping = threading.Event()
@@ -178,6 +248,9 @@ class LineWriter(threading.Thread):
         text = []
         while self.lines:
             record = self.lines.popleft()
+            if isinstance(record, AccessLine):  # queued only when this handler writes JSON; nothing to redact
+                text.append(record.json() + "\n")
+                continue
             if record.levelno >= self.handler.level and self.handler.filter(record):
                 try:
                     text.append(self.handler.format(record) + "\n")
@@ -198,12 +271,15 @@ class LineWriter(threading.Thread):
 QUEUED_LINES = 10_000
 WRITE_EVERY = 0.05
 _writer: LineWriter | None = None
+_queue: Enqueue | None = None
+"""Set while a served process that writes JSON queues its lines: the access line then skips the LogRecord."""
 
 
 @atexit.register
 def _stop_writer() -> None:
     """Writes out what is queued, then ends the writer's thread (at exit, or before logging is set up again)."""
-    global _writer
+    global _writer, _queue
+    _queue = None
     if _writer is not None:
         _writer.stop()
         _writer = None
@@ -238,11 +314,13 @@ def configure_logging(settings: Settings, *, queued: bool = False) -> None:
     writes = build_handler(log_format)
     handler: logging.Handler = writes
     if queued:
-        global _writer
-        lines: deque[logging.LogRecord] = deque()
+        global _writer, _queue
+        lines: deque[Queued] = deque()
         _writer = LineWriter(lines, writes)
         _writer.start()
         handler = Enqueue(lines, QUEUED_LINES)
+        if log_format == "json":
+            _queue = handler
         # What no formatter here writes, and each record would otherwise look up.
         logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root.addHandler(handler)

@@ -143,3 +143,54 @@ def test_uvicorns_factory_sets_up_queued_logging(
     monkeypatch.setattr(api.app, "get_settings", lambda: settings)
     api.app.serve()
     assert [type(handler) for handler in logging.getLogger().handlers] == [logs.Enqueue]
+
+
+def test_a_queued_access_line_is_the_line_the_formatter_writes_for_the_same_request(
+    root_logging: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The served fast path (a tuple, formatted by the writer) and the logging path write the same JSON."""
+    assert logs._queue is None  # not a served process: the line goes through the logging module
+    caplog.set_level(logging.INFO, logger=logs.ACCESS_LOGGER)
+    request, state = logs.request_id.set("req-access-1"), logs.request_state.set({"user_id": "user-9"})
+    try:
+        logs.log_access("GET", "/api/files/{file_id}", 503, 12.5)
+        (record,) = [record for record in caplog.records if record.name == logs.ACCESS_LOGGER]
+        logs.bind_context(record)  # as the Enqueue handler does, while the request's context is there
+    finally:
+        logs.request_state.reset(state)
+        logs.request_id.reset(request)
+    formatted = json.loads(logs.JsonFormatter().format(record))
+
+    queued = logs.AccessLine(
+        record.created, logging.WARNING, "GET", "/api/files/{file_id}", 503, 12.5, "req-access-1", "user-9"
+    )
+    assert json.loads(queued.json()) == formatted
+    assert formatted["level"] == "WARNING" and formatted["message"] == "GET /api/files/{file_id} 503 12.5ms"
+
+
+def test_a_served_process_queues_access_lines_without_making_records(queued_stderr: io.StringIO) -> None:
+    lines: list[object] = []
+    queue = logs._queue
+    assert queue is not None
+    put = queue.put
+
+    def noting(line: logs.Queued) -> None:
+        lines.append(line)
+        put(line)
+
+    queue.put = noting  # type: ignore[method-assign]
+    request = logs.request_id.set("req-access-2")
+    try:
+        logs.log_access("GET", "/health", 200, 0.4)
+    finally:
+        logs.request_id.reset(request)
+    logs._stop_writer()
+    assert [type(line) for line in lines] == [logs.AccessLine]
+    (written,) = [json.loads(text) for text in queued_stderr.getvalue().splitlines()]
+    assert (written["request_id"], written["route"], written["status"], written["level"]) == (
+        "req-access-2",
+        "/health",
+        200,
+        "INFO",
+    )
+    assert "user_id" not in written
