@@ -23,6 +23,7 @@ from api.errors import error_response, errors, install_error_handlers
 from api.metrics import install_metrics
 from api.ratelimit import RateLimiter, RateLimitExceeded, bucket_for
 from api.routes import ai, auth, capabilities, codec, contact, files, health, me, payments, prototypes
+from api.routing import skip_other_prefixes
 from api.shedding import LoadShedding
 from api.uploads import UploadSlots
 from logs import configure_logging, stop_queueing
@@ -159,4 +160,5 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         app.include_router(router, responses=COMMON_RESPONSES)
     app.include_router(payments.webhooks, responses=errors(413))
     app.include_router(codec.router)  # operators only, not rate-limited
+    skip_other_prefixes(app)
     return app
