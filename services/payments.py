@@ -11,6 +11,7 @@ or a gateway is called.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Mapping
@@ -66,20 +67,26 @@ class Answer(Generic[Body]):
     in_progress: bool = False
 
 
+@functools.cache
+def _catalogue_document(btcpay_currency: str) -> bytes:
+    offer = catalogue()
+    accepted = {
+        gateway: offer.accepted_currencies(gateway, btcpay_currency)
+        for gateway in PaymentGateway
+        if gateway != PaymentGateway.CRYPTO_COINBASE
+    }
+    tiers = [
+        TierPrice(tier=tier, name=item.name, description=item.description, prices=item.prices)
+        for tier, item in offer.tiers.items()
+    ]
+    return CatalogueListing(tiers=tiers, gateways=accepted).model_dump_json().encode()
+
+
 class PaymentService(Service):
-    def catalogue(self) -> CatalogueListing:
-        """What is sold, at what price per currency, and which currencies each gateway takes."""
-        offer = catalogue()
-        accepted = {
-            gateway: offer.accepted_currencies(gateway, self.settings.btcpay_currency)
-            for gateway in PaymentGateway
-            if gateway != PaymentGateway.CRYPTO_COINBASE
-        }
-        tiers = [
-            TierPrice(tier=tier, name=item.name, description=item.description, prices=item.prices)
-            for tier, item in offer.tiers.items()
-        ]
-        return CatalogueListing(tiers=tiers, gateways=accepted)
+    def catalogue(self) -> bytes:
+        """What is sold, at what price per currency, and which currencies each gateway takes, as JSON: the same
+        for every caller until the next deploy, so encoded once per process."""
+        return _catalogue_document(self.settings.btcpay_currency)
 
     async def checkout(
         self, user: Account, body: CheckoutRequest, idempotency_key: str | None

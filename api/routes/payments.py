@@ -26,10 +26,10 @@ def _accepted(model: type[Any], description: str) -> dict[int | str, dict[str, A
     return {202: {"model": model, "description": description}}
 
 
-@router.get("/catalogue", responses=errors(429))
-async def catalogue(payments: Payments) -> CatalogueListing:
+@router.get("/catalogue", response_model=CatalogueListing, responses=errors(429))
+async def catalogue(payments: Payments) -> Response:
     """What is sold, at what price per currency, and which currencies each gateway takes."""
-    return payments.catalogue()
+    return Response(payments.catalogue(), media_type="application/json")
 
 
 @router.post(
