@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,16 +61,21 @@ def engine_for(settings: Settings) -> AsyncEngine:
 
 
 class Query:
-    """A Core SELECT compiled once for a dialect, with its parameters' and columns' type conversions (the
-    same ones SQLAlchemy applies), so that a hot read can go to the driver as it is (Database.fetch)."""
+    """A Core SELECT (or a table's INSERT) compiled once for a dialect, with its parameters' and columns' type
+    conversions (the same ones SQLAlchemy applies), so that it can go to the driver as it is (Database.fetch,
+    Database.insert)."""
 
-    def __init__(self, statement: sa.Select[*tuple[Any, ...]], dialect: sa.Dialect) -> None:
+    def __init__(self, statement: sa.Select[*tuple[Any, ...]] | sa.Insert, dialect: sa.Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
         self.defaults = dict(compiled.params)
-        self.binds = {name: bind.type.bind_processor(dialect) for name, bind in compiled.binds.items()}
+        # The dialect's own type (psycopg's JSON, say), whose conversions SQLAlchemy's execute would apply.
+        self.binds = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in compiled.binds.items()
+        }
+        selected = statement.selected_columns.items() if isinstance(statement, sa.Select) else []
         self.columns = [
-            (name, column.type.result_processor(dialect, None)) for name, column in statement.selected_columns.items()
+            (name, column.type.dialect_impl(dialect).result_processor(dialect, None)) for name, column in selected
         ]
 
     def parameters(self, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,7 +114,7 @@ class Database:
         self._held_most = engine.pool.size() // 5 if plain and isinstance(engine.pool, sa.QueuePool) else 0
         self._held: list[_Held] = []
         self._held_open = 0
-        self._queries: dict[sa.Select[*tuple[Any, ...]], Query] = {}
+        self._queries: dict[object, Query] = {}
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -131,13 +136,20 @@ class Database:
         if held is None:
             async with self.read() as connection:
                 return [dict(row._mapping) for row in await connection.execute(statement, dict(values))]
-        query = self._queries.get(statement)
-        if query is None:
-            query = self._queries[statement] = Query(statement, self.engine.dialect)
+        query = self._query(statement, lambda: statement)
+        return [query.row(row) for row in await self._on_held(held, query, values)]
+
+    async def _on_held(self, held: _Held, query: Query, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run `query` on a kept connection and give it back; its rows if it has any. A failure raises what
+        SQLAlchemy would have raised, so callers and the error handlers see no difference."""
         parameters = query.parameters(values)
         try:
             cursor = await held.driver.execute(query.sql, parameters)
-            rows = await cursor.fetchall()
+            rows = await cursor.fetchall() if query.columns else []
+        except _integrity_errors() as err:  # a taken key: the statement failed, the connection (autocommit) is fine
+            held.used = time.monotonic()
+            self._held.append(held)
+            raise sa.exc.IntegrityError(query.sql, parameters, err) from err
         except BaseException as err:  # also a cancelled request: its connection may have a query in flight
             self._held_open -= 1
             await held.connection.invalidate()  # as SQLAlchemy does with a connection that failed: never reused
@@ -147,7 +159,14 @@ class Database:
             raise
         held.used = time.monotonic()
         self._held.append(held)
-        return [query.row(row) for row in rows]
+        return rows
+
+    def _query(self, key: object, statement: Callable[[], sa.Select[*tuple[Any, ...]] | sa.Insert]) -> Query:
+        """Compiled once per key: a statement built at import, or a table for its INSERT."""
+        query = self._queries.get(key)
+        if query is None:
+            query = self._queries[key] = Query(statement(), self.engine.dialect)
+        return query
 
     async def _take_held(self) -> _Held | None:
         while self._held:
@@ -194,16 +213,28 @@ class Database:
 
     async def insert(self, row: SQLModel) -> None:
         """Insert `row` as it stands (every column from its attributes), in one round trip; an IntegrityError
-        if its key is taken. The object stays a plain value: it never joins a session."""
+        if its key is taken. The object stays a plain value: it never joins a session. On a kept connection
+        where there is one (as `fetch`): SQLAlchemy's execute cost a contact request 0.6 ms of its 2.1 ms CPU."""
         mapper = sa.inspect(type(row))
+        table = mapper.local_table
         values = {prop.columns[0].key: getattr(row, prop.key) for prop in mapper.column_attrs}
-        await self.write(sa.insert(mapper.local_table), values)
+        held = await self._take_held()
+        if held is None:
+            await self.write(sa.insert(table), values)
+            return
+        await self._on_held(held, self._query(table, lambda: sa.insert(table)), values)
 
 
 def _driver_errors() -> tuple[type[Exception], ...]:
     import psycopg
 
     return (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _integrity_errors() -> tuple[type[Exception], ...]:
+    import psycopg
+
+    return (psycopg.IntegrityError,)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

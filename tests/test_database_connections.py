@@ -13,11 +13,12 @@ import sqlalchemy as sa
 from conftest import PG_ADMIN_URL
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col
+from sqlmodel import SQLModel, col
 
 from api.errors import install_error_handlers
 from models.db import Database, create_engine
-from models.tables import ServiceTier, Session, User
+from models.enums import PaymentGateway
+from models.tables import Contact, Payment, Prototype, ServiceTier, Session, User
 from models.types import utcnow
 from services.accounts import LIVE_ACCOUNT
 
@@ -123,3 +124,56 @@ async def test_a_dropped_kept_connection_fails_one_hot_read_and_the_next_gets_a_
         assert database.engine.pool.checkedout() == 0
     finally:
         await database.engine.dispose()
+
+
+async def test_rows_inserted_through_the_driver_read_back_as_sqlalchemys_and_a_taken_key_is_an_integrity_error(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """Database.insert on a kept connection writes what SQLAlchemy writes for the same row (enums by name,
+    JSON, a column whose name is not its attribute's, big integers, aware moments, NULLs), and a taken key is
+    SQLAlchemy's IntegrityError (a 409 in staged()) with the connection kept for the next write."""
+    plain = Database(create_engine(database_url, pool_size=5, max_overflow=0))  # one kept connection
+    through_sqlalchemy = Database(create_engine(database_url, pool_size=1, max_overflow=0))  # none kept
+    user = User(email=f"rows-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", tier=ServiceTier.EU_COMPLIANCE)
+
+    def rows() -> list[SQLModel]:
+        return [
+            Payment(
+                user_id=user.id,
+                amount_minor=12_345_678_901,
+                currency="EUR",
+                gateway=PaymentGateway.STRIPE,
+                tier=ServiceTier.STANDARD,
+                details={"note": "ü", "nested": [1, None]},
+            ),
+            Payment(user_id=user.id, amount_minor=0, currency="CZK", gateway=PaymentGateway.COMGATE, tier=user.tier),
+            Prototype(user_id=user.id, idea="An app", steps_done=["plan"], verification={"passed": True}),
+            Contact(name="Ada", email="ada@example.com", message="Hi\nthere", user_id=user.id, ip="127.0.0.1"),
+            Contact(name="Bo", email="bo@example.com", message="x"),
+        ]
+
+    def columns(row: SQLModel) -> dict[str, object]:
+        return row.model_dump(exclude={"id", "created_at", "updated_at"})
+
+    try:
+        await through_sqlalchemy.insert(user)
+        mine, theirs = rows(), rows()
+        for row in mine:
+            await plain.insert(row)
+        assert plain.engine.pool.checkedout() == 1  # they went through the kept connection
+        for row in theirs:
+            await through_sqlalchemy.insert(row)
+        async with through_sqlalchemy.session() as db:
+            for written, expected in zip(mine, theirs, strict=True):
+                got, want = await db.get(type(written), written.id), await db.get(type(expected), expected.id)
+                assert got is not None and want is not None
+                assert columns(got) == columns(want) == columns(written)
+                assert got.created_at == written.created_at  # type: ignore[attr-defined]
+        with pytest.raises(sa.exc.IntegrityError):
+            await plain.insert(Contact(id=mine[3].id, name="Again", email="a@example.com", message="x"))
+        assert plain.engine.pool.checkedout() == 1  # kept: a refused insert does not spoil an autocommit connection
+        await plain.insert(Contact(name="After", email="after@example.com", message="x"))
+    finally:
+        await plain.close()
+        await plain.engine.dispose()
+        await through_sqlalchemy.engine.dispose()
