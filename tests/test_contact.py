@@ -283,10 +283,13 @@ async def test_two_requests_racing_with_one_idempotency_key_write_one_row(engine
     def message() -> Contact:
         return Contact(id=contact_id, name="Ada", email="ada@example.com", message="hi")
 
-    async with staged(database, message()):  # the winner's row is committed; its workflow would start here
-        with pytest.raises(IdempotencyKeyInUse) as refused:
-            async with staged(database, message()):
-                pytest.fail("the loser must not get to start a workflow")
+    try:
+        async with staged(database, message()):  # the winner's row is committed; its workflow would start here
+            with pytest.raises(IdempotencyKeyInUse) as refused:
+                async with staged(database, message()):
+                    pytest.fail("the loser must not get to start a workflow")
+    finally:
+        await database.close()  # the connection it keeps for inserts and hot reads goes back to the pool
     assert refused.value.status == 409
     assert "Idempotency-Key is already in progress" in refused.value.message
     async with open_session(engine) as db:
@@ -295,11 +298,15 @@ async def test_two_requests_racing_with_one_idempotency_key_write_one_row(engine
 
 async def test_a_row_whose_workflow_cannot_start_is_deleted_again(engine: AsyncEngine) -> None:
     contact_id = uuid.uuid4()
-    with pytest.raises(RuntimeError):
-        async with staged(Database(engine), Contact(id=contact_id, name="Ada", email="ada@example.com", message="hi")):
-            async with open_session(engine) as db:
-                assert await db.get(Contact, contact_id) is not None  # committed before the start
-            raise RuntimeError("Temporal refused")
+    database = Database(engine)
+    try:
+        with pytest.raises(RuntimeError):
+            async with staged(database, Contact(id=contact_id, name="Ada", email="ada@example.com", message="hi")):
+                async with open_session(engine) as db:
+                    assert await db.get(Contact, contact_id) is not None  # committed before the start
+                raise RuntimeError("Temporal refused")
+    finally:
+        await database.close()
     async with open_session(engine) as db:
         assert await db.get(Contact, contact_id) is None
 

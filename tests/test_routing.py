@@ -31,6 +31,12 @@ PROBES = [
     ("GET", "/codec/decode"),
     ("GET", "/nowhere"),
     ("GET", "/"),
+    # A hostile client's spellings of a prefix: encoded, doubled, climbing out, another case, a NUL.
+    ("GET", "/api/%70ayments/catalogue"),
+    ("GET", "//api/payments/catalogue"),
+    ("GET", "/api/payments/../../auth/me"),
+    ("GET", "/API/PAYMENTS/CATALOGUE"),
+    ("GET", "/api/payments%00/catalogue"),
 ]
 
 
