@@ -1,8 +1,8 @@
 """Workflow starts: POST /api/contact through the API against a raw temporalio client starting the same
-ContactWorkflow, with the same input, search attributes and data converter (payloads encrypted as the API's are),
-on the same Temporal dev server (no worker: a start is what is measured). The API is driven by bench/wire.py's
-lean client, so that the generator's own HTTP work does not take the cores the two sides share. Alternating
-rounds; the median of each side, and their ratio."""
+ContactWorkflow, with the same input, start options (search attributes, summary) and data converter (payloads
+encrypted as the API's are), on the same Temporal dev server (no worker: a start is what is measured). The API
+is driven by bench/wire.py's lean client, so that the generator's own HTTP work does not take the cores the two
+sides share. Alternating rounds; the median of each side, and their ratio."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from temporalio.client import Client
 
 from bench import wire
 from models.messages.contact import ContactNotice
+from services.contact import SUMMARY
+from services.temporal import start_options
 from settings import Settings
 from workflows import search_attributes
 from workflows.codec import data_converter
@@ -62,14 +64,15 @@ async def raw_client(settings: Settings, count: int, concurrency: int) -> float:
     async def one(index: int) -> None:
         contact_id = uuid.uuid4()
         notice = ContactNotice(contact_id=contact_id, team_address=settings.email_team_address)  # as the API's
+        attributes = search_attributes.for_resource(
+            contact_id, None, contact_key=search_attributes.contact_key(settings, f"raw-{index}@example.com")
+        )
+        # The options the API's start sends (task queue, id policy, search attributes, summary): the same work for
+        # the server, so that the ratio is the API's own cost.
         await client.start_workflow(
             ContactWorkflow.run,
             notice,
-            id=workflow_id(contact_id),
-            task_queue=settings.temporal_task_queue,
-            id_conflict_policy=START_POLICY.conflict_policy,
-            id_reuse_policy=START_POLICY.reuse_policy,
-            search_attributes=search_attributes.for_resource(contact_id, None),
+            **start_options(settings, workflow_id(contact_id), START_POLICY, attributes, SUMMARY),
         )
 
     return await _rate(count, concurrency, one)

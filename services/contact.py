@@ -13,6 +13,8 @@ from services.temporal import start_workflow
 from workflows import search_attributes
 from workflows.contact import START_POLICY, ContactWorkflow, workflow_id
 
+SUMMARY = "Contact form message"  # no personal data: summaries are meant to stay legible
+
 
 class ContactService(Service):
     async def submit(
@@ -45,7 +47,7 @@ class ContactService(Service):
                 search_attributes=search_attributes.for_resource(
                     contact.id, contact.user_id, contact_key=search_attributes.contact_key(self.settings, contact.email)
                 ),
-                summary="Contact form message",  # no personal data: summaries are meant to stay legible
+                summary=SUMMARY,
             )
         return _accepted(contact)
 

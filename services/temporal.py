@@ -50,7 +50,7 @@ def reaching_temporal(message: str = UNAVAILABLE) -> Iterator[None]:
         raise Unavailable(message) from err
 
 
-def _start_options(
+def start_options(
     settings: Settings, id: str, policy: StartPolicy, search_attributes: TypedSearchAttributes, summary: str
 ) -> dict[str, Any]:
     """What every start says the same way: the task queue, the workflow's id policy, what the UI shows."""
@@ -82,7 +82,7 @@ async def start_workflow(
         handle = await temporal.start_workflow(
             run,
             arg,
-            **_start_options(settings, id, policy, search_attributes, summary),
+            **start_options(settings, id, policy, search_attributes, summary),
             rpc_timeout=rpc_timeout(settings),
             **options,
         )
@@ -120,7 +120,7 @@ async def start_with_update(
 
     A closed run the policy will not start again is a 409 (it cannot take the update); an unreachable or
     slow Temporal is a 503, as for start_workflow."""
-    operation = WithStartWorkflowOperation(run, arg, **_start_options(settings, id, policy, search_attributes, summary))
+    operation = WithStartWorkflowOperation(run, arg, **start_options(settings, id, policy, search_attributes, summary))
     try:
         accepted = await temporal.start_update_with_start_workflow(
             update,
