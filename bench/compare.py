@@ -21,6 +21,7 @@ import asyncio
 import base64
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -199,20 +200,23 @@ async def drive(
 async def until_normal(port: int, path: str, headers: dict[str, str], since: float) -> float:
     """Seconds from `since` (the loop time the overload's last request was due) to the first of three probes in a
     row answered 200 within NORMAL_MS."""
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as http:
+    pool, probe = wire.Pool(port, 1), wire.request_bytes("GET", path, headers)
+    try:
         streak: list[float] = []
         while time.perf_counter() - since < RECOVERY_LIMIT_SECONDS:
             sent = time.perf_counter()
-            with suppress(httpx.HTTPError):
-                response = await http.get(path, timeout=TIMEOUT_SECONDS)
-                if response.status_code == 200 and (time.perf_counter() - sent) * 1000 < NORMAL_MS:
+            with suppress(OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+                status, _ = await asyncio.wait_for(pool.send(probe), TIMEOUT_SECONDS)
+                if status == 200 and (time.perf_counter() - sent) * 1000 < NORMAL_MS:
                     streak.append(sent)
                     if len(streak) == 3:
                         return max(0.0, streak[0] - since)
                     continue
             streak.clear()
             await asyncio.sleep(0.05)
-    return float("inf")
+        return float("inf")
+    finally:
+        pool.close()
 
 
 async def overload(port: int, path: str, headers: dict[str, str], rate: int) -> tuple[Result, float]:
@@ -406,6 +410,10 @@ def main() -> None:
             stop(process)
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if sys.exc_info()[1] is None:  # the servers' logs and data are only worth keeping when a run failed
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            print(f"the servers' logs are kept in {folder}", file=sys.stderr)
 
 
 if __name__ == "__main__":
