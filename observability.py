@@ -6,25 +6,15 @@ process some 4 MB for nothing (issue 11). Code that reports an error calls `repo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import sys
 from collections.abc import Mapping
 from typing import Any
 
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
-from temporalio.worker import (
-    ActivityInboundInterceptor,
-    ExecuteActivityInput,
-    Interceptor,
-)
-
 from settings import Settings
 
 FILTERED = "[Filtered]"
-REPORT_AFTER_ATTEMPTS = 3
 
 # sentry-sdk's own EventScrubber defaults (DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST), spelled out so that the log
 # redaction needs no SDK import; tests/test_sentry.py checks that they are all still here.
@@ -188,46 +178,3 @@ def init_sentry(settings: Settings, *, component: str) -> bool:
     sentry_sdk.set_tag("component", component)
     logging.getLogger(__name__).info("Sentry enabled for %s", component)
     return True
-
-
-class _SentryActivityInbound(ActivityInboundInterceptor):
-    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        """Each activity gets its own isolation scope, as each request does in the API, so its breadcrumbs
-        never ride along with another activity's error."""
-        import sentry_sdk  # installed only beside init_sentry (sentry_interceptors), so already imported
-
-        info = activity.info()
-        with sentry_sdk.isolation_scope() as scope:
-            scope.set_tag("temporal.activity", info.activity_type)
-            scope.set_tag("temporal.workflow", info.workflow_type)
-            scope.set_context(
-                "temporal",
-                {"workflow_id": info.workflow_id, "activity_id": info.activity_id, "attempt": info.attempt},
-            )
-            try:
-                return await super().execute_activity(input)
-            except Exception as err:
-                if worth_reporting(err, info.attempt):
-                    report(err)
-                raise
-
-
-def worth_reporting(err: BaseException, attempt: int) -> bool:
-    """A failure no retry will fix, or one that has outlived a few retries: a provider's passing 429 or 503,
-    which Temporal retries away, should not page anyone."""
-    if isinstance(err, ApplicationError) and err.non_retryable:
-        return True
-    if isinstance(err, asyncio.CancelledError):
-        return False
-    return attempt == REPORT_AFTER_ATTEMPTS
-
-
-class SentryInterceptor(Interceptor):
-    """Reports activity failures (with workflow id and attempt) from the worker."""
-
-    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
-        return _SentryActivityInbound(next)
-
-
-def sentry_worker_interceptors(settings: Settings) -> list[Interceptor]:
-    return [SentryInterceptor()] if settings.sentry_dsn is not None else []

@@ -31,14 +31,14 @@ from activities.records import RecordActivities
 from activities.revisions import RevisionActivities
 from activities.sandbox import SandboxActivities
 from activities.storage import Storage, StorageActivities, build_storage
-from log_propagation import RequestIdFromHeaders
 from logs import configure_logging
 from models.ai_prices import load_prices
 from models.db import create_engine, migrate
 from models.enums import AITier
-from observability import init_sentry, sentry_worker_interceptors
+from observability import init_sentry
 from settings import Settings, get_settings
 from tracing import configure_tracing
+from worker_interceptors import RequestIdFromHeaders, sentry_worker_interceptors
 from workflows.ai import Routing
 from workflows.chat import ChatWorkflow
 from workflows.checkout import CheckoutWorkflow

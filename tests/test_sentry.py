@@ -31,8 +31,9 @@ with workflow.unsafe.imports_passed_through():  # the sandbox re-imports this mo
     from temporalio.client import Client, WorkflowFailureError
     from temporalio.worker import Worker
 
-    from observability import SENSITIVE_KEYS, SentryInterceptor, init_sentry, worth_reporting
+    from observability import SENSITIVE_KEYS, init_sentry
     from settings import Settings
+    from worker_interceptors import SentryInterceptor, worth_reporting
 
 # The tokens are made fresh each run, so no source line that Sentry quotes can hold one; the card is
 # Stripe's test number, defined far from any frame. A hit anywhere in an envelope is a leak.
