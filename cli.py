@@ -256,7 +256,7 @@ def api_command(settings: Settings) -> list[str]:
         "--timeout-graceful-shutdown",
         str(GRACEFUL_SHUTDOWN_SECONDS),
         "--no-server-header",  # `server: uvicorn` tells an attacker which server's flaws to try
-        "--no-access-log",  # the request log (api/request_log.py) replaces it, with request ids and no tokens
+        "--no-access-log",  # the access line of api/edge.py replaces it, with request ids and no tokens
     ]
     return command
 

@@ -2,7 +2,7 @@
 
 Every line carries what it is about where that is known: the request (`request_id`, `user_id`, `route`,
 `status`, `duration_ms`) and the workflow (`workflow_id`). The ids come from context variables that the
-request middleware (api/request_log.py) and the Temporal interceptors (log_propagation.py) set, so a module
+request edge (api/edge.py) and the worker's interceptors (worker_interceptors.py) set, so a module
 logs with a plain `logging.getLogger(__name__)` and gets them for free.
 """
 
