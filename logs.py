@@ -248,7 +248,7 @@ class LineWriter(threading.Thread):
         text = []
         while self.lines:
             record = self.lines.popleft()
-            if isinstance(record, AccessLine):  # queued only when this handler writes JSON; nothing to redact
+            if isinstance(record, AccessLine):  # queued only when this handler writes JSON; it redacts its own text
                 text.append(record.json() + "\n")
                 continue
             if record.levelno >= self.handler.level and self.handler.filter(record):

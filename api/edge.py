@@ -42,8 +42,8 @@ CREDENTIAL_PARAMS = frozenset({"token", "access_token", "refresh_token"})
 
 
 def new_request_id() -> str:
-    """32 hex digits from the process's seeded generator (reseeded in a forked child): an id must be unique,
-    not secret, and os.urandom's syscall cost a served process up to 17 µs of CPU per request (bench/)."""
+    """32 hex digits from the process's seeded generator (reseeded in a forked child): an id must be unique, not
+    secret, and os.urandom cost up to 17 µs of CPU per call in a process set up as a served one (bench/)."""
     return f"{random.getrandbits(128):032x}"
 
 
