@@ -146,16 +146,21 @@ class Database:
         try:
             cursor = await held.driver.execute(query.sql, parameters)
             rows = await cursor.fetchall() if query.columns else []
-        except _integrity_errors() as err:  # a taken key: the statement failed, the connection (autocommit) is fine
-            held.used = time.monotonic()
-            self._held.append(held)
-            raise sa.exc.IntegrityError(query.sql, parameters, err) from err
-        except BaseException as err:  # also a cancelled request: its connection may have a query in flight
-            self._held_open -= 1
-            await held.connection.invalidate()  # as SQLAlchemy does with a connection that failed: never reused
-            await held.connection.close()
-            if isinstance(err, _driver_errors()):  # the 503 (api/errors.py) that the same failure gives elsewhere
-                raise sa.exc.OperationalError(query.sql, parameters, err, connection_invalidated=True) from err
+        except BaseException as err:
+            import psycopg
+
+            statement_failed = isinstance(err, psycopg.Error) and not isinstance(err, _driver_errors())
+            if statement_failed:  # a taken key, a value the server refused: an autocommit connection is still fine
+                held.used = time.monotonic()
+                self._held.append(held)
+            else:  # the connection failed, or the request was cancelled with a query in flight: never reused
+                self._held_open -= 1
+                await held.connection.invalidate()  # as SQLAlchemy does with a connection that failed
+                await held.connection.close()
+            if isinstance(err, psycopg.Error):  # as SQLAlchemy wraps it: IntegrityError (409 in staged), a lost
+                raise sa.exc.DBAPIError.instance(  # connection's OperationalError (503 in api/errors.py), ...
+                    query.sql, parameters, err, psycopg.Error, connection_invalidated=not statement_failed
+                ) from err
             raise
         held.used = time.monotonic()
         self._held.append(held)
@@ -229,12 +234,6 @@ def _driver_errors() -> tuple[type[Exception], ...]:
     import psycopg
 
     return (psycopg.OperationalError, psycopg.InterfaceError)
-
-
-def _integrity_errors() -> tuple[type[Exception], ...]:
-    import psycopg
-
-    return (psycopg.IntegrityError,)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

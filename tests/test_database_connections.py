@@ -130,8 +130,9 @@ async def test_rows_inserted_through_the_driver_read_back_as_sqlalchemys_and_a_t
     database_url: str, engine: AsyncEngine
 ) -> None:
     """Database.insert on a kept connection writes what SQLAlchemy writes for the same row (enums by name,
-    JSON, a column whose name is not its attribute's, big integers, aware moments, NULLs), and a taken key is
-    SQLAlchemy's IntegrityError (a 409 in staged()) with the connection kept for the next write."""
+    JSON, a column whose name is not its attribute's, big integers, aware moments, NULLs); a taken key is
+    SQLAlchemy's IntegrityError (a 409 in staged()) and a refused value its DataError, each with the connection
+    kept for the next write."""
     plain = Database(create_engine(database_url, pool_size=5, max_overflow=0))  # one kept connection
     through_sqlalchemy = Database(create_engine(database_url, pool_size=1, max_overflow=0))  # none kept
     user = User(email=f"rows-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", tier=ServiceTier.EU_COMPLIANCE)
@@ -172,6 +173,9 @@ async def test_rows_inserted_through_the_driver_read_back_as_sqlalchemys_and_a_t
         with pytest.raises(sa.exc.IntegrityError):
             await plain.insert(Contact(id=mine[3].id, name="Again", email="a@example.com", message="x"))
         assert plain.engine.pool.checkedout() == 1  # kept: a refused insert does not spoil an autocommit connection
+        with pytest.raises(sa.exc.DataError):  # a value the server refuses (validation keeps NUL out of requests)
+            await plain.insert(Contact(name="Nul", email="nul@example.com", message="a\x00b"))
+        assert plain.engine.pool.checkedout() == 1
         await plain.insert(Contact(name="After", email="after@example.com", message="x"))
     finally:
         await plain.close()
