@@ -152,15 +152,16 @@ class AccessLine(NamedTuple):
     user_id: str | None
 
     def json(self) -> str:
+        method = redact(self.method)
         line: dict[str, Any] = {
             "time": _timestamp(self.created),
             "level": logging.getLevelName(self.levelno),
             "logger": ACCESS_LOGGER,
-            "message": ACCESS_MESSAGE % (redact(self.method), self.route, self.status, self.duration_ms),
+            "message": ACCESS_MESSAGE % (method, self.route, self.status, self.duration_ms),
             "request_id": None if self.request_id is None else redact(self.request_id),
             "user_id": self.user_id,
             "route": self.route,
-            "method": redact(self.method),
+            "method": method,
             "status": self.status,
             "duration_ms": self.duration_ms,
         }
@@ -302,10 +303,10 @@ def stop_queueing() -> None:
 def configure_logging(settings: Settings, *, queued: bool = False) -> None:
     """The process's logging from LOG_FORMAT and LOG_LEVEL: one handler on the root logger, which uvicorn's
     loggers now reach too (their lines become JSON as well). uvicorn's access log is switched off: the
-    request middleware writes one line per request with the route template, status, duration and ids, and
+    request edge (api/edge.py) writes one line per request with the route template, status, duration and ids, and
     never the query string (where a download link keeps its token). `queued` (a served API): lines are
-    formatted and written by a thread of their own, so that an access line per request costs the event loop
-    only the record itself."""
+    formatted and written by a thread of their own, so that a line costs the event loop only its record (the
+    access line, in JSON, only a tuple: AccessLine)."""
     log_format = settings.effective_log_format
     root = logging.getLogger()
     for existing in list(root.handlers):

@@ -113,7 +113,7 @@ class _SentryActivityInbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         """Each activity gets its own isolation scope, as each request does in the API, so its breadcrumbs
         never ride along with another activity's error."""
-        import sentry_sdk  # installed only beside init_sentry (sentry_interceptors), so already imported
+        import sentry_sdk  # installed only beside init_sentry (sentry_worker_interceptors), so already imported
 
         info = activity.info()
         with sentry_sdk.isolation_scope() as scope:

@@ -11,6 +11,7 @@ matched as FastAPI matches them and tests/test_routing.py says so.
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette._utils import get_route_path  # the path routes match, as FastAPI's own routing computes it
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -20,20 +21,13 @@ except ImportError:  # a FastAPI that no longer includes routers as branches
     _IncludedRouter = None  # type: ignore[assignment,misc]
 
 
-def route_path(scope: Scope) -> str:
-    """The path the routes see: without the root path the app is mounted under (as Starlette computes it)."""
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
 if _IncludedRouter is not None:
 
     class PrefixedBranch(_IncludedRouter):  # type: ignore[misc,valid-type]
         """An included router that is asked only about paths under its prefix."""
 
         def matches(self, scope: Scope) -> tuple[Match, Scope]:
-            if not route_path(scope).startswith(self.include_context.prefix + self.original_router.prefix):
+            if not get_route_path(scope).startswith(self.include_context.prefix + self.original_router.prefix):
                 return Match.NONE, {}
             return super().matches(scope)  # type: ignore[no-any-return]
 

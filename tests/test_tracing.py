@@ -4,7 +4,10 @@ a trace id (in-memory exporter; in production the same spans go over OTLP)."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+import pytest
+from conftest import AppFactory
 from helpers import eventually, serve
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -54,3 +57,29 @@ async def test_a_contact_request_and_its_activities_share_one_trace(
 
 async def _ready(spans: list[object]) -> bool:
     return len(spans) >= 2
+
+
+async def test_a_request_asks_opentelemetry_for_no_provider(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastAPI's own telemetry is off (the spans come from trace_requests when tracing is on): it looked up
+    OpenTelemetry's tracer, meter and logger providers on every request."""
+    from opentelemetry import _logs, metrics, trace
+
+    asked: list[str] = []
+    for module, name in (
+        (trace, "get_tracer_provider"),
+        (metrics, "get_meter_provider"),
+        (_logs, "get_logger_provider"),
+    ):
+        real = getattr(module, name)
+
+        def noting(real: Any = real, name: str = name) -> Any:
+            asked.append(name)
+            return real()
+
+        monkeypatch.setattr(module, name, noting)
+    async with serve(make_app()) as api:
+        asked.clear()  # what the lifespan asked at startup is not a request's cost
+        assert (await api.get("/api/payments/catalogue")).status_code == 200
+    assert asked == []
