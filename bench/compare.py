@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import os
 import secrets
 import shutil
@@ -256,6 +257,32 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 90) 
     raise SystemExit(f"{url} did not answer within {seconds:.0f} s")
 
 
+def floor_memory(project: list[str], env: dict[str, str], folder: Path) -> str:
+    """RSS at rest of bench/floor_app.py on the project's server flags: every module an API process has loaded
+    but the project's own, the same database pool and a Temporal connection (then it stops: it takes no load)."""
+    listed = subprocess.run([sys.executable, "-m", "bench.floor_app"], env=env, capture_output=True, check=True)
+    modules = listed.stdout.decode().strip().splitlines()[-1]
+    command = [part.replace("api.app:serve", "bench.floor_app:create_app") for part in project]
+    port = free_port()
+    command[command.index("--port") + 1] = str(port)
+    ready = folder / "floor-ready"
+    ready.mkdir()
+    process = start(
+        command, {**env, "BENCH_FLOOR_MODULES": modules, "BENCH_FLOOR_READY": str(ready)}, folder / "floor.log"
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/health", process)
+        deadline = time.monotonic() + 60
+        while len(list(ready.iterdir())) < int(env["API_WORKERS"]):  # every worker connected, not just the first
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit("the memory anchor's workers did not all start")
+            time.sleep(0.1)
+        skipped = httpx.get(f"http://127.0.0.1:{port}/health").json()["modules_not_imported"]
+        return f"{memory(process.pid)} ({len(json.loads(modules))} modules, {skipped} only importable by their parent)"
+    finally:
+        stop(process)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="200,500,1000", help="requests per second, comma-separated")
@@ -358,6 +385,7 @@ def main() -> None:
         print(f"server: {' '.join(project[2:])}; {os.cpu_count()} CPUs; {args.seconds:.0f} s per measure")
         at_rest = "; ".join(f"{name} {memory(process.pid)}" for name, (_, process) in anchors.items())
         print(f"RSS at rest: project {memory(server.pid)}; {at_rest}")
+        print(f"  the project's libraries alone: {floor_memory(project, env, folder)}", flush=True)
         held: dict[str, list[int]] = {}
         if "paths" in parts:
             print(
