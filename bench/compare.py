@@ -418,7 +418,7 @@ def main() -> None:
                     print(row, flush=True)
 
         if "starts" in parts:
-            compare_starts(project_port, settings)
+            compare_starts(project_port, settings, env["DATABASE_URL"].replace("+psycopg", "", 1))
 
         if "overload" not in parts:
             return

@@ -19,6 +19,10 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIPPED = frozenset({"__main__", "__mp_main__"})
@@ -44,7 +48,7 @@ async def loaded_by_api() -> list[str]:
         return [name for name in sys.modules if name not in SKIPPED and not is_project_module(name)]
 
 
-def create_app() -> object:
+def create_app() -> FastAPI:
     """A bare FastAPI app in a process that has imported what the API imports, minus the project's code."""
     failed = 0
     for name in json.loads(os.environ["BENCH_FLOOR_MODULES"]):
@@ -57,12 +61,11 @@ def create_app() -> object:
     from temporalio.client import Client
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        engine = create_async_engine(
-            os.environ["DATABASE_URL"], pool_size=int(os.environ.get("DATABASE_POOL_SIZE", 20))
-        )
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        connections = int(os.environ.get("DATABASE_POOL_SIZE", 20))
+        engine = create_async_engine(os.environ["DATABASE_URL"], pool_size=connections)
         async with AsyncExitStack() as held:  # the pool warmed as a served API warms its own
-            for _ in range(engine.pool.size()):
+            for _ in range(connections):
                 await held.enter_async_context(engine.connect())
         client = await Client.connect(os.environ["TEMPORAL_ADDRESS"])
         (Path(os.environ["BENCH_FLOOR_READY"]) / str(os.getpid())).touch()  # this process is at rest now
