@@ -8,7 +8,7 @@
 - The request metrics: counted by method, route template and status, timed by route template, read after
   routing from the route FastAPI put in the scope, so no id ever becomes a label.
 - One access line (ACCESS_LOG_ENABLED): method, route template (never the raw path, whose query may hold a
-  download token), status, duration, and the caller once signed in.
+  download token), status, duration, the caller once signed in, and the workflow the request started.
 
 These were three middlewares, each wrapping `send` and parsing the headers again; on a served process their
 layers cost more than a cached route's own work (bench/compare.py). Pure ASGI, so that streamed downloads and
@@ -76,6 +76,8 @@ class RequestEdge:
         rid = sent if sent is not None and SANE_REQUEST_ID.fullmatch(sent) else new_request_id()
         private = carries_credentials(authorization, scope.get("query_string", b""))
         state: dict[str, Any] = scope.setdefault("state", {})  # shared with request.state: user_id lands here
+        if self.access_log:
+            state[logs.ACCESS_LINE_TO_COME] = True  # a workflow the request starts is named on it
         id_token, state_token = logs.request_id.set(rid), logs.request_state.set(state)
         status = 500  # an exception that escapes every handler becomes a 500
         started = time.perf_counter()

@@ -23,6 +23,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 from temporalio.workflow import UpdateMethodMultiParam
 
+import logs
 from services.errors import Conflict, Unavailable
 from settings import Settings
 from workflows.starting import StartPolicy
@@ -93,14 +94,20 @@ async def start_workflow(
         raise Conflict(f"Workflow {id} is already running") from err
     except RPCError as err:
         raise Unavailable(UNAVAILABLE) from err
-    _log_start("workflow %s %s started", run, id)
+    workflow_type = _type_of(run)
+    if not logs.name_in_access_line(workflow_type, id):  # the request's access line names it, else a line of its own
+        _log_start("workflow %s %s started", run, id)
     return handle
 
 
 def _log_start(message: str, run: Callable[..., Any], id: str) -> None:
-    """Type and id of each workflow a request starts; the request id comes along (logs.request_id)."""
-    workflow_type = run.__qualname__.partition(".")[0]
+    """Type and id of a workflow a request started or joined; the request id comes along (logs.request_id)."""
+    workflow_type = _type_of(run)
     log.info(message, workflow_type, id, extra={"workflow_id": id, "workflow_type": workflow_type})
+
+
+def _type_of(run: Callable[..., Any]) -> str:
+    return run.__qualname__.partition(".")[0]
 
 
 async def start_with_update(

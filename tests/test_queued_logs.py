@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sys
 import threading
 from collections import deque
@@ -23,11 +24,12 @@ from settings import Settings
 @pytest.fixture
 def root_logging() -> Iterator[None]:
     """Whatever the test sets up on the root logger is undone, and pytest's own handlers put back."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    root, uvicorn_access = logging.getLogger(), logging.getLogger("uvicorn.access")
+    handlers, level, access_disabled = list(root.handlers), root.level, uvicorn_access.disabled
     try:
         yield
     finally:
+        uvicorn_access.disabled = access_disabled  # configure_logging turns uvicorn's access lines off
         logs._stop_writer()
         for handler in list(root.handlers):
             root.removeHandler(handler)
@@ -141,8 +143,21 @@ def test_uvicorns_factory_sets_up_queued_logging(
     import api.app
 
     monkeypatch.setattr(api.app, "get_settings", lambda: settings)
+    monkeypatch.delenv(api.app.CLIENT_RUNTIME_THREADS, raising=False)  # put back as it was after the test
     api.app.serve()
     assert [type(handler) for handler in logging.getLogger().handlers] == [logs.Enqueue]
+    assert os.environ[api.app.CLIENT_RUNTIME_THREADS] == "1"  # the Temporal client's runtime: one thread
+
+
+def test_an_operators_own_client_thread_count_is_kept(
+    root_logging: None, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    import api.app
+
+    monkeypatch.setattr(api.app, "get_settings", lambda: settings)
+    monkeypatch.setenv(api.app.CLIENT_RUNTIME_THREADS, "3")
+    api.app.serve()
+    assert os.environ[api.app.CLIENT_RUNTIME_THREADS] == "3"
 
 
 def test_a_queued_access_line_is_the_line_the_formatter_writes_for_the_same_request(
@@ -151,8 +166,10 @@ def test_a_queued_access_line_is_the_line_the_formatter_writes_for_the_same_requ
     """The served fast path (a tuple, formatted by the writer) and the logging path write the same JSON."""
     assert logs._queue is None  # not a served process: the line goes through the logging module
     caplog.set_level(logging.INFO, logger=logs.ACCESS_LOGGER)
-    request, state = logs.request_id.set("req-access-1"), logs.request_state.set({"user_id": "user-9"})
+    request_state = {"user_id": "user-9", logs.ACCESS_LINE_TO_COME: True}
+    request, state = logs.request_id.set("req-access-1"), logs.request_state.set(request_state)
     try:
+        assert logs.name_in_access_line("ContactWorkflow", "contact-1")
         logs.log_access("GET", "/api/files/{file_id}", 503, 12.5)
         (record,) = [record for record in caplog.records if record.name == logs.ACCESS_LOGGER]
         logs.bind_context(record)  # as the Enqueue handler does, while the request's context is there
@@ -162,9 +179,19 @@ def test_a_queued_access_line_is_the_line_the_formatter_writes_for_the_same_requ
     formatted = json.loads(logs.JsonFormatter().format(record))
 
     queued = logs.AccessLine(
-        record.created, logging.WARNING, "GET", "/api/files/{file_id}", 503, 12.5, "req-access-1", "user-9"
+        record.created,
+        logging.WARNING,
+        "GET",
+        "/api/files/{file_id}",
+        503,
+        12.5,
+        "req-access-1",
+        "user-9",
+        "contact-1",
+        "ContactWorkflow",
     )
     assert json.loads(queued.json()) == formatted
+    assert formatted["workflow_id"] == "contact-1" and formatted["workflow_type"] == "ContactWorkflow"
     assert formatted["level"] == "WARNING" and formatted["message"] == "GET /api/files/{file_id} 503 12.5ms"
 
 
@@ -194,3 +221,29 @@ def test_a_served_process_queues_access_lines_without_making_records(queued_stde
         "INFO",
     )
     assert "user_id" not in written
+
+
+@pytest.mark.parametrize(
+    ("state", "access_level", "named"),
+    [
+        ({logs.ACCESS_LINE_TO_COME: True}, logging.INFO, True),
+        (None, logging.INFO, False),  # no request: a CLI or a test starting a workflow
+        ({}, logging.INFO, False),  # ACCESS_LOG_ENABLED=false: the edge writes no line to carry it
+        ({logs.ACCESS_LINE_TO_COME: True}, logging.WARNING, False),  # a level that drops a 2xx access line
+        ({logs.ACCESS_LINE_TO_COME: True, "statex_workflow_id": "first-1"}, logging.INFO, False),  # a second start
+    ],
+)
+def test_the_access_line_names_a_started_workflow_only_where_it_will_be_written(
+    root_logging: None, state: dict[str, object] | None, access_level: int, named: bool
+) -> None:
+    """Otherwise services.temporal logs the start on a line of its own: no start goes unlogged."""
+    access, token = logging.getLogger(logs.ACCESS_LOGGER), logs.request_state.set(state)
+    level = access.level
+    access.setLevel(access_level)
+    try:
+        assert logs.name_in_access_line("ContactWorkflow", "contact-2") is named
+    finally:
+        access.setLevel(level)
+        logs.request_state.reset(token)
+    if named:
+        assert state is not None and state["statex_workflow_id"] == "contact-2"
