@@ -3,6 +3,7 @@ checkout a round trip; reads for authentication use autocommit connections from 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, timedelta
 
@@ -12,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import PG_ADMIN_URL
 from fastapi import FastAPI
+from helpers import eventually
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel, col
 
@@ -83,9 +85,9 @@ async def test_a_lost_database_connection_answers_503_with_retry_after() -> None
 async def test_hot_reads_go_to_the_driver_with_the_same_rows_and_give_their_connections_back(
     database_url: str, engine: AsyncEngine
 ) -> None:
-    """Database.fetch on PostgreSQL keeps a fifth of the pool for the driver's own execute: the rows are what
+    """Database.fetch on PostgreSQL keeps half the pool for the driver's own execute: the rows are what
     SQLAlchemy gives (enums, aware UTC moments, ids), a revoked session is gone at once, and close() returns them."""
-    plain = Database(create_engine(database_url, pool_size=5, max_overflow=0))  # one kept connection
+    plain = Database(create_engine(database_url, pool_size=5, max_overflow=0))  # two may be kept
     through_sqlalchemy = Database(create_engine(database_url, pool_size=1, max_overflow=0))  # none kept
     user = User(email=f"hot-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", tier=ServiceTier.EU_COMPLIANCE)
     session = Session(user_id=user.id, token_hash="0" * 64, expires_at=utcnow() + timedelta(days=1))
@@ -133,7 +135,7 @@ async def test_rows_inserted_through_the_driver_read_back_as_sqlalchemys_and_a_t
     JSON, a column whose name is not its attribute's, big integers, aware moments, NULLs); a taken key is
     SQLAlchemy's IntegrityError (a 409 in staged()) and a refused value its DataError, each with the connection
     kept for the next write."""
-    plain = Database(create_engine(database_url, pool_size=5, max_overflow=0))  # one kept connection
+    plain = Database(create_engine(database_url, pool_size=5, max_overflow=0))  # two may be kept
     through_sqlalchemy = Database(create_engine(database_url, pool_size=1, max_overflow=0))  # none kept
     user = User(email=f"rows-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", tier=ServiceTier.EU_COMPLIANCE)
 
@@ -181,3 +183,87 @@ async def test_rows_inserted_through_the_driver_read_back_as_sqlalchemys_and_a_t
         await plain.close()
         await plain.engine.dispose()
         await through_sqlalchemy.engine.dispose()
+
+
+SLOW_PID = sa.select(sa.func.pg_backend_pid().label("pid"), sa.func.pg_sleep(sa.bindparam("seconds")).label("slept"))
+
+
+def _slow(database: Database, seconds: float) -> asyncio.Task[list[dict[str, object]]]:
+    return asyncio.create_task(database.fetch(SLOW_PID, {"seconds": seconds}))
+
+
+async def _waiting(database: Database) -> bool:
+    return any(not waiter.done() for waiter in database._held_waiters)
+
+
+async def test_hot_reads_beyond_the_kept_connections_wait_for_one_rather_than_take_the_pools_path(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """The pool's path costs 3x the CPU: taken when every kept connection was busy, it kept a burst going."""
+    database = Database(create_engine(database_url, pool_size=2, max_overflow=0))  # one kept connection
+    try:
+        rows = await asyncio.gather(*(_slow(database, 0.05) for _ in range(4)))
+        assert len({row[0]["pid"] for row in rows}) == 1  # all on the one kept connection, one after another
+        assert database.engine.pool.checkedout() == 1
+    finally:
+        await database.close()
+        await database.engine.dispose()
+
+
+async def test_a_hot_read_that_waits_longer_than_the_pool_timeout_is_the_pools_timeout_error(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """sqlalchemy's TimeoutError, as for a pool with no free connection: a 503 (api/errors.py)."""
+    database = Database(create_engine(database_url, pool_size=2, max_overflow=0, pool_timeout=0.2))
+    try:
+        busy = _slow(database, 1.0)
+        await eventually(lambda: _opened(database), what="the kept connection in use")
+        with pytest.raises(sa.exc.TimeoutError):
+            await database.fetch(SLOW_PID, {"seconds": 0})
+        await busy
+        assert await database.fetch(SLOW_PID, {"seconds": 0}) and database.engine.pool.checkedout() == 1
+    finally:
+        await database.close()
+        await database.engine.dispose()
+
+
+async def test_a_cancelled_wait_loses_no_kept_connection(database_url: str, engine: AsyncEngine) -> None:
+    database = Database(create_engine(database_url, pool_size=2, max_overflow=0))
+    try:
+        busy = _slow(database, 0.3)
+        await eventually(lambda: _opened(database), what="the kept connection in use")
+        waiting = _slow(database, 0)
+        await eventually(lambda: _waiting(database), what="a read waiting for it")
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        pid = (await busy)[0]["pid"]
+        assert (await database.fetch(SLOW_PID, {"seconds": 0}))[0]["pid"] == pid  # given back, and kept
+        assert database.engine.pool.checkedout() == 1
+    finally:
+        await database.close()
+        await database.engine.dispose()
+
+
+async def test_a_kept_connection_lost_mid_query_passes_its_place_to_a_waiting_read(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """Cancelled with its query in flight, a kept connection is closed; the read waiting for it opens another."""
+    database = Database(create_engine(database_url, pool_size=2, max_overflow=0))
+    try:
+        busy = _slow(database, 30)
+        await eventually(lambda: _opened(database), what="the kept connection in use")
+        waiting = _slow(database, 0)
+        await eventually(lambda: _waiting(database), what="a read waiting for it")
+        busy.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await busy
+        assert await asyncio.wait_for(waiting, 10)
+        assert database.engine.pool.checkedout() == 1
+    finally:
+        await database.close()
+        await database.engine.dispose()
+
+
+async def _opened(database: Database) -> bool:
+    return database._held_open == 1 and not database._held
