@@ -144,11 +144,13 @@ def memory(pid: int) -> str:
 async def drive(
     port: int, path: str, headers: dict[str, str], rate: int, seconds: float, server: int | None = None
 ) -> Result:
-    """Open loop: request i is due at start + i / rate; its latency runs from then, not from when it left.
+    """Open loop on CONNECTIONS connections opened beforehand: request i is due at start + i / rate; its
+    latency runs from then, not from when it left.
     With the server's pid, also the CPU its processes spent meanwhile. Times are perf_counter's: uvloop's
     loop.time() counts whole milliseconds."""
     request = wire.request_bytes("GET", path, headers)
     pool = wire.Pool(port, CONNECTIONS)
+    await pool.connect_all()
     latencies: list[float] = []
     shed = other = 0
     total = int(rate * seconds)
