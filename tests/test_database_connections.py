@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from asyncio import Task
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, timedelta
 
 import httpx
@@ -196,73 +199,70 @@ async def _waiting(database: Database) -> bool:
     return any(not waiter.done() for waiter in database._held_waiters)
 
 
+@asynccontextmanager
+async def _one_kept(database_url: str, pool_timeout: float = 5.0) -> AsyncIterator[Database]:
+    """A Database that keeps one connection for hot reads (half a pool of two)."""
+    database = Database(create_engine(database_url, pool_size=2, max_overflow=0, pool_timeout=pool_timeout))
+    try:
+        yield database
+    finally:
+        await database.close()
+        await database.engine.dispose()
+
+
+async def _busy_then_waiting(database: Database, seconds: float) -> tuple[Task[list[dict[str, object]]], ...]:
+    """A read holding the kept connection for `seconds`, and one waiting for it."""
+    busy = _slow(database, seconds)
+    await eventually(lambda: _opened(database), what="the kept connection in use")
+    waiting = _slow(database, 0)
+    await eventually(lambda: _waiting(database), what="a read waiting for it")
+    return busy, waiting
+
+
 async def test_hot_reads_beyond_the_kept_connections_wait_for_one_rather_than_take_the_pools_path(
     database_url: str, engine: AsyncEngine
 ) -> None:
     """The pool's path costs 3x the CPU: taken when every kept connection was busy, it kept a burst going."""
-    database = Database(create_engine(database_url, pool_size=2, max_overflow=0))  # one kept connection
-    try:
+    async with _one_kept(database_url) as database:
         rows = await asyncio.gather(*(_slow(database, 0.05) for _ in range(4)))
         assert len({row[0]["pid"] for row in rows}) == 1  # all on the one kept connection, one after another
         assert database.engine.pool.checkedout() == 1
-    finally:
-        await database.close()
-        await database.engine.dispose()
 
 
 async def test_a_hot_read_that_waits_longer_than_the_pool_timeout_is_the_pools_timeout_error(
     database_url: str, engine: AsyncEngine
 ) -> None:
     """sqlalchemy's TimeoutError, as for a pool with no free connection: a 503 (api/errors.py)."""
-    database = Database(create_engine(database_url, pool_size=2, max_overflow=0, pool_timeout=0.2))
-    try:
-        busy = _slow(database, 1.0)
-        await eventually(lambda: _opened(database), what="the kept connection in use")
+    async with _one_kept(database_url, pool_timeout=0.2) as database:
+        busy, waiting = await _busy_then_waiting(database, 1.0)
         with pytest.raises(sa.exc.TimeoutError):
-            await database.fetch(SLOW_PID, {"seconds": 0})
+            await waiting
         await busy
         assert await database.fetch(SLOW_PID, {"seconds": 0}) and database.engine.pool.checkedout() == 1
-    finally:
-        await database.close()
-        await database.engine.dispose()
 
 
 async def test_a_cancelled_wait_loses_no_kept_connection(database_url: str, engine: AsyncEngine) -> None:
-    database = Database(create_engine(database_url, pool_size=2, max_overflow=0))
-    try:
-        busy = _slow(database, 0.3)
-        await eventually(lambda: _opened(database), what="the kept connection in use")
-        waiting = _slow(database, 0)
-        await eventually(lambda: _waiting(database), what="a read waiting for it")
+    async with _one_kept(database_url) as database:
+        busy, waiting = await _busy_then_waiting(database, 0.3)
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
         pid = (await busy)[0]["pid"]
         assert (await database.fetch(SLOW_PID, {"seconds": 0}))[0]["pid"] == pid  # given back, and kept
         assert database.engine.pool.checkedout() == 1
-    finally:
-        await database.close()
-        await database.engine.dispose()
 
 
 async def test_a_kept_connection_lost_mid_query_passes_its_place_to_a_waiting_read(
     database_url: str, engine: AsyncEngine
 ) -> None:
     """Cancelled with its query in flight, a kept connection is closed; the read waiting for it opens another."""
-    database = Database(create_engine(database_url, pool_size=2, max_overflow=0))
-    try:
-        busy = _slow(database, 30)
-        await eventually(lambda: _opened(database), what="the kept connection in use")
-        waiting = _slow(database, 0)
-        await eventually(lambda: _waiting(database), what="a read waiting for it")
+    async with _one_kept(database_url) as database:
+        busy, waiting = await _busy_then_waiting(database, 30)
         busy.cancel()
         with pytest.raises(asyncio.CancelledError):
             await busy
         assert await asyncio.wait_for(waiting, 10)
         assert database.engine.pool.checkedout() == 1
-    finally:
-        await database.close()
-        await database.engine.dispose()
 
 
 async def _opened(database: Database) -> bool:
