@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -183,6 +184,7 @@ def main() -> None:
         if not args.sqlite:
             with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(folder, ignore_errors=True)  # its data directory (the SQLite file, spooled uploads)
     for path, ms in figures.items():
         print(f"{path:24} {ms:.3f} ms CPU per request")
 
