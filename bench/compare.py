@@ -151,11 +151,6 @@ async def drive(
     request = wire.request_bytes("GET", path, headers)
     pool = wire.Pool(port, CONNECTIONS)
     await pool.connect_all()
-    with wire.no_collector_pauses():
-        return await _drive(pool, request, rate, seconds, server)
-
-
-async def _drive(pool: wire.Pool, request: bytes, rate: int, seconds: float, server: int | None) -> Result:
     latencies: list[float] = []
     shed = other = 0
     total = int(rate * seconds)

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -41,20 +40,6 @@ def request_bytes(method: str, path: str, headers: dict[str, str], body: bytes =
     if body or method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-@contextmanager
-def no_collector_pauses() -> Iterator[None]:
-    """The generator's garbage collector off while it drives a measure: a full collection of its ten thousand
-    tasks paused it 30-55 ms every ~10 s (seen with gc.callbacks), and a request due meanwhile was sent late, its
-    wait counted against whichever server was being measured. Collected before and after instead."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-        gc.collect()
 
 
 class Pool:
