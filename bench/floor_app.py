@@ -61,16 +61,15 @@ def create_app() -> FastAPI:
     from temporalio.client import Client
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        connections = int(os.environ.get("DATABASE_POOL_SIZE", 20))
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        connections = int(os.environ.get("DATABASE_POOL_SIZE", 20))  # the settings' default: no project code here
         engine = create_async_engine(os.environ["DATABASE_URL"], pool_size=connections)
         async with AsyncExitStack() as held:  # the pool warmed as a served API warms its own
             for _ in range(connections):
                 await held.enter_async_context(engine.connect())
-        client = await Client.connect(os.environ["TEMPORAL_ADDRESS"])
+        app.state.temporal = await Client.connect(os.environ["TEMPORAL_ADDRESS"])  # kept, as the API keeps its own
         (Path(os.environ["BENCH_FLOOR_READY"]) / str(os.getpid())).touch()  # this process is at rest now
         yield
-        del client
         await engine.dispose()
 
     app = FastAPI(lifespan=lifespan)
