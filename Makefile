@@ -1,59 +1,77 @@
 # The README's two commands, `make run` and `make test`, on a fresh clone with only Python 3.11+ and make.
-# The virtualenv is created on first use and reinstalled whenever pyproject.toml changes: `make run` installs
-# what running needs (the `run` extra), `make test` and `make lint` add the test tools (the `dev` extra).
+# Every install comes from uv.lock (the versions CI tested), through uv: a pinned uv is installed once into .tools/
+# (from PyPI, with the interpreter's pip), then `uv sync` makes .venv match the lock. `make run` installs what
+# running needs (the runtime dependencies and the `run` extra); `make test` and `make lint` add the `dev` group.
+# Update the lock after changing pyproject.toml: make lock (or `make lock-upgrade` for newer versions).
 # Another interpreter: PYTHON=python3.12 make run. Extra pytest arguments: make test PYTEST_ARGS='-k contact'.
 
 PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
 VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
-RUN_INSTALLED := $(VENV)/.installed-run
-DEV_INSTALLED := $(VENV)/.installed-dev
+# uv never downloads an interpreter (the one named by PYTHON is used) and installs into .venv.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+# --inexact: a runtime sync leaves test tools a developer installed in place; a fresh clone gets the runtime only.
+SYNC_RUN = $(UV) sync --locked --python $(PYTHON) --inexact --no-dev --extra run
+SYNC_DEV = $(UV) sync --locked --python $(PYTHON) --extra run
 
 .PHONY: run test lint format worker api migrate pay
 
-run: $(RUN_INSTALLED)
+run: $(UV)
+	$(SYNC_RUN)
 	$(VENV_PYTHON) -m cli run
 
-test: $(DEV_INSTALLED)
+test: $(UV)
+	$(SYNC_DEV)
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
-lint: $(DEV_INSTALLED)
+lint: $(UV)
+	$(SYNC_DEV)
+	$(VENV)/bin/deptry .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-format: $(DEV_INSTALLED)
+format: $(UV)
+	$(SYNC_DEV)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-worker: $(RUN_INSTALLED)
+worker: $(UV)
+	$(SYNC_RUN)
 	$(VENV_PYTHON) -m cli worker
 
-api: $(RUN_INSTALLED)
+api: $(UV)
+	$(SYNC_RUN)
 	$(VENV_PYTHON) -m cli api
 
-migrate: $(RUN_INSTALLED)
+migrate: $(UV)
+	$(SYNC_RUN)
 	$(VENV_PYTHON) -m cli migrate
 
-pay: $(RUN_INSTALLED)  # make pay ID=<payment id> [CARD=declined]: a test card at the local Stripe emulator
+pay: $(UV)  # make pay ID=<payment id> [CARD=declined]: a test card at the local Stripe emulator
+	$(SYNC_RUN)
 	$(VENV_PYTHON) -m cli pay $(ID) --card $(or $(CARD),success)
 
 .PHONY: histories
-histories: $(DEV_INSTALLED)  # re-record tests/histories/*.json (README, "Replay tests and changing workflows")
+histories: $(UV)  # re-record tests/histories/*.json (README, "Replay tests and changing workflows")
+	$(SYNC_DEV)
 	$(VENV_PYTHON) tests/histories/record.py
 
-$(RUN_INSTALLED): pyproject.toml | $(VENV_PYTHON)
-	$(VENV_PYTHON) -m pip install -e '.[run]'
-	touch $@
+.PHONY: lock lock-upgrade
+lock: $(UV)  # uv.lock again after a change to pyproject.toml (the versions already locked are kept)
+	$(UV) lock
+lock-upgrade: $(UV)  # uv.lock with the newest versions pyproject.toml allows; run make test after
+	$(UV) lock --upgrade
 
-$(DEV_INSTALLED): pyproject.toml | $(VENV_PYTHON)
-	$(VENV_PYTHON) -m pip install -e '.[run,dev]'
-	touch $@ $(RUN_INSTALLED)
-
-# Order-only above: the interpreter is a symlink whose date is the system Python's, not a reason to reinstall.
-$(VENV_PYTHON):
+# uv itself, pinned, in a folder of its own so that `uv sync` can make .venv exactly what the lock says.
+$(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
 		echo "Statex needs Python 3.11 or newer; '$(PYTHON)' is: $$($(PYTHON) --version 2>&1)." >&2; \
 		echo "Name another interpreter, for example: PYTHON=python3.12 make $(or $(MAKECMDGOALS),run)" >&2; \
 		exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet 'uv==$(UV_VERSION)'

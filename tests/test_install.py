@@ -15,7 +15,7 @@ def test_every_module_and_package_of_the_application_is_installed() -> None:
     packages = {
         ".".join(init.parent.relative_to(ROOT).parts)
         for init in ROOT.rglob("__init__.py")
-        if init.parent.relative_to(ROOT).parts[0] not in NOT_INSTALLED | {".venv", ".git"}
+        if (top := init.parent.relative_to(ROOT).parts[0]) not in NOT_INSTALLED and not top.startswith(".")
     }
     assert set(config["py-modules"]) == modules
     assert set(config["packages"]) == packages

