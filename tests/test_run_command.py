@@ -77,6 +77,8 @@ def run_env(tmp_path: Path) -> dict[str, str]:
         API_PORT=str(free_port()),
         TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
         TEMPORAL_UI_PORT=str(free_port()),
+        TEMPORAL_HTTP_PORT=str(free_port()),
+        TEMPORAL_METRICS_PORT=str(free_port()),
         LOCAL_STRIPE_PORT=str(free_port()),
         WORKER_METRICS_PORT=str(free_port()),  # two stacks (or another test's worker) must not share one
         WORKER_SDK_METRICS_PORT=str(free_port()),
@@ -280,6 +282,26 @@ def _flag(command: list[str], name: str) -> str:
 
 
 def test_run_points_the_temporal_ui_at_the_api_codec_server() -> None:
-    """The dev server's UI decodes the encrypted payloads through the API it runs next to."""
+    """The dev server's UI decodes the encrypted payloads through the API it runs next to, on whatever port."""
     command = temporal_command(Settings(public_api_url="http://127.0.0.1:8000/"))  # type: ignore[call-arg]
     assert dict(pairwise(command))["--ui-codec-endpoint"] == "http://127.0.0.1:8000/codec"
+    moved = temporal_command(Settings(_env_file=None, api_port=18123))  # type: ignore[call-arg]
+    assert dict(pairwise(moved))["--ui-codec-endpoint"] == "http://127.0.0.1:18123/codec"
+
+
+def test_every_port_of_the_temporal_dev_server_has_a_setting() -> None:
+    """Left out, --http-port and --metrics-port are random: nothing could scrape them or tell two stacks apart."""
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        temporal_address="127.0.0.1:17233",
+        temporal_ui_port=17234,
+        temporal_http_port=17235,
+        temporal_metrics_port=17236,
+    )
+    flags = dict(pairwise(temporal_command(settings)))
+    assert (flags["--port"], flags["--ui-port"], flags["--http-port"], flags["--metrics-port"]) == (
+        "17233",
+        "17234",
+        "17235",
+        "17236",
+    )
