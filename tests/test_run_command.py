@@ -305,3 +305,53 @@ def test_every_port_of_the_temporal_dev_server_has_a_setting() -> None:
         "17235",
         "17236",
     )
+
+
+def started_pids(log: Path, name: str) -> list[int]:
+    """The pids `statex run` logged for one child, first start first."""
+    return [int(pid) for pid in re.findall(rf"started {name}(?: again)? \(pid (\d+)\)".encode(), log.read_bytes())]
+
+
+def answers(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.TransportError:
+        return None
+
+
+@pytest.mark.slow
+def test_run_restarts_a_killed_worker_while_the_api_keeps_serving(
+    statex_run: subprocess.Popen[bytes], run_env: dict[str, str], tmp_path: Path
+) -> None:
+    api = f"http://127.0.0.1:{run_env['API_PORT']}"
+    log = tmp_path / "run.log"
+    outbox = Path(run_env["DATA_DIR"]) / "outbox"
+    wait_for(lambda: is_ready(f"{api}/ready"), START_SECONDS, "200 from /ready", statex_run)
+    [worker] = started_pids(log, "the worker")
+
+    os.kill(worker, signal.SIGKILL)
+    outage: list[int | None] = []  # /health during the outage: the API must answer every poll
+
+    def restarted() -> bool:
+        outage.append(answers(f"{api}/health"))
+        return len(started_pids(log, "the worker")) == 2
+
+    wait_for(restarted, START_SECONDS, "the worker started again", statex_run)
+    assert outage and set(outage) == {200}, outage
+    assert b"the worker was killed by signal 9 (Killed) unexpectedly; starting it again in" in log.read_bytes()
+    wait_for(lambda: is_ready(f"{api}/ready"), START_SECONDS, "200 from /ready after the restart", statex_run)
+
+    # The new worker does the work: a contact message becomes its two emails.
+    response = httpx.post(
+        f"{api}/api/contact", json={"name": "Ada", "email": "ada@example.com", "message": "After the crash"}, timeout=10
+    )
+    assert response.status_code == 202, response.text
+    wait_for(lambda: len(list(outbox.glob("*.eml"))) >= 2, EMAIL_SECONDS, "two emails in the outbox", statex_run)
+
+    os.killpg(statex_run.pid, signal.SIGINT)
+    assert statex_run.wait(timeout=STOP_SECONDS) == 0
+    for pid in started_pids(log, "the worker"):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not accepts_connections(int(run_env["WORKER_METRICS_PORT"]))
+    assert not accepts_connections(int(run_env["API_PORT"]))
