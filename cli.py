@@ -28,6 +28,7 @@ import httpx
 from temporalio.common import SearchAttributeKey
 
 import local_stripe
+import smoke
 import worker
 from logs import configure_logging
 from models.db import create_engine, migrate
@@ -519,11 +520,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="success",
         help="success: 4242 4242 4242 4242; declined: 4000 0000 0000 0341",
     )
+    smoking = subcommands.add_parser(
+        "smoke", help=smoke.SUMMARY, description=smoke.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    smoke.add_arguments(smoking)
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings)  # quiets httpx too: `run` polls /ready, one line per poll otherwise
     if args.command == "pay":
         sys.exit(pay(settings, args.payment_id, args.card))
+    if args.command == "smoke":
+        sys.exit(smoke.run(settings, args))
     handler, _ = COMMANDS[args.command]
     sys.exit(handler(settings))
 
