@@ -194,11 +194,11 @@ async def run_steps(smoke: Smoke) -> None:
         prototype_id = accepted["prototype_id"]
         view = await settled(smoke, smoke.url(accepted["status_url"]), long_poll=True)
         assert view["status"] == "COMPLETED", f"the prototype ended {view['status']}: {view.get('error')}"
+        report = await zip_at(smoke, view["download_link"], "the prototype's download_link")
         assert view["verified"] is True, (
             f"the prototype was built but not verified (verified={view['verified']}, fix rounds {view['fix_rounds']}); "
-            f"its VERIFICATION.md in {view['download_url']} says which sandbox checks failed"
+            f"the sandbox's report:\n{report}"
         )
-        await zip_at(smoke, view["download_link"], "the prototype's download_link")
 
     async with smoke.step("the prototype's email links to this API"):
         message = await smoke.emails(f"prototype-{prototype_id}-ready")
@@ -218,8 +218,8 @@ async def run_steps(smoke: Smoke) -> None:
         )
         view = await settled(smoke, smoke.url(revision["status_url"]), long_poll=False)
         assert view["status"] == "COMPLETED", f"the revision ended {view['status']}: {view.get('error')}"
-        assert view["verified"] is True, f"the revision was built but not verified (verified={view['verified']})"
-        await zip_at(smoke, view["download_link"], "the revision's download_link")
+        report = await zip_at(smoke, view["download_link"], "the revision's download_link")
+        assert view["verified"] is True, f"the revision was built but not verified; the sandbox's report:\n{report}"
 
     await pay(smoke)
 
@@ -278,13 +278,19 @@ async def settled(smoke: Smoke, status_url: str, *, long_poll: bool) -> dict[str
     return view
 
 
-async def zip_at(smoke: Smoke, link: str | None, what: str) -> None:
+async def zip_at(smoke: Smoke, link: str | None, what: str) -> str:
+    """The zip at a prototype's link, checked; its VERIFICATION.md (the sandbox's report), for a failure message."""
     assert link, f"{what} is missing"
     smoke.assert_public(link, what)
     answer = await smoke.http.get(smoke.url(link))
     assert answer.status_code == 200, f"{what} answered {answer.status_code}"
     with zipfile.ZipFile(io.BytesIO(answer.content)) as zipped:
-        assert zipped.namelist(), f"{what} is an empty zip"
+        names = zipped.namelist()
+        assert names, f"{what} is an empty zip"
+        reports = [name for name in names if name.endswith("VERIFICATION.md")]
+        if not reports:
+            return "(no VERIFICATION.md in the zip)"
+        return zipped.read(reports[0]).decode(errors="replace")[-2000:]
 
 
 async def pay(smoke: Smoke) -> None:
