@@ -17,8 +17,10 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ import httpx
 from temporalio.common import SearchAttributeKey
 
 import local_stripe
+import smoke
 import worker
 from logs import configure_logging
 from models.db import create_engine, migrate
@@ -52,14 +55,52 @@ class StartupError(RuntimeError):
 # --- statex run -----------------------------------------------------------------------------------
 
 
+@dataclass
+class RestartPolicy:
+    """A child that may die and come back (the worker: it holds no state, Temporal re-runs its work).
+
+    Each crash within the window makes the next wait twice as long, from `backoff_seconds` up to
+    `max_backoff_seconds`; the `max_crashes`-th within `window_seconds` is a crash loop, and restarting again
+    would only hide it.
+    """
+
+    max_crashes: int = 5
+    window_seconds: float = 60.0
+    backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 8.0
+    crashes: deque[float] = field(default_factory=deque)
+
+    def crashed(self, at: float) -> float | None:
+        """Record a crash at `at` (a monotonic clock); the wait before the restart, or None: a crash loop."""
+        self.crashes.append(at)
+        while at - self.crashes[0] > self.window_seconds:
+            self.crashes.popleft()
+        if len(self.crashes) >= self.max_crashes:
+            return None
+        return min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (len(self.crashes) - 1))
+
+
+@dataclass
+class Child:
+    name: str
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    process: asyncio.subprocess.Process
+    restart: RestartPolicy | None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while a restart starts the new process, so that a stop never misses the one being started."""
+
+
 class Stack:
     """The children of `run`, started in order and stopped in reverse.
 
-    The run ends at the first of: a stop signal (no problem), a child exiting on its own, a failed startup.
+    The run ends at the first of: a stop signal (no problem), a child without a restart policy exiting on its
+    own, a child with one crashing in a loop, a failed startup. A child with a restart policy (the worker) that
+    dies is started again after a short backoff, while the others go on serving.
     """
 
     def __init__(self) -> None:
-        self.children: list[tuple[str, asyncio.subprocess.Process]] = []
+        self.children: list[Child] = []
         self.ended: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._watchers: list[asyncio.Task[None]] = []
 
@@ -67,25 +108,61 @@ class Stack:
         if not self.ended.done():
             self.ended.set_result(problem)
 
-    async def spawn(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
-        # A process group of its own: a terminal's Ctrl-C goes to the whole foreground group, and children
-        # that got it too would stop all at once (Temporal before the worker). Only `run` gets it; it stops
-        # them one by one.
-        process = await asyncio.create_subprocess_exec(*argv, env=env, stdin=subprocess.DEVNULL, process_group=0)
-        self.children.append((name, process))
-        self._watchers.append(asyncio.create_task(self._watch(name, process)))
-        log.info("started %s (pid %d)", name, process.pid)
+    async def spawn(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str], restart: RestartPolicy | None = None
+    ) -> None:
+        child = Child(name, argv, env, await _start_process(argv, env), restart)
+        self.children.append(child)
+        self._watchers.append(asyncio.create_task(self._watch(child)))
+        log.info("started %s (pid %d)", name, child.process.pid)
 
-    async def _watch(self, name: str, process: asyncio.subprocess.Process) -> None:
-        code = await process.wait()
-        how = f"was killed by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited with code {code}"
-        self.end(f"{name} {how} unexpectedly")  # no effect once the run is ending
+    async def _watch(self, child: Child) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            code = await child.process.wait()
+            if self.ended.done():
+                return  # stopped by `stop`, or dying along with the run: nothing to restart
+            how = _how_it_ended(code)
+            if child.restart is None:
+                self.end(f"{child.name} {how} unexpectedly")
+                return
+            backoff = child.restart.crashed(loop.time())
+            if backoff is None:
+                self.end(
+                    f"{child.name} {how}: {child.restart.max_crashes} crashes within "
+                    f"{child.restart.window_seconds:.0f} s, a crash loop; stopping everything (its log above says why)"
+                )
+                return
+            log.warning("%s %s unexpectedly; starting it again in %.1f s", child.name, how, backoff)
+            with suppress(TimeoutError):  # the backoff, cut short by a stop
+                await asyncio.wait_for(asyncio.shield(self.ended), backoff)
+            async with child.lock:
+                if self.ended.done():
+                    return
+                try:
+                    child.process = await _start_process(child.argv, child.env)
+                except OSError as err:
+                    self.end(f"{child.name} could not be started again: {err}")
+                    return
+                log.info("started %s again (pid %d)", child.name, child.process.pid)
 
     async def stop(self) -> None:
         """The API stops taking requests before the worker stops, and the worker before Temporal."""
-        for name, process in reversed(self.children):
-            await _stop(name, process)
+        for child in reversed(self.children):
+            async with child.lock:
+                await _stop(child.name, child.process)
         await asyncio.gather(*self._watchers)
+
+
+def _how_it_ended(code: int) -> str:
+    return f"was killed by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited with code {code}"
+
+
+async def _start_process(argv: Sequence[str], env: Mapping[str, str]) -> asyncio.subprocess.Process:
+    # A process group of its own: a terminal's Ctrl-C goes to the whole foreground group, and children
+    # that got it too would stop all at once (Temporal before the worker). Only `run` gets it; it stops
+    # them one by one.
+    return await asyncio.create_subprocess_exec(*argv, env=env, stdin=subprocess.DEVNULL, process_group=0)
 
 
 async def _stop(name: str, process: asyncio.subprocess.Process) -> None:
@@ -135,8 +212,9 @@ async def _start(settings: Settings, stack: Stack) -> None:
     try:
         temporal = temporal_command(settings)
         _ensure_free(settings.api_host, settings.api_port, "API_PORT")
-        _ensure_free("127.0.0.1", settings.temporal_ui_port, "TEMPORAL_UI_PORT")
         _ensure_free("127.0.0.1", _temporal_port(settings), "TEMPORAL_ADDRESS")
+        for port, setting in _fixed_ports(settings):
+            _ensure_free("127.0.0.1", port, setting)
         if _emulates_stripe(settings):
             _ensure_free("127.0.0.1", settings.local_stripe_port, "LOCAL_STRIPE_PORT")
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -146,10 +224,10 @@ async def _start(settings: Settings, stack: Stack) -> None:
         children_env = {**os.environ, "RUN_MIGRATIONS_ON_START": "false"}
         if _emulates_stripe(settings):
             children_env |= await _start_local_stripe(settings, stack)
-        await stack.spawn("the worker", [sys.executable, "-m", "worker"], children_env)
+        await stack.spawn("the worker", [sys.executable, "-m", "worker"], children_env, restart=RestartPolicy())
         await stack.spawn("the API", api_command(settings), children_env)
         async with httpx.AsyncClient(timeout=5) as http:
-            ready_url = f"{_base_url(settings)}/ready"
+            ready_url = f"{settings.api_base_url}/ready"
             await _wait_until(lambda: _answers_ok(http, ready_url), API_START_SECONDS, "The API")
     except StartupError as err:
         stack.end(str(err))
@@ -180,7 +258,7 @@ async def _start_local_stripe(settings: Settings, stack: Stack) -> dict[str, str
 
 
 def _stripe_webhook_url(settings: Settings) -> str:
-    return f"{_base_url(settings)}/api/payments/webhooks/STRIPE"
+    return f"{settings.api_base_url}/api/payments/webhooks/STRIPE"
 
 
 def temporal_command(settings: Settings) -> list[str]:
@@ -195,6 +273,10 @@ def temporal_command(settings: Settings) -> list[str]:
         str(_temporal_port(settings)),
         "--ui-port",
         str(settings.temporal_ui_port),
+        "--http-port",
+        str(settings.temporal_http_port),
+        "--metrics-port",  # left to chance, a random port: two stacks could not be told apart by a scraper
+        str(settings.temporal_metrics_port),
         "--db-filename",
         str(settings.data_dir / "temporal.sqlite3"),
         "--namespace",
@@ -211,6 +293,17 @@ def temporal_command(settings: Settings) -> list[str]:
     for key in search_attributes.ALL:
         command += ["--search-attribute", f"{key.name}={_attribute_type(key)}"]
     return command
+
+
+def _fixed_ports(settings: Settings) -> list[tuple[int, str]]:
+    """The loopback ports the stack's children listen on besides the API's and Temporal's gRPC, by setting."""
+    return [
+        (settings.temporal_ui_port, "TEMPORAL_UI_PORT"),
+        (settings.temporal_http_port, "TEMPORAL_HTTP_PORT"),
+        (settings.temporal_metrics_port, "TEMPORAL_METRICS_PORT"),
+        (settings.worker_metrics_port, "WORKER_METRICS_PORT"),
+        (settings.worker_sdk_metrics_port, "WORKER_SDK_METRICS_PORT"),
+    ]
 
 
 def _temporal_port(settings: Settings) -> int:
@@ -302,11 +395,6 @@ async def _answers_ok(http: httpx.AsyncClient, url: str) -> bool:
         return False
 
 
-def _base_url(settings: Settings) -> str:
-    host = "127.0.0.1" if settings.api_host in {"0.0.0.0", "::", ""} else settings.api_host
-    return f"http://{host}:{settings.api_port}"
-
-
 def banner(settings: Settings) -> str:
     email = (
         f"written as .eml files to {settings.outbox_dir.resolve()}"
@@ -317,11 +405,11 @@ def banner(settings: Settings) -> str:
         (
             "",
             "Statex is running: Temporal dev server, worker and API.",
-            f"  API docs     {_base_url(settings)}/docs"
+            f"  API docs     {settings.api_base_url}/docs"
             if settings.docs_enabled
             else "  API docs     off (API_DOCS_ENABLED)",
             f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}",
-            f"  Metrics      {_base_url(settings)}/metrics (API), {worker.worker_metrics_url(settings)} (worker)",
+            f"  Metrics      {settings.api_base_url}/metrics (API), {worker.worker_metrics_url(settings)} (worker)",
             f"  Emails       {email}",
             f"  Payments     Stripe EMULATED at {local_stripe.url(settings)} (test cards): statex pay <payment id>"
             if _emulates_stripe(settings)
@@ -432,11 +520,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="success",
         help="success: 4242 4242 4242 4242; declined: 4000 0000 0000 0341",
     )
+    smoking = subcommands.add_parser(
+        "smoke", help=smoke.SUMMARY, description=smoke.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    smoke.add_arguments(smoking)
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings)  # quiets httpx too: `run` polls /ready, one line per poll otherwise
     if args.command == "pay":
         sys.exit(pay(settings, args.payment_id, args.card))
+    if args.command == "smoke":
+        sys.exit(smoke.run(settings, args))
     handler, _ = COMMANDS[args.command]
     sys.exit(handler(settings))
 

@@ -74,7 +74,11 @@ class Settings(BaseSettings):
     temporal_tls_client_cert_path: Path | None = None
     temporal_tls_client_key_path: Path | None = None
     temporal_api_key: SecretStr | None = None
-    temporal_ui_port: int = 8233
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
+    temporal_http_port: int = Field(default=7243, ge=1, le=65535)
+    """`statex run`'s dev server: its HTTP API on 127.0.0.1 (left to chance, it takes a random port)."""
+    temporal_metrics_port: int = Field(default=7244, ge=1, le=65535)
+    """`statex run`'s dev server: its own Prometheus /metrics on 127.0.0.1 (left to chance, a random port)."""
     temporal_rpc_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long a request waits on Temporal before answering 503, rather than hanging."""
 
@@ -229,8 +233,9 @@ class Settings(BaseSettings):
     without a row there are priced by genai-prices."""
 
     # Prototypes and voice input: POST /api/ai/prototype and /api/ai/voice run PrototypeWorkflow
-    public_api_url: str = "http://127.0.0.1:8000"
-    """Where customers reach this API: the prototype email's download link starts with it."""
+    public_api_url: str = ""
+    """Where customers reach this API: emailed links, `download_link`s and the Temporal UI's codec endpoint
+    start with it. Unset: this API itself, http://API_HOST:API_PORT (127.0.0.1 for a wildcard host)."""
     prototype_fix_rounds: int = Field(default=2, ge=0, le=5)
     """How often code that fails its sandbox checks goes back to the code agent with the errors."""
     prototype_approval_days: float = Field(default=7, gt=0)
@@ -325,6 +330,13 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
+    def _links_follow_the_api(self) -> Settings:
+        """An API moved to another port (API_PORT) keeps its links working without a second setting."""
+        if not self.public_api_url:
+            self.public_api_url = self.api_base_url
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment == "production":
             secret = self.jwt_secret.get_secret_value()
@@ -344,6 +356,14 @@ class Settings(BaseSettings):
                     return "postgresql+psycopg://" + url.removeprefix(prefix)
             return url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'statex.sqlite3').resolve()}"
+
+    @property
+    def api_base_url(self) -> str:
+        """Where a client on this machine reaches the API: a wildcard host (every interface) via loopback."""
+        host = "127.0.0.1" if self.api_host in {"0.0.0.0", "::", ""} else self.api_host
+        if ":" in host:  # an IPv6 address
+            host = f"[{host}]"
+        return f"http://{host}:{self.api_port}"
 
     @property
     def outbox_dir(self) -> Path:

@@ -77,6 +77,8 @@ def run_env(tmp_path: Path) -> dict[str, str]:
         API_PORT=str(free_port()),
         TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
         TEMPORAL_UI_PORT=str(free_port()),
+        TEMPORAL_HTTP_PORT=str(free_port()),
+        TEMPORAL_METRICS_PORT=str(free_port()),
         LOCAL_STRIPE_PORT=str(free_port()),
         WORKER_METRICS_PORT=str(free_port()),  # two stacks (or another test's worker) must not share one
         WORKER_SDK_METRICS_PORT=str(free_port()),
@@ -280,6 +282,76 @@ def _flag(command: list[str], name: str) -> str:
 
 
 def test_run_points_the_temporal_ui_at_the_api_codec_server() -> None:
-    """The dev server's UI decodes the encrypted payloads through the API it runs next to."""
+    """The dev server's UI decodes the encrypted payloads through the API it runs next to, on whatever port."""
     command = temporal_command(Settings(public_api_url="http://127.0.0.1:8000/"))  # type: ignore[call-arg]
     assert dict(pairwise(command))["--ui-codec-endpoint"] == "http://127.0.0.1:8000/codec"
+    moved = temporal_command(Settings(_env_file=None, api_port=18123))  # type: ignore[call-arg]
+    assert dict(pairwise(moved))["--ui-codec-endpoint"] == "http://127.0.0.1:18123/codec"
+
+
+def test_every_port_of_the_temporal_dev_server_has_a_setting() -> None:
+    """Left out, --http-port and --metrics-port are random: nothing could scrape them or tell two stacks apart."""
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        temporal_address="127.0.0.1:17233",
+        temporal_ui_port=17234,
+        temporal_http_port=17235,
+        temporal_metrics_port=17236,
+    )
+    flags = dict(pairwise(temporal_command(settings)))
+    assert (flags["--port"], flags["--ui-port"], flags["--http-port"], flags["--metrics-port"]) == (
+        "17233",
+        "17234",
+        "17235",
+        "17236",
+    )
+
+
+def started_pids(log: Path, name: str) -> list[int]:
+    """The pids `statex run` logged for one child, first start first."""
+    return [int(pid) for pid in re.findall(rf"started {name}(?: again)? \(pid (\d+)\)".encode(), log.read_bytes())]
+
+
+def answers(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.TransportError:
+        return None
+
+
+@pytest.mark.slow
+def test_run_restarts_a_killed_worker_while_the_api_keeps_serving(
+    statex_run: subprocess.Popen[bytes], run_env: dict[str, str], tmp_path: Path
+) -> None:
+    api = f"http://127.0.0.1:{run_env['API_PORT']}"
+    log = tmp_path / "run.log"
+    outbox = Path(run_env["DATA_DIR"]) / "outbox"
+    wait_for(lambda: is_ready(f"{api}/ready"), START_SECONDS, "200 from /ready", statex_run)
+    [worker] = started_pids(log, "the worker")
+
+    os.kill(worker, signal.SIGKILL)
+    outage: list[int | None] = []  # /health during the outage: the API must answer every poll
+
+    def restarted() -> bool:
+        outage.append(answers(f"{api}/health"))
+        return len(started_pids(log, "the worker")) == 2
+
+    wait_for(restarted, START_SECONDS, "the worker started again", statex_run)
+    assert outage and set(outage) == {200}, outage
+    assert b"the worker was killed by signal 9 (Killed) unexpectedly; starting it again in" in log.read_bytes()
+    wait_for(lambda: is_ready(f"{api}/ready"), START_SECONDS, "200 from /ready after the restart", statex_run)
+
+    # The new worker does the work: a contact message becomes its two emails.
+    response = httpx.post(
+        f"{api}/api/contact", json={"name": "Ada", "email": "ada@example.com", "message": "After the crash"}, timeout=10
+    )
+    assert response.status_code == 202, response.text
+    wait_for(lambda: len(list(outbox.glob("*.eml"))) >= 2, EMAIL_SECONDS, "two emails in the outbox", statex_run)
+
+    os.killpg(statex_run.pid, signal.SIGINT)
+    assert statex_run.wait(timeout=STOP_SECONDS) == 0
+    for pid in started_pids(log, "the worker"):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not accepts_connections(int(run_env["WORKER_METRICS_PORT"]))
+    assert not accepts_connections(int(run_env["API_PORT"]))

@@ -52,3 +52,19 @@ def test_database_url_defaults_to_sqlite_and_accepts_plain_postgres_urls(monkeyp
 def test_env_example_documents_every_setting() -> None:
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
     assert documented == {name.upper() for name in Settings.model_fields}
+
+
+def test_public_links_follow_the_api_port_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emailed links, download links and the Temporal UI's codec endpoint start with PUBLIC_API_URL; an API moved
+    to another port keeps them working without a second setting."""
+    assert Settings(_env_file=None).public_api_url == "http://127.0.0.1:8000"  # type: ignore[call-arg]
+    monkeypatch.setenv("API_PORT", "18123")
+    assert Settings(_env_file=None).public_api_url == "http://127.0.0.1:18123"  # type: ignore[call-arg]
+    monkeypatch.setenv("API_HOST", "0.0.0.0")  # every interface: this machine reaches it on loopback
+    assert Settings(_env_file=None).public_api_url == "http://127.0.0.1:18123"  # type: ignore[call-arg]
+    monkeypatch.setenv("API_HOST", "::1")
+    assert Settings(_env_file=None).public_api_url == "http://[::1]:18123"  # type: ignore[call-arg]
+    monkeypatch.setenv("PUBLIC_API_URL", "https://api.statex.example")  # behind a proxy: the public address
+    assert Settings(_env_file=None).public_api_url == "https://api.statex.example"  # type: ignore[call-arg]
+    monkeypatch.setenv("PUBLIC_API_URL", "")  # empty, as a compose file passes an unset variable: unset
+    assert Settings(_env_file=None).public_api_url == "http://[::1]:18123"  # type: ignore[call-arg]
