@@ -61,6 +61,12 @@ histories: $(UV)  # re-record tests/histories/*.json (README, "Replay tests and 
 	$(SYNC_DEV)
 	$(VENV_PYTHON) tests/histories/record.py
 
+.PHONY: frontend-client
+frontend-client: $(UV)  # the typed TypeScript client, generated from the API's OpenAPI, type-checked, its page built
+	$(SYNC_RUN)
+	$(VENV_PYTHON) -m cli openapi --output frontend-client/openapi.json
+	cd frontend-client && npm ci && npm run generate && npm run check && npm run build
+
 .PHONY: lock lock-upgrade
 lock: $(UV)  # uv.lock again after a change to pyproject.toml (the versions already locked are kept)
 	$(UV) lock

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import shlex
@@ -486,6 +487,19 @@ def print_search_attribute_commands(settings: Settings) -> int:
     return 0
 
 
+def write_openapi(settings: Settings, output: Path | None) -> int:
+    """The API's OpenAPI document as its /openapi.json serves it, built from the app without serving it (no
+    database, no Temporal): what frontend-client/ generates its typed client from."""
+    from api.app import create_app  # only this command needs the app
+
+    document = json.dumps(create_app(settings).openapi(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(document)
+    else:
+        output.write_text(document)
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[Settings], int], str]] = {
     "run": (
         run,
@@ -524,6 +538,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "smoke", help=smoke.SUMMARY, description=smoke.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     smoke.add_arguments(smoking)
+    documenting = subcommands.add_parser(
+        "openapi",
+        help="write the API's OpenAPI document (as /openapi.json serves it) without starting anything",
+        description="Write the API's OpenAPI document, built from the app without serving it.",
+    )
+    documenting.add_argument("--output", type=Path, help="a file to write it to (default: standard output)")
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings)  # quiets httpx too: `run` polls /ready, one line per poll otherwise
@@ -531,6 +551,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(pay(settings, args.payment_id, args.card))
     if args.command == "smoke":
         sys.exit(smoke.run(settings, args))
+    if args.command == "openapi":
+        sys.exit(write_openapi(settings, args.output))
     handler, _ = COMMANDS[args.command]
     sys.exit(handler(settings))
 

@@ -244,6 +244,10 @@ class Settings(BaseSettings):
     """How long one GET /api/prototypes/{id}/events stays open; then the client reconnects with Last-Event-ID."""
     prototype_events_keepalive_seconds: float = Field(default=15.0, gt=0)
     """While no event comes (a long step), the stream sends an SSE comment this often: proxies cut idle streams."""
+    prototype_events_token_seconds: int = Field(default=300, ge=10, le=3600)
+    """How long the `events_url` of a status answer opens its stream (EventSource cannot send an Authorization
+    header, so the URL carries a token for that one stream). A stream once open stays open; a reconnect after
+    this gets 401, and a fresh status answer has a fresh URL."""
     voice_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     """Larger voice messages get 413 (25 MB is also the most Whisper takes)."""
     voice_allowed_types: CommaList = Field(

@@ -132,7 +132,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         allow_origins=settings.effective_cors_origins,
         allow_credentials=True,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        # Last-Event-ID: EventSource's reconnect sends it, so a cross-origin resume is preflighted for it.
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         expose_headers=["Retry-After", "Location", "X-Request-ID"],
         max_age=600,
     )

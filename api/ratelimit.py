@@ -163,6 +163,13 @@ def counts_itself(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awai
     return endpoint
 
 
+def signs_in(dependency: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Mark a dependency that, like `get_current_user`, lets in only a known user and sets `request.state.user_id`
+    (by another credential than the bearer token): its route counts against that user, not the IP."""
+    dependency.signs_in = True  # type: ignore[attr-defined]
+    return dependency
+
+
 def never_limited(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """Mark an endpoint the limiter never refuses (logout: it only takes access away)."""
     endpoint.never_limited = True  # type: ignore[attr-defined]
@@ -179,7 +186,7 @@ class RateLimitedRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         uncounted = getattr(endpoint, "counts_itself", False) or getattr(endpoint, "never_limited", False)
         super().__init__(path, endpoint if uncounted else _counted(endpoint), **kwargs)
-        self.requires_sign_in = _depends_on(self.dependant, get_current_user)
+        self.requires_sign_in = _signs_in(self.dependant)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -194,8 +201,9 @@ class RateLimitedRoute(APIRoute):
         return remember_request
 
 
-def _depends_on(dependant: Dependant, call: Callable[..., Any]) -> bool:
-    return dependant.call is call or any(_depends_on(sub, call) for sub in dependant.dependencies)
+def _signs_in(dependant: Dependant) -> bool:
+    signs_in = dependant.call is get_current_user or getattr(dependant.call, "signs_in", False)
+    return signs_in or any(_signs_in(sub) for sub in dependant.dependencies)
 
 
 def _counted(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

@@ -61,6 +61,11 @@ LIVE_ACCOUNT = (
 )
 """The account behind a session that has not been revoked; built once, as every signed-in request runs it."""
 
+ACCOUNT = sa.select(*(col(getattr(User, name)) for name in Account.model_fields)).where(
+    col(User.id) == sa.bindparam("user_id")
+)
+"""An account by its id, for a credential that names its user but no session (a prototype's events URL)."""
+
 BAD_CREDENTIALS = "Invalid email or password"  # wrong password and unknown email alike, on purpose
 
 
@@ -153,6 +158,13 @@ class AccountService(Service):
         rows = await self.database.fetch(LIVE_ACCOUNT, {"user_id": claims.user_id, "session_id": claims.session_id})
         if not rows:
             raise Unauthorized("Session revoked or user no longer exists")
+        return Account.model_validate(rows[0])
+
+    async def account(self, user_id: uuid.UUID) -> Account:
+        """The account a short-lived signed URL was issued to, as long as it still exists (401 otherwise)."""
+        rows = await self.database.fetch(ACCOUNT, {"user_id": user_id})
+        if not rows:
+            raise Unauthorized("The user no longer exists")
         return Account.model_validate(rows[0])
 
     def _token_pair(self, user_id: uuid.UUID, refresh_token: RefreshToken) -> TokenPair:

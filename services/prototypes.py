@@ -49,12 +49,13 @@ from models.messages.prototypes import (
     RevisionProgress,
 )
 from models.tables import AIResponse, File, Prototype, PrototypeRevision
-from services.accounts import Account
+from services.accounts import Account, AccountService
 from services.ai import call_policy, providers_for, transcribers_for
-from services.errors import Conflict, IdempotencyKeyInUse, NotFound
+from services.errors import Conflict, IdempotencyKeyInUse, NotFound, Unauthorized
 from services.files import FileService, browser_link, download_path, kept_in_eu
 from services.idempotency import claim
 from services.runtime import Service
+from services.security import InvalidToken, events_token_user, sign_events_token
 from services.staging import staged
 from services.temporal import reaching_temporal, rpc_timeout, start_workflow
 from services.waiting import wait_for_caller
@@ -78,6 +79,14 @@ _UNDER_WAY = (PrototypeStatus.QUEUED, PrototypeStatus.RUNNING, PrototypeStatus.A
 def status_url(prototype_id: uuid.UUID) -> str:
     """Outside /api/ai/ on purpose: polling costs nothing of the AI limit."""
     return f"/api/prototypes/{prototype_id}"
+
+
+def events_url(settings: Settings, prototype: Prototype) -> str:
+    """The progress stream's URL as EventSource opens it: signed for this prototype's stream and its owner, for
+    PROTOTYPE_EVENTS_TOKEN_SECONDS (an HMAC: microseconds, so every status answer gets a fresh one)."""
+    expires_at = int(time.time()) + settings.prototype_events_token_seconds
+    token = sign_events_token(settings, prototype.user_id, prototype.id, expires_at)
+    return f"{status_url(prototype.id)}/events?token={token}"
 
 
 @dataclass(frozen=True)
@@ -112,11 +121,11 @@ class PrototypeService(Service):
             self.database, "prototype", f"user:{account.id}", idempotency_key, body.model_dump(mode="json")
         )
         if (earlier := await self._find(prototype_id)) is not None:
-            return accepted(earlier)
+            return accepted(self.settings, earlier)
         prototype = Prototype(id=prototype_id, user_id=account.id, idea=body.idea, source="text")
         order = self._order(prototype, account, providers, provider_named=body.model is not None)
         await self._start(prototype, order.model_copy(update={"review_requirements": body.review_requirements}))
-        return accepted(prototype)
+        return accepted(self.settings, prototype)
 
     async def earlier(
         self,
@@ -134,7 +143,7 @@ class PrototypeService(Service):
             return None
         claimed = await self._claim_voice(account, received, language, review_requirements, idempotency_key)
         earlier = await self._find(claimed)
-        return accepted(earlier) if earlier is not None else None
+        return accepted(self.settings, earlier) if earlier is not None else None
 
     async def submit_voice(
         self,
@@ -150,7 +159,7 @@ class PrototypeService(Service):
         `review_requirements`, it pauses after the requirements for approval, as a typed idea's does."""
         prototype_id = await self._claim_voice(account, received, language, review_requirements, idempotency_key)
         if (earlier := await self._find(prototype_id)) is not None:
-            return accepted(earlier)
+            return accepted(self.settings, earlier)
         async with FileService(self.runtime).keep(received, account) as audio:
             prototype = Prototype(id=prototype_id, user_id=account.id, idea="", source="voice")
             message = TranscriptionCall(
@@ -168,7 +177,7 @@ class PrototypeService(Service):
                 transcribers=chains.transcribers,
             )
             await self._start(prototype, order.model_copy(update={"review_requirements": review_requirements}))
-        return accepted(prototype)
+        return accepted(self.settings, prototype)
 
     async def get(
         self, account: Account, prototype_id: uuid.UUID, *, wait: float = 0, gone: asyncio.Event | None = None
@@ -213,11 +222,22 @@ class PrototypeService(Service):
                 raise Conflict("The prototype is not waiting for approval") from err
         return await self._view(await self._owned(account, prototype_id), live)
 
+    async def events_caller(self, token: str, prototype_id: uuid.UUID) -> Account:
+        """Who an `events_url` token lets in: its user, on this prototype's stream only. Tampered with, expired
+        or another prototype's: 401. Accepted nowhere else (no other route reads it, and it passes for no
+        access token or download link)."""
+        try:
+            user_id = events_token_user(self.settings, token, prototype_id)
+        except InvalidToken as err:
+            raise Unauthorized("The events URL is invalid or has expired: poll the status for a fresh one") from err
+        return await AccountService(self.runtime).account(user_id)
+
     async def events(
         self, account: Account, prototype_id: uuid.UUID, *, after: int
     ) -> AsyncIterator[PrototypeEventView]:
         """The progress stream: the workflow's events after the one with id `after`, as they happen, ending after
         `completed` or `failed`, or after PROTOTYPE_EVENTS_MAX_SECONDS (the client then resumes from its last id).
+        A resume from the last id or past it gets the ending event again, so that the client knows to stop.
         Ownership is checked here, before the stream opens (someone else's prototype is not found); the stream
         itself asks Temporal, and reads the row only when no worker answers, each read a short session."""
         await self._owned(account, prototype_id)
@@ -233,17 +253,22 @@ class PrototypeService(Service):
                 logged = await handle.query(
                     PrototypeWorkflow.events, max(after - 1, 0), rpc_timeout=min(rpc_timeout(self.settings), left)
                 )
+                if not logged and after > 0:  # an id past the log's end: the whole log says where it stands
+                    logged = await handle.query(PrototypeWorkflow.events, 0, rpc_timeout=rpc_timeout(self.settings))
+                    after = min(after, len(logged))
             except (RPCError, WorkflowQueryFailedError) as err:  # no worker answers right now: the row may
                 log.info("prototype %s: event log unavailable (%s); asking the database", prototype_id, err)
                 if (ending := await self._stored_ending(prototype_id, after)) is not None:
                     yield ending
                     return
             else:
-                for event in logged:
-                    if event.id > after:
-                        yield event_view(self.settings, event)
-                        after = event.id
-                if logged and logged[-1].kind in ENDING_EVENTS:
+                ended = bool(logged) and logged[-1].kind in ENDING_EVENTS
+                # A client resuming at or past the end gets the ending again rather than an empty stream, which
+                # EventSource would only reconnect to, for ever.
+                for event in [event for event in logged if event.id > after] or (logged[-1:] if ended else []):
+                    yield event_view(self.settings, event)
+                    after = max(after, event.id)
+                if ended:
                     return
             if time.monotonic() + EVENT_POLL_SECONDS >= closes_at:
                 return
@@ -484,11 +509,12 @@ def heard_as(audio: File) -> str:
     return f"{audio.id}{suffix}" if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else str(audio.id)
 
 
-def accepted(prototype: Prototype) -> PrototypeAccepted:
+def accepted(settings: Settings, prototype: Prototype) -> PrototypeAccepted:
     return PrototypeAccepted(
         prototype_id=prototype.id,
         status=prototype.status,
         status_url=status_url(prototype.id),
+        events_url=events_url(settings, prototype),
         workflow_id=workflow_id(prototype.id),
     )
 
@@ -543,6 +569,7 @@ def prototype_view(
         cost_usd=progress.cost_usd_micros / _MICROS_PER_USD,
         download_url=download_path(progress.file_id) if completed and progress.file_id else None,
         download_link=browser_link(settings, progress.file_id) if completed and progress.file_id else None,
+        events_url=events_url(settings, prototype),
         created_at=prototype.created_at,
         completed_at=prototype.completed_at,
         revisions=[revision_view(settings, revision) for revision in revisions],

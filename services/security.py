@@ -1,10 +1,12 @@
-"""Passwords (bcrypt), access tokens (JWT) and opaque refresh tokens."""
+"""Passwords (bcrypt), access tokens (JWT), opaque refresh tokens, and the tokens of a prototype's events URL."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -145,3 +147,46 @@ def bearer_matches(authorization: str | None, token: str) -> bool:
     JWT), compared in constant time so the comparison tells an attacker nothing."""
     scheme, _, presented = (authorization or "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), token.encode())
+
+
+EVENTS_TOKEN_PREFIX = "ev1."
+_EXPIRY_DIGITS = 12  # Unix seconds up to year 33658: longer is malformed, not parsed
+
+
+def sign_events_token(settings: Settings, user_id: uuid.UUID, prototype_id: uuid.UUID, expires_at: int) -> str:
+    """What `events_url` carries, since `EventSource` cannot send an Authorization header: it opens the event
+    stream of this one prototype, as this user, until `expires_at` (Unix seconds), and nothing else.
+    `ev1.<user id>.<expiry>.<HMAC-SHA256>` under a key of its own (no access token or download link passes for
+    one, nor one for them); the prototype is signed, not carried: the path names it."""
+    return f"{EVENTS_TOKEN_PREFIX}{user_id.hex}.{expires_at}.{_events_mac(settings, user_id, prototype_id, expires_at)}"
+
+
+def events_token_user(settings: Settings, token: str, prototype_id: uuid.UUID) -> uuid.UUID:
+    """The user an events token was signed for, if it was signed for `prototype_id` and has not expired;
+    otherwise InvalidToken (malformed, tampered with, another prototype's, expired: one answer for all)."""
+    user, dot, rest = token.removeprefix(EVENTS_TOKEN_PREFIX).partition(".")
+    expiry, dot_, mac = rest.partition(".")
+    well_formed = token.startswith(EVENTS_TOKEN_PREFIX) and dot and dot_ and len(user) == 32
+    if not well_formed or not expiry.isascii() or not expiry.isdigit() or len(expiry) > _EXPIRY_DIGITS:
+        raise InvalidToken("invalid or expired events token")
+    try:
+        user_id = uuid.UUID(hex=user)
+    except ValueError as err:
+        raise InvalidToken("invalid or expired events token") from err
+    # Compared in constant time before the expiry is trusted: a forged expiry never gets as far as the clock.
+    genuine = hmac.compare_digest(mac.encode(), _events_mac(settings, user_id, prototype_id, int(expiry)).encode())
+    if not genuine or int(expiry) <= time.time():
+        raise InvalidToken("invalid or expired events token")
+    return user_id
+
+
+def _events_mac(settings: Settings, user_id: uuid.UUID, prototype_id: uuid.UUID, expiry: int) -> str:
+    message = b"%s\x00%s\x00%s\x00%d" % (settings.jwt_issuer.encode(), user_id.bytes, prototype_id.bytes, expiry)
+    digest = hmac.new(_events_key(settings.jwt_secret.get_secret_value()), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+@lru_cache(maxsize=4)
+def _events_key(secret: str) -> bytes:
+    """Derived from JWT_SECRET for this one use: rotating the secret ends every events token with the sessions."""
+    return hmac.new(secret.encode(), b"statex prototype events", hashlib.sha256).digest()

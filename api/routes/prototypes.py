@@ -19,10 +19,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from api.deps import CurrentUser, Files, IdempotencyKey, Prototypes, SettingsDep
+from api.deps import Bearer, CurrentUser, Files, IdempotencyKey, Prototypes, SettingsDep, get_current_user
 from api.disconnect import ClientGone
 from api.errors import errors
-from api.ratelimit import RateLimitedRoute, counts_itself, enforce
+from api.ratelimit import RateLimitedRoute, counts_itself, enforce, signs_in
 from api.uploads import form_flag, multipart_body, receive_file, upload_slot
 from models.api.common import AIProviderName
 from models.api.prototypes import (
@@ -36,6 +36,7 @@ from models.api.prototypes import (
     RevisionView,
 )
 from models.enums import AITier
+from services.accounts import Account
 from services.prototypes import MAX_WAIT_SECONDS, VoiceChains
 
 router = APIRouter(prefix="/api/ai", tags=["prototypes"], route_class=RateLimitedRoute)
@@ -216,6 +217,26 @@ EVENT_STREAM: dict[int | str, dict[str, Any]] = {
 }
 
 
+@signs_in
+async def events_caller(
+    request: Request,
+    prototype_id: uuid.UUID,
+    credentials: Bearer,
+    prototypes: Prototypes,
+    token: Annotated[
+        str | None,
+        Query(max_length=256, description="The token of `events_url` (EventSource sends no Authorization header)"),
+    ] = None,
+) -> Account:
+    """The stream's caller: the bearer token's when one is sent, else the one `token` was signed for (this
+    prototype's stream only). Either way the request counts against that user's limit."""
+    if credentials is not None or token is None:
+        return await get_current_user(request, credentials)
+    account = await prototypes.events_caller(token, prototype_id)
+    request.state.user_id = account.id  # the limiter and the log lines know the caller, as for a bearer token
+    return account
+
+
 @status_router.get(
     "/{prototype_id}/events",
     response_class=StreamingResponse,
@@ -223,20 +244,33 @@ EVENT_STREAM: dict[int | str, dict[str, Any]] = {
 )
 async def events(
     prototype_id: uuid.UUID,
-    user: CurrentUser,
+    user: Annotated[Account, Depends(events_caller)],
     prototypes: Prototypes,
     settings: SettingsDep,
     last_event_id: Annotated[
-        int, Header(alias="Last-Event-ID", ge=0, description="Resume after this event (EventSource sends it)")
-    ] = 0,
+        int | None,
+        Header(alias="Last-Event-ID", ge=0, description="Resume after this event (EventSource's reconnects send it)"),
+    ] = None,
+    resume_after: Annotated[
+        int | None,
+        Query(
+            alias="last_event_id",
+            ge=0,
+            description="Resume after this event, for a new EventSource (which sends no Last-Event-ID); the header "
+            "wins when both come",
+        ),
+    ] = None,
 ) -> StreamingResponse:
     """The pipeline live, as Server-Sent Events: each step started and finished (provider, tokens, cost), each
     verification and fix round, then `completed` (with the download link) or `failed`, after which the stream
     ends. One request of the daily limit however long it stays open; it closes after
     PROTOTYPE_EVENTS_MAX_SECONDS, and a reconnect with `Last-Event-ID` gets only the events after that id. While
     no event comes, a `: keep-alive` comment every PROTOTYPE_EVENTS_KEEPALIVE_SECONDS keeps proxies from
-    closing the idle stream (EventSource ignores comments)."""
-    stream = await prototypes.events(user, prototype_id, after=last_event_id)
+    closing the idle stream (EventSource ignores comments). A resume from the last event or past it gets the
+    ending event again. A browser opens it with `new EventSource` on the status answer's `events_url`, whose
+    token opens this one stream for PROTOTYPE_EVENTS_TOKEN_SECONDS (or with the bearer token, elsewhere)."""
+    after = last_event_id if last_event_id is not None else resume_after or 0
+    stream = await prototypes.events(user, prototype_id, after=after)
     return StreamingResponse(
         server_sent(stream, keepalive_seconds=settings.prototype_events_keepalive_seconds),
         media_type="text/event-stream",

@@ -11,6 +11,13 @@ from pydantic import AfterValidator, BaseModel, Field
 from models.api.common import AIProviderName, Strict, plain_text
 from models.enums import AITier, PrototypeStatus
 
+EVENTS_URL = (
+    "The progress stream (Server-Sent Events) for `new EventSource(new URL(events_url, apiBase))`: relative to the "
+    "API, signed for this prototype's stream only (EventSource sends no Authorization header), and opens it for "
+    "PROTOTYPE_EVENTS_TOKEN_SECONDS; EventSource's own reconnects resume with Last-Event-ID. Poll again for a "
+    "fresh one."
+)
+
 
 class PrototypeRequest(Strict):
     """An app idea in words; POST /api/ai/voice takes it as a voice message instead."""
@@ -42,6 +49,7 @@ class PrototypeAccepted(BaseModel):
     prototype_id: uuid.UUID
     status: PrototypeStatus
     status_url: str
+    events_url: str = Field(description=EVENTS_URL)
     workflow_id: str
 
 
@@ -110,6 +118,7 @@ class PrototypeView(BaseModel):
         description="The zip as an absolute signed link: works in an <a href> with no Authorization header, "
         "for FILE_DOWNLOAD_URL_SECONDS; poll again for a fresh one",
     )
+    events_url: str = Field(description=EVENTS_URL)
     error: str | None
     verified: bool | None = Field(
         default=None,

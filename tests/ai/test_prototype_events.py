@@ -36,13 +36,17 @@ async def submit(api: httpx.AsyncClient, account: dict[str, Any]) -> str:
 async def read_stream(
     api: httpx.AsyncClient, account: dict[str, Any], prototype_id: str, last_event_id: int | None = None
 ) -> list[Event]:
-    """Read the stream to its end, parsing the SSE lines as a browser's EventSource would."""
+    """Read the stream to its end with the bearer token, parsing the SSE lines as a browser's EventSource would."""
     headers = dict(account["headers"])
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
+    return await read_events(api, f"/api/prototypes/{prototype_id}/events", headers)
+
+
+async def read_events(api: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None) -> list[Event]:
     events: list[Event] = []
     message: dict[str, str] = {}
-    async with api.stream("GET", f"/api/prototypes/{prototype_id}/events", headers=headers) as response:
+    async with api.stream("GET", url, headers=headers) as response:
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")
         async for line in response.aiter_lines():
@@ -181,10 +185,12 @@ async def test_a_resumed_stream_sends_only_the_events_after_the_last_id(
         prototype_id = await submit(api, account)
         everything = await read_stream(api, account, prototype_id)
         resumed = await read_stream(api, account, prototype_id, last_event_id=4)
-        after_the_end = await read_stream(api, account, prototype_id, last_event_id=everything[-1]["id"])
+        at_the_end = await read_stream(api, account, prototype_id, last_event_id=everything[-1]["id"])
+        past_the_end = await asyncio.wait_for(read_stream(api, account, prototype_id, last_event_id=999), 10)
 
     assert unsigned(resumed) == unsigned(everything[4:])  # ids 5.. once each, none of 1..4 again
-    assert after_the_end == []  # it had ended: the stream says nothing more and closes at once
+    # It had ended: the ending once more, so that EventSource's client knows to stop rather than reconnect for ever.
+    assert unsigned(at_the_end) == unsigned(past_the_end) == unsigned(everything[-1:])
 
 
 async def test_a_stream_closes_after_its_longest_duration_and_resumes_where_it_stopped(
