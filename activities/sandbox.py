@@ -201,7 +201,8 @@ class Sandbox:
         """Runs a jail for real: a sandbox that cannot isolate, or whose interpreter lacks its tools, is
         unavailable, and says why."""
         if self.bwrap is None:
-            return Availability(False, f"bubblewrap not found ({bwrap!r} is not on the worker's PATH): install it")
+            where = f"no file {bwrap}" if "/" in bwrap else f"{bwrap!r} is not on the worker's PATH"
+            return Availability(False, f"bubblewrap not found ({where}): install it, or set SANDBOX_BWRAP")
         if self.as_root and self.setpriv is None:
             return Availability(False, "the worker runs as root and setpriv (util-linux) is missing to drop to nobody")
         with _work_folder(self.as_root) as folder:
