@@ -6,13 +6,13 @@ one per run). Every check runs as `bwrap` with:
 - new user, PID, network, IPC, UTS (and cgroup) namespaces (`--unshare-all`), no nested user namespace, every
   capability dropped, uid / gid 65534 inside; as root the worker first drops to nobody (`setpriv`), so the
   jail's processes count (RLIMIT_NPROC) and own files as nobody, never as root;
-- a root of its own: a fresh /proc (its PID namespace only), a minimal /dev, a private size-capped tmpfs /tmp,
-  the system libraries and the interpreter (its virtualenv and its base prefix, at their own paths) read-only,
-  the run's folder at /sandbox the only writable place, nothing else of the host (no /etc, /home, /run or
-  /var/run: no host socket, no worker file, no secret);
+- a root of its own: a fresh /proc (its PID namespace only), a minimal read-only /dev, private size-capped
+  tmpfs /tmp and /dev/shm, the system libraries and the interpreter (its virtualenv and its base prefix, at
+  their own paths) read-only, the run's folder at /sandbox the only writable place, nothing else of the host
+  (no /etc, /home, /run or /var/run: no host socket, no worker file, no secret);
 - no network (only its own loopback), an EMPTY environment (a minimal PATH, HOME in the folder);
 - `--die-with-parent` and `--new-session`; the PID namespace dies with the check, so nothing it started (a
-  `setsid` daemon included) outlives it, and the jail dies with the worker (pdeathsig);
+  `setsid` daemon included) outlives it, and the jail dies with the worker;
 - CPU seconds (RLIMIT_CPU), address space (RLIMIT_AS), file size (RLIMIT_FSIZE) and process count
   (RLIMIT_NPROC, set inside the jail: it counts the jail's processes) limits; at the wall time limit the
   whole process group is killed.
@@ -60,6 +60,8 @@ STAGE = "/tmp"
 """As root: where the first bwrap mounts (on a tmpfs of its own) what the jail binds, for nobody to reach."""
 TMP_BYTES = 64 * 1024 * 1024
 """The jail's private /tmp (tmpfs) holds at most this."""
+SHM_BYTES = 16 * 1024 * 1024
+"""Its /dev/shm (POSIX shared memory, multiprocessing's semaphores) at most this."""
 SYSTEM_LIBRARIES = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/usr/libx32")
 TOP_LIBRARIES = ("/lib", "/lib64", "/lib32", "/libx32")
 """Symbolic links to usr/lib* on a merged-/usr system (made as links inside), folders elsewhere (bound)."""
@@ -146,10 +148,19 @@ class Interpreter:
         wanted = {"/usr/local/lib" if path == "/usr/local" else path for path in wanted if path not in system}
         roots = _outermost(wanted)
         binds = [(path, path) for path in roots]
-        for path in (executable, real):
+        for path in (executable, *_links(executable)):
             if not _under(path, [*roots, *SYSTEM_LIBRARIES]):
-                binds.append((real, path))  # the binary itself, e.g. /usr/bin/python3.11
+                binds.append((real, path))  # the binary itself, at every link on the way: /usr/bin/python3...
         return cls(executable, tuple(dict.fromkeys(binds)))
+
+
+def _links(path: str) -> list[str]:
+    """Where a chain of symbolic links goes, step by step (venv/bin/python -> /usr/bin/python3 -> python3.11)."""
+    steps: list[str] = []
+    while os.path.islink(path) and len(steps) < 40:
+        path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+        steps.append(path)
+    return steps
 
 
 def _under(path: str, roots: list[str] | tuple[str, ...]) -> bool:
@@ -258,6 +269,12 @@ class Sandbox:
             "/proc",
             "--dev",
             "/dev",
+            "--remount-ro",
+            "/dev",  # its device nodes work; files go to /dev/shm, size-capped like /tmp
+            "--size",
+            str(SHM_BYTES),
+            "--tmpfs",
+            "/dev/shm",
             "--size",
             str(TMP_BYTES),
             "--tmpfs",

@@ -339,22 +339,52 @@ def test_no_secret_in_any_process_environment():
 
 def test_nothing_outside_the_run_folder_can_be_written(open_folder: Path) -> None:
     target = open_folder / "written"
+    checkout = ROOT / "written"
     probe = f"""
-import pathlib, pytest, sys
+import errno, pathlib, pytest, sys
 
 @pytest.mark.parametrize("path", [{str(target)!r}, "/written", "/usr/lib/written", sys.prefix + "/written",
-                                  {str(ROOT / "written")!r}, "/etc/written"])
+                                  "/etc/written", "/proc/written", "/dev/written", "/dev/shm/" + "x" * 4096])
 def test_write_outside(path):
     with pytest.raises(OSError):
         pathlib.Path(path).write_text("x")
 
+def test_write_into_the_checkout():
+    try:  # under /tmp (a clone in mktemp -d) the path exists in the jail's own /tmp, never on the host
+        pathlib.Path({str(checkout)!r}).write_text("x")
+    except OSError:
+        pass
+
 def test_write_inside(tmp_path):
     pathlib.Path("mine").write_text("the run's folder is writable")
     (tmp_path / "mine").write_text("and the private /tmp")
+    pathlib.Path("/dev/null").write_text("devices work")
+    pathlib.Path("/dev/shm/mine").write_text("and /dev/shm")
+    with pytest.raises(OSError) as full:  # size-capped (16 MB), however many files below the file size limit
+        for number in range(20):
+            pathlib.Path(f"/dev/shm/{{number}}").write_bytes(b"x" * 1_000_000)
+    assert full.value.errno == errno.ENOSPC
 """
     result = verify(("test_write.py", probe))
     assert check(result, "pytest")[0], result.failures()
-    assert not target.exists() and not (ROOT / "written").exists()
+    assert not target.exists() and not checkout.exists()
+
+
+def test_no_privilege_and_no_new_namespace_inside() -> None:
+    probe = """
+import ctypes, os, pathlib
+
+def test_nobody_without_capabilities():
+    assert (os.getuid(), os.getgid(), os.getgroups()) == (65534, 65534, [])
+    status = pathlib.Path("/proc/self/status").read_text()
+    assert "CapEff:\t0000000000000000" in status and "CapBnd:\t0000000000000000" in status
+    assert not pathlib.Path("/etc/passwd").exists() and not pathlib.Path("/run").exists()
+
+def test_no_user_namespace_of_its_own():
+    assert ctypes.CDLL(None, use_errno=True).unshare(0x10000000) == -1  # CLONE_NEWUSER
+"""
+    result = verify(("test_privilege.py", probe))
+    assert check(result, "pytest")[0], result.failures()
 
 
 def _processes_with(marker: str) -> list[int]:
