@@ -11,6 +11,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     API_PORT=8000 \
     ENVIRONMENT=production
 
+# bubblewrap: the jail the worker verifies generated code in (activities/sandbox.py). It makes user namespaces,
+# which a container's default seccomp / AppArmor profile may forbid: then the worker says so at startup and
+# prototypes complete "not verified: sandbox unavailable" (GET /api/capabilities tells which).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends bubblewrap \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home statex \
     && mkdir /data && chown statex:statex /data
 

@@ -238,6 +238,10 @@ class Settings(BaseSettings):
     start with it. Unset: this API itself, http://API_HOST:API_PORT (127.0.0.1 for a wildcard host)."""
     prototype_fix_rounds: int = Field(default=2, ge=0, le=5)
     """How often code that fails its sandbox checks goes back to the code agent with the errors."""
+    sandbox_bwrap: str = "bwrap"
+    """bubblewrap, which isolates generated code while it is verified: a name on PATH or a path. Where it is
+    missing or cannot make namespaces, nothing is run and prototypes complete "not verified: sandbox unavailable"
+    (the worker logs why at startup, GET /api/capabilities says so)."""
     prototype_approval_days: float = Field(default=7, gt=0)
     """A prototype submitted with review_requirements and not approved within this many days is cancelled."""
     prototype_events_max_seconds: float = Field(default=600.0, gt=0)

@@ -145,6 +145,8 @@ def _readme(package: PrototypePackage, files: dict[str, str]) -> str:
 
 def verdict(result: VerificationResult, fix_rounds: int) -> str:
     rounds = f"{fix_rounds} fix round{'s' if fix_rounds != 1 else ''}"
+    if not result.sandbox_available:
+        return "NOT verified: sandbox unavailable"
     if result.sandbox_error is not None:
         return "NOT verified: the sandbox could not run"
     if not result.files:
@@ -161,16 +163,15 @@ def verification_report(result: VerificationResult, fix_rounds: int) -> str:
         if result.network_isolated
         else "**the network was not isolated** (no namespace could be made on this server)"
     )
-    lines = [
-        "# Verification",
-        "",
-        f"**{verdict(result, fix_rounds)}.**",
-        "",
-        f"Checked in a sandbox: {network}, an empty environment, and limits on CPU time, memory, file size, "
-        "processes and wall time. Each Python file was compiled, each JSON / TOML / YAML file parsed, and the "
-        "tests among the files were run with pytest.",
-        "",
-    ]
+    how = (
+        "The code was NOT run: this server has no working sandbox (bubblewrap) to isolate it."
+        if not result.sandbox_available
+        else f"Checked in a sandbox (bubblewrap): {network}, its own user and process namespaces, nothing of the "
+        "server but the interpreter (read-only) and its own folder, an empty environment, and limits on CPU time, "
+        "memory, file size, processes and wall time. Each Python file was compiled, each JSON / TOML / YAML file "
+        "parsed, and the tests among the files were run with pytest."
+    )
+    lines = ["# Verification", "", f"**{verdict(result, fix_rounds)}.**", "", how, ""]
     if result.sandbox_error is not None or not result.files:
         return "\n".join([*lines, result.failures(), ""])
     lines += ["| check | result |", "|---|---|"]

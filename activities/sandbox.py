@@ -1,26 +1,37 @@
-"""Verification of generated code in a sandbox: the files a code answer names, checked in a subprocess with hard
-limits, before anyone is asked to pay for or run them.
+"""Verification of generated code in a sandbox: the files a code answer names, checked in a bubblewrap (`bwrap`)
+jail with hard limits, before anyone is asked to pay for or run them. Generated code is hostile.
 
-The files (the same path-named fenced blocks packaging puts in the zip) are written to a fresh temporary folder.
-Every check runs as a child process that:
-- has an EMPTY environment (only a minimal PATH, HOME in the folder, no bytecode): no key of the worker reaches it;
-- lives in a network namespace of its own (`unshare -n`, or `unshare -rn` as an unprivileged user) where no
-  connection can be opened, not even to 127.0.0.1. Where neither works (a container without the capability)
-  the check still runs, `network_isolated` is false in the result and VERIFICATION.md says so: the empty
-  environment then only keeps proxies and keys away, not the network itself;
-- runs as `nobody` when the worker is root and `setpriv` is there, so it cannot read the worker's files;
-- has CPU seconds (RLIMIT_CPU), address space (RLIMIT_AS), file size (RLIMIT_FSIZE) and process count
-  (RLIMIT_NPROC: not enforced for root, hence the drop to nobody) limits, in a session of its own: at the wall
-  time limit the whole process group is killed.
+The files (the same path-named fenced blocks packaging puts in the zip) are written to a fresh folder (0700,
+one per run). Every check runs as `bwrap` with:
+- new user, PID, network, IPC, UTS (and cgroup) namespaces (`--unshare-all`), no nested user namespace, every
+  capability dropped, uid / gid 65534 inside; as root the worker first drops to nobody (`setpriv`), so the
+  jail's processes count (RLIMIT_NPROC) and own files as nobody, never as root;
+- a root of its own: a fresh /proc (its PID namespace only), a minimal read-only /dev, private size-capped
+  tmpfs /tmp and /dev/shm, the system libraries and the interpreter (its virtualenv and its base prefix, at
+  their own paths) read-only, the run's folder at /sandbox the only writable place, nothing else of the host
+  (no /etc, /home, /run or /var/run: no host socket, no worker file, no secret);
+- no network (only its own loopback), an EMPTY environment (a minimal PATH, HOME in the folder);
+- `--die-with-parent` and `--new-session`; the PID namespace dies with the check, so nothing it started (a
+  `setsid` daemon included) outlives it, and the jail dies with the worker;
+- CPU seconds (RLIMIT_CPU), address space (RLIMIT_AS), file size (RLIMIT_FSIZE) and process count
+  (RLIMIT_NPROC, set inside the jail: it counts the jail's processes) limits; at the wall time limit the
+  whole process group is killed.
+The interpreter may live under a folder only the worker may enter (a 0700 home, `mktemp -d`): as root,
+what the jail binds is first mounted where nobody can reach it, in a private mount namespace
+(`Sandbox.command`). Where bwrap is missing or cannot make its namespaces, the sandbox is UNAVAILABLE: it
+says why at worker startup and in /api/capabilities, and every verdict is "not verified: sandbox
+unavailable" without running anything (generated code never runs without the jail).
 Checks: each Python file compiles, each JSON / TOML / YAML file parses, and when the files include tests
-(test_*.py or *_test.py) they run with pytest (the worker's own interpreter, so pytest is there).
+(test_*.py or *_test.py) they run with pytest (runtime dependencies of the project, as is PyYAML).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import logging
 import os
 import resource
 import shutil
@@ -28,6 +39,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -36,10 +48,23 @@ from temporalio import activity
 from activities.packaging import code_files
 from models.messages.prototypes import SandboxCheck, VerificationRequest, VerificationResult
 
+log = logging.getLogger(__name__)
+
 MAX_OUTPUT_CHARS = 4_000
 """Each check's output is trimmed to this (its end kept: that is where tracebacks and summaries are)."""
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
 NOBODY = 65534
+WORK = "/sandbox"
+"""Where the run's folder is inside the jail (its working directory and HOME)."""
+STAGE = "/tmp"
+"""As root: where the first bwrap mounts (on a tmpfs of its own) what the jail binds, for nobody to reach."""
+TMP_BYTES = 64 * 1024 * 1024
+"""The jail's private /tmp (tmpfs) holds at most this."""
+SHM_BYTES = 16 * 1024 * 1024
+"""Its /dev/shm (POSIX shared memory, multiprocessing's semaphores) at most this."""
+SYSTEM_LIBRARIES = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/usr/libx32")
+TOP_LIBRARIES = ("/lib", "/lib64", "/lib32", "/libx32")
+"""Symbolic links to usr/lib* on a merged-/usr system (made as links inside), folders elsewhere (bound)."""
 _STRUCTURED = {".json", ".toml", ".yaml", ".yml"}
 
 # Run inside the sandbox with `python -I -c`: parses every named file and prints one JSON verdict per file.
@@ -64,6 +89,20 @@ for path in sys.argv[1:]:
 print(json.dumps(results))
 """
 
+# The jail's first program: sets RLIMIT_NPROC inside the jail's user namespace (so the limit counts the jail's
+# processes, not every process of the worker's user), then becomes the check.
+_LAUNCHER = (
+    "import os, resource, sys\n"
+    "n = int(sys.argv[1])\n"
+    "resource.setrlimit(resource.RLIMIT_NPROC, (n, n))\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+# What the probe runs in the jail: the tools the checks need must be importable by the sandbox's interpreter.
+_PROBE = "import json, tomllib, pytest, yaml; print('sandbox ready')"
+
+UNAVAILABLE = "sandbox unavailable"
+
 
 @dataclass(frozen=True)
 class SandboxLimits:
@@ -81,27 +120,67 @@ class Ran:
     output: str
 
 
-def network_jail() -> list[str] | None:
-    """The command prefix that gives a child a network namespace of its own here, or None if none works."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return None
-    for prefix in ([unshare, "-n"], [unshare, "-rn"]):
-        try:
-            done = subprocess.run([*prefix, "true"], capture_output=True, timeout=10, env={"PATH": MINIMAL_PATH})
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if done.returncode == 0:
-            return prefix
-    return None
+@dataclass(frozen=True)
+class Interpreter:
+    """The Python that runs the checks, and what of the host it needs: `binds` (host path, path inside), all
+    read-only; the system libraries are bound besides."""
+
+    executable: str
+    binds: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def find(cls, executable: str | None = None) -> Interpreter:
+        """This process's interpreter, or another one (asked for its prefixes: it is the project's, trusted)."""
+        if executable is None:
+            executable, prefixes = sys.executable, [sys.prefix, sys.base_prefix, sys.exec_prefix]
+        else:
+            asked = "import json, sys; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix]))"
+            done = subprocess.run(
+                [executable, "-I", "-c", asked], capture_output=True, text=True, timeout=30, check=True
+            )
+            prefixes = json.loads(done.stdout)
+        executable = os.path.abspath(executable)
+        real = os.path.realpath(executable)
+        # A virtualenv, its base interpreter's prefix (where its python links to), at their own paths; a prefix
+        # that is the system's (a distribution's Python) is not bound whole: its libraries are already there.
+        wanted = {os.path.abspath(path) for path in prefixes} | {os.path.dirname(os.path.dirname(real))}
+        system = {"/", "/usr"}
+        wanted = {"/usr/local/lib" if path == "/usr/local" else path for path in wanted if path not in system}
+        roots = _outermost(wanted)
+        binds = [(path, path) for path in roots]
+        for path in (executable, *_links(executable)):
+            if not _under(path, [*roots, *SYSTEM_LIBRARIES]):
+                binds.append((real, path))  # the binary itself, at every link on the way: /usr/bin/python3...
+        return cls(executable, tuple(dict.fromkeys(binds)))
 
 
-def _drop_privileges() -> list[str]:
-    """As root, run the check as nobody (RLIMIT_NPROC binds, the worker's files are out of reach)."""
-    setpriv = shutil.which("setpriv")
-    if os.geteuid() != 0 or setpriv is None:
-        return []
-    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+def _links(path: str) -> list[str]:
+    """Where a chain of symbolic links goes, step by step (venv/bin/python -> /usr/bin/python3 -> python3.11)."""
+    steps: list[str] = []
+    while os.path.islink(path) and len(steps) < 40:
+        path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+        steps.append(path)
+    return steps
+
+
+def _under(path: str, roots: list[str] | tuple[str, ...]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def _outermost(paths: set[str]) -> tuple[str, ...]:
+    """The paths, without those inside another one of them, shortest first."""
+    kept: list[str] = []
+    for path in sorted(paths, key=len):
+        if not _under(path, kept):
+            kept.append(path)
+    return tuple(kept)
+
+
+@dataclass(frozen=True)
+class Availability:
+    available: bool
+    reason: str | None = None
+    """Why not, in words an operator can act on."""
 
 
 def trimmed(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
@@ -114,33 +193,129 @@ def is_test_file(path: str) -> bool:
 
 
 class Sandbox:
-    def __init__(self, limits: SandboxLimits | None = None, *, jail: list[str] | None = None) -> None:
+    """Checks code in the bwrap jail. `bwrap`: its name on the worker's PATH or its path; `python`: the
+    interpreter that runs the checks (this one by default). Probed once, when made: `availability`."""
+
+    def __init__(self, limits: SandboxLimits | None = None, *, bwrap: str = "bwrap", python: str | None = None) -> None:
         self.limits = limits or SandboxLimits()
-        self.jail = jail
-        self.privileges = _drop_privileges()
+        self.as_root = os.geteuid() == 0
+        self.bwrap = shutil.which(bwrap)
+        self.setpriv = shutil.which("setpriv")
+        self.interpreter = Interpreter.find(python)
+        self.availability = self._probe(bwrap)
 
     @property
-    def network_isolated(self) -> bool:
-        return self.jail is not None
+    def available(self) -> bool:
+        return self.availability.available
+
+    def _probe(self, bwrap: str) -> Availability:
+        """Runs a jail for real: a sandbox that cannot isolate, or whose interpreter lacks its tools, is
+        unavailable, and says why."""
+        if self.bwrap is None:
+            where = f"no file {bwrap}" if "/" in bwrap else f"{bwrap!r} is not on the worker's PATH"
+            return Availability(False, f"bubblewrap not found ({where}): install it, or set SANDBOX_BWRAP")
+        if self.as_root and self.setpriv is None:
+            return Availability(False, "the worker runs as root and setpriv (util-linux) is missing to drop to nobody")
+        with _work_folder(self.as_root) as folder:
+            try:
+                ran = self._jailed(folder, ["-I", "-c", _PROBE])
+            except OSError as error:
+                return Availability(False, f"bwrap could not start: {error}")
+        if ran.returncode != 0 or "sandbox ready" not in ran.output:
+            said = " ".join(ran.output.split())[-600:] or f"exit status {ran.returncode}"
+            return Availability(False, f"the jail could not run the interpreter's checks ({said})")
+        return Availability(True)
 
     def _limit(self) -> None:  # runs in the child between fork and exec: only async-signal-safe calls
         limits = self.limits
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
+    def command(self, folder: Path, arguments: list[str]) -> list[str]:
+        """bwrap <jail> -- python <launcher> python <arguments>, with `folder` the jail's working directory.
+        As root, the jail is made as nobody (setpriv), which may not walk into a folder only root may enter
+        (a 0700 home holding the interpreter): a first bwrap, as root, mounts what the jail binds on a tmpfs
+        of a private mount namespace where nobody can reach it, then drops to nobody and makes the jail."""
+        assert self.bwrap is not None
+        binds = [(host, inside, False) for host, inside in self.interpreter.binds] + [(str(folder), WORK, True)]
+        stage: list[str] = []
+        if self.as_root:
+            assert self.setpriv is not None
+            stage = [self.bwrap, "--dev-bind", "/", "/", "--tmpfs", STAGE, "--die-with-parent"]
+            staged = []
+            for number, (host, inside, writable) in enumerate(binds):
+                stage += ["--bind" if writable else "--ro-bind", host, f"{STAGE}/{number}"]
+                staged.append((f"{STAGE}/{number}", inside, writable))
+            binds = staged
+            stage += ["--", self.setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        jail = [
+            self.bwrap,
+            "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--uid",
+            str(NOBODY),
+            "--gid",
+            str(NOBODY),
+            "--hostname",
+            "sandbox",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--remount-ro",
+            "/dev",  # its device nodes work; files go to /dev/shm, size-capped like /tmp
+            "--size",
+            str(SHM_BYTES),
+            "--tmpfs",
+            "/dev/shm",
+            "--size",
+            str(TMP_BYTES),
+            "--tmpfs",
+            "/tmp",
+        ]
+        for path in TOP_LIBRARIES:
+            if os.path.islink(path):
+                jail += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                jail += ["--ro-bind", path, path]
+        for path in SYSTEM_LIBRARIES:
+            jail += ["--ro-bind-try", path, path]
+        jail += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+        for host, inside, writable in binds:
+            jail += ["--bind" if writable else "--ro-bind", host, inside]
+        jail += ["--chdir", WORK, "--remount-ro", "/"]
+        python = self.interpreter.executable
+        launch = [python, "-I", "-S", "-c", _LAUNCHER, str(self.limits.processes), python]
+        return [*stage, *jail, "--", *launch, *arguments]
+
     def run(self, folder: Path, arguments: list[str]) -> Ran:
-        """`python <arguments>` in `folder`, under every limit; the process group dies at the wall limit, and
-        whatever it left running dies when it ends. Output goes to a file, not a pipe, so RLIMIT_FSIZE bounds
-        it and the worker never buffers more than the tail it keeps."""
-        environment = {"PATH": MINIMAL_PATH, "HOME": str(folder), "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
-        command = [*(self.jail or []), *self.privileges, sys.executable, *arguments]
+        """`python <arguments>` in the jail, `folder` its working directory; Ran(None, ...) at the wall limit."""
+        if not self.available:
+            raise RuntimeError(f"{UNAVAILABLE}: {self.availability.reason}")
+        return self._jailed(folder, arguments)
+
+    def _jailed(self, folder: Path, arguments: list[str]) -> Ran:
+        """Under every limit; the process group dies at the wall limit, and the PID namespace with it. Output
+        goes to a file, not a pipe, so RLIMIT_FSIZE bounds it and the worker never buffers more than the tail
+        it keeps."""
+        environment = {
+            "PATH": f"{Path(self.interpreter.executable).parent}:{MINIMAL_PATH}",
+            "HOME": WORK,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LANG": "C.UTF-8",
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # the generated tests get pytest alone, not the worker's plugins
+        }
         with tempfile.TemporaryFile() as output:
             process = subprocess.Popen(
-                command,
-                cwd=folder,
+                self.command(folder, arguments),
+                cwd="/",
                 env=environment,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
@@ -164,14 +339,23 @@ class Sandbox:
         files: dict[str, str] = {}
         for answer in request.code_answers:
             files |= code_files(answer)
-        with tempfile.TemporaryDirectory(prefix="verify-") as name:
-            folder = Path(name)
+        if not self.available:  # fail closed: nothing runs outside the jail
+            return VerificationResult(
+                round=request.round,
+                passed=False,
+                files=sorted(files),
+                checks=[],
+                network_isolated=False,
+                sandbox_error=f"{UNAVAILABLE}: {self.availability.reason}",
+                sandbox_available=False,
+            )
+        with _work_folder(self.as_root) as folder:
             for path, text in files.items():
                 target = folder / path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text, encoding="utf-8")
-            if self.privileges:
-                _open_to_nobody(folder)
+            if self.as_root:
+                _give_to_nobody(folder)
             checks = self._syntax(folder, sorted(files))
             tests = sorted(path for path in files if is_test_file(path))
             if tests:
@@ -181,7 +365,7 @@ class Sandbox:
             passed=bool(files) and all(check.passed for check in checks),
             files=sorted(files),
             checks=checks,
-            network_isolated=self.network_isolated,
+            network_isolated=True,
         )
 
     def _syntax(self, folder: Path, paths: list[str]) -> list[SandboxCheck]:
@@ -207,6 +391,9 @@ class Sandbox:
             verdict = f"killed at the wall time limit ({self.limits.wall_seconds:g} s)\n"
         elif ran.returncode < 0:
             verdict = f"killed by signal {signal.Signals(-ran.returncode).name} (a CPU, memory or file limit)\n"
+        elif ran.returncode >= 128 and ran.returncode - 128 in signal.valid_signals():
+            # bwrap's init reports its child's death by a signal as 128 + the signal
+            verdict = f"killed by signal {signal.Signals(ran.returncode - 128).name} (a CPU, memory or file limit)\n"
         else:
             verdict = ""
         return SandboxCheck(
@@ -218,17 +405,41 @@ def _kind(path: str) -> str:
     return "compile" if path.endswith(".py") else "parse"
 
 
-def _open_to_nobody(folder: Path) -> None:
-    """The temporary folder is the worker's (0700): nobody must be able to read it and write its cache files."""
-    for directory, _, names in os.walk(folder):
-        os.chmod(directory, 0o777)
-        for name in names:
-            os.chmod(os.path.join(directory, name), 0o644)
+@contextlib.contextmanager
+def _work_folder(as_root: bool) -> Iterator[Path]:
+    """A fresh 0700 folder, the worker's (or, as root, nobody's: the jail's user), removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="verify-") as name:
+        folder = Path(name)
+        if as_root:
+            os.chown(folder, NOBODY, NOBODY)
+        yield folder
+
+
+def _give_to_nobody(folder: Path) -> None:
+    """As root the jail runs as nobody: the run's folder and files become its own (the folder stays 0700)."""
+    for directory, names, files in os.walk(folder):
+        for name in [*names, *files]:
+            os.chown(os.path.join(directory, name), NOBODY, NOBODY, follow_symlinks=False)
+    os.chown(folder, NOBODY, NOBODY)
+
+
+@functools.lru_cache(maxsize=8)
+def sandbox_availability(bwrap: str = "bwrap") -> Availability:
+    """Whether this host can verify code (bwrap works, this interpreter has the tools), probed once per process."""
+    return Sandbox(bwrap=bwrap).availability
 
 
 class SandboxActivities:
-    def __init__(self, limits: SandboxLimits | None = None) -> None:
-        self.sandbox = Sandbox(limits, jail=network_jail())
+    def __init__(self, limits: SandboxLimits | None = None, *, bwrap: str = "bwrap") -> None:
+        self.sandbox = Sandbox(limits, bwrap=bwrap)
+        if self.sandbox.available:
+            log.info("sandbox ready: generated code is verified in a bubblewrap jail (%s)", self.sandbox.bwrap)
+        else:
+            log.warning(
+                "%s: %s. Prototypes complete 'not verified: sandbox unavailable'; no generated code is run",
+                UNAVAILABLE,
+                self.sandbox.availability.reason,
+            )
 
     @activity.defn
     async def verify_code(self, request: VerificationRequest) -> VerificationResult:

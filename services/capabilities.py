@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from activities import payments as gateways
 from activities.ai.errors import provider_name
+from activities.sandbox import sandbox_availability
 from models.api.capabilities import (
     AICapabilities,
     Capabilities,
     FileCapabilities,
     GatewayCapabilities,
     LimitCapabilities,
+    VerificationCapabilities,
     VoiceCapabilities,
 )
 from models.catalogue import catalogue
@@ -19,8 +23,10 @@ from workflows.ai import Routing
 
 
 class CapabilityService(Service):
-    def describe(self) -> Capabilities:
+    async def describe(self) -> Capabilities:
         settings = self.settings
+        # Probed on this host with the worker's settings and interpreter (once per process: a jail is started)
+        sandbox = await asyncio.to_thread(sandbox_availability, settings.sandbox_bwrap)
         routing = Routing.from_settings(settings)
         in_order = [tier for tier in routing.fallback_order if tier in routing.configured]
         transcribers = [tier for tier in routing.fallback_order if tier in routing.transcribers]
@@ -54,6 +60,7 @@ class CapabilityService(Service):
                 upload=settings.rate_limit_upload,
                 default=settings.rate_limit_default,
             ),
+            verification=VerificationCapabilities(available=sandbox.available, reason=sandbox.reason),
         )
 
 

@@ -18,6 +18,14 @@ async def test_the_embedded_default_says_answers_are_templates_and_voice_is_off(
     assert "CRYPTO_COINBASE" not in body["payments"]
     assert (body["storage"], body["email"]) == ("local", "outbox")
     assert body["limits"]["ai"] == "2/day"
+    assert body["verification"] == {"available": True, "reason": None}  # bubblewrap works here (CI installs it)
+
+
+async def test_without_bubblewrap_verification_is_unavailable_and_says_why(make_app: AppFactory) -> None:
+    async with serve(make_app(sandbox_bwrap="/nonexistent/bwrap")) as api:
+        body = (await api.get("/api/capabilities")).json()
+    assert body["verification"]["available"] is False
+    assert "bubblewrap not found" in body["verification"]["reason"]
 
 
 async def test_configured_providers_and_gateways_are_listed(make_app: AppFactory) -> None:

@@ -16,5 +16,6 @@ router = APIRouter(prefix="/api/capabilities", tags=["capabilities"])
 @router.get("", name="get")
 async def get(capabilities: Annotated[CapabilityService, Depends(service(CapabilityService))]) -> Capabilities:
     """Which AI providers answer (or that answers are offline templates), whether voice works and through
-    whom, which gateways and currencies work, the storage and email backends, and the limits in force."""
-    return capabilities.describe()
+    whom, which gateways and currencies work, the storage and email backends, the limits in force, and whether
+    generated code can be verified (the bubblewrap sandbox works here) or why not."""
+    return await capabilities.describe()

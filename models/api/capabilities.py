@@ -41,6 +41,13 @@ class FileCapabilities(BaseModel):
     allowed_types: list[str]
 
 
+class VerificationCapabilities(BaseModel):
+    available: bool = Field(
+        description="Generated code is checked in the bubblewrap sandbox; false: prototypes complete not verified"
+    )
+    reason: str | None = Field(default=None, description="Why it is unavailable (bubblewrap missing, no namespaces)")
+
+
 class Capabilities(BaseModel):
     ai: AICapabilities
     voice: VoiceCapabilities
@@ -49,3 +56,4 @@ class Capabilities(BaseModel):
     storage: Literal["local", "r2"]
     email: Literal["outbox", "ses"]
     limits: LimitCapabilities
+    verification: VerificationCapabilities

@@ -35,9 +35,14 @@ class VerificationResult(BaseModel):
     checks: list[SandboxCheck]
     network_isolated: bool = Field(description="The checks ran in a network namespace of their own")
     sandbox_error: str | None = Field(default=None, description="The sandbox itself could not run: nothing checked")
+    sandbox_available: bool = Field(
+        default=True, description="False: this server cannot isolate code (sandbox_error says why), so none was run"
+    )
 
     def failures(self) -> str:
         """What failed, as the fix prompt and VERIFICATION.md quote it."""
+        if not self.sandbox_available:
+            return f"Nothing was run: the sandbox is unavailable on this server ({self.sandbox_error})."
         if self.sandbox_error is not None:
             return f"The sandbox could not run: {self.sandbox_error}"
         if not self.files:

@@ -194,3 +194,34 @@ async def test_the_worker_stopped_between_a_failed_check_and_its_fix_round_finis
         if event.HasField("activity_task_scheduled_event_attributes")
     ]
     assert scheduled.count("verify_code") == 2  # the failed check is not run again after the restart: round 0, 1
+
+
+async def test_without_a_sandbox_the_prototype_completes_not_verified_spending_no_fix_round(
+    temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
+) -> None:
+    """No bubblewrap on the worker: nothing is run, and broken code is not sent to a fix round it could not
+    check either; the customer is told plainly."""
+    script(fake_ai, REQUIREMENTS, PLAN, BROKEN, REVIEW)
+    settings = openai_only(ai_settings, sandbox_bwrap="/nonexistent/bwrap")
+    async with service(temporal, engine, settings) as api:
+        account = await sign_in(api, engine)
+        accepted = await api.post("/api/ai/prototype", json=IDEA, headers=account["headers"])
+        prototype_id = accepted.json()["prototype_id"]
+        done = await finished(api, temporal, account, prototype_id)
+        download = await api.get(done["download_url"], headers=account["headers"])
+        capabilities = (await api.get("/api/capabilities")).json()["verification"]
+
+    assert (done["status"], done["verified"], done["fix_rounds"]) == ("COMPLETED", False, 0), done
+    assert capabilities["available"] is False and "bubblewrap not found" in capabilities["reason"]
+    assert [row.step for row in await calls_of(engine, prototype_id)] == [
+        "requirements",
+        "plan",
+        "code",
+        "tests",
+        "review",
+    ]
+    report = unzip(download.content)["VERIFICATION.md"]
+    assert "**NOT verified: sandbox unavailable.**" in report and "The code was NOT run" in report
+    assert "bubblewrap not found" in report
+    [email] = outbox(settings)
+    assert "NOT verified: sandbox unavailable." in body_of(email)
