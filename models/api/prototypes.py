@@ -86,6 +86,25 @@ class RevisionView(BaseModel):
     completed_at: datetime | None
 
 
+class ApprovalView(BaseModel):
+    """What a prototype AWAITING_APPROVAL asks you to approve or edit, and what each answer does: answer with
+    POST `approval_url`."""
+
+    step: str = Field(description="The step whose answer awaits approval: `requirements`")
+    requirements: str = Field(
+        description="The step's answer as the AI model wrote it, at most 20 000 characters: generated text, to "
+        "show as text (never as markup) and to edit"
+    )
+    truncated: bool = Field(description="The answer was longer: `requirements` is its beginning")
+    answer_by: datetime | None = Field(
+        description="Unanswered by then, the prototype is cancelled (null: unknown right now)"
+    )
+    approval_url: str = Field(description="POST the answer here (ApprovalRequest)")
+    on_approve: str = Field(description='What `{"approve": true}` does')
+    on_edit: str = Field(description='What `{"approve": true, "edited_requirements": "..."}` does')
+    on_decline: str = Field(description='What `{"approve": false}` does')
+
+
 class PrototypeView(BaseModel):
     """A prototype as its owner sees it: live while the pipeline runs, the stored result after."""
 
@@ -117,6 +136,9 @@ class PrototypeView(BaseModel):
         "null: not checked yet)",
     )
     fix_rounds: int = Field(default=0, description="How often failing code went back to the code agent")
+    approval: ApprovalView | None = Field(
+        default=None, description="AWAITING_APPROVAL: the requirements to approve or edit, and what each answer does"
+    )
     created_at: datetime
     completed_at: datetime | None
     revisions: list[RevisionView] = Field(
@@ -153,3 +175,6 @@ class PrototypeEventView(BaseModel):
     download_url: str | None = Field(default=None, description="completed: GET with the access token")
     download_link: str | None = Field(default=None, description="completed: an absolute signed link")
     error: str | None = Field(default=None, description="failed, cancelled: why")
+    approval: ApprovalView | None = Field(
+        default=None, description="approval_needed: the requirements to approve or edit, and what each answer does"
+    )
