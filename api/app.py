@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         servers=[{"url": settings.public_api_url, "description": "This API (PUBLIC_API_URL)"}],
         docs_url=None,  # /docs and /redoc are served from packaged assets by install_docs, not from a CDN
         redoc_url=None,
-        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        openapi_url=None,  # /openapi.json is served by install_docs, as an API route the metrics can label
         # Spans come from tracing.py (when OTEL_EXPORTER_OTLP_ENDPOINT is set), metrics from Prometheus, lines from
         # logs.py: FastAPI's own telemetry would only look up OpenTelemetry's providers on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},

@@ -7,12 +7,16 @@ use only its files and build the pages with FastAPI's own helpers.
 from __future__ import annotations
 
 from importlib.resources import files
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.metrics import labelled
+
+OPENAPI_URL = "/openapi.json"
 ASSETS_URL = "/docs-assets"
 _ASSETS = files("fastapi_offline") / "static"
 
@@ -31,15 +35,26 @@ TAGS = [
 
 
 def install_docs(app: FastAPI) -> None:
-    """/docs (Swagger UI, Authorize included) and /redoc, from packaged assets."""
-    app.mount(ASSETS_URL, StaticFiles(directory=str(_ASSETS)), name="docs-assets")
+    """/openapi.json, /docs (Swagger UI, Authorize included) and /redoc, from packaged assets. Each counts under a
+    route label of its own in the metrics: the assets under their mount path, one label for all the files."""
+    app.mount(ASSETS_URL, labelled(StaticFiles(directory=str(_ASSETS)), ASSETS_URL), name="docs-assets")
     redirect_url = "/docs/oauth2-redirect"
+
+    @app.get(OPENAPI_URL, include_in_schema=False)
+    async def openapi_document(request: Request) -> JSONResponse:
+        """What FastAPI's own `openapi_url` serves (with the root path as the first server, behind a proxy that
+        strips one), as an API route: FastAPI's is a plain route that its router does not name in the scope."""
+        schema: dict[str, Any] = app.openapi()
+        root = request.scope.get("root_path", "").rstrip("/")
+        if root and root not in {server.get("url") for server in schema.get("servers", [])}:
+            schema = {**schema, "servers": [{"url": root}, *schema.get("servers", [])]}
+        return JSONResponse(schema)
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
+            openapi_url=f"{root}{OPENAPI_URL}",
             title=f"{app.title} - Swagger UI",
             oauth2_redirect_url=f"{root}{redirect_url}",
             swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
@@ -56,7 +71,7 @@ def install_docs(app: FastAPI) -> None:
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_redoc_html(
-            openapi_url=f"{root}{app.openapi_url}",
+            openapi_url=f"{root}{OPENAPI_URL}",
             title=f"{app.title} - ReDoc",
             redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
             redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
