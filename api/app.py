@@ -18,7 +18,7 @@ from temporalio.client import Client
 import metrics
 from activities.storage import build_storage
 from api.bodylimit import BodyLimitMiddleware
-from api.docs import TAGS, install_docs
+from api.docs import TAGS, install_docs, keeping_example_nulls
 from api.edge import RequestEdge
 from api.errors import error_response, errors, install_error_handlers
 from api.metrics import install_metrics
@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         # logs.py: FastAPI's own telemetry would only look up OpenTelemetry's providers on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.openapi = keeping_example_nulls(app)  # type: ignore[method-assign]  # FastAPI's documented way to extend it
     if settings.docs_enabled:
         install_docs(app)
     app.state.settings = settings

@@ -6,6 +6,7 @@ use only its files and build the pages with FastAPI's own helpers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
@@ -13,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 from api.metrics import labelled
 
@@ -32,6 +34,39 @@ TAGS = [
     {"name": "capabilities", "description": "What this server can do: providers, voice, gateways, limits."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
+
+
+def _models_with_examples() -> dict[str, type[BaseModel]]:
+    """The API's models (models.api) that carry examples (models.api.common.examples), by class name."""
+    found: dict[str, type[BaseModel]] = {}
+    pending: list[type[BaseModel]] = [BaseModel]
+    while pending:
+        model = pending.pop()
+        pending.extend(model.__subclasses__())
+        extra = model.model_config.get("json_schema_extra")
+        if model.__module__.startswith("models.api.") and isinstance(extra, dict) and "examples" in extra:
+            found[model.__name__] = model
+    return found
+
+
+def keeping_example_nulls(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """`app.openapi`, with each model's examples as the model gives them. FastAPI drops every null from the document
+    it builds (fastapi/fastapi#5559), nulls of examples included, so an example of a field that is required but
+    may be null would no longer be valid; the examples are put back once, when the document is first built."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        components = schema.get("components", {}).get("schemas", {})
+        for name, model in _models_with_examples().items():
+            extra = model.model_config.get("json_schema_extra")
+            if name in components and isinstance(extra, dict):
+                components[name]["examples"] = extra["examples"]
+        return schema
+
+    return openapi
 
 
 def install_docs(app: FastAPI) -> None:

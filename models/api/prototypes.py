@@ -8,12 +8,21 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from models.api.common import AIProviderName, Strict, plain_text
+from models.api.common import AIProviderName, Strict, examples, plain_text
 from models.enums import AITier, PrototypeStatus
+from models.messages.prototypes import ON_APPROVE, ON_DECLINE, ON_EDIT
 
 
 class PrototypeRequest(Strict):
     """An app idea in words; POST /api/ai/voice takes it as a voice message instead."""
+
+    model_config = examples(
+        {
+            "idea": "An app that books climbing gyms: members see free slots and reserve one.",
+            "model": "openai",
+            "review_requirements": False,
+        }
+    )
 
     idea: Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(plain_text)]
     model: AIProviderName | None = Field(
@@ -29,6 +38,12 @@ class PrototypeRequest(Strict):
 class ApprovalRequest(Strict):
     """The answer to requirements awaiting approval: go on (with your own text, if you edited them), or cancel."""
 
+    model_config = examples(
+        {"approve": True},
+        {"approve": True, "edited_requirements": "# Requirements\n\n- Members see free slots.\n- No waiting list."},
+        {"approve": False},
+    )
+
     approve: bool
     edited_requirements: Annotated[str, Field(min_length=1, max_length=20_000), AfterValidator(plain_text)] | None = (
         Field(default=None, description="Your version of the requirements: the later steps read it instead")
@@ -37,6 +52,16 @@ class ApprovalRequest(Strict):
 
 class PrototypeAccepted(BaseModel):
     """The pipeline runs in the background: poll `status_url` (polls do not count against the AI limit)."""
+
+    model_config = examples(
+        {
+            "success": True,
+            "prototype_id": "a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02",
+            "status": "QUEUED",
+            "status_url": "/api/prototypes/a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02",
+            "workflow_id": "prototype-a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02",
+        }
+    )
 
     success: Literal[True] = True
     prototype_id: uuid.UUID
@@ -107,6 +132,66 @@ class ApprovalView(BaseModel):
 
 class PrototypeView(BaseModel):
     """A prototype as its owner sees it: live while the pipeline runs, the stored result after."""
+
+    model_config = examples(
+        {
+            "prototype_id": "a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02",
+            "status": "RUNNING",
+            "source": "text",
+            "idea": "An app that books climbing gyms: members see free slots and reserve one.",
+            "steps": ["requirements", "plan", "code", "tests", "review", "package"],
+            "steps_done": ["requirements", "plan"],
+            "current_step": "code",
+            "trying": "OPENAI",
+            "progress_percent": 33,
+            "template": False,
+            "cost_usd_micros": 1840,
+            "cost_usd": 0.00184,
+            "file_id": None,
+            "download_url": None,
+            "download_link": None,
+            "error": None,
+            "verified": None,
+            "fix_rounds": 0,
+            "approval": None,
+            "created_at": "2026-05-04T09:40:00Z",
+            "completed_at": None,
+            "revisions": [],
+        },
+        {
+            "prototype_id": "a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02",
+            "status": "AWAITING_APPROVAL",
+            "source": "text",
+            "idea": "An app that books climbing gyms: members see free slots and reserve one.",
+            "steps": ["requirements", "plan", "code", "tests", "review", "package"],
+            "steps_done": ["requirements"],
+            "current_step": None,
+            "trying": None,
+            "progress_percent": 16,
+            "template": False,
+            "cost_usd_micros": 620,
+            "cost_usd": 0.00062,
+            "file_id": None,
+            "download_url": None,
+            "download_link": None,
+            "error": None,
+            "verified": None,
+            "fix_rounds": 0,
+            "approval": {
+                "step": "requirements",
+                "requirements": "# Requirements\n\n- Members see each gym's free slots.\n- A member reserves one.",
+                "truncated": False,
+                "answer_by": "2026-05-11T09:41:00Z",
+                "approval_url": "/api/prototypes/a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02/approval",
+                "on_approve": ON_APPROVE,
+                "on_edit": ON_EDIT,
+                "on_decline": ON_DECLINE,
+            },
+            "created_at": "2026-05-04T09:40:00Z",
+            "completed_at": None,
+            "revisions": [],
+        },
+    )
 
     prototype_id: uuid.UUID
     status: PrototypeStatus
