@@ -41,6 +41,9 @@ CONTEXT_FIELDS = ("request_id", "user_id", "workflow_id", "route", "method", "st
 
 # Everything a LogRecord has of its own; any other attribute came in through `extra=`.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+_DROPPED_EXTRAS = frozenset({"color_message"})
+"""Uvicorn's `extra=`: its message again, with ANSI colour codes for its own terminal formatter (noise in JSON)."""
+_NOT_EXTRAS = _RECORD_ATTRIBUTES | _DROPPED_EXTRAS
 _TEMPORAL_EXTRAS = ("temporal_workflow", "temporal_activity")
 
 
@@ -93,7 +96,7 @@ class JsonFormatter(logging.Formatter):
         }
         line.update(context_of(record))
         for key, value in vars(record).items():
-            if key not in _RECORD_ATTRIBUTES and key not in line and not key.startswith("_"):
+            if key not in _NOT_EXTRAS and key not in line and not key.startswith("_"):
                 line[key] = _safe(key, value)
         if record.exc_info:
             line["exception"] = redact(self.formatException(record.exc_info))

@@ -18,7 +18,7 @@ from temporalio.client import Client
 import metrics
 from activities.storage import build_storage
 from api.bodylimit import BodyLimitMiddleware
-from api.docs import TAGS, install_docs
+from api.docs import TAGS, install_docs, keeping_example_nulls
 from api.edge import RequestEdge
 from api.errors import error_response, errors, install_error_handlers
 from api.metrics import install_metrics
@@ -116,11 +116,12 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         servers=[{"url": settings.public_api_url, "description": "This API (PUBLIC_API_URL)"}],
         docs_url=None,  # /docs and /redoc are served from packaged assets by install_docs, not from a CDN
         redoc_url=None,
-        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        openapi_url=None,  # /openapi.json is served by install_docs, as an API route the metrics can label
         # Spans come from tracing.py (when OTEL_EXPORTER_OTLP_ENDPOINT is set), metrics from Prometheus, lines from
         # logs.py: FastAPI's own telemetry would only look up OpenTelemetry's providers on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.openapi = keeping_example_nulls(app)  # type: ignore[method-assign]  # FastAPI's documented way to extend it
     if settings.docs_enabled:
         install_docs(app)
     app.state.settings = settings

@@ -6,13 +6,19 @@ use only its files and build the pages with FastAPI's own helpers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.resources import files
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
+from api.metrics import labelled
+
+OPENAPI_URL = "/openapi.json"
 ASSETS_URL = "/docs-assets"
 _ASSETS = files("fastapi_offline") / "static"
 
@@ -30,16 +36,60 @@ TAGS = [
 ]
 
 
+def _models_with_examples() -> dict[str, type[BaseModel]]:
+    """The API's models (models.api) that carry examples (models.api.common.examples), by class name."""
+    found: dict[str, type[BaseModel]] = {}
+    pending: list[type[BaseModel]] = [BaseModel]
+    while pending:
+        model = pending.pop()
+        pending.extend(model.__subclasses__())
+        extra = model.model_config.get("json_schema_extra")
+        if model.__module__.startswith("models.api.") and isinstance(extra, dict) and "examples" in extra:
+            found[model.__name__] = model
+    return found
+
+
+def keeping_example_nulls(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """`app.openapi`, with each model's examples as the model gives them. FastAPI drops every null from the document
+    it builds (fastapi/fastapi#5559), nulls of examples included, so an example of a field that is required but
+    may be null would no longer be valid; the examples are put back once, when the document is first built."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        components = schema.get("components", {}).get("schemas", {})
+        for name, model in _models_with_examples().items():
+            extra = model.model_config.get("json_schema_extra")
+            if name in components and isinstance(extra, dict):
+                components[name]["examples"] = extra["examples"]
+        return schema
+
+    return openapi
+
+
 def install_docs(app: FastAPI) -> None:
-    """/docs (Swagger UI, Authorize included) and /redoc, from packaged assets."""
-    app.mount(ASSETS_URL, StaticFiles(directory=str(_ASSETS)), name="docs-assets")
+    """/openapi.json, /docs (Swagger UI, Authorize included) and /redoc, from packaged assets. Each counts under a
+    route label of its own in the metrics: the assets under their mount path, one label for all the files."""
+    app.mount(ASSETS_URL, labelled(StaticFiles(directory=str(_ASSETS)), ASSETS_URL), name="docs-assets")
     redirect_url = "/docs/oauth2-redirect"
+
+    @app.get(OPENAPI_URL, include_in_schema=False)
+    async def openapi_document(request: Request) -> JSONResponse:
+        """What FastAPI's own `openapi_url` serves (with the root path as the first server, behind a proxy that
+        strips one), as an API route: FastAPI's is a plain route that its router does not name in the scope."""
+        schema: dict[str, Any] = app.openapi()
+        root = request.scope.get("root_path", "").rstrip("/")
+        if root and root not in {server.get("url") for server in schema.get("servers", [])}:
+            schema = {**schema, "servers": [{"url": root}, *schema.get("servers", [])]}
+        return JSONResponse(schema)
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
+            openapi_url=f"{root}{OPENAPI_URL}",
             title=f"{app.title} - Swagger UI",
             oauth2_redirect_url=f"{root}{redirect_url}",
             swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
@@ -56,7 +106,7 @@ def install_docs(app: FastAPI) -> None:
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_redoc_html(
-            openapi_url=f"{root}{app.openapi_url}",
+            openapi_url=f"{root}{OPENAPI_URL}",
             title=f"{app.title} - ReDoc",
             redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
             redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email.message
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -41,6 +43,39 @@ def _field_name(location: tuple[Any, ...]) -> str:
 def _validation_message(error: dict[str, Any]) -> str:
     message = str(error.get("msg", "is invalid"))
     return message.removeprefix("Value error, ")
+
+
+JSON_MEDIA_TYPES = "application/json (or an application/*+json type)"
+
+
+def _is_json(content_type: str) -> bool:
+    """As FastAPI decides whether to parse a body as JSON: application/json, or application/<anything>+json."""
+    header = email.message.Message()
+    header["content-type"] = content_type
+    subtype = header.get_content_subtype()
+    return header.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def _unsupported_media_type(request: Request, errors: Sequence[Any]) -> str | None:
+    """Why a JSON body was not read as JSON, if that is what failed: a body sent with another Content-Type (or none)
+    reaches validation as raw bytes, and fails as a whole ("Input should be a valid dictionary"). None otherwise."""
+    content_type = request.headers.get("content-type", "")
+    if content_type and _is_json(content_type):
+        return None
+    if not any(tuple(e["loc"]) == ("body",) and e["type"] != "missing" for e in errors):
+        return None
+    sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+    return f"Unsupported Media Type: send the body as JSON, Content-Type {JSON_MEDIA_TYPES}; this request has {sent}"
+
+
+def _json_error(error: dict[str, Any], document: Any) -> FieldError:
+    """Malformed JSON, by line and column (FastAPI names the field after the character offset: `body.27`)."""
+    offset = error["loc"][-1] if isinstance(error["loc"][-1], int) else 0
+    text = document.decode("utf-8", "replace") if isinstance(document, bytes) else str(document or "")
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    reason = str(error.get("ctx", {}).get("error") or "cannot be decoded")
+    return FieldError(field="body", message=f"Invalid JSON at line {line}, column {column}: {reason}")
 
 
 _DESCRIPTIONS = {
@@ -84,10 +119,13 @@ def install_error_handlers(app: FastAPI, *, hide_internal_errors: bool) -> None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if (unsupported := _unsupported_media_type(request, exc.errors())) is not None:
+            return error_response(415, unsupported)
+        decoding = [_json_error(e, exc.body) for e in exc.errors() if e["type"] == "json_invalid"]
         # dict.fromkeys: a body read by the route and by one of its dependencies is validated, and reported, twice
         found = dict.fromkeys((_field_name(e["loc"]), _validation_message(e)) for e in exc.errors())
-        details = [FieldError(field=field, message=message) for field, message in found]
+        details = decoding or [FieldError(field=field, message=message) for field, message in found]
         summary = "; ".join(f"{d.field}: {d.message}" for d in details[:5])
         return error_response(422, f"Invalid request: {summary}", details=details)
 

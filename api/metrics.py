@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request, Response
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import metrics
 from services.security import bearer_matches
 from settings import Settings
 
+ROUTE_LABEL = "statex.route"
+"""The scope key where a mounted app (which FastAPI's router does not put in the scope as `route`) names its label."""
+
 
 def route_template(scope: Scope) -> str:
     """`/api/files/{file_id}`, read from the route FastAPI put in the scope once routed: never a raw path (ids
-    would make labels without end, and a query may hold a download token). Unrouted: `unmatched`."""
-    return getattr(scope.get("route"), "path", None) or metrics.UNMATCHED_ROUTE
+    would make labels without end, and a query may hold a download token). A mount labelled by `labelled`: its
+    path. Unrouted: `unmatched`."""
+    return getattr(scope.get("route"), "path", None) or scope.get(ROUTE_LABEL) or metrics.UNMATCHED_ROUTE
+
+
+def labelled(app: ASGIApp, label: str) -> ASGIApp:
+    """A mounted app whose requests all count under one route label (its mount path, say: one label, however many
+    files it serves)."""
+
+    async def named(scope: Scope, receive: Receive, send: Send) -> None:
+        scope[ROUTE_LABEL] = label
+        await app(scope, receive, send)
+
+    return named
 
 
 def install_metrics(app: FastAPI, settings: Settings) -> None:

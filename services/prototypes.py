@@ -28,6 +28,7 @@ from api.uploads import ReceivedFile
 from models.api.common import AIProviderName
 from models.api.prototypes import (
     ApprovalRequest,
+    ApprovalView,
     PrototypeAccepted,
     PrototypeEventView,
     PrototypeRequest,
@@ -40,6 +41,10 @@ from models.enums import AITier, PrototypeStatus
 from models.messages.ai import TranscriptionCall
 from models.messages.prototypes import (
     ENDING_EVENTS,
+    ON_APPROVE,
+    ON_DECLINE,
+    ON_EDIT,
+    PendingApproval,
     PrototypeApproval,
     PrototypeEvent,
     PrototypeEventKind,
@@ -61,7 +66,9 @@ from services.temporal import reaching_temporal, rpc_timeout, start_workflow
 from services.waiting import wait_for_caller
 from settings import Settings
 from workflows import search_attributes
+from workflows.prompts import PIPELINE
 from workflows.prototype import START_POLICY, PrototypeWorkflow, planned_steps, workflow_id
+from workflows.prototype_steps import call_key
 from workflows.revision import START_POLICY as REVISION_START_POLICY
 from workflows.revision import PrototypeRevisionWorkflow
 from workflows.revision import workflow_id as revision_workflow_id
@@ -202,6 +209,8 @@ class PrototypeService(Service):
         except (RPCError, WorkflowQueryFailedError) as err:  # no worker to answer right now: the row answers
             log.warning("prototype %s: live progress unavailable (%s); answering from the database", prototype_id, err)
             live = stored_progress(prototype)
+            if prototype.status == PrototypeStatus.AWAITING_APPROVAL:
+                live.approval = await self._stored_approval(prototype_id)
         return await self._view(prototype, live)
 
     async def approve(self, account: Account, prototype_id: uuid.UUID, body: ApprovalRequest) -> PrototypeView:
@@ -266,7 +275,7 @@ class PrototypeService(Service):
                 # A client resuming at or past the end gets the ending again rather than an empty stream, which
                 # EventSource would only reconnect to, for ever.
                 for event in [event for event in logged if event.id > after] or (logged[-1:] if ended else []):
-                    yield event_view(self.settings, event)
+                    yield event_view(self.settings, prototype_id, event)
                     after = max(after, event.id)
                 if ended:
                     return
@@ -294,7 +303,7 @@ class PrototypeService(Service):
             file_id=prototype.file_id,
             error=prototype.error,
         )
-        return event_view(self.settings, event)
+        return event_view(self.settings, prototype_id, event)
 
     async def revise(
         self,
@@ -449,6 +458,15 @@ class PrototypeService(Service):
             request["review_requirements"] = True
         return await claim(self.database, "prototype", f"user:{account.id}", idempotency_key, request)
 
+    async def _stored_approval(self, prototype_id: uuid.UUID) -> PendingApproval | None:
+        """The requirements awaiting approval as their recorded call holds them, when the workflow cannot be asked;
+        when the answer is due is the workflow's to say."""
+        step = PIPELINE[0].name
+        statement = select(AIResponse.response).where(col(AIResponse.call_key) == call_key(prototype_id, step))
+        async with self.database.session() as db:
+            answer = (await db.exec(statement)).first()
+        return PendingApproval.of(step, answer, answer_by=None) if answer is not None else None
+
     async def _find(self, prototype_id: uuid.UUID) -> Prototype | None:
         async with self.database.session() as db:
             return await db.get(Prototype, prototype_id)
@@ -562,7 +580,8 @@ def prototype_view(
     """The one way a prototype is shown: the workflow's progress (live, or as stored), and the row's facts."""
     completed = progress.status == PrototypeStatus.COMPLETED
     return PrototypeView(
-        **progress.model_dump(exclude={"prototype_id"}),
+        **progress.model_dump(exclude={"prototype_id", "approval"}),
+        approval=approval_view(prototype.id, progress.approval),
         prototype_id=prototype.id,
         source="voice" if prototype.source == "voice" else "text",
         template=template,
@@ -616,11 +635,26 @@ def revision_view(
     )
 
 
-def event_view(settings: Settings, event: PrototypeEvent) -> PrototypeEventView:
-    """An event as the stream sends it: `completed` carries the zip's download URL and signed link."""
+def approval_view(prototype_id: uuid.UUID, pending: PendingApproval | None) -> ApprovalView | None:
+    """The requirements awaiting approval, where to answer, and what each answer does."""
+    if pending is None:
+        return None
+    return ApprovalView(
+        **pending.model_dump(),
+        approval_url=f"{status_url(prototype_id)}/approval",
+        on_approve=ON_APPROVE,
+        on_edit=ON_EDIT,
+        on_decline=ON_DECLINE,
+    )
+
+
+def event_view(settings: Settings, prototype_id: uuid.UUID, event: PrototypeEvent) -> PrototypeEventView:
+    """An event as the stream sends it: `completed` carries the zip's download URL and signed link,
+    `approval_needed` the requirements to approve and what each answer does."""
     zip_id = event.file_id if event.kind == "completed" else None
     return PrototypeEventView(
-        **event.model_dump(),
+        **event.model_dump(exclude={"approval"}),
+        approval=approval_view(prototype_id, event.approval),
         download_url=download_path(zip_id) if zip_id else None,
         download_link=browser_link(settings, zip_id) if zip_id else None,
     )

@@ -240,3 +240,43 @@ async def test_the_openapi_names_its_server_and_describes_its_tags(make_app: App
     used = {tag for item in schema["paths"].values() for op in item.values() for tag in op.get("tags", [])}
     described = {tag["name"]: tag["description"] for tag in schema["tags"]}
     assert used <= described.keys() and all(described.values())
+
+
+@pytest.mark.parametrize(
+    ("content_type", "sent"),
+    [
+        ("text/plain", "Content-Type 'text/plain'"),
+        ("application/x-www-form-urlencoded", "Content-Type 'application/x-www-form-urlencoded'"),
+        (None, "no Content-Type"),
+    ],
+)
+async def test_a_json_body_with_another_content_type_is_415_naming_the_accepted_types(
+    api: httpx.AsyncClient, content_type: str | None, sent: str
+) -> None:
+    body = b'{"email": "a@example.com", "password": "long enough"}'
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = await api.post("/auth/login", content=body, headers=headers)  # raw bytes: httpx adds no type
+
+    assert response.status_code == 415, response.text
+    payload = response.json()
+    assert (payload["success"], payload["code"]) == (False, 415) and payload["timestamp"]
+    assert "application/json" in payload["error"] and "+json" in payload["error"]
+    assert sent in payload["error"]
+
+
+async def test_a_json_body_of_the_wrong_shape_is_still_422(api: httpx.AsyncClient) -> None:
+    response = await api.post("/auth/login", json=["a@example.com", "long enough"])
+    assert response.status_code == 422, response.text
+    assert response.json()["details"][0]["field"] == "body"
+
+
+async def test_malformed_json_is_reported_by_line_and_column(api: httpx.AsyncClient) -> None:
+    body = b'{\n  "email": "a@example.com",\n  "password": "long enough"\n  "name": "Ada"\n}'
+    response = await api.post("/auth/register", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 422, response.text
+    payload = response.json()
+    assert payload["details"] == [
+        {"field": "body", "message": "Invalid JSON at line 4, column 3: Expecting ',' delimiter"}
+    ]
+    assert payload["error"] == "Invalid request: body: Invalid JSON at line 4, column 3: Expecting ',' delimiter"

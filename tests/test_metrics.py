@@ -199,3 +199,24 @@ def test_several_api_processes_add_up_in_multiprocess_mode(tmp_path: Path, monke
     assert content_type.startswith("text/plain")
     assert value(scraped, "statex_http_requests_total", method="GET", route="/health", status="200") == 7
     assert value(scraped, "statex_http_request_duration_seconds_count", method="GET", route="/health") == 7
+
+
+async def test_the_docs_and_the_openapi_document_have_route_labels_of_their_own(api: httpx.AsyncClient) -> None:
+    before = await scrape(api)
+    for path in ("/docs", "/openapi.json", "/docs-assets/swagger-ui.css", "/docs-assets/swagger-ui-bundle.js"):
+        assert (await api.get(path)).status_code == 200, path
+    assert (await api.get("/docs-assets/no-such-file.js")).status_code == 404
+    after = await scrape(api)
+
+    def moved(route: str, status: str = "200") -> float:
+        labels = {"method": "GET", "route": route, "status": status}
+        return value(after, "statex_http_requests_total", **labels) - value(
+            before, "statex_http_requests_total", **labels
+        )
+
+    assert moved("/docs") == 1
+    assert moved("/openapi.json") == 1
+    assert moved("/docs-assets") == 2  # the mount, not each file: a bounded set of labels
+    assert moved("/docs-assets", "404") == 1
+    assert moved("unmatched") == moved("unmatched", "404") == 0
+    assert "swagger-ui.css" not in (await api.get("/metrics")).text

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import pytest
 from conftest import AppFactory
+from pydantic import BaseModel
+
+from models.api.auth import LoginRequest, RegisterRequest, TokenPair, UserPublic
+from models.api.contact import ContactAccepted, ContactRequest
+from models.api.files import FileInfo, UploadedFile
+from models.api.payments import CheckoutRequest, CheckoutResponse
+from models.api.prototypes import ApprovalRequest, PrototypeAccepted, PrototypeRequest, PrototypeView
 
 OPERATION_ID = re.compile(r"^[a-z]+(-[a-z]+)+$")
 ENVELOPE = "#/components/schemas/ErrorResponse"
@@ -62,3 +70,55 @@ def test_accepted_and_successful_bodies_are_declared(schema: dict[str, Any]) -> 
             if code.startswith("2") and code != "204" and "content" in response:
                 content = response["content"]
                 assert any(media.get("schema") for media in content.values()), (method, path, code)
+
+
+EXAMPLED_OPERATIONS = (
+    "auth-register",
+    "auth-login",
+    "files-upload",
+    "files-list",
+    "prototypes-submit",
+    "prototypes-get",
+    "prototypes-approve",
+    "payments-checkout",
+    "contact-submit",
+)
+EXAMPLED_MODELS: dict[str, type[BaseModel]] = {
+    model.__name__: model
+    for model in (
+        RegisterRequest,
+        UserPublic,
+        LoginRequest,
+        TokenPair,
+        UploadedFile,
+        FileInfo,
+        PrototypeRequest,
+        PrototypeAccepted,
+        PrototypeView,
+        ApprovalRequest,
+        CheckoutRequest,
+        CheckoutResponse,
+        ContactRequest,
+        ContactAccepted,
+    )
+}
+
+
+def json_bodies(op: dict[str, Any]) -> list[str]:
+    """The component names of an operation's JSON request body and successful JSON responses (a list's items)."""
+    contents = [op.get("requestBody", {}).get("content", {})]
+    contents += [response.get("content", {}) for code, response in op["responses"].items() if code.startswith("2")]
+    schemas = [content["application/json"]["schema"] for content in contents if "application/json" in content]
+    refs = [schema.get("items", schema).get("$ref", "") for schema in schemas]
+    return [ref.removeprefix("#/components/schemas/") for ref in refs if ref]
+
+
+def test_the_main_operations_show_examples_that_validate(schema: dict[str, Any]) -> None:
+    by_id = {op["operationId"]: op for _, _, op in operations(schema)}
+    names = {name for operation_id in EXAMPLED_OPERATIONS for name in json_bodies(by_id[operation_id])}
+    assert names == EXAMPLED_MODELS.keys()  # each request and answer of the main operations: no model left out
+    for name in sorted(names):
+        shown = schema["components"]["schemas"][name].get("examples")
+        assert shown, f"{name} has no example in the OpenAPI document"
+        for example in shown:  # as a client would send or receive it: JSON
+            EXAMPLED_MODELS[name].model_validate_json(json.dumps(example))

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fakes.stripe_emulator import SECRET_KEY, running_localstripe
 from helpers import bearer, eventually, register_and_login
 from payload_keys import PAYLOAD_KEYS
@@ -203,3 +204,22 @@ async def test_no_line_holds_a_password_token_or_key(
     assert any(line.get("route") == "/auth/me" and line.get("user_id") == account["user"]["id"] for line in lines)
     leaked = {secret for secret in secrets if secret in json_logs.text}
     assert not leaked, f"secrets in the logs: {leaked}"
+
+
+def test_uvicorns_colour_copy_of_a_message_stays_out_of_json_lines() -> None:
+    """Uvicorn logs some lines with `extra={"color_message": ...}`, the message with ANSI colour codes for its own
+    terminal formatter: in a JSON line it is noise, and escape codes."""
+    captured, uvicorn_log = JsonLines(), logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(captured.handler)
+    level, uvicorn_log.level = uvicorn_log.level, logging.INFO
+    try:
+        uvicorn.Config(
+            app="api.app:create_app", host="127.0.0.1", port=0, log_config=None
+        ).bind_socket().close()  # logs "running on"
+    finally:
+        uvicorn_log.removeHandler(captured.handler)
+        uvicorn_log.setLevel(level)
+    (line,) = captured.lines()
+    assert line["message"].startswith("Uvicorn running on http://127.0.0.1:")
+    assert "color_message" not in line
+    assert "\x1b" not in json.dumps(line, ensure_ascii=False)

@@ -113,6 +113,8 @@ class Outside:
     arrived: set[str] = field(default_factory=set)
     steps_refusing: set[str] = field(default_factory=set)
     """Model calls (by step) that every provider refuses (content policy), after meeting the others."""
+    answers: dict[str, str] = field(default_factory=dict)
+    """What the model answers for a step (by step), in place of "<step> answer from <provider>"."""
     _all_arrived: asyncio.Event = field(default_factory=asyncio.Event)
     calls: list[Call] = field(default_factory=list)
 
@@ -360,7 +362,7 @@ class StubActivities:
             )
         return ModelReply(
             tier=tier,
-            text=f"{call.step or 'chat'} answer from {tier.lower()}",
+            text=self.outside.answers.get(call.step or "", f"{call.step or 'chat'} answer from {tier.lower()}"),
             model_used=STUB_MODEL,
             input_tokens=10,
             output_tokens=20,

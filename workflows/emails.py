@@ -1,5 +1,5 @@
-"""The prototype's emails (ready, failed, cancelled) and a revision's (ready, failed): their words, built from the
-workflow's state.
+"""The prototype's emails (requirements to approve, ready, failed, cancelled) and a revision's (ready, failed):
+their words, built from the workflow's state.
 
 Pure functions of their inputs, so PrototypeWorkflow calls them on replay and gets the same message (and
 message id) every time. Addressed to the account by its id: the email activity reads the address
@@ -8,12 +8,17 @@ message id) every time. Addressed to the account by its id: the email activity r
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from activities.ai.offline import OFFLINE_MODEL
 from activities.packaging import usd, verdict
 from models.messages.email import UserEmail
 from models.messages.prototypes import (
+    ON_APPROVE,
+    ON_DECLINE,
+    ON_EDIT,
+    PendingApproval,
     PrototypeOrder,
     PrototypeProgress,
     RevisionOrder,
@@ -68,6 +73,45 @@ def _verification_note(verification: VerificationResult | None, fix_rounds: int)
         return ""
     said = verdict(verification, fix_rounds)
     return f"\n{said[0].upper()}{said[1:]}. VERIFICATION.md in the zip lists every check and what it said.\n"
+
+
+EMAILED_REQUIREMENTS_MAX_CHARS = 8_000
+"""The most of the requirements an approval email quotes; the status has up to REQUIREMENTS_SHOWN_MAX_CHARS."""
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Control characters (tab and newline kept), line separators and bidirectional overrides: never in a quote."""
+
+
+def quoted(text: str, limit: int) -> tuple[str, bool]:
+    """Model output as an email quotes it: data, not the email's own words. Control characters dropped, every
+    line marked "> ", at most `limit` characters of it; and whether it was cut."""
+    clean = _CONTROLS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    shown = clean[:limit]
+    return "\n".join(f"> {line}".rstrip() for line in shown.split("\n")), len(shown) < len(clean)
+
+
+def approval_email(order: PrototypeOrder, idea: str, pending: PendingApproval) -> UserEmail:
+    """The requirements awaiting approval, quoted, and what each answer does. The answer goes to the API, signed
+    in: the email carries no token that could approve on its own."""
+    status = f"{order.link_base_url.rstrip('/')}/api/prototypes/{order.prototype_id}"
+    text, cut = quoted(pending.requirements, EMAILED_REQUIREMENTS_MAX_CHARS)
+    cut = cut or pending.truncated
+    deadline = f" by {pending.answer_by:%Y-%m-%d %H:%M} UTC" if pending.answer_by is not None else ""
+    return UserEmail(
+        user_id=order.user_id,
+        message_id=f"prototype-{order.prototype_id}-approval",
+        subject=f"Approve the {pending.step} of your prototype",
+        text=(
+            f"Hello,\n\nthe {pending.step} of your prototype {_title(idea)} are ready for you to check. Nothing "
+            f"more is made until you answer{deadline}; without an answer by then, the prototype is cancelled.\n\n"
+            f"The {pending.step}, as the AI model wrote them"
+            f"{' (the beginning only: the status has more)' if cut else ''}:\n\n{text}\n\n"
+            f"Answer with POST {status}/approval (signed in to Statex):\n"
+            f'- approve, {{"approve": true}}: {ON_APPROVE}\n'
+            f'- edit, {{"approve": true, "edited_requirements": "..."}}: {ON_EDIT}\n'
+            f'- decline, {{"approve": false}}: {ON_DECLINE}\n\n'
+            f"The status, with the {pending.step} in full: {status}\n\n-- The Statex team"
+        ),
+    )
 
 
 def failure_email(order: PrototypeOrder, idea: str, reason: str) -> UserEmail:

@@ -26,7 +26,10 @@ The verify-and-fix rounds, the packaging and the call records are shared with re
 (workflows.prototype_steps, workflows.revision).
 
 With `order.review_requirements` the workflow waits after the requirements (AWAITING_APPROVAL) for the
-`approve` update, at most `order.approval_window`; declined or unanswered, it ends CANCELLED.
+`approve` update, at most `order.approval_window`; declined or unanswered, it ends CANCELLED. While it waits, the
+requirements it asks about (cut to a bound: model output) are in the `progress` query, the `approval_needed` event
+and, since the "approval-email" marker, an email to the customer; once answered, an email not yet sent is
+cancelled, since its question is moot.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Sequence
+from contextlib import suppress
 from datetime import timedelta
 from typing import Any
 
@@ -45,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from models.enums import PrototypeStatus
     from models.messages.ai import ModelCall, ModelReply, TranscriptionCall
     from models.messages.prototypes import (
+        PendingApproval,
         PrototypeApproval,
         PrototypeEvent,
         PrototypeMilestone,
@@ -54,7 +59,7 @@ with workflow.unsafe.imports_passed_through():
         VerificationResult,
     )
     from workflows.ai import ModelCaller
-    from workflows.emails import cancelled_email, failure_email, ready_email
+    from workflows.emails import approval_email, cancelled_email, failure_email, ready_email
     from workflows.mail import EMAIL_BY_USER_ID
     from workflows.prompts import IN_TURN, PIPELINE, STAGES, AgentStep
     from workflows.prototype_steps import (
@@ -74,6 +79,8 @@ PARALLEL_AGENTS = "parallel-agents"
 ROW_DEADLINE = timedelta(minutes=2)
 """The row is committed before the start (services.staging), so it is there at once; the deadline only guards
 runs started by an older API, which committed the row after the start and might never have."""
+APPROVAL_EMAIL = "approval-email"
+"""The patch marker: runs that have it email the customer the requirements awaiting approval; older ones do not."""
 TRANSCRIPTION = "transcription"
 _FILE_ID_NAMESPACE = uuid.UUID("6a1d2f0e-93c4-4b8e-8f5a-2c7d9e4b1a30")
 _FAILURES = (ActivityError, ApplicationError)
@@ -134,6 +141,7 @@ class PrototypeWorkflow(CodeRounds):
         self._fix_rounds = 0
         self._events: list[PrototypeEvent] = []
         self._approval: PrototypeApproval | None = None
+        self._pending: PendingApproval | None = None
         self._mail_by_id = True
 
     @workflow.run
@@ -235,8 +243,7 @@ class PrototypeWorkflow(CodeRounds):
                 )
             for step, reply in zip(stage, replies, strict=True):
                 review = order.review_requirements and step is PIPELINE[0]
-                window = order.approval_window if review else None
-                edited = await self._finish(step.name, reply, approval_window=window)
+                edited = await self._finish(step.name, reply, review=order if review else None)
                 if edited is not None:  # the customer's text replaces the answer, for the later steps and the zip
                     texts[step.name] = edited
                     index = next(i for i, answer in enumerate(answers) if answer.step == step.name)
@@ -270,27 +277,39 @@ class PrototypeWorkflow(CodeRounds):
             workflow.set_current_details(details + (" (at the same time)" if len(stage) > 1 else ""))
 
     async def _finish(
-        self, step: str, reply: ModelReply, idea: str | None = None, approval_window: timedelta | None = None
+        self,
+        step: str,
+        reply: ModelReply,
+        idea: str | None = None,
+        review: PrototypeOrder | None = None,
     ) -> str | None:
-        """Count the step done and start the next; with an approval window, only once the customer approves.
-        Returns the customer's edited text, if any."""
+        """Count the step done and start the next; with `review` (the order), only once the customer approves the
+        step's answer. Returns the customer's edited text, if any."""
         self._done.append(step)
         self._running.remove(step)
         self._current = self._running[0] if self._running else None
         self._cost_micros += reply.cost_usd_micros
         self._event("step_finished", step=step, **call_fields(reply))
-        edited = await self._await_approval(step, approval_window) if approval_window is not None else None
+        edited = await self._await_approval(review, step, reply.text) if review is not None else None
         self._start_next()
         await self._record_milestone(idea=idea)
         return edited
 
-    async def _await_approval(self, step: str, window: timedelta) -> str | None:
-        """Pause (a durable timer) until the `approve` update answers or the window closes: nothing after this
-        step is asked of a model before. Raises _Cancelled on a refusal or silence."""
+    async def _await_approval(self, order: PrototypeOrder, step: str, answer: str) -> str | None:
+        """Pause (a durable timer) until the `approve` update answers or `order.approval_window` closes: nothing
+        after this step is asked of a model before. The answer awaiting approval is in the status, the event and
+        an email. Raises _Cancelled on a refusal or silence."""
+        window = order.approval_window
         self._status, self._current = PrototypeStatus.AWAITING_APPROVAL, None
+        self._pending = PendingApproval.of(step, answer, answer_by=workflow.now() + window)
         workflow.set_current_details(f"Waiting for the customer to approve the {step}")
-        self._event("approval_needed", step=step)
+        self._event("approval_needed", step=step, approval=self._pending)
         await self._record_milestone()
+        asking = None
+        if workflow.patched(APPROVAL_EMAIL):  # sent alongside the wait: an answer never waits on the mailer
+            asking = asyncio.ensure_future(
+                self._email(order, approval_email(order, self._idea, self._pending), f"email the {step} to approve")
+            )
         try:
             await workflow.wait_condition(
                 lambda: self._approval is not None, timeout=window, timeout_summary="approval window"
@@ -298,6 +317,9 @@ class PrototypeWorkflow(CodeRounds):
         except TimeoutError:
             days = window.total_seconds() / 86400
             raise _Cancelled(f"The {step} were not approved within {days:g} days", timed_out=True) from None
+        finally:
+            self._pending = None
+            await _moot(asking)
         assert self._approval is not None
         if not self._approval.approve:
             raise _Cancelled(f"You declined the {step}")
@@ -370,6 +392,7 @@ class PrototypeWorkflow(CodeRounds):
             error=self._error,
             verified=self._verified(),
             fix_rounds=self._fix_rounds,
+            approval=self._pending,
         )
 
 
@@ -379,6 +402,16 @@ class _Cancelled(Exception):
     def __init__(self, reason: str, *, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.reason, self.timed_out = reason, timed_out
+
+
+async def _moot(email: asyncio.Future[None] | None) -> None:
+    """An email whose question has been answered: cancelled if not sent yet (a mailer retrying, say)."""
+    if email is None:
+        return
+    if not email.done():
+        email.cancel()
+    with suppress(asyncio.CancelledError):
+        await email
 
 
 async def _together(calls: Sequence[Awaitable[ModelReply]]) -> list[ModelReply]:

@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from models.api.common import Email, Name, NoControls, Strict
+from models.api.common import Email, Name, NoControls, Strict, examples
 from models.enums import ServiceTier
 
 BCRYPT_MAX_BYTES = 72
@@ -35,12 +35,16 @@ Password = Annotated[str, StringConstraints(min_length=1), NoControls, AfterVali
 
 
 class RegisterRequest(Strict):
+    model_config = examples({"email": "ada@example.com", "password": "correct horse battery", "name": "Ada Lovelace"})
+
     email: Email
     password: NewPassword
     name: Name | None = None
 
 
 class LoginRequest(Strict):
+    model_config = examples({"email": "ada@example.com", "password": "correct horse battery"})
+
     email: Email
     password: Password
 
@@ -50,6 +54,15 @@ class RefreshRequest(Strict):
 
 
 class TokenPair(BaseModel):
+    model_config = examples(
+        {
+            "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIzZjJiOGMxZSJ9.c2lnbmF0dXJlLWV4YW1wbGU",
+            "refresh_token": "rt_0b9c1f6a2d7e4c3b8a5f1e0d9c8b7a6f",
+            "token_type": "bearer",
+            "expires_in": 900,
+        }
+    )
+
     access_token: str
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"
@@ -57,7 +70,18 @@ class TokenPair(BaseModel):
 
 
 class UserPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = examples(
+        {
+            "id": "3f2b8c1e-6a4d-4e8f-9b1a-5c7d2e9f0a14",
+            "email": "ada@example.com",
+            "name": "Ada Lovelace",
+            "phone": None,
+            "language": "en",
+            "tier": "STANDARD",
+            "created_at": "2026-05-04T09:30:00Z",
+        },
+        from_attributes=True,
+    )
 
     id: uuid.UUID
     email: str

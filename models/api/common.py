@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
 from pydantic.alias_generators import to_camel
@@ -54,6 +54,15 @@ Email = Annotated[EmailStr, BeforeValidator(one_line), AfterValidator(lowercase)
 
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), OnOneLine]
+
+
+def examples(*values: dict[str, Any], from_attributes: bool = False) -> ConfigDict:
+    """A model's `model_config` with examples of it, as /docs shows them (each must validate: tests/test_openapi.py).
+    Merged with the parent's: a CamelModel keeps its aliases."""
+    config = ConfigDict(json_schema_extra={"examples": list(values)})
+    if from_attributes:
+        config["from_attributes"] = True
+    return config
 
 
 class Strict(BaseModel):

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from models.api.common import Strict
+from models.api.common import Strict, examples
 from models.enums import PaymentGateway, PaymentStatus, ServiceTier
 
 COINBASE_SHUT_DOWN = (
@@ -25,6 +25,8 @@ Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), Field(exampl
 
 class CheckoutRequest(Strict):
     """What to buy and how to pay. Never an amount: prices come from the server's catalogue."""
+
+    model_config = examples({"tier": "PREMIUM", "gateway": "STRIPE", "currency": "EUR"})
 
     tier: ServiceTier
     gateway: PaymentGateway
@@ -76,6 +78,30 @@ class PaymentPublic(BaseModel):
 
 
 class CheckoutResponse(BaseModel):
+    model_config = examples(
+        {
+            "payment": {
+                "id": "c71f3a2e-5b8d-4e9a-8c6b-1d2e3f4a5b60",
+                "tier": "PREMIUM",
+                "gateway": "STRIPE",
+                "amount_minor": 4900,
+                "currency": "EUR",
+                "status": "PENDING",
+                "gateway_id": "pi_3PexampleA1b2C3d4",
+                "created_at": "2026-05-04T10:00:00Z",
+                "completed_at": None,
+                "refunded_at": None,
+                "next_action": {
+                    "kind": "stripe_client_secret",
+                    "client_secret": "pi_3PexampleA1b2C3d4_secret_e5F6g7H8",
+                    "redirect_url": None,
+                },
+            },
+            "workflow_id": "payment-c71f3a2e-5b8d-4e9a-8c6b-1d2e3f4a5b60",
+            "message": None,
+        }
+    )
+
     payment: PaymentPublic
     workflow_id: str
     message: str | None = Field(default=None, description="Why `next_action` is missing, when it is")

@@ -8,8 +8,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from models.api.common import AIProviderName, Strict, plain_text
+from models.api.common import AIProviderName, Strict, examples, plain_text
 from models.enums import AITier, PrototypeStatus
+from models.messages.prototypes import ON_APPROVE, ON_DECLINE, ON_EDIT
 
 EVENTS_URL = (
     "The progress stream (Server-Sent Events) for `new EventSource(new URL(events_url, apiBase))`: relative to the "
@@ -21,6 +22,14 @@ EVENTS_URL = (
 
 class PrototypeRequest(Strict):
     """An app idea in words; POST /api/ai/voice takes it as a voice message instead."""
+
+    model_config = examples(
+        {
+            "idea": "An app that books climbing gyms: members see free slots and reserve one.",
+            "model": "openai",
+            "review_requirements": False,
+        }
+    )
 
     idea: Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(plain_text)]
     model: AIProviderName | None = Field(
@@ -36,6 +45,12 @@ class PrototypeRequest(Strict):
 class ApprovalRequest(Strict):
     """The answer to requirements awaiting approval: go on (with your own text, if you edited them), or cancel."""
 
+    model_config = examples(
+        {"approve": True},
+        {"approve": True, "edited_requirements": "# Requirements\n\n- Members see free slots.\n- No waiting list."},
+        {"approve": False},
+    )
+
     approve: bool
     edited_requirements: Annotated[str, Field(min_length=1, max_length=20_000), AfterValidator(plain_text)] | None = (
         Field(default=None, description="Your version of the requirements: the later steps read it instead")
@@ -44,6 +59,16 @@ class ApprovalRequest(Strict):
 
 class PrototypeAccepted(BaseModel):
     """The pipeline runs in the background: poll `status_url` (polls do not count against the AI limit)."""
+
+    model_config = examples(
+        {
+            "success": True,
+            "prototype_id": "a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02",
+            "status": "QUEUED",
+            "status_url": "/api/prototypes/a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02",
+            "workflow_id": "prototype-a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02",
+        }
+    )
 
     success: Literal[True] = True
     prototype_id: uuid.UUID
@@ -94,8 +119,87 @@ class RevisionView(BaseModel):
     completed_at: datetime | None
 
 
+class ApprovalView(BaseModel):
+    """What a prototype AWAITING_APPROVAL asks you to approve or edit, and what each answer does: answer with
+    POST `approval_url`."""
+
+    step: str = Field(description="The step whose answer awaits approval: `requirements`")
+    requirements: str = Field(
+        description="The step's answer as the AI model wrote it, at most 20 000 characters: generated text, to "
+        "show as text (never as markup) and to edit"
+    )
+    truncated: bool = Field(description="The answer was longer: `requirements` is its beginning")
+    answer_by: datetime | None = Field(
+        description="Unanswered by then, the prototype is cancelled (null: unknown right now)"
+    )
+    approval_url: str = Field(description="POST the answer here (ApprovalRequest)")
+    on_approve: str = Field(description='What `{"approve": true}` does')
+    on_edit: str = Field(description='What `{"approve": true, "edited_requirements": "..."}` does')
+    on_decline: str = Field(description='What `{"approve": false}` does')
+
+
 class PrototypeView(BaseModel):
     """A prototype as its owner sees it: live while the pipeline runs, the stored result after."""
+
+    model_config = examples(
+        {
+            "prototype_id": "a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02",
+            "status": "RUNNING",
+            "source": "text",
+            "idea": "An app that books climbing gyms: members see free slots and reserve one.",
+            "steps": ["requirements", "plan", "code", "tests", "review", "package"],
+            "steps_done": ["requirements", "plan"],
+            "current_step": "code",
+            "trying": "OPENAI",
+            "progress_percent": 33,
+            "template": False,
+            "cost_usd_micros": 1840,
+            "cost_usd": 0.00184,
+            "file_id": None,
+            "download_url": None,
+            "download_link": None,
+            "error": None,
+            "verified": None,
+            "fix_rounds": 0,
+            "approval": None,
+            "created_at": "2026-05-04T09:40:00Z",
+            "completed_at": None,
+            "revisions": [],
+        },
+        {
+            "prototype_id": "a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02",
+            "status": "AWAITING_APPROVAL",
+            "source": "text",
+            "idea": "An app that books climbing gyms: members see free slots and reserve one.",
+            "steps": ["requirements", "plan", "code", "tests", "review", "package"],
+            "steps_done": ["requirements"],
+            "current_step": None,
+            "trying": None,
+            "progress_percent": 16,
+            "template": False,
+            "cost_usd_micros": 620,
+            "cost_usd": 0.00062,
+            "file_id": None,
+            "download_url": None,
+            "download_link": None,
+            "error": None,
+            "verified": None,
+            "fix_rounds": 0,
+            "approval": {
+                "step": "requirements",
+                "requirements": "# Requirements\n\n- Members see each gym's free slots.\n- A member reserves one.",
+                "truncated": False,
+                "answer_by": "2026-05-11T09:41:00Z",
+                "approval_url": "/api/prototypes/a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02/approval",
+                "on_approve": ON_APPROVE,
+                "on_edit": ON_EDIT,
+                "on_decline": ON_DECLINE,
+            },
+            "created_at": "2026-05-04T09:40:00Z",
+            "completed_at": None,
+            "revisions": [],
+        },
+    )
 
     prototype_id: uuid.UUID
     status: PrototypeStatus
@@ -126,6 +230,9 @@ class PrototypeView(BaseModel):
         "null: not checked yet)",
     )
     fix_rounds: int = Field(default=0, description="How often failing code went back to the code agent")
+    approval: ApprovalView | None = Field(
+        default=None, description="AWAITING_APPROVAL: the requirements to approve or edit, and what each answer does"
+    )
     created_at: datetime
     completed_at: datetime | None
     revisions: list[RevisionView] = Field(
@@ -162,3 +269,6 @@ class PrototypeEventView(BaseModel):
     download_url: str | None = Field(default=None, description="completed: GET with the access token")
     download_link: str | None = Field(default=None, description="completed: an absolute signed link")
     error: str | None = Field(default=None, description="failed, cancelled: why")
+    approval: ApprovalView | None = Field(
+        default=None, description="approval_needed: the requirements to approve or edit, and what each answer does"
+    )

@@ -80,6 +80,30 @@ class PrototypeApproval(BaseModel):
     edited_requirements: str | None = Field(default=None, description="Replaces the requirements step's answer")
 
 
+REQUIREMENTS_SHOWN_MAX_CHARS = 20_000
+"""The most of a step's answer that a pending approval carries (the status, the event, the email): model output,
+so bounded. The same as the most an edit may send back (models.api.prototypes.ApprovalRequest)."""
+
+ON_APPROVE = "The pipeline continues: the plan, the code and its tests are made from these requirements."
+ON_EDIT = "Your text replaces these requirements for every later step and in the zip; then the pipeline continues."
+ON_DECLINE = "The prototype is cancelled: nothing more is made or spent."
+
+
+class PendingApproval(BaseModel):
+    """What a prototype AWAITING_APPROVAL asks its customer to approve or edit: a step's answer, as generated
+    (model output: data to show, never instructions), cut to REQUIREMENTS_SHOWN_MAX_CHARS."""
+
+    step: str = Field(description="The step whose answer awaits approval")
+    requirements: str = Field(max_length=REQUIREMENTS_SHOWN_MAX_CHARS, description="The step's answer, as generated")
+    truncated: bool = Field(description="The answer was longer: `requirements` is its beginning")
+    answer_by: datetime | None = Field(description="Unanswered by then, the prototype is cancelled")
+
+    @classmethod
+    def of(cls, step: str, answer: str, answer_by: datetime | None) -> PendingApproval:
+        shown = answer[:REQUIREMENTS_SHOWN_MAX_CHARS]
+        return cls(step=step, requirements=shown, truncated=len(shown) < len(answer), answer_by=answer_by)
+
+
 class PrototypeProgress(BaseModel):
     """PrototypeWorkflow's query: where the pipeline stands, and what it has cost so far."""
 
@@ -98,6 +122,7 @@ class PrototypeProgress(BaseModel):
         default=None, description="The code passed its sandbox checks (None: not verified yet, or an older run)"
     )
     fix_rounds: int = Field(default=0, description="How often failing code went back to the code agent")
+    approval: PendingApproval | None = Field(default=None, description="AWAITING_APPROVAL: what awaits the answer")
 
 
 PrototypeEventKind = Literal[
@@ -124,6 +149,7 @@ class PrototypeEvent(BaseModel):
     failed_checks: list[str] | None = Field(default=None, description="verification: the checks that failed")
     file_id: uuid.UUID | None = Field(default=None, description="completed: the zip")
     error: str | None = Field(default=None, description="failed: why")
+    approval: PendingApproval | None = Field(default=None, description="approval_needed: what awaits the answer")
 
 
 class PrototypeMilestone(BaseModel):

@@ -41,10 +41,11 @@ from workflow_stubs import (  # noqa: E402
     revision_order,
 )
 
-from models.enums import AITier, GatewayState, PaymentStatus  # noqa: E402
+from models.enums import AITier, GatewayState, PaymentStatus, PrototypeStatus  # noqa: E402
 from models.messages.ai import AICallPolicy  # noqa: E402
 from models.messages.payments import CheckoutOrder, GatewayEvent  # noqa: E402
 from models.messages.privacy import ErasureOrder, ExportOrder, KeptPayments  # noqa: E402
+from models.messages.prototypes import PrototypeApproval  # noqa: E402
 from workflows import search_attributes  # noqa: E402
 from workflows.chat import ChatWorkflow  # noqa: E402
 from workflows.checkout import CheckoutWorkflow  # noqa: E402
@@ -121,6 +122,37 @@ async def prototype_voice(client: Client, queue: str) -> AnyHandle:
 
 async def prototype_failed(client: Client, queue: str) -> AnyHandle:
     return await _prototype(client, queue, providers=[AITier.OPENAI, AITier.OFFLINE])
+
+
+async def _awaiting_approval(client: Client, queue: str, **options: Any) -> AnyHandle:
+    """Started with review_requirements: returns once the workflow waits for the customer's answer."""
+    order = prototype_order(providers=[AITier.OPENAI]).model_copy(
+        update={"policy": QUICK_AI, "review_requirements": True, **options}
+    )
+    handle = await client.start_workflow(PrototypeWorkflow.run, order, id=_id("proto"), task_queue=queue)
+
+    async def awaiting() -> bool:
+        return (await handle.query(PrototypeWorkflow.progress)).status == PrototypeStatus.AWAITING_APPROVAL
+
+    await eventually(awaiting, what="the prototype to wait for approval")
+    return handle
+
+
+async def prototype_approved(client: Client, queue: str) -> AnyHandle:
+    handle = await _awaiting_approval(client, queue)
+    edited = PrototypeApproval(approve=True, edited_requirements="# Requirements\n\nOne list, reminders by email.")
+    await handle.execute_update(PrototypeWorkflow.approve, edited)
+    return await _settled(handle)
+
+
+async def prototype_declined(client: Client, queue: str) -> AnyHandle:
+    handle = await _awaiting_approval(client, queue)
+    await handle.execute_update(PrototypeWorkflow.approve, PrototypeApproval(approve=False))
+    return await _settled(handle)
+
+
+async def prototype_approval_timed_out(client: Client, queue: str) -> AnyHandle:
+    return await _settled(await _awaiting_approval(client, queue, approval_window=timedelta(seconds=2)))
 
 
 async def revision_fixed_once(client: Client, queue: str) -> AnyHandle:
@@ -225,6 +257,9 @@ SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "prototype-unverified": (prototype_completed, Outside(verifications_failing=100)),
     "prototype-provider-refused": (prototype_failed, Outside(providers_refusing={AITier.OPENAI})),
     "prototype-all-providers-down": (prototype_failed, Outside(providers_down={AITier.OPENAI, AITier.OFFLINE})),
+    "prototype-approved": (prototype_approved, Outside()),
+    "prototype-declined": (prototype_declined, Outside()),
+    "prototype-approval-timed-out": (prototype_approval_timed_out, Outside()),
     "revision-fixed-once": (revision_fixed_once, Outside(verifications_failing=1)),
     "checkout-paid": (checkout_paid, Outside()),
     "checkout-refund-requested": (checkout_refund_requested, Outside()),
