@@ -57,6 +57,11 @@ class ApprovalRequest(Strict):
     )
 
 
+EXAMPLE_EVENTS_URL = (
+    "/api/prototypes/a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02/events?token=eyJhbGciOiJIUzI1NiJ9.e30.signature"
+)
+
+
 class PrototypeAccepted(BaseModel):
     """The pipeline runs in the background: poll `status_url` (polls do not count against the AI limit)."""
 
@@ -66,6 +71,7 @@ class PrototypeAccepted(BaseModel):
             "prototype_id": "a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02",
             "status": "QUEUED",
             "status_url": "/api/prototypes/a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02",
+            "events_url": EXAMPLE_EVENTS_URL,
             "workflow_id": "prototype-a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02",
         }
     )
@@ -165,6 +171,7 @@ class PrototypeView(BaseModel):
             "created_at": "2026-05-04T09:40:00Z",
             "completed_at": None,
             "revisions": [],
+            "events_url": EXAMPLE_EVENTS_URL,
         },
         {
             "prototype_id": "a3c5e7f9-2b4d-4f6a-8c0e-1a3b5c7d9e02",
@@ -198,6 +205,7 @@ class PrototypeView(BaseModel):
             "created_at": "2026-05-04T09:40:00Z",
             "completed_at": None,
             "revisions": [],
+            "events_url": EXAMPLE_EVENTS_URL,
         },
     )
 
