@@ -5,9 +5,10 @@ Such a server listens on 127.0.0.1 on a free port, keeps everything in one priva
 stopped and its folder deleted when the session ends. A watchdog process does the same if the session dies
 without its teardown (a kill, pytest-timeout's os._exit): no server and no folder outlives the session.
 
-PostgreSQL refuses to run as root. As root (CI), initdb and postgres run as the unprivileged `nobody`, from a
-copy of the binaries in the private folder: the virtualenv may lie under a 0700 folder (a clone in `mktemp -d`)
-that `nobody` cannot traverse. No account is created and no existing folder's permissions are changed.
+PostgreSQL refuses to run as root. As root (CI), initdb and postgres run as an existing unprivileged account
+(see RUN_AS), from a copy of the binaries in the private folder: the virtualenv may lie under a 0700 folder (a
+clone in `mktemp -d`) that account cannot traverse. No account is created and no existing folder's permissions
+are changed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ from urllib.parse import urlsplit
 START_SECONDS = 60.0  # far above a start here (about a second each), for a slow laptop's first run
 STOP_SECONDS = 30.0
 PORT_TRIES = 5  # a free port can be taken between our look and the server's bind: try another
-UNPRIVILEGED_USER = "nobody"
+# As root, PostgreSQL runs as the first of these accounts that exists (initdb needs a named account). `nobody`
+# comes last: the sandbox (activities/sandbox.py) runs generated code as nobody with RLIMIT_NPROC, which counts
+# every process of that uid, PostgreSQL's backends included, and code of that uid could signal the server.
+RUN_AS = ("postgres", "daemon", "nobody")
 
 
 def answers(url: str, default_port: int) -> bool:
@@ -173,7 +177,7 @@ def private_folder(watchdog: Watchdog, name: str) -> Iterator[Path]:
 
 
 def reachable_temp_dir() -> str:
-    """The temporary folder, if every folder above it lets others through (as root, `nobody` must reach the
+    """The temporary folder, if every folder above it lets others through (as root, PostgreSQL's account must reach the
     copy of PostgreSQL's binaries in it); else /tmp."""
     chosen = Path(tempfile.gettempdir()).resolve()
     if os.geteuid() != 0 or all(folder.stat().st_mode & stat.S_IXOTH for folder in [chosen, *chosen.parents]):
@@ -186,6 +190,7 @@ def reachable_temp_dir() -> str:
 
 @dataclass(frozen=True)
 class RunAs:
+    name: str
     uid: int
     gid: int
 
@@ -194,14 +199,15 @@ class RunAs:
         """None when not root: the server runs as the user running the tests."""
         if os.geteuid() != 0:
             return None
-        try:
-            entry = pwd.getpwnam(UNPRIVILEGED_USER)
-        except KeyError as missing:
-            raise RuntimeError(
-                f"PostgreSQL refuses to run as root and there is no `{UNPRIVILEGED_USER}` user to run it as: "
-                "run the tests as another user, or point TEST_PG_ADMIN_URL at a running server"
-            ) from missing
-        return RunAs(entry.pw_uid, entry.pw_gid)
+        for name in RUN_AS:
+            with suppress(KeyError):
+                entry = pwd.getpwnam(name)
+                if entry.pw_uid != 0:
+                    return RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid)
+        raise RuntimeError(
+            f"PostgreSQL refuses to run as root and none of the accounts {', '.join(RUN_AS)} exists to run it as: "
+            "run the tests as another user, or point TEST_PG_ADMIN_URL at a running server"
+        )
 
     def popen_args(self) -> dict[str, Any]:
         """subprocess's arguments that start a process as this user, with none of root's groups."""
@@ -264,7 +270,7 @@ def embedded_postgres(watchdog: Watchdog) -> Iterator[Started]:
         log = folder / "postgres.log"
         as_user: dict[str, Any] = {}
         if run_as is not None:
-            folder.chmod(0o755)  # `nobody` reaches the binaries' copy and its data folder through it
+            folder.chmod(0o755)  # PostgreSQL's account reaches the binaries' copy and its data folder through it
             bin_dir = copy_for(bin_dir, folder)
             os.chown(data, run_as.uid, run_as.gid)
             as_user = run_as.popen_args()
@@ -305,7 +311,7 @@ def embedded_postgres(watchdog: Watchdog) -> Iterator[Started]:
                 .stdout.decode()
                 .split()[-1]
             )
-            user = f", as {UNPRIVILEGED_USER}" if run_as is not None else ""
+            user = f", as {run_as.name}" if run_as is not None else ""
             yield Started(
                 url=f"postgresql://postgres@127.0.0.1:{port}/postgres",
                 description=f"started embedded {version} at 127.0.0.1:{port}{user} in {elapsed(began)}"
