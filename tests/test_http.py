@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import REDIS_URL, AppFactory
+from conftest import AppFactory
 from helpers import bearer, eventually, new_email, register_and_login, serve
 from payload_keys import PAYLOAD_KEYS
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -130,8 +130,8 @@ async def test_ready_is_503_until_a_worker_polls_the_task_queue(
         await eventually(answered_ready, what="/ready to see the worker")
 
 
-async def test_ready_checks_redis_when_configured(make_app: AppFactory) -> None:
-    async with serve(make_app(redis_url=REDIS_URL)) as api:
+async def test_ready_checks_redis_when_configured(make_app: AppFactory, redis_url: str) -> None:
+    async with serve(make_app(redis_url=redis_url)) as api:
         ready = (await api.get("/ready")).json()
     assert ready["checks"]["redis"] == "ok"
     assert ready["latency_ms"]["redis"] >= 0

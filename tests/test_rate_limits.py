@@ -7,7 +7,7 @@ import logging
 import uuid
 
 import pytest
-from conftest import REDIS_URL, AppFactory
+from conftest import AppFactory
 from fastapi import APIRouter, FastAPI
 from helpers import bearer, register_and_login, serve
 from pydantic import BaseModel, Field
@@ -54,10 +54,10 @@ def test_a_revision_spends_the_ai_quota_and_its_status_does_not() -> None:
 
 
 async def test_two_hundred_concurrent_requests_over_two_processes_accept_exactly_two(
-    make_app: AppFactory,
+    make_app: AppFactory, redis_url: str
 ) -> None:
     # Load shedding (API_MAX_CONCURRENCY) is another defence: off here, this test counts the limiter alone.
-    first, second = (with_probe_routes(make_app(redis_url=REDIS_URL, api_max_concurrency=1000)) for _ in range(2))
+    first, second = (with_probe_routes(make_app(redis_url=redis_url, api_max_concurrency=1000)) for _ in range(2))
     async with serve(first) as api_a, serve(second) as api_b:
         account = await register_and_login(api_a)
         headers = bearer(account["access_token"])
@@ -81,8 +81,8 @@ async def test_two_hundred_concurrent_requests_over_two_processes_accept_exactly
     assert body["success"] is False and "timestamp" in body
 
 
-async def test_users_have_separate_quotas(make_app: AppFactory) -> None:
-    async with serve(with_probe_routes(make_app(redis_url=REDIS_URL))) as api:
+async def test_users_have_separate_quotas(make_app: AppFactory, redis_url: str) -> None:
+    async with serve(with_probe_routes(make_app(redis_url=redis_url))) as api:
         alice, bob = await register_and_login(api), await register_and_login(api)
         for account in (alice, bob):
             for expected in (200, 200, 429):
@@ -103,8 +103,8 @@ async def test_bad_input_and_missing_auth_cost_nothing(make_app: AppFactory) -> 
     assert accepted == [200, 200, 429]
 
 
-async def test_anonymous_callers_are_keyed_by_ip(make_app: AppFactory) -> None:
-    app = with_probe_routes(make_app(redis_url=REDIS_URL, rate_limit_default="3/day"))
+async def test_anonymous_callers_are_keyed_by_ip(make_app: AppFactory, redis_url: str) -> None:
+    app = with_probe_routes(make_app(redis_url=redis_url, rate_limit_default="3/day"))
     async with serve(app, client_ip="203.0.113.7") as first_ip, serve(app, client_ip="203.0.113.8") as second_ip:
         first = [(await first_ip.get("/api/probe")).status_code for _ in range(4)]
         second = [(await second_ip.get("/api/probe")).status_code for _ in range(4)]
@@ -136,13 +136,13 @@ async def test_fails_open_and_reports_when_redis_is_down(
     assert [r.message for r in caplog.records if "failing open" in r.message]
 
 
-async def test_limits_survive_a_restart_of_the_api(make_app: AppFactory) -> None:
+async def test_limits_survive_a_restart_of_the_api(make_app: AppFactory, redis_url: str) -> None:
     """The count lives in Redis, not in a process: a new process sees the old count."""
     namespace = f"restart-{uuid.uuid4().hex}"
     statuses = []
     for _ in range(2):
         app = with_probe_routes(
-            make_app(redis_url=REDIS_URL, rate_limit_namespace=namespace, rate_limit_default="1/day")
+            make_app(redis_url=redis_url, rate_limit_namespace=namespace, rate_limit_default="1/day")
         )
         async with serve(app, client_ip="192.0.2.44") as api:
             statuses.append((await api.get("/api/probe")).status_code)
