@@ -9,7 +9,7 @@ OTLP exporter and the instrumentations cost the API some 30 MB it would carry fo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from settings import Settings
 
@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # the SDK, its exporter and instrumentations load only when t
     from temporalio.client import Interceptor
 
 _UNTRACED_ROUTES = "health,ready,metrics"  # probes and scrapes: noise in every trace view
+_URL_ATTRIBUTES = ("http.url", "http.target", "url.full", "url.query")
+"""Where the instrumentation records the request's query string: a stream's or a download link's token rides in
+it (`?token=`), and a trace store keeps it as long as logs would."""
 
 
 def configure_tracing(settings: Settings, component: str) -> TracerProvider | None:
@@ -44,7 +47,20 @@ def configure_tracing(settings: Settings, component: str) -> TracerProvider | No
 def trace_requests(app: FastAPI, provider: TracerProvider) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=_UNTRACED_ROUTES)
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=provider, excluded_urls=_UNTRACED_ROUTES, server_request_hook=_redact_url
+    )
+
+
+def _redact_url(span: trace.Span, scope: dict[str, Any]) -> None:
+    """The request span's URL attributes with their tokens filtered, as log lines and Sentry events have them."""
+    from observability import redact
+
+    attributes = getattr(span, "attributes", None) or {}  # an SDK span's; a span not recording has none
+    for key in _URL_ATTRIBUTES:
+        value = attributes.get(key)
+        if isinstance(value, str):
+            span.set_attribute(key, redact(value))
 
 
 def temporal_interceptors(settings: Settings, tracer: trace.Tracer | None = None) -> list[Interceptor]:

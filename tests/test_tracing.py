@@ -83,3 +83,21 @@ async def test_a_request_asks_opentelemetry_for_no_provider(
         asked.clear()  # what the lifespan asked at startup is not a request's cost
         assert (await api.get("/api/payments/catalogue")).status_code == 200
     assert asked == []
+
+
+async def test_a_token_in_the_query_string_never_reaches_a_trace(make_app: AppFactory) -> None:
+    """A stream's `events_url` and a download link carry `?token=`: the request span records the URL with the
+    token filtered, as the log lines do."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = make_app()
+    trace_requests(app, provider)
+    secret = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0.s1gnature"
+    async with serve(app) as api:
+        answered = await api.get(f"/api/prototypes/{uuid.uuid4()}/events", params={"token": secret, "x": "1"})
+    assert answered.status_code == 401, answered.text
+    [request] = [span for span in exporter.get_finished_spans() if span.kind.name == "SERVER"]
+    recorded = {key: value for key, value in (request.attributes or {}).items() if isinstance(value, str)}
+    assert any("token=" in value for value in recorded.values()), recorded  # the URL is recorded, filtered
+    assert not [key for key, value in recorded.items() if secret in value], recorded
