@@ -19,7 +19,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home statex \
-    && mkdir /data && chown statex:statex /data
+    && mkdir --mode=0700 /data && chown statex:statex /data
 
 WORKDIR /app
 

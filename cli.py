@@ -31,6 +31,7 @@ from temporalio.common import SearchAttributeKey
 import local_stripe
 import smoke
 import worker
+from data_folder import close_data_dir_or_exit
 from logs import configure_logging
 from models.db import create_engine, migrate
 from settings import Settings, get_settings
@@ -218,7 +219,7 @@ async def _start(settings: Settings, stack: Stack) -> None:
             _ensure_free("127.0.0.1", port, setting)
         if _emulates_stripe(settings):
             _ensure_free("127.0.0.1", settings.local_stripe_port, "LOCAL_STRIPE_PORT")
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # main() made it so; kept here for callers
         await _migrate(settings)  # once, here: two processes migrating one SQLite file at once can collide
         await stack.spawn("the Temporal dev server", temporal, os.environ)
         await _wait_until(lambda: _temporal_answers(settings), TEMPORAL_START_SECONDS, "Temporal")
@@ -516,6 +517,10 @@ COMMANDS: dict[str, tuple[Callable[[Settings], int], str]] = {
 }
 
 
+SERVICE_COMMANDS = frozenset({"run", "worker", "api", "migrate"})
+"""The commands whose processes write DATA_DIR (the others only print, or talk to the running stack)."""
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="statex", description="Statex backend. Settings come from the environment.")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -554,6 +559,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "openapi":
         sys.exit(write_openapi(settings, args.output))
     handler, _ = COMMANDS[args.command]
+    # The commands that run a part of the service write DATA_DIR: umask 077 (inherited by their children, the
+    # Temporal dev server and the Stripe emulator too) and an owner-only DATA_DIR, or no start.
+    if args.command in SERVICE_COMMANDS:
+        close_data_dir_or_exit(settings)
     sys.exit(handler(settings))
 
 

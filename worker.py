@@ -31,6 +31,7 @@ from activities.records import RecordActivities
 from activities.revisions import RevisionActivities
 from activities.sandbox import SandboxActivities
 from activities.storage import Storage, StorageActivities, build_storage
+from data_folder import close_data_dir_or_exit
 from logs import configure_logging
 from models.ai_prices import load_prices
 from models.db import create_engine, migrate
@@ -196,6 +197,7 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     settings = get_settings()
+    close_data_dir_or_exit(settings)  # first: umask 077, DATA_DIR owner-only, before anything writes there
     configure_logging(settings)
     provider = configure_tracing(settings, "worker")
     try:

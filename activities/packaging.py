@@ -22,6 +22,8 @@ from activities.ai.offline import OFFLINE_MODEL, OFFLINE_NOTICE
 from activities.storage import Storage, sign_download, storage_key
 from activities.zips import keep_zip, zip_bytes
 from models.messages.prototypes import PackagedPrototype, PrototypePackage, StepAnswer, VerificationResult
+from models.untrusted import cleaned
+from models.untrusted import fenced as fenced_data
 from settings import Settings
 
 CODE_FOLDER = "code"
@@ -172,15 +174,23 @@ def verification_report(result: VerificationResult, fix_rounds: int) -> str:
         "parsed, and the tests among the files were run with pytest."
     )
     lines = ["# Verification", "", f"**{verdict(result, fix_rounds)}.**", "", how, ""]
-    if result.sandbox_error is not None or not result.files:
+    if not result.files and result.sandbox_error is None:
         return "\n".join([*lines, result.failures(), ""])
+    if result.sandbox_error is not None:
+        return "\n".join([*lines, fenced_data(result.failures()), ""])
     lines += ["| check | result |", "|---|---|"]
-    lines += [f"| {check.name} | {'passed' if check.passed else 'FAILED'} |" for check in result.checks]
-    fence = "~~~~"  # the output may hold ``` fences of its own
+    lines += [f"| {_cell(check.name)} | {'passed' if check.passed else 'FAILED'} |" for check in result.checks]
     for check in result.checks:
         if not check.passed:
-            lines += ["", f"## {check.name}", "", f"{fence}text", check.output, fence]
+            # What the code printed is its own (hostile) text: cleaned, in a fence longer than any run of ` or ~
+            # in it, so that nothing after the block's end is the code's.
+            lines += ["", f"## {_cell(check.name)}", "", fenced_data(check.output)]
     return "\n".join([*lines, ""])
+
+
+def _cell(name: str) -> str:
+    """A check's name (the sandbox's words and safe paths) on one line of a table or a heading."""
+    return " ".join(cleaned(name).replace("|", "/").split())
 
 
 def package_entries(package: PrototypePackage) -> dict[str, str]:

@@ -23,6 +23,9 @@ says why at worker startup and in /api/capabilities, and every verdict is "not v
 unavailable" without running anything (generated code never runs without the jail).
 Checks: each Python file compiles, each JSON / TOML / YAML file parses, and when the files include tests
 (test_*.py or *_test.py) they run with pytest (runtime dependencies of the project, as is PyYAML).
+What a check prints is the hostile code's: DATA. It is kept bounded (its last MAX_OUTPUT_CHARS characters),
+without escape sequences or control characters (`trimmed`), and shown only fenced (VERIFICATION.md) or quoted
+as untrusted output (the fix prompt): `models.untrusted`.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from temporalio import activity
 
 from activities.packaging import code_files
 from models.messages.prototypes import SandboxCheck, VerificationRequest, VerificationResult
+from models.untrusted import cleaned
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +188,9 @@ class Availability:
 
 
 def trimmed(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
+    """The code's output as it is kept (the verdict, the fix prompt, VERIFICATION.md): escape sequences and
+    control characters stripped (`models.untrusted.cleaned`: it is data), then its last `limit` characters."""
+    text = cleaned(text)
     return text if len(text) <= limit else f"[... {len(text) - limit} characters cut ...]\n{text[-limit:]}"
 
 

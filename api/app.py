@@ -27,6 +27,7 @@ from api.routes import ai, auth, capabilities, codec, contact, files, health, me
 from api.routing import skip_other_prefixes
 from api.shedding import LoadShedding
 from api.uploads import UploadSlots
+from data_folder import close_data_dir_or_exit
 from logs import configure_logging, stop_queueing
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
@@ -58,6 +59,7 @@ def serve() -> FastAPI:
     """uvicorn's factory for a served API (`statex api`, `statex run`, the image): the process's logging
     from settings, then the app. Tests call create_app and keep pytest's own log capture."""
     settings = get_settings()
+    close_data_dir_or_exit(settings)  # first: umask 077, DATA_DIR owner-only, before anything writes there
     # The Temporal client's runtime (Rust, tokio) starts a thread per core by default; this process only sends
     # client calls, which one thread carries, and the threads woken to share each call cost ~0.07 ms of CPU per
     # workflow start (bench.request_cpu --temporal). tokio reads the variable when the runtime is built, at connect.

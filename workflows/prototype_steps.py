@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         VerificationRequest,
         VerificationResult,
     )
+    from models.untrusted import quoted
     from workflows.ai import ModelCaller
     from workflows.mail import send_to_account
     from workflows.prompts import FIX, AgentStep
@@ -114,7 +115,8 @@ class CodeRounds:
                 break
             self._fix_rounds += 1
             name = self._named(f"{FIX.name}-{self._fix_rounds}")
-            call = FIX.call(self._idea, {**texts, "code": "\n\n".join(code), "errors": self._verification.failures()})
+            errors = quoted(self._verification.failures())  # the code's own output: untrusted data
+            call = FIX.call(self._idea, {**texts, "code": "\n\n".join(code), "errors": errors})
             reply = await self._caller.ask(step_providers(order, step), call, purpose=name)
             await self._record_call(order, name, call.prompt, reply)
             code.append(reply.text)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from models.enums import AITier, PrototypeStatus
 from models.messages.ai import AICallPolicy, TranscriptionCall
+from models.untrusted import cleaned
 
 
 class VerificationRequest(BaseModel):
@@ -23,7 +24,9 @@ class VerificationRequest(BaseModel):
 class SandboxCheck(BaseModel):
     name: str = Field(description="What was checked: 'compile app/main.py', 'parse config.toml', 'pytest ...'")
     passed: bool
-    output: str = Field(default="", description="What the check said, trimmed to a few KB")
+    output: str = Field(
+        default="", description="What the check said (the code's output: data), trimmed to a few KB, controls stripped"
+    )
 
 
 class VerificationResult(BaseModel):
@@ -40,14 +43,17 @@ class VerificationResult(BaseModel):
     )
 
     def failures(self) -> str:
-        """What failed, as the fix prompt and VERIFICATION.md quote it."""
+        """What failed, as the fix prompt quotes it (`models.untrusted.quoted`: the output is the code's, hostile
+        data) and VERIFICATION.md shows it; control characters and escape sequences stripped (`cleaned`), also
+        from results recorded before the sandbox stripped them itself."""
         if not self.sandbox_available:
-            return f"Nothing was run: the sandbox is unavailable on this server ({self.sandbox_error})."
+            return cleaned(f"Nothing was run: the sandbox is unavailable on this server ({self.sandbox_error}).")
         if self.sandbox_error is not None:
-            return f"The sandbox could not run: {self.sandbox_error}"
+            return cleaned(f"The sandbox could not run: {self.sandbox_error}")
         if not self.files:
             return "No files could be read from the answer: give every file as a fenced block naming its path."
-        return "\n\n".join(f"{check.name}:\n{check.output}".rstrip() for check in self.checks if not check.passed)
+        failed = (f"{check.name}:\n{check.output}".rstrip() for check in self.checks if not check.passed)
+        return cleaned("\n\n".join(failed))
 
 
 class PrototypeOrder(BaseModel):
