@@ -15,7 +15,14 @@ one per run). Every check runs as `bwrap` with:
   `setsid` daemon included) outlives it, and the jail dies with the worker;
 - CPU seconds (RLIMIT_CPU), address space (RLIMIT_AS), file size (RLIMIT_FSIZE) and process count
   (RLIMIT_NPROC, set inside the jail: it counts the jail's processes) limits; at the wall time limit the
-  whole process group is killed.
+  whole process group is killed;
+- limits on the whole run (activities/sandbox_cgroups.py): the run's folder is a size-capped tmpfs the files are
+  copied into from a read-only bind (nothing it writes reaches the host's disk, and no run sees another's copy),
+  and where the worker may make cgroups (v2, or v1 on a hybrid host) each run has its own: memory (tmpfs pages
+  included, no swap), processes and a CPU rate (cores at once), its CPU time summed over every process it started
+  and ended at a limit. Where no cgroup can be made (an unprivileged container) the sandbox still runs, degraded
+  and saying so in its availability reason: the isolation is whole, only the totals of memory and CPU time of one
+  run are then bounded per process and by the wall time, and all runs together by the container's limits.
 The interpreter may live under a folder only the worker may enter (a 0700 home, `mktemp -d`): as root,
 what the jail binds is first mounted where nobody can reach it, in a private mount namespace
 (`Sandbox.command`). Where bwrap is missing or cannot make its namespaces, the sandbox is UNAVAILABLE: it
