@@ -15,7 +15,14 @@ one per run). Every check runs as `bwrap` with:
   `setsid` daemon included) outlives it, and the jail dies with the worker;
 - CPU seconds (RLIMIT_CPU), address space (RLIMIT_AS), file size (RLIMIT_FSIZE) and process count
   (RLIMIT_NPROC, set inside the jail: it counts the jail's processes) limits; at the wall time limit the
-  whole process group is killed.
+  whole process group is killed;
+- limits on the whole run (activities/sandbox_cgroups.py): the run's folder is a size-capped tmpfs the files are
+  copied into from a read-only bind (nothing it writes reaches the host's disk, and no run sees another's copy),
+  and where the worker may make cgroups (v2, or v1 on a hybrid host) each run has its own: memory (tmpfs pages
+  included, no swap), processes and a CPU rate (cores at once), its CPU time summed over every process it started
+  and ended at a limit. Where no cgroup can be made (an unprivileged container) the sandbox still runs, degraded
+  and saying so in its availability reason: the isolation is whole, only the totals of memory and CPU time of one
+  run are then bounded per process and by the wall time, and all runs together by the container's limits.
 The interpreter may live under a folder only the worker may enter (a 0700 home, `mktemp -d`): as root,
 what the jail binds is first mounted where nobody can reach it, in a private mount namespace
 (`Sandbox.command`). Where bwrap is missing or cannot make its namespaces, the sandbox is UNAVAILABLE: it
@@ -42,6 +49,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -49,6 +57,7 @@ from pathlib import Path, PurePosixPath
 from temporalio import activity
 
 from activities.packaging import code_files
+from activities.sandbox_cgroups import Cgroups, RunCgroup, RunLimits
 from models.messages.prototypes import SandboxCheck, VerificationRequest, VerificationResult
 from models.untrusted import cleaned
 
@@ -59,7 +68,11 @@ MAX_OUTPUT_CHARS = 4_000
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
 NOBODY = 65534
 WORK = "/sandbox"
-"""Where the run's folder is inside the jail (its working directory and HOME)."""
+"""The run's folder inside the jail (its working directory and HOME): a size-capped tmpfs the files are copied into."""
+INPUT = "/input"
+"""Where the worker's copy of the files is bound, read-only, for the launcher to copy into WORK."""
+POLL_SECONDS = 0.1
+"""How often the worker reads a run's CPU time while it runs."""
 STAGE = "/tmp"
 """As root: where the first bwrap mounts (on a tmpfs of its own) what the jail binds, for nobody to reach."""
 TMP_BYTES = 64 * 1024 * 1024
@@ -94,11 +107,13 @@ print(json.dumps(results))
 """
 
 # The jail's first program: sets RLIMIT_NPROC inside the jail's user namespace (so the limit counts the jail's
-# processes, not every process of the worker's user), then becomes the check.
+# processes, not every process of the worker's user), copies the files from the read-only INPUT into the run's
+# tmpfs (so whatever the check writes stays in memory, size-capped, never on the host's disk), then becomes the check.
 _LAUNCHER = (
-    "import os, resource, sys\n"
+    "import os, resource, shutil, sys\n"
     "n = int(sys.argv[1])\n"
     "resource.setrlimit(resource.RLIMIT_NPROC, (n, n))\n"
+    f"shutil.copytree({INPUT!r}, {WORK!r}, symlinks=True, dirs_exist_ok=True)\n"
     "os.execv(sys.argv[2], sys.argv[2:])\n"
 )
 
@@ -111,17 +126,30 @@ UNAVAILABLE = "sandbox unavailable"
 @dataclass(frozen=True)
 class SandboxLimits:
     cpu_seconds: int = 20
+    """CPU seconds of each process (RLIMIT_CPU)."""
+    total_cpu_seconds: float = 40.0
+    """CPU seconds of all the run's processes together (its cgroup's usage, where it has one), the gone included."""
     memory_bytes: int = 1024 * 1024 * 1024
+    """Address space of each process (RLIMIT_AS)."""
     file_bytes: int = 16 * 1024 * 1024
     processes: int = 64
+    """Processes (threads) of the whole run: RLIMIT_NPROC in the jail's user namespace, and its cgroup's pids.max."""
     wall_seconds: float = 60.0
+    disk_bytes: int = 64 * 1024 * 1024
+    """The run's folder: a tmpfs of this size (the files are copied in), so the run never writes the host's disk."""
+    total_memory_bytes: int = 1024 * 1024 * 1024
+    """Memory of the whole run, its tmpfs pages included (the cgroup's memory limit, no swap)."""
+    cpus: float = 1.0
+    """Cores the whole run may use at once (the cgroup's CPU quota): one run cannot starve the others."""
 
 
 @dataclass(frozen=True)
 class Ran:
     returncode: int | None
-    """None: killed at the wall time limit."""
+    """None: killed by the worker at a limit of the whole run (`killed` says which)."""
     output: str
+    killed: str | None = None
+    """Which limit of the whole run ended it: the wall time, or the CPU time of all its processes together."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +212,8 @@ def _outermost(paths: set[str]) -> tuple[str, ...]:
 class Availability:
     available: bool
     reason: str | None = None
-    """Why not, in words an operator can act on."""
+    """Why not, in words an operator can act on; when available, what the sandbox runs without (no per-run
+    cgroups: limits per process and per jail only)."""
 
 
 def trimmed(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
@@ -209,6 +238,7 @@ class Sandbox:
         self.bwrap = shutil.which(bwrap)
         self.setpriv = shutil.which("setpriv")
         self.interpreter = Interpreter.find(python)
+        self.cgroups = Cgroups.find()
         self.availability = self._probe(bwrap)
 
     @property
@@ -231,9 +261,19 @@ class Sandbox:
         if ran.returncode != 0 or "sandbox ready" not in ran.output:
             said = " ".join(ran.output.split())[-600:] or f"exit status {ran.returncode}"
             return Availability(False, f"the jail could not run the interpreter's checks ({said})")
+        if not self.cgroups.available:
+            # Degraded, not closed: the jail still isolates, and memory, CPU time, processes and disk stay bounded
+            # per process, per jail and by the tmpfs sizes; only the totals of memory and CPU time of a run are not.
+            return Availability(
+                True,
+                f"no per-run cgroups ({self.cgroups.reason}): memory and CPU time are limited per process, "
+                "processes per jail, disk by the jail's tmpfs sizes, and all runs together by the worker's container",
+            )
         return Availability(True)
 
-    def _limit(self) -> None:  # runs in the child between fork and exec: only async-signal-safe calls
+    def _limit(self, cgroup: RunCgroup | None) -> None:  # in the child between fork and exec: plain system calls
+        if cgroup is not None:
+            cgroup.enter()  # before bwrap starts: every process of the run is in the run's cgroup
         limits = self.limits
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
@@ -246,7 +286,7 @@ class Sandbox:
         (a 0700 home holding the interpreter): a first bwrap, as root, mounts what the jail binds on a tmpfs
         of a private mount namespace where nobody can reach it, then drops to nobody and makes the jail."""
         assert self.bwrap is not None
-        binds = [(host, inside, False) for host, inside in self.interpreter.binds] + [(str(folder), WORK, True)]
+        binds = [(host, inside, False) for host, inside in self.interpreter.binds] + [(str(folder), INPUT, False)]
         stage: list[str] = []
         if self.as_root:
             assert self.setpriv is not None
@@ -286,6 +326,10 @@ class Sandbox:
             str(TMP_BYTES),
             "--tmpfs",
             "/tmp",
+            "--size",
+            str(self.limits.disk_bytes),
+            "--tmpfs",
+            WORK,
         ]
         for path in TOP_LIBRARIES:
             if os.path.islink(path):
@@ -319,28 +363,49 @@ class Sandbox:
             "LANG": "C.UTF-8",
             "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # the generated tests get pytest alone, not the worker's plugins
         }
-        with tempfile.TemporaryFile() as output:
-            process = subprocess.Popen(
-                self.command(folder, arguments),
-                cwd="/",
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=self._limit,  # the limits must be set in the child before exec
-            )
+        limits = self.limits
+        cgroup = self.cgroups.make(RunLimits(limits.total_memory_bytes, limits.processes, limits.cpus))
+        try:
+            with tempfile.TemporaryFile() as output:
+                process = subprocess.Popen(
+                    self.command(folder, arguments),
+                    cwd="/",
+                    env=environment,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=functools.partial(self._limit, cgroup),  # set in the child before exec
+                )
+                returncode, killed = self._wait(process, cgroup)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # bwrap dies, its PID namespace with it
+                process.wait()
+                size = output.seek(0, os.SEEK_END)
+                output.seek(max(0, size - 4 * MAX_OUTPUT_CHARS))
+                text = output.read().decode("utf-8", "replace")
+            if cgroup is not None and (oom := cgroup.oom_kills()):
+                megabytes = limits.total_memory_bytes // 2**20
+                text = f"[sandbox: {oom} process(es) killed at the run's total memory limit ({megabytes} MB)]\n{text}"
+        finally:
+            if cgroup is not None:
+                cgroup.remove()  # kills anything left (nothing should be: the PID namespace is gone)
+        return Ran(returncode, text, killed)
+
+    def _wait(self, process: subprocess.Popen[bytes], cgroup: RunCgroup | None) -> tuple[int | None, str | None]:
+        """The run's exit status, or (None, which limit) when the worker ends it: the wall time, or the CPU time
+        of all its processes together (its cgroup's, where it has one)."""
+        limits = self.limits
+        deadline = time.monotonic() + limits.wall_seconds
+        while True:
             try:
-                returncode: int | None = process.wait(timeout=self.limits.wall_seconds)
+                return process.wait(timeout=max(0.0, min(POLL_SECONDS, deadline - time.monotonic()))), None
             except subprocess.TimeoutExpired:
-                returncode = None
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            size = output.seek(0, os.SEEK_END)
-            output.seek(max(0, size - 4 * MAX_OUTPUT_CHARS))
-            text = output.read().decode("utf-8", "replace")
-        return Ran(returncode, text)
+                pass
+            if cgroup is not None and cgroup.cpu_seconds() > limits.total_cpu_seconds:
+                return None, f"the CPU time limit of the whole run ({limits.total_cpu_seconds:g} s)"
+            if time.monotonic() >= deadline:
+                return None, f"the wall time limit ({limits.wall_seconds:g} s)"
 
     def verify(self, request: VerificationRequest) -> VerificationResult:
         files: dict[str, str] = {}
@@ -383,7 +448,7 @@ class Sandbox:
         try:
             verdicts = json.loads(ran.output.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            why = "killed at the wall time limit" if ran.returncode is None else f"exit status {ran.returncode}"
+            why = f"killed at {ran.killed}" if ran.returncode is None else f"exit status {ran.returncode}"
             return [
                 SandboxCheck(name="syntax", passed=False, output=trimmed(f"the checker failed ({why})\n{ran.output}"))
             ]
@@ -395,7 +460,7 @@ class Sandbox:
     def _pytest(self, folder: Path, tests: list[str]) -> SandboxCheck:
         ran = self.run(folder, ["-m", "pytest", "-q", "-p", "no:cacheprovider", "--color=no", *tests])
         if ran.returncode is None:
-            verdict = f"killed at the wall time limit ({self.limits.wall_seconds:g} s)\n"
+            verdict = f"killed at {ran.killed}\n"
         elif ran.returncode < 0:
             verdict = f"killed by signal {signal.Signals(-ran.returncode).name} (a CPU, memory or file limit)\n"
         elif ran.returncode >= 128 and ran.returncode - 128 in signal.valid_signals():

@@ -52,3 +52,26 @@ def test_labels_used_on_project_metrics_exist() -> None:
             base = next(n for n in labels if name == n or any(name == n + s for s in SUFFIXES))
             for label in re.findall(r"(\w+)\s*=~?", selector):
                 assert label in labels[base], (name, label)
+
+
+def test_the_workers_compose_service_gives_bubblewrap_what_it_needs() -> None:
+    """The worker verifies generated code in bubblewrap: user namespaces (Docker's seccomp profile), mounts (its
+    AppArmor profile) and a fresh /proc (its masked paths) must be allowed, for the worker only; no capability is
+    added; the container's limits bound all runs together (no per-run cgroups in a container)."""
+    services = yaml.safe_load((DEPLOY.parent / "docker-compose.yml").read_text())["services"]
+    worker = services["worker"]
+    assert {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"} <= set(worker["security_opt"])
+    assert "cap_add" not in worker and not worker.get("privileged")
+    assert worker["mem_limit"] and worker["pids_limit"] and worker["cpus"]
+    for name, service in services.items():
+        if name != "worker":
+            assert "security_opt" not in service and not service.get("privileged"), name
+
+
+def test_the_image_carries_bubblewrap_and_runs_as_an_unprivileged_user() -> None:
+    dockerfile = (DEPLOY.parent / "Dockerfile").read_text()
+    assert re.search(r"apt-get install [^\n]*\bbubblewrap\b", dockerfile)
+    assert re.search(r"^USER statex$", dockerfile, re.MULTILINE)
+    assert not list(DEPLOY.rglob("*.y*ml")) or not any(
+        "kind: Deployment" in path.read_text() for path in DEPLOY.rglob("*.y*ml")
+    ), "Kubernetes manifests: give the worker seccompProfile/appArmorProfile Unconfined and test them here"

@@ -45,7 +45,11 @@ class VerificationCapabilities(BaseModel):
     available: bool = Field(
         description="Generated code is checked in the bubblewrap sandbox; false: prototypes complete not verified"
     )
-    reason: str | None = Field(default=None, description="Why it is unavailable (bubblewrap missing, no namespaces)")
+    reason: str | None = Field(
+        default=None,
+        description="Why it is unavailable (bubblewrap missing, no namespaces); when available, what it runs without "
+        "(no per-run cgroups)",
+    )
 
 
 class Capabilities(BaseModel):

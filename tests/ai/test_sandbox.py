@@ -7,6 +7,7 @@ These tests need bubblewrap (`apt-get install bubblewrap`): without it they fail
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.metadata
 import os
@@ -452,7 +453,7 @@ def test_a_two_gigabyte_allocation_fails_at_the_memory_limit() -> None:
 
 def test_a_fork_bomb_stops_at_the_process_limit() -> None:
     bomb = """
-import os, pytest
+import os, pytest, signal
 
 def test_fork_without_end():
     children = []
@@ -460,7 +461,8 @@ def test_fork_without_end():
         for _ in range(1000):
             pid = os.fork()
             if pid == 0:
-                os.pause()
+                signal.pause()  # (os has no pause: the children used to die of an AttributeError in pytest's hands)
+                os._exit(0)
             children.append(pid)
     assert len(children) < 64
 """
@@ -480,3 +482,287 @@ def test_a_flood_of_output_is_cut_at_the_file_size_limit_and_only_its_tail_is_ke
     passed, output = check(result, "pytest")
     assert not passed
     assert len(output) < 5_000
+
+
+# One customer per run: limits on the whole run (every process it starts together), and runs apart.
+
+
+UNCAPTURED = ("pytest.ini", "[pytest]\naddopts = -s\n")
+"""Generated code may configure pytest: here so that what it prints reaches the output even when it passes or its
+process is killed (the positive controls)."""
+
+
+def test_the_sandbox_has_per_run_cgroups_here() -> None:
+    """The attack tests below prove totals through the run's cgroup: on this host the worker may make one."""
+    made = sandbox()
+    assert made.cgroups.available, made.availability.reason
+    assert made.availability.reason is None
+
+
+def test_several_children_together_stop_at_the_runs_memory_limit() -> None:
+    limits = SandboxLimits(memory_bytes=512 * 2**20, total_memory_bytes=256 * 2**20, wall_seconds=30)
+    hogs = """
+import pathlib, subprocess, sys, time
+
+HOLD = '''
+import pathlib, sys, time
+block = b"x" * (150 * 1024 * 1024)  # touched: resident, each child below its own address-space limit
+print("HELD", sys.argv[1], flush=True)
+pathlib.Path("held-" + sys.argv[1]).touch()
+deadline = time.monotonic() + 10
+while len(list(pathlib.Path().glob("held-*"))) < 4 and time.monotonic() < deadline:
+    time.sleep(0.05)
+'''
+
+def test_four_children_hold_150_mb_each():
+    children = [subprocess.Popen([sys.executable, "-c", HOLD, str(n)]) for n in range(4)]
+    codes = [child.wait(timeout=30) for child in children]
+    print("CODES", codes, flush=True)
+    assert all(code == 0 for code in codes)
+"""
+    result = verify(("test_hogs.py", hogs), UNCAPTURED, limits=limits)
+    passed, output = check(result, "pytest")
+    assert not passed
+    assert "HELD" in output, output  # positive control: the hostile code ran and one child did hold its block
+    assert output.count("HELD ") < 4  # never all four at once: 600 MB > the run's 256 MB
+    assert "killed at the run's total memory limit (256 MB)" in output, output
+    assert "-9" in output  # the kernel killed a child (SIGKILL)
+
+
+def test_children_forking_together_stop_at_the_runs_process_limit() -> None:
+    limits = SandboxLimits(processes=24, cpu_seconds=10, wall_seconds=30)
+    bomb = """
+import os, pathlib, signal, time
+
+def test_four_children_fork_without_end():
+    for n in range(4):
+        if os.fork() == 0:  # each child forks as many as it can: alone, each stays under the limit
+            try:
+                made = 0
+                try:
+                    for _ in range(100):
+                        if os.fork() == 0:
+                            signal.pause()
+                            os._exit(0)
+                        made += 1
+                except OSError:
+                    pass
+                pathlib.Path(f"count-{n}").write_text(str(made))
+                signal.pause()
+            finally:
+                os._exit(0)
+    deadline = time.monotonic() + 15
+    while len(list(pathlib.Path().glob("count-*"))) < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    total = sum(int(path.read_text()) for path in pathlib.Path().glob("count-*"))
+    print("TOTAL", total, flush=True)
+    assert 0 < total < 24
+"""
+    result = verify(("test_bomb.py", bomb), UNCAPTURED, limits=limits)
+    passed, output = check(result, "pytest")
+    assert passed, output
+    total = int(output.split("TOTAL ")[1].split()[0])
+    assert 1 <= total < 24  # positive control: children did fork; all together stayed under the run's limit
+
+
+def test_many_files_stop_at_the_runs_disk_limit() -> None:
+    limits = SandboxLimits(file_bytes=1024 * 1024, disk_bytes=8 * 1024 * 1024, wall_seconds=30)
+    fill = """
+import errno, pathlib
+
+def test_128_files_of_1_mb():
+    written = 0
+    try:
+        for n in range(128):
+            pathlib.Path(f"fill-{n}").write_bytes(b"x" * (1024 * 1024))
+            written += 1
+    except OSError as error:
+        print("STOPPED", written, errno.errorcode[error.errno], flush=True)
+        raise
+"""
+    disk = shutil.disk_usage(tempfile.gettempdir()).used
+    result = verify(("test_fill.py", fill), UNCAPTURED, limits=limits)
+    passed, output = check(result, "pytest")
+    assert not passed
+    assert "STOPPED" in output, output  # positive control: files were written until the run's folder was full
+    written = int(output.split("STOPPED ")[1].split()[0])
+    assert 1 <= written < 8 and "ENOSPC" in output
+    assert shutil.disk_usage(tempfile.gettempdir()).used - disk < 64 * 1024 * 1024  # the host's disk: untouched
+
+
+async def test_setsid_spinners_stop_at_the_runs_cpu_limit_and_burn_nothing_after() -> None:
+    marker = f"statex-spinner-{uuid.uuid4().hex}"
+    limits = SandboxLimits(cpu_seconds=60, total_cpu_seconds=3, cpus=2, wall_seconds=40)
+    spin = f"""
+import subprocess, sys
+
+def test_spin_in_four_sessions():
+    code = "# {marker}\\nwhile True: pass"
+    spinners = [subprocess.Popen([sys.executable, "-c", code], start_new_session=True) for _ in range(4)]
+    print("SPINNING", len(spinners), flush=True)
+    for spinner in spinners:
+        spinner.wait()
+"""
+    started = time.monotonic()
+    result = await asyncio.to_thread(verify, ("test_spin.py", spin), UNCAPTURED, limits=limits)
+    passed, output = check(result, "pytest")
+    assert not passed
+    assert "SPINNING 4" in output  # positive control
+    assert "killed at the CPU time limit of the whole run (3 s)" in output, output
+    assert time.monotonic() - started < 20  # far from the wall limit: 4 spinners x 60 s of CPU each were allowed
+
+    async def gone() -> bool:
+        return not _processes_with(marker)
+
+    # Gone, so burning nothing: the spinners ran in sessions of their own, outside the check's process group,
+    # and died with the run's PID namespace (and its cgroup, which the worker removes only once it is empty).
+    await eventually(gone, within=10, what="the spinners to die with the run")
+
+
+VICTIM = """
+import pathlib, time
+
+def test_victim_{token}():
+    print("VICTIM-STARTED", flush=True)
+    deadline = time.monotonic() + 30
+    while not pathlib.Path("go").exists():  # the test says when the other run is done
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    mine = sorted(str(path) for path in pathlib.Path().rglob("*") if "__pycache__" not in str(path))
+    print("VICTIM-SAW", mine, flush=True)
+    assert mine == ["go", "pytest.ini", "test_victim_{token}.py"], mine
+"""
+
+ATTACKER = """
+import glob, os, pathlib
+
+def test_reach_the_other_run():
+    print("ATTACKER-RAN", flush=True)
+    targets = {folders!r} + glob.glob("/tmp/verify-*") + glob.glob("/proc/*/cwd") + glob.glob("/proc/*/root/sandbox")
+    planted, read = [], []
+    for folder in targets:
+        try:
+            pathlib.Path(folder, "conftest.py").write_text("def pytest_configure(): raise SystemExit('planted')")
+            if not os.path.samefile(folder, "."):
+                planted.append(folder)
+        except OSError:
+            pass
+        for name in ("test_victim_{token}.py",):
+            try:
+                read.append(pathlib.Path(folder, name).read_text())
+            except OSError:
+                pass
+    for root, _, files in os.walk("/"):
+        if root.startswith(("/proc", "/sys", "/usr", "/dev")):
+            continue
+        read += [root for name in files if "{token}" in name]
+    print("ATTACKER-TRIED", len(targets), flush=True)
+    assert (planted, read) == ([], [])
+"""
+
+
+async def test_one_run_cannot_plant_a_file_in_or_read_another_runs_folder() -> None:
+    token = uuid.uuid4().hex
+    victim_file = f"test_victim_{token}.py"
+    victim = asyncio.create_task(asyncio.to_thread(verify, (victim_file, VICTIM.format(token=token)), UNCAPTURED))
+
+    async def victim_running() -> bool:
+        return bool(_processes_with(victim_file))
+
+    await eventually(victim_running, within=20, what="the victim's check to run")
+    # The victim's folder on the host (the worker's copy of its files): the attacker is told where it is.
+    folders = _host_folders_holding(victim_file)
+    assert folders
+    attack = ATTACKER.format(folders=folders, token=token)
+    attacker = await asyncio.to_thread(verify, ("test_attack.py", attack), UNCAPTURED)
+    passed, output = check(attacker, "pytest")
+    assert "ATTACKER-RAN" in output and "ATTACKER-TRIED" in output  # positive control
+    assert passed, output
+    _let_go(victim_file)
+    result = await victim
+    passed, output = check(result, "pytest")
+    assert "VICTIM-SAW" in output and passed, output
+    assert not any((Path(folder) / "conftest.py").exists() for folder in folders)
+
+
+def _host_folders_holding(name: str) -> list[str]:
+    """The worker's folders (its copy of a run's files) that hold a file `name`."""
+    return [str(path.parent) for path in Path(tempfile.gettempdir()).glob(f"verify-*/{name}")]
+
+
+def _let_go(name: str) -> None:
+    """Puts `go` in the run folder of the check whose command line names `name`, through its /proc."""
+    # As root, as the jail's user: a file of uid 0 cannot be made in a file system of its user namespace (EOVERFLOW).
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    for pid in _processes_with(name):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/cwd") == "/sandbox":  # the check's pytest, not bwrap (its cwd is the host's /)
+                subprocess.run([*drop, "touch", f"/proc/{pid}/cwd/go"], check=False, timeout=10)
+
+
+async def test_killing_its_parent_and_every_process_leaves_the_worker_and_nothing_of_the_jail() -> None:
+    marker = f"statex-killer-{uuid.uuid4().hex}"
+    killer = f"""
+import os, signal, subprocess, sys
+
+def test_kill_everything():
+    subprocess.Popen([sys.executable, "-c", "# {marker}\\nimport time\\nwhile True: time.sleep(1)"],
+                     start_new_session=True)
+    print("KILLING", os.getppid(), flush=True)
+    os.kill(os.getppid(), signal.SIGKILL)
+    os.kill(-1, signal.SIGKILL)  # kill -9 -1: every process this one may signal
+    print("STILL-HERE", flush=True)
+"""
+    result = await asyncio.to_thread(verify, ("test_killer.py", killer), UNCAPTURED)
+    passed, output = check(result, "pytest")
+    assert "KILLING" in output  # positive control: the hostile code ran
+    assert passed and "STILL-HERE" in output, output  # its parent is the jail's init, out of its reach
+    assert result.sandbox_available  # the worker (this process) is alive and has the verdict
+
+    async def gone() -> bool:
+        return not _processes_with(marker)
+
+    await eventually(gone, within=10, what="what it started to die with the run")
+
+
+WORKER = """
+import sys, uuid
+from activities.sandbox import Sandbox, SandboxLimits
+from models.messages.prototypes import VerificationRequest
+code = sys.argv[1]
+request = VerificationRequest(prototype_id=uuid.uuid4(), round=0, code_answers=[code])
+Sandbox(SandboxLimits(wall_seconds=60)).verify(request)
+"""
+
+
+async def test_when_the_worker_is_killed_nothing_of_the_jail_survives_it() -> None:
+    marker = f"statex-orphan-{uuid.uuid4().hex}"
+    daemon = f"""
+import subprocess, sys, time
+
+def test_outlive_the_worker():
+    subprocess.Popen([sys.executable, "-c", "# {marker}\\nimport time\\nwhile True: time.sleep(1)"],
+                     start_new_session=True)
+    deadline = time.monotonic() + 50
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+"""
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WORKER, answer(("test_orphan.py", daemon)), cwd=ROOT
+    )
+    try:
+
+        async def started() -> bool:
+            assert worker.returncode is None
+            return bool(_processes_with(marker))
+
+        await eventually(started, within=30, what="the jail's daemon to start (positive control)")
+    finally:
+        worker.kill()  # SIGKILL: the worker gets no chance to clean up
+        await worker.wait()
+
+    async def gone() -> bool:
+        return not _processes_with(marker) and not _processes_with("test_orphan.py")
+
+    await eventually(gone, within=10, what="the jail to die with the worker (--die-with-parent)")
