@@ -248,6 +248,17 @@ class Settings(BaseSettings):
     """How long one GET /api/prototypes/{id}/events stays open; then the client reconnects with Last-Event-ID."""
     prototype_events_keepalive_seconds: float = Field(default=15.0, gt=0)
     """While no event comes (a long step), the stream sends an SSE comment this often: proxies cut idle streams."""
+    prototype_events_per_user: int = Field(default=8, ge=1, le=1000)
+    """Event streams one account may hold open in one API process; the next is a 429 with Retry-After."""
+    prototype_events_per_process: int = Field(default=1000, ge=1, le=100_000)
+    """Event streams one API process holds open in all; the next is a 429 with Retry-After. Open streams are not
+    requests in flight (API_MAX_CONCURRENCY): this bound is theirs."""
+    prototype_events_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    """How often a prototype with open streams has its workflow asked for new events: once per prototype and
+    process, however many streams follow it."""
+    prototype_events_session_check_seconds: float = Field(default=3.0, gt=0, le=60)
+    """How often open streams have their sessions checked: a stream ends within this long of a logout or a
+    revoked refresh family."""
     prototype_events_token_seconds: int = Field(default=300, ge=10, le=3600)
     """How long the `events_url` of a status answer opens its stream (EventSource cannot send an Authorization
     header, so the URL carries a token for that one stream). A stream once open stays open; a reconnect after

@@ -32,6 +32,7 @@ from logs import configure_logging, stop_queueing
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
 from observability import init_sentry, install_log_redaction
+from services.prototype_events import EventWatchers
 from services.runtime import Runtime
 from settings import Settings, get_settings
 from tracing import configure_tracing, trace_requests
@@ -95,12 +96,14 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
             storage=build_storage(settings),
         )
         app.state.rate_limiter = RateLimiter(settings)
+        app.state.event_watchers = EventWatchers(app.state.runtime)
         if served:  # modules, routes, schemas live as long as the process: a full collection scanned them all,
             gc.collect()  # ~100 ms in which no request was answered; frozen, they are never scanned again
             gc.freeze()
         try:
             yield
         finally:
+            await app.state.event_watchers.close()
             await app.state.rate_limiter.close()
             await app.state.runtime.storage.aclose()
             await database.close()

@@ -4,15 +4,22 @@ Past the bound a request is answered at once with 503 and `Retry-After: 1`, befo
 a database connection: a saturated process stays responsive, and what it takes on it can finish within the
 client's patience instead of queueing behind thousands of others. Pure ASGI, so streamed bodies pass through.
 The probes and /metrics are never shed: an orchestrator must see a busy process as alive, not kill it.
+An event stream counts while it is being opened (authentication, the owner's check) and no longer once its
+answer has started: an open stream is no request in flight, and has bounds of its own (services.prototype_events),
+so that streams held open, however many, never make everyone else's requests a 503.
 """
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+import re
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
 
 NEVER_SHED = frozenset({"/health", "/ready", "/metrics"})
+LONG_LIVED = re.compile(r"^/api/prototypes/[^/]+/events$")
+"""Streams: counted until their answer starts, not for as long as they stay open."""
 
 
 class LoadShedding:
@@ -30,7 +37,21 @@ class LoadShedding:
             await busy(scope, receive, send)
             return
         self.in_flight += 1  # one event loop per process: no lock needed between the check and the count
+        counted = True
+
+        def uncount() -> None:
+            nonlocal counted
+            if counted:
+                counted = False
+                self.in_flight -= 1
+
+        async def send_then_uncount(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                uncount()
+            await send(message)
+
+        streams = LONG_LIVED.match(scope["path"]) is not None
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_then_uncount if streams else send)
         finally:
-            self.in_flight -= 1
+            uncount()

@@ -48,10 +48,15 @@ class Account(BaseModel):
     language: str
     tier: ServiceTier
     created_at: datetime
+    session_id: uuid.UUID | None = None
+    """The session the caller signed in with (None for an account just registered): an event stream it opens
+    ends with it."""
 
+
+_ACCOUNT_COLUMNS = [col(getattr(User, name)) for name in Account.model_fields if name != "session_id"]
 
 LIVE_ACCOUNT = (
-    sa.select(*(col(getattr(User, name)) for name in Account.model_fields))
+    sa.select(*_ACCOUNT_COLUMNS)
     .join(Session, col(Session.user_id) == col(User.id))
     .where(
         col(User.id) == sa.bindparam("user_id"),
@@ -61,10 +66,6 @@ LIVE_ACCOUNT = (
 )
 """The account behind a session that has not been revoked; built once, as every signed-in request runs it."""
 
-ACCOUNT = sa.select(*(col(getattr(User, name)) for name in Account.model_fields)).where(
-    col(User.id) == sa.bindparam("user_id")
-)
-"""An account by its id, for a credential that names its user but no session (a prototype's events URL)."""
 
 BAD_CREDENTIALS = "Invalid email or password"  # wrong password and unknown email alike, on purpose
 
@@ -155,17 +156,25 @@ class AccountService(Service):
             raise Unauthorized(str(err).capitalize()) from err
         # Every signed-in request comes through here: one autocommit round trip, no ORM objects. Nothing is
         # cached, so a session revoked a moment ago is refused on the very next request.
-        rows = await self.database.fetch(LIVE_ACCOUNT, {"user_id": claims.user_id, "session_id": claims.session_id})
+        return await self.signed_in(claims.user_id, claims.session_id)
+
+    async def signed_in(self, user_id: uuid.UUID, session_id: uuid.UUID) -> Account:
+        """The account behind a session that has not been revoked (401 otherwise): an access token's, or the
+        one a short-lived signed URL was issued in."""
+        rows = await self.database.fetch(LIVE_ACCOUNT, {"user_id": user_id, "session_id": session_id})
         if not rows:
             raise Unauthorized("Session revoked or user no longer exists")
-        return Account.model_validate(rows[0])
+        return Account.model_validate({**rows[0], "session_id": session_id})
 
-    async def account(self, user_id: uuid.UUID) -> Account:
-        """The account a short-lived signed URL was issued to, as long as it still exists (401 otherwise)."""
-        rows = await self.database.fetch(ACCOUNT, {"user_id": user_id})
-        if not rows:
-            raise Unauthorized("The user no longer exists")
-        return Account.model_validate(rows[0])
+    async def live_sessions(self, session_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+        """Those of the sessions that have not been revoked (nor deleted with their user)."""
+        if not session_ids:
+            return set()
+        statement = sa.select(col(Session.id)).where(
+            col(Session.id).in_(session_ids), col(Session.revoked_at).is_(None)
+        )
+        async with self.database.read() as connection:
+            return set((await connection.scalars(statement)).all())
 
     def _token_pair(self, user_id: uuid.UUID, refresh_token: RefreshToken) -> TokenPair:
         access, lifetime = issue_access_token(self.settings, user_id, refresh_token.session_id)

@@ -40,14 +40,12 @@ from models.api.prototypes import (
 from models.enums import AITier, PrototypeStatus
 from models.messages.ai import TranscriptionCall
 from models.messages.prototypes import (
-    ENDING_EVENTS,
     ON_APPROVE,
     ON_DECLINE,
     ON_EDIT,
     PendingApproval,
     PrototypeApproval,
     PrototypeEvent,
-    PrototypeEventKind,
     PrototypeOrder,
     PrototypeProgress,
     RevisionOrder,
@@ -59,8 +57,9 @@ from services.ai import call_policy, providers_for, transcribers_for
 from services.errors import Conflict, IdempotencyKeyInUse, NotFound, Unauthorized
 from services.files import FileService, browser_link, download_path, kept_in_eu
 from services.idempotency import claim
+from services.prototype_events import EventWatchers
 from services.runtime import Service
-from services.security import InvalidToken, events_token_user, sign_events_token
+from services.security import InvalidToken, events_token_claims, sign_events_token
 from services.staging import staged
 from services.temporal import reaching_temporal, rpc_timeout, start_workflow
 from services.waiting import wait_for_caller
@@ -77,8 +76,6 @@ log = logging.getLogger(__name__)
 
 LIST_LIMIT = 100
 MAX_WAIT_SECONDS = 60
-EVENT_POLL_SECONDS = 0.5
-"""How often an open progress stream asks the workflow for new events (a query: no database involved)."""
 _MICROS_PER_USD = 1_000_000
 _UNDER_WAY = (PrototypeStatus.QUEUED, PrototypeStatus.RUNNING, PrototypeStatus.AWAITING_APPROVAL)
 
@@ -88,11 +85,13 @@ def status_url(prototype_id: uuid.UUID) -> str:
     return f"/api/prototypes/{prototype_id}"
 
 
-def events_url(settings: Settings, prototype: Prototype) -> str:
-    """The progress stream's URL as EventSource opens it: signed for this prototype's stream and its owner, for
-    PROTOTYPE_EVENTS_TOKEN_SECONDS (an HMAC: microseconds, so every status answer gets a fresh one)."""
+def events_url(settings: Settings, prototype: Prototype, session_id: uuid.UUID | None) -> str:
+    """The progress stream's URL as EventSource opens it: signed for this prototype's stream, its owner and the
+    session asking, for PROTOTYPE_EVENTS_TOKEN_SECONDS (an HMAC: microseconds, so every status answer gets a
+    fresh one). Without a session (none asked) it is signed for the nil session, which opens nothing."""
     expires_at = int(time.time()) + settings.prototype_events_token_seconds
-    token = sign_events_token(settings, prototype.user_id, prototype.id, expires_at)
+    session = session_id or uuid.UUID(int=0)
+    token = sign_events_token(settings, prototype.user_id, session, prototype.id, expires_at)
     return f"{status_url(prototype.id)}/events?token={token}"
 
 
@@ -128,11 +127,11 @@ class PrototypeService(Service):
             self.database, "prototype", f"user:{account.id}", idempotency_key, body.model_dump(mode="json")
         )
         if (earlier := await self._find(prototype_id)) is not None:
-            return accepted(self.settings, earlier)
+            return accepted(self.settings, earlier, account.session_id)
         prototype = Prototype(id=prototype_id, user_id=account.id, idea=body.idea, source="text")
         order = self._order(prototype, account, providers, provider_named=body.model is not None)
         await self._start(prototype, order.model_copy(update={"review_requirements": body.review_requirements}))
-        return accepted(self.settings, prototype)
+        return accepted(self.settings, prototype, account.session_id)
 
     async def earlier(
         self,
@@ -150,7 +149,7 @@ class PrototypeService(Service):
             return None
         claimed = await self._claim_voice(account, received, language, review_requirements, idempotency_key)
         earlier = await self._find(claimed)
-        return accepted(self.settings, earlier) if earlier is not None else None
+        return accepted(self.settings, earlier, account.session_id) if earlier is not None else None
 
     async def submit_voice(
         self,
@@ -166,7 +165,7 @@ class PrototypeService(Service):
         `review_requirements`, it pauses after the requirements for approval, as a typed idea's does."""
         prototype_id = await self._claim_voice(account, received, language, review_requirements, idempotency_key)
         if (earlier := await self._find(prototype_id)) is not None:
-            return accepted(self.settings, earlier)
+            return accepted(self.settings, earlier, account.session_id)
         async with FileService(self.runtime).keep(received, account) as audio:
             prototype = Prototype(id=prototype_id, user_id=account.id, idea="", source="voice")
             message = TranscriptionCall(
@@ -184,7 +183,7 @@ class PrototypeService(Service):
                 transcribers=chains.transcribers,
             )
             await self._start(prototype, order.model_copy(update={"review_requirements": review_requirements}))
-        return accepted(self.settings, prototype)
+        return accepted(self.settings, prototype, account.session_id)
 
     async def get(
         self, account: Account, prototype_id: uuid.UUID, *, wait: float = 0, gone: asyncio.Event | None = None
@@ -195,7 +194,7 @@ class PrototypeService(Service):
         prototype is not found."""
         prototype = await self._owned(account, prototype_id)
         if prototype.status not in _UNDER_WAY:
-            return await self._view(prototype, stored_progress(prototype))
+            return await self._view(account, prototype, stored_progress(prototype))
         handle = self.temporal.get_workflow_handle_for(PrototypeWorkflow.run, workflow_id(prototype_id))
         if wait:
             # Still running, failed, or Temporal out of reach: in every case the row says where things stand.
@@ -203,7 +202,7 @@ class PrototypeService(Service):
                 await wait_for_caller(handle.result(), wait, gone, what="prototype")
             prototype = await self._owned(account, prototype_id)
             if prototype.status not in _UNDER_WAY:
-                return await self._view(prototype, stored_progress(prototype))
+                return await self._view(account, prototype, stored_progress(prototype))
         try:
             live = await handle.query(PrototypeWorkflow.progress, rpc_timeout=rpc_timeout(self.settings))
         except (RPCError, WorkflowQueryFailedError) as err:  # no worker to answer right now: the row answers
@@ -211,7 +210,7 @@ class PrototypeService(Service):
             live = stored_progress(prototype)
             if prototype.status == PrototypeStatus.AWAITING_APPROVAL:
                 live.approval = await self._stored_approval(prototype_id)
-        return await self._view(prototype, live)
+        return await self._view(account, prototype, live)
 
     async def approve(self, account: Account, prototype_id: uuid.UUID, body: ApprovalRequest) -> PrototypeView:
         """The customer's answer to requirements awaiting approval (the workflow's update, whose validator refuses
@@ -229,81 +228,38 @@ class PrototypeService(Service):
                 )
             except WorkflowUpdateFailedError as err:  # answered already, or no longer waiting
                 raise Conflict("The prototype is not waiting for approval") from err
-        return await self._view(await self._owned(account, prototype_id), live)
+        return await self._view(account, await self._owned(account, prototype_id), live)
 
     async def events_caller(self, token: str, prototype_id: uuid.UUID) -> Account:
-        """Who an `events_url` token lets in: its user, on this prototype's stream only. Tampered with, expired
-        or another prototype's: 401. Accepted nowhere else (no other route reads it, and it passes for no
-        access token or download link)."""
+        """Who an `events_url` token lets in: its user, in the session it was issued in, on this prototype's
+        stream only. Tampered with, expired, another prototype's, or its session revoked since: 401. Accepted
+        nowhere else (no other route reads it, and it passes for no access token or download link)."""
         try:
-            user_id = events_token_user(self.settings, token, prototype_id)
+            claims = events_token_claims(self.settings, token, prototype_id)
         except InvalidToken as err:
             raise Unauthorized("The events URL is invalid or has expired: poll the status for a fresh one") from err
-        return await AccountService(self.runtime).account(user_id)
+        return await AccountService(self.runtime).signed_in(claims.user_id, claims.session_id)
 
     async def events(
-        self, account: Account, prototype_id: uuid.UUID, *, after: int
+        self, account: Account, prototype_id: uuid.UUID, watchers: EventWatchers, *, after: int
     ) -> AsyncIterator[PrototypeEventView]:
         """The progress stream: the workflow's events after the one with id `after`, as they happen, ending after
-        `completed` or `failed`, or after PROTOTYPE_EVENTS_MAX_SECONDS (the client then resumes from its last id).
-        A resume from the last id or past it gets the ending event again, so that the client knows to stop.
-        Ownership is checked here, before the stream opens (someone else's prototype is not found); the stream
-        itself asks Temporal, and reads the row only when no worker answers, each read a short session."""
+        `completed` or `failed`, after PROTOTYPE_EVENTS_MAX_SECONDS (the client then resumes from its last id), or
+        once the caller's session is revoked. A resume from the last id or past it gets the ending event again,
+        so that the client knows to stop. Ownership is checked here, before the stream opens (someone else's
+        prototype is not found); the stream itself follows the prototype's one watcher in this process
+        (services.prototype_events), which asks Temporal for every stream at once, and holds no connection."""
         await self._owned(account, prototype_id)
-        return self._follow(prototype_id, after)
+        session_id = account.session_id or uuid.UUID(int=0)  # none: the check finds it revoked at once
+        return self._follow(watchers, prototype_id, session_id, after)
 
-    async def _follow(self, prototype_id: uuid.UUID, after: int) -> AsyncIterator[PrototypeEventView]:
-        handle = self.temporal.get_workflow_handle_for(PrototypeWorkflow.run, workflow_id(prototype_id))
-        closes_at = time.monotonic() + self.settings.prototype_events_max_seconds
-        while True:
-            left = timedelta(seconds=max(closes_at - time.monotonic(), EVENT_POLL_SECONDS))
-            try:
-                # From the last event the client saw, so that a client resuming after the end learns it ended.
-                logged = await handle.query(
-                    PrototypeWorkflow.events, max(after - 1, 0), rpc_timeout=min(rpc_timeout(self.settings), left)
-                )
-                if not logged and after > 0:  # an id past the log's end: the whole log says where it stands
-                    logged = await handle.query(PrototypeWorkflow.events, 0, rpc_timeout=rpc_timeout(self.settings))
-                    after = min(after, len(logged))
-            except (RPCError, WorkflowQueryFailedError) as err:  # no worker answers right now: the row may
-                log.info("prototype %s: event log unavailable (%s); asking the database", prototype_id, err)
-                if (ending := await self._stored_ending(prototype_id, after)) is not None:
-                    yield ending
-                    return
-            else:
-                ended = bool(logged) and logged[-1].kind in ENDING_EVENTS
-                # A client resuming at or past the end gets the ending again rather than an empty stream, which
-                # EventSource would only reconnect to, for ever.
-                for event in [event for event in logged if event.id > after] or (logged[-1:] if ended else []):
-                    yield event_view(self.settings, prototype_id, event)
-                    after = max(after, event.id)
-                if ended:
-                    return
-            if time.monotonic() + EVENT_POLL_SECONDS >= closes_at:
-                return
-            await asyncio.sleep(EVENT_POLL_SECONDS)
-
-    async def _stored_ending(self, prototype_id: uuid.UUID, after: int) -> PrototypeEventView | None:
-        """The last event as the row records it, once the pipeline has ended and its workflow cannot be asked."""
-        prototype = await self._find(prototype_id)
-        if prototype is None or prototype.status in _UNDER_WAY:
-            return None
-        completed = prototype.status == PrototypeStatus.COMPLETED
-        kinds: dict[PrototypeStatus, PrototypeEventKind] = {
-            PrototypeStatus.COMPLETED: "completed",
-            PrototypeStatus.CANCELLED: "cancelled",
-        }
-        event = PrototypeEvent(
-            id=after + 1,
-            kind=kinds.get(prototype.status, "failed"),
-            at=prototype.completed_at or prototype.updated_at,
-            step=None if completed else prototype.current_step,
-            cost_usd_micros=prototype.cost_usd_micros,
-            verified=prototype.verified,
-            file_id=prototype.file_id,
-            error=prototype.error,
-        )
-        return event_view(self.settings, prototype_id, event)
+    async def _follow(
+        self, watchers: EventWatchers, prototype_id: uuid.UUID, session_id: uuid.UUID, after: int
+    ) -> AsyncIterator[PrototypeEventView]:
+        closes_at = asyncio.get_running_loop().time() + self.settings.prototype_events_max_seconds
+        async with watchers.watching(prototype_id, session_id) as shared:
+            async for event in shared.follow(session_id, after, closes_at):
+                yield event_view(self.settings, prototype_id, event)
 
     async def revise(
         self,
@@ -397,17 +353,23 @@ class PrototypeService(Service):
                 stored_progress(prototype),
                 template=prototype.id in templated,
                 revisions=revised.get(prototype.id, []),
+                session_id=account.session_id,
             )
             for prototype in prototypes
         ]
 
     # --- helpers ---------------------------------------------------------------------------------------
 
-    async def _view(self, prototype: Prototype, progress: PrototypeProgress) -> PrototypeView:
+    async def _view(self, account: Account, prototype: Prototype, progress: PrototypeProgress) -> PrototypeView:
         template = prototype.id in await self._templated([prototype.id])
         revised = await self._revisions([prototype.id])
         return prototype_view(
-            self.settings, prototype, progress, template=template, revisions=revised.get(prototype.id, [])
+            self.settings,
+            prototype,
+            progress,
+            template=template,
+            revisions=revised.get(prototype.id, []),
+            session_id=account.session_id,
         )
 
     async def _revisions(self, prototype_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[PrototypeRevision]]:
@@ -527,12 +489,12 @@ def heard_as(audio: File) -> str:
     return f"{audio.id}{suffix}" if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else str(audio.id)
 
 
-def accepted(settings: Settings, prototype: Prototype) -> PrototypeAccepted:
+def accepted(settings: Settings, prototype: Prototype, session_id: uuid.UUID | None) -> PrototypeAccepted:
     return PrototypeAccepted(
         prototype_id=prototype.id,
         status=prototype.status,
         status_url=status_url(prototype.id),
-        events_url=events_url(settings, prototype),
+        events_url=events_url(settings, prototype, session_id),
         workflow_id=workflow_id(prototype.id),
     )
 
@@ -576,6 +538,7 @@ def prototype_view(
     *,
     template: bool,
     revisions: Sequence[PrototypeRevision] = (),
+    session_id: uuid.UUID | None,
 ) -> PrototypeView:
     """The one way a prototype is shown: the workflow's progress (live, or as stored), and the row's facts."""
     completed = progress.status == PrototypeStatus.COMPLETED
@@ -588,7 +551,7 @@ def prototype_view(
         cost_usd=progress.cost_usd_micros / _MICROS_PER_USD,
         download_url=download_path(progress.file_id) if completed and progress.file_id else None,
         download_link=browser_link(settings, progress.file_id) if completed and progress.file_id else None,
-        events_url=events_url(settings, prototype),
+        events_url=events_url(settings, prototype, session_id),
         created_at=prototype.created_at,
         completed_at=prototype.completed_at,
         revisions=[revision_view(settings, revision) for revision in revisions],

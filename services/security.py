@@ -149,39 +149,65 @@ def bearer_matches(authorization: str | None, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), token.encode())
 
 
-EVENTS_TOKEN_PREFIX = "ev1."
+EVENTS_TOKEN_PREFIX = "ev2."
+"""ev2 names the session too (ev1, which named only the user, is no longer accepted: a stream must end with the
+session that opened it)."""
 _EXPIRY_DIGITS = 12  # Unix seconds up to year 33658: longer is malformed, not parsed
 
 
-def sign_events_token(settings: Settings, user_id: uuid.UUID, prototype_id: uuid.UUID, expires_at: int) -> str:
+@dataclass(frozen=True)
+class EventsClaims:
+    """Who an events token lets in: the user, and the session it was issued in (the stream ends with it)."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+
+
+def sign_events_token(
+    settings: Settings, user_id: uuid.UUID, session_id: uuid.UUID, prototype_id: uuid.UUID, expires_at: int
+) -> str:
     """What `events_url` carries, since `EventSource` cannot send an Authorization header: it opens the event
-    stream of this one prototype, as this user, until `expires_at` (Unix seconds), and nothing else.
-    `ev1.<user id>.<expiry>.<HMAC-SHA256>` under a key of its own (no access token or download link passes for
-    one, nor one for them); the prototype is signed, not carried: the path names it."""
-    return f"{EVENTS_TOKEN_PREFIX}{user_id.hex}.{expires_at}.{_events_mac(settings, user_id, prototype_id, expires_at)}"
+    stream of this one prototype, as this user in this session, until `expires_at` (Unix seconds), and nothing
+    else. `ev2.<user id>.<session id>.<expiry>.<HMAC-SHA256>` under a key of its own (no access token or
+    download link passes for one, nor one for them); the prototype is signed, not carried: the path names it."""
+    mac = _events_mac(settings, user_id, session_id, prototype_id, expires_at)
+    return f"{EVENTS_TOKEN_PREFIX}{user_id.hex}.{session_id.hex}.{expires_at}.{mac}"
 
 
-def events_token_user(settings: Settings, token: str, prototype_id: uuid.UUID) -> uuid.UUID:
-    """The user an events token was signed for, if it was signed for `prototype_id` and has not expired;
-    otherwise InvalidToken (malformed, tampered with, another prototype's, expired: one answer for all)."""
-    user, dot, rest = token.removeprefix(EVENTS_TOKEN_PREFIX).partition(".")
-    expiry, dot_, mac = rest.partition(".")
-    well_formed = token.startswith(EVENTS_TOKEN_PREFIX) and dot and dot_ and len(user) == 32
-    if not well_formed or not expiry.isascii() or not expiry.isdigit() or len(expiry) > _EXPIRY_DIGITS:
-        raise InvalidToken("invalid or expired events token")
+def events_token_claims(settings: Settings, token: str, prototype_id: uuid.UUID) -> EventsClaims:
+    """The user and session an events token was signed for, if it was signed for `prototype_id` and has not
+    expired; otherwise InvalidToken (malformed, tampered with, another prototype's, expired: one answer for all).
+    Whether the session is still live is the caller's question."""
+    parts = token.removeprefix(EVENTS_TOKEN_PREFIX).split(".")
+    invalid = InvalidToken("invalid or expired events token")
+    if not token.startswith(EVENTS_TOKEN_PREFIX) or len(parts) != 4:
+        raise invalid
+    user, session, expiry, mac = parts
+    if len(user) != 32 or len(session) != 32:
+        raise invalid
+    if not expiry.isascii() or not expiry.isdigit() or len(expiry) > _EXPIRY_DIGITS:
+        raise invalid
     try:
-        user_id = uuid.UUID(hex=user)
+        user_id, session_id = uuid.UUID(hex=user), uuid.UUID(hex=session)
     except ValueError as err:
-        raise InvalidToken("invalid or expired events token") from err
+        raise invalid from err
     # Compared in constant time before the expiry is trusted: a forged expiry never gets as far as the clock.
-    genuine = hmac.compare_digest(mac.encode(), _events_mac(settings, user_id, prototype_id, int(expiry)).encode())
-    if not genuine or int(expiry) <= time.time():
-        raise InvalidToken("invalid or expired events token")
-    return user_id
+    expected = _events_mac(settings, user_id, session_id, prototype_id, int(expiry))
+    if not hmac.compare_digest(mac.encode(), expected.encode()) or int(expiry) <= time.time():
+        raise invalid
+    return EventsClaims(user_id=user_id, session_id=session_id)
 
 
-def _events_mac(settings: Settings, user_id: uuid.UUID, prototype_id: uuid.UUID, expiry: int) -> str:
-    message = b"%s\x00%s\x00%s\x00%d" % (settings.jwt_issuer.encode(), user_id.bytes, prototype_id.bytes, expiry)
+def _events_mac(
+    settings: Settings, user_id: uuid.UUID, session_id: uuid.UUID, prototype_id: uuid.UUID, expiry: int
+) -> str:
+    message = b"%s\x00%s\x00%s\x00%s\x00%d" % (
+        settings.jwt_issuer.encode(),
+        user_id.bytes,
+        session_id.bytes,
+        prototype_id.bytes,
+        expiry,
+    )
     digest = hmac.new(_events_key(settings.jwt_secret.get_secret_value()), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from api.deps import Bearer, CurrentUser, Files, IdempotencyKey, Prototypes, SettingsDep, get_current_user
 from api.disconnect import ClientGone
@@ -37,6 +38,7 @@ from models.api.prototypes import (
 )
 from models.enums import AITier
 from services.accounts import Account
+from services.prototype_events import EventWatchers
 from services.prototypes import MAX_WAIT_SECONDS, VoiceChains
 
 router = APIRouter(prefix="/api/ai", tags=["prototypes"], route_class=RateLimitedRoute)
@@ -243,6 +245,7 @@ async def events_caller(
     responses={**EVENT_STREAM, **errors(401, 404, 422, 429, 503)},
 )
 async def events(
+    request: Request,
     prototype_id: uuid.UUID,
     user: Annotated[Account, Depends(events_caller)],
     prototypes: Prototypes,
@@ -262,20 +265,40 @@ async def events(
     ] = None,
 ) -> StreamingResponse:
     """The pipeline live, as Server-Sent Events: each step started and finished (provider, tokens, cost), each
-    verification and fix round, then `completed` (with the download link) or `failed`, after which the stream
-    ends. One request of the daily limit however long it stays open; it closes after
-    PROTOTYPE_EVENTS_MAX_SECONDS, and a reconnect with `Last-Event-ID` gets only the events after that id. While
-    no event comes, a `: keep-alive` comment every PROTOTYPE_EVENTS_KEEPALIVE_SECONDS keeps proxies from
-    closing the idle stream (EventSource ignores comments). A resume from the last event or past it gets the
-    ending event again. A browser opens it with `new EventSource` on the status answer's `events_url`, whose
-    token opens this one stream for PROTOTYPE_EVENTS_TOKEN_SECONDS (or with the bearer token, elsewhere)."""
+        verification and fix round, then `completed` (with the download link) or `failed`, after which the stream
+        ends. One request of the daily limit however long it stays open, and no request in flight for load shedding;
+    at most PROTOTYPE_EVENTS_PER_USER open at once per account (PROTOTYPE_EVENTS_PER_PROCESS in all), the next a
+    429 with Retry-After. It ends soon after its session is revoked (logout). It closes after
+        PROTOTYPE_EVENTS_MAX_SECONDS, and a reconnect with `Last-Event-ID` gets only the events after that id. While
+        no event comes, a `: keep-alive` comment every PROTOTYPE_EVENTS_KEEPALIVE_SECONDS keeps proxies from
+        closing the idle stream (EventSource ignores comments). A resume from the last event or past it gets the
+        ending event again. A browser opens it with `new EventSource` on the status answer's `events_url`, whose
+        token opens this one stream for PROTOTYPE_EVENTS_TOKEN_SECONDS (or with the bearer token, elsewhere)."""
     after = last_event_id if last_event_id is not None else resume_after or 0
-    stream = await prototypes.events(user, prototype_id, after=after)
-    return StreamingResponse(
-        server_sent(stream, keepalive_seconds=settings.prototype_events_keepalive_seconds),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},  # no proxy holds events back
-    )
+    watchers: EventWatchers = request.app.state.event_watchers
+    stream = await prototypes.events(user, prototype_id, watchers, after=after)
+    with watchers.slot(user.id) as release:  # past PROTOTYPE_EVENTS_PER_USER or _PER_PROCESS: a 429
+        return EventStreamResponse(
+            server_sent(stream, keepalive_seconds=settings.prototype_events_keepalive_seconds),
+            on_close=release,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},  # no proxy holds events back
+        )
+
+
+class EventStreamResponse(StreamingResponse):
+    """A stream that gives its place back (`on_close`) however it ends: finished, cut by its client, or never
+    started because the client left first (a generator that never ran has no `finally` to do it)."""
+
+    def __init__(self, content: AsyncIterator[str], *, on_close: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
 
 
 KEEPALIVE = ": keep-alive\n\n"

@@ -64,6 +64,7 @@ async def test_an_events_token_opens_its_own_prototypes_stream_and_nothing_else(
         account = await sign_in(api, engine)
         mine, other = await submit(api, account), await submit(api, account)
         token, prototype_id = token_of(mine["events_url"]), uuid.UUID(mine["prototype_id"])
+        session = uuid.UUID(account["refresh_token"].partition(".")[0])
         opened = await api.get(mine["events_url"])
         assert (opened.status_code, opened.headers["cache-control"]) == (200, "no-cache")
 
@@ -78,7 +79,9 @@ async def test_an_events_token_opens_its_own_prototypes_stream_and_nothing_else(
             "tampered with": api.get(f"/api/prototypes/{prototype_id}/events?token={tampered}"),
             "expired": api.get(
                 f"/api/prototypes/{prototype_id}/events",
-                params={"token": sign_events_token(settings, account["id"], prototype_id, int(time.time()) - 1)},
+                params={
+                    "token": sign_events_token(settings, account["id"], session, prototype_id, int(time.time()) - 1)
+                },
             ),
             "another secret's": api.get(
                 f"/api/prototypes/{prototype_id}/events",
@@ -86,14 +89,19 @@ async def test_an_events_token_opens_its_own_prototypes_stream_and_nothing_else(
                     "token": sign_events_token(
                         settings.model_copy(update={"jwt_secret": SecretStr("another-secret-" + "x" * 40)}),
                         account["id"],
+                        session,
                         prototype_id,
                         in_an_hour,
                     )
                 },
             ),
+            "another session's": api.get(
+                f"/api/prototypes/{prototype_id}/events",
+                params={"token": sign_events_token(settings, account["id"], uuid.uuid4(), prototype_id, in_an_hour)},
+            ),
             "no one's": api.get(
                 f"/api/prototypes/{prototype_id}/events",
-                params={"token": sign_events_token(settings, uuid.uuid4(), prototype_id, in_an_hour)},
+                params={"token": sign_events_token(settings, uuid.uuid4(), session, prototype_id, in_an_hour)},
             ),
         }
         statuses = {what: (await attempt).status_code for what, attempt in attempts.items()}
