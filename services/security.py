@@ -146,6 +146,8 @@ def bearer_matches(authorization: str | None, token: str) -> bool:
     """An `Authorization: Bearer <token>` header carrying exactly `token` (an operator's token, not a user's
     JWT), compared in constant time so the comparison tells an attacker nothing."""
     scheme, _, presented = (authorization or "").partition(" ")
+    if not token:  # an empty token would match `Bearer` with nothing after it
+        return False
     return scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), token.encode())
 
 

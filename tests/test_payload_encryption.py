@@ -433,3 +433,20 @@ async def test_the_codec_server_answers_malformed_tampered_or_unknown_key_payloa
             "/codec/decode", content=raw, headers={**OPERATOR, "Content-Type": "application/json"}
         )
         assert answer.status_code == 400, (name, answer.text)
+
+
+async def test_a_blank_codec_operator_token_opens_nothing(
+    settings: Settings, temporal: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compose file passes `CODEC_OPERATOR_TOKEN: ${CODEC_OPERATOR_TOKEN:-}`: blank when unset. An empty
+    token matched `Authorization: Bearer` with nothing after it; blank now means unset, and empty never matches."""
+    monkeypatch.setenv("CODEC_OPERATOR_TOKEN", " ")
+    assert Settings(_env_file=None).codec_operator_token is None  # type: ignore[call-arg]
+    sealed = await CONVERTER.encode([CONTACT])
+    empty = settings.model_copy(update={"codec_operator_token": SecretStr(""), "environment": "production"})
+    async with serve(create_app(empty, temporal=temporal)) as api:
+        for authorization in ("Bearer", "Bearer ", "bearer  "):
+            answer = await api.post(
+                "/codec/decode", json=payloads_json(*sealed), headers={"Authorization": authorization}
+            )
+            assert answer.status_code == 401, (authorization, answer.text)
