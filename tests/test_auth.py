@@ -17,7 +17,7 @@ from sqlmodel import col
 
 from models.tables import Session
 from models.types import utcnow
-from services.security import AUDIENCE, RefreshToken
+from services.security import AUDIENCE, RefreshToken, hash_password, verify_password
 from settings import Settings
 
 
@@ -254,3 +254,31 @@ async def test_swagger_authorize_uses_bearer_tokens(api: httpx.AsyncClient) -> N
         "description": "The access_token from POST /auth/login",
     }
     assert {"HTTPBearer": []} in schema["paths"]["/auth/me"]["get"]["security"]
+
+
+async def test_every_password_field_refuses_more_than_bcrypt_takes_with_a_422(api: httpx.AsyncClient) -> None:
+    """Issue 24 (schemathesis): `DELETE /api/me` with a password over 72 bytes was bcrypt's ValueError, a 500.
+    Login, erasure and registration bound the password alike: 72 bytes of UTF-8 (é is two)."""
+    account = await register_and_login(api)
+    for too_long in ("x" * 73, "é" * 37):
+        attempts = {
+            "register": await api.post("/auth/register", json={"email": new_email(), "password": too_long}),
+            "login": await api.post("/auth/login", json={"email": account["email"], "password": too_long}),
+            "erasure": await api.request(
+                "DELETE", "/api/me", json={"password": too_long}, headers=bearer(account["access_token"])
+            ),
+        }
+        for name, answer in attempts.items():
+            assert answer.status_code == 422, (name, answer.text)
+            assert "72 bytes" in answer.text, (name, answer.text)
+    assert (await api.get("/auth/me", headers=bearer(account["access_token"]))).status_code == 200
+
+
+async def test_verify_password_never_raises_on_a_password_longer_than_bcrypt_takes() -> None:
+    """Any password field a request model forgets to bound still ends in 'wrong password', never a 500; and
+    the 72 bytes bcrypt reads do not let a longer password through."""
+    password = "p" * 72
+    stored = await hash_password(password, 4)
+    assert await verify_password(password, stored, 4)
+    assert not await verify_password(password + "extra", stored, 4)
+    assert not await verify_password("x" * 1000, None, 4)
