@@ -55,6 +55,11 @@ prototypes_submitted = Counter(
     "statex_prototypes_submitted", "Prototypes started, by the first provider of their chain", ["provider"]
 )
 upload_bytes = Counter("statex_upload_bytes", "Bytes of files kept (uploads and voice messages)")
+webhooks_mismatched = Counter(
+    "statex_webhooks_mismatched",
+    "Verified webhooks ignored: their object id, amount or currency is not the payment's they name",
+    ["gateway"],
+)
 
 # --- business events in the worker's activities ---------------------------------------------------
 prototypes_finished = Counter(

@@ -130,7 +130,8 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     """GET /metrics on the API."""
     metrics_token: SecretStr | None = None
-    """Set: GET /metrics wants `Authorization: Bearer <token>`. Unset: open; keep it off the internet then."""
+    """Set: GET /metrics wants `Authorization: Bearer <token>`. Unset: open in development and tests; in
+    production /metrics then refuses every caller (401), as it would hand anyone the service's internals."""
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9464, ge=1, le=65535)
     """The worker's scrape target: its activities' metrics and the Temporal SDK's (`temporal_*`) together."""
@@ -341,11 +342,12 @@ class Settings(BaseSettings):
             return [item.strip() for item in stripped.split(",") if item.strip()]
         return value
 
-    @field_validator("sentry_dsn", mode="before")
+    @field_validator("sentry_dsn", "codec_operator_token", "metrics_token", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """`SENTRY_DSN=` (as a compose file passes an unset variable) means no Sentry: an empty DSN would still
-        patch every request with Sentry's integrations, for nothing."""
+        patch every request with Sentry's integrations, for nothing. A blank token is no token (not an empty
+        one that `Authorization: Bearer` with nothing after it would match)."""
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")

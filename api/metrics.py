@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import metrics
 from services.security import bearer_matches
 from settings import Settings
+
+log = logging.getLogger(__name__)
 
 ROUTE_LABEL = "statex.route"
 """The scope key where a mounted app (which FastAPI's router does not put in the scope as `route`) names its label."""
@@ -35,11 +39,17 @@ def install_metrics(app: FastAPI, settings: Settings) -> None:
     """GET /metrics when METRICS_ENABLED (the requests are counted by api/edge.py either way)."""
     if not settings.metrics_enabled:
         return
+    closed = settings.is_production and settings.metrics_token is None
+    if closed:
+        log.warning("METRICS_TOKEN is not set: in production GET /metrics refuses every caller until it is")
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics(request: Request) -> Response:
+        """Open only in development and tests without a token; production needs METRICS_TOKEN."""
         token = settings.metrics_token
-        if token is not None and not bearer_matches(request.headers.get("authorization"), token.get_secret_value()):
+        if closed or (
+            token is not None and not bearer_matches(request.headers.get("authorization"), token.get_secret_value())
+        ):
             return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)

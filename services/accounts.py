@@ -68,6 +68,7 @@ LIVE_ACCOUNT = (
 
 
 BAD_CREDENTIALS = "Invalid email or password"  # wrong password and unknown email alike, on purpose
+REUSED = "Invalid refresh token: refresh token already used: the session is revoked"
 
 
 class AccountService(Service):
@@ -111,22 +112,31 @@ class AccountService(Service):
 
     async def refresh(self, presented: str) -> TokenPair:
         """Rotate: the presented token must be the family's current one. An older token of the family
-        coming back means someone kept a copy, so the family is revoked and both holders are logged out."""
+        coming back means someone kept a copy, so the family is revoked and both holders are logged out.
+
+        Two refreshes of one token at once: both read the same current hash, one wins the compare-and-swap
+        and the other finds the row already rotated. The loser's token is by then an old one of the family,
+        so it is reuse like any other: the family is revoked, the winner's new session included, whether the
+        loser came before or after the winner's answer. Only ids read before any rollback are used after it
+        (a rolled-back ORM row is expired, and reading it would need I/O the async session cannot do)."""
         token = _parse_refresh(presented)
+        family = token.session_id
         async with self.database.session() as db:
-            session = await db.get(Session, token.session_id)
+            session = await db.get(Session, family)
             now = utcnow()
             if session is None or session.revoked_at is not None or session.expires_at <= now:
                 raise Unauthorized("Invalid refresh token: refresh token revoked or expired")
+            user_id = session.user_id
             if not token.matches(session.token_hash):
-                await _revoke(db, session.id, reason="reuse")
-                raise Unauthorized("Invalid refresh token: refresh token already used: the session is revoked")
-            rotated = RefreshToken.new(session.id)
-            # Compare-and-swap, so two concurrent refreshes with the same token cannot both succeed.
+                await _revoke(db, family, reason="reuse")
+                raise Unauthorized(REUSED)
+            rotated = RefreshToken.new(family)
+            # Compare-and-swap, so two concurrent refreshes with the same token cannot both succeed. On
+            # PostgreSQL the loser's UPDATE waits for the winner's row lock, then finds the hash changed.
             result = await db.exec(  # type: ignore[call-overload]
                 sa.update(Session)
                 .where(
-                    col(Session.id) == session.id,
+                    col(Session.id) == family,
                     col(Session.token_hash) == token.digest,
                     col(Session.revoked_at).is_(None),
                 )
@@ -134,10 +144,10 @@ class AccountService(Service):
             )
             if result.rowcount != 1:
                 await db.rollback()
-                await _revoke(db, session.id, reason="reuse")
-                raise Unauthorized("Invalid refresh token: refresh token already used: the session is revoked")
+                await _revoke(db, family, reason="reuse")
+                raise Unauthorized(REUSED)
             await db.commit()
-            return self._token_pair(session.user_id, rotated)
+            return self._token_pair(user_id, rotated)
 
     async def logout(self, presented: str) -> None:
         """Revoke the family the token belongs to, if the token is its current one; anything else is a no-op,

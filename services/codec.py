@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from services.errors import Unauthorized, Unavailable
+from services.errors import BadRequest, Unauthorized, Unavailable
 from services.runtime import Service
 from services.security import bearer_matches
 from settings import Settings
+from workflows.codec import UndecodablePayload
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
@@ -33,8 +34,12 @@ class CodecService(Service):
             raise Unauthorized("The codec server wants the operators' token: 'Authorization: Bearer <token>'")
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        """Payloads that are not encrypted come back as they are (the UI sends everything it shows)."""
-        return await self._codec().decode(payloads)
+        """Payloads that are not encrypted come back as they are (the UI sends everything it shows); one that
+        does not open (altered, truncated, an unknown key id) is the caller's 400, with what is wrong."""
+        try:
+            return await self._codec().decode(payloads)
+        except UndecodablePayload as err:
+            raise BadRequest(f"Cannot decode: {err}") from err
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         """What the UI or CLI sends a workflow (a signal, a start) gets encrypted like the API's own."""

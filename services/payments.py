@@ -11,6 +11,7 @@ or a gateway is called.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import uuid
@@ -24,8 +25,9 @@ from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateHandle, W
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+import metrics
 from activities import payments as gateways
-from activities.payments.common import WebhookRejected
+from activities.payments.common import WebhookNotice, WebhookRejected
 from models.api.payments import (
     CatalogueListing,
     CheckoutRequest,
@@ -35,7 +37,7 @@ from models.api.payments import (
     TierPrice,
 )
 from models.catalogue import NotForSale, Price, catalogue
-from models.enums import PaymentGateway, PaymentStatus
+from models.enums import GatewayState, PaymentGateway, PaymentStatus
 from models.messages.payments import CheckoutAction, CheckoutOrder
 from models.tables import Payment
 from services.accounts import Account
@@ -174,6 +176,31 @@ class PaymentService(Service):
         if payment is None:
             log.warning("%s webhook %s names no known payment", gateway, notice.event.event_id)
             return "ignored: unknown payment"
+        if mismatch := _mismatch(notice, payment):
+            # Signed by the gateway, but for another object or amount than the payment it names (our id in
+            # someone else's metadata, a cheaper PaymentIntent): it completes nothing. A 2xx all the same, as
+            # gateways expect for an event the receiver does not act on, so it is not delivered again.
+            log.warning(
+                "%s webhook %s does not match payment %s: %s",
+                gateway,
+                notice.event.event_id,
+                payment.id,
+                mismatch,
+                extra={"gateway": gateway, "payment_id": str(payment.id), "reason": mismatch},
+            )
+            metrics.webhooks_mismatched.labels(gateway=gateway).inc()
+            return f"ignored: {mismatch}"
+        if notice.event.state == GatewayState.PAID and not _checkable(notice, payment):
+            # A payment is completed only by an event compared in full. With nothing to compare against (the
+            # gateway's id not stored yet, an event without its amount, as BTCPay's), the event only asks the
+            # workflow to read the state from the gateway itself, by the id the workflow holds. Other states
+            # (a refund, a failure) take nothing from the merchant and are taken as they come.
+            notice = dataclasses.replace(
+                notice,
+                event=notice.event.model_copy(
+                    update={"state": None, "detail": f"{notice.event.detail[:230]} (not checked)"}
+                ),
+            )
         handle = self.temporal.get_workflow_handle_for(CheckoutWorkflow.run, workflow_id(payment.id))
         with reaching_temporal(WEBHOOK_NOT_TAKEN):
             try:
@@ -252,6 +279,33 @@ class PaymentService(Service):
                 return None
             found = await db.exec(select(Payment).where(Payment.gateway == gateway, Payment.gateway_id == gateway_id))
             return found.first()
+
+
+def _mismatch(notice: WebhookNotice, payment: Payment) -> str | None:
+    """What in a verified event contradicts the payment it names: the gateway's object id, the amount or the
+    currency; None when nothing said contradicts it (what the event leaves out is `_checkable`'s matter)."""
+    if notice.gateway_id is not None and payment.gateway_id is not None and notice.gateway_id != payment.gateway_id:
+        return "the gateway's object is not this payment's"
+    if notice.currency is not None and notice.currency != payment.currency.upper():
+        return "the currency is not this payment's"
+    if notice.amount_minor is not None and notice.amount_minor != payment.amount_minor:
+        return "the amount is not this payment's"
+    if notice.amount is not None:
+        try:
+            expected = catalogue().decimal(payment.amount_minor, payment.currency)
+        except KeyError:
+            return "the payment's currency is no longer in the catalogue"
+        if notice.amount != expected:
+            return "the amount is not this payment's"
+    return None
+
+
+def _checkable(notice: WebhookNotice, payment: Payment) -> bool:
+    """Whether the event's object id, amount and currency were all there to compare."""
+    has_amount = notice.amount_minor is not None or notice.amount is not None
+    return (
+        notice.gateway_id is not None and payment.gateway_id is not None and has_amount and notice.currency is not None
+    )
 
 
 def checkout_order(settings: Settings, payment: Payment, price: Price) -> CheckoutOrder:

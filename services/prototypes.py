@@ -275,14 +275,37 @@ class PrototypeService(Service):
         a retry gets the first revision; the same key with a different request is a 422."""
         request = {"prototype_id": str(prototype_id), **body.model_dump(mode="json")}
         revision_id = await claim(self.database, "revision", f"user:{account.id}", idempotency_key, request)
-        async with self.database.session() as db:
-            earlier = await db.get(PrototypeRevision, revision_id)
-        if earlier is not None:
-            return revision_accepted(earlier)
+        # A retry with the same key while the first is in flight may find the first's row at any of three points:
+        # before anything (returned), among the prototype's revisions (returned, not "still under way"), or as the
+        # primary key its own insert collides with (then the next turn finds it). A first that failed and deleted
+        # its row leaves the retry to make the revision itself.
+        for _ in range(3):
+            async with self.database.session() as db:
+                earlier = await db.get(PrototypeRevision, revision_id)
+            if earlier is not None:
+                return revision_accepted(earlier)
+            try:
+                return await self._start_revision(account, prototype_id, body, providers, revision_id)
+            except IdempotencyKeyInUse:
+                if idempotency_key is None:
+                    raise Conflict("Another revision of this prototype was requested at the same moment") from None
+        raise IdempotencyKeyInUse()
+
+    async def _start_revision(
+        self,
+        account: Account,
+        prototype_id: uuid.UUID,
+        body: RevisionRequest,
+        providers: list[AITier],
+        revision_id: uuid.UUID,
+    ) -> RevisionAccepted:
+        """Its row, then its workflow; IdempotencyKeyInUse if a request with the same id (key) got there first."""
         prototype = await self._owned(account, prototype_id)
         if prototype.status != PrototypeStatus.COMPLETED:
             raise Conflict(f"Only a completed prototype can be revised (it is {prototype.status})")
         before = await self._revisions([prototype_id])
+        if (same := next((r for r in before.get(prototype_id, []) if r.id == revision_id), None)) is not None:
+            return revision_accepted(same)  # the first request with this key, committed a moment ago
         if any(revision.status in _UNDER_WAY for revision in before.get(prototype_id, [])):
             raise Conflict("A revision of this prototype is still under way")
         revision = PrototypeRevision(
@@ -296,22 +319,17 @@ class PrototypeService(Service):
         order = RevisionOrder(
             **base.model_dump(), revision_id=revision.id, number=revision.number, feedback=revision.feedback
         )
-        try:
-            async with staged(self.database, revision):
-                await start_workflow(
-                    self.temporal,
-                    self.settings,
-                    PrototypeRevisionWorkflow.run,
-                    order,
-                    id=revision_workflow_id(prototype_id, revision.number),
-                    policy=REVISION_START_POLICY,
-                    search_attributes=search_attributes.for_resource(revision.id, account.id),
-                    summary=f"Revision {revision.number} of a prototype",
-                )
-        except IdempotencyKeyInUse:
-            if idempotency_key is not None:
-                raise
-            raise Conflict("Another revision of this prototype was requested at the same moment") from None
+        async with staged(self.database, revision):
+            await start_workflow(
+                self.temporal,
+                self.settings,
+                PrototypeRevisionWorkflow.run,
+                order,
+                id=revision_workflow_id(prototype_id, revision.number),
+                policy=REVISION_START_POLICY,
+                search_attributes=search_attributes.for_resource(revision.id, account.id),
+                summary=f"Revision {revision.number} of a prototype",
+            )
         return revision_accepted(revision)
 
     async def revision(self, account: Account, prototype_id: uuid.UUID, number: int) -> RevisionView:

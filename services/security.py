@@ -16,6 +16,7 @@ import anyio
 import bcrypt
 import jwt
 
+from models.api.auth import BCRYPT_MAX_BYTES
 from models.types import utcnow
 from settings import Settings
 
@@ -31,10 +32,14 @@ async def hash_password(password: str, rounds: int) -> str:
 
 
 async def verify_password(password: str, password_hash: str | None, rounds: int) -> bool:
-    """Constant in time whether or not the user exists: an unknown user is checked against a dummy hash."""
+    """Constant in time whether or not the user exists: an unknown user is checked against a dummy hash.
+    A password longer than bcrypt takes (72 bytes; the request models refuse it with a 422 first) is checked
+    the same way and never matches, rather than raising bcrypt's ValueError as a 500."""
     candidate = (password_hash or _dummy_hash(rounds)).encode()
-    matches = await anyio.to_thread.run_sync(bcrypt.checkpw, password.encode(), candidate)
-    return matches and password_hash is not None
+    presented = password.encode()
+    fits = len(presented) <= BCRYPT_MAX_BYTES
+    matches = await anyio.to_thread.run_sync(bcrypt.checkpw, presented[:BCRYPT_MAX_BYTES], candidate)
+    return matches and fits and password_hash is not None
 
 
 @lru_cache
@@ -146,6 +151,8 @@ def bearer_matches(authorization: str | None, token: str) -> bool:
     """An `Authorization: Bearer <token>` header carrying exactly `token` (an operator's token, not a user's
     JWT), compared in constant time so the comparison tells an attacker nothing."""
     scheme, _, presented = (authorization or "").partition(" ")
+    if not token:  # an empty token would match `Bearer` with nothing after it
+        return False
     return scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), token.encode())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import timedelta
@@ -9,10 +10,14 @@ from datetime import timedelta
 import httpx
 import jwt
 import pytest
-from helpers import bearer, new_email, register_and_login
+import sqlalchemy as sa
+from helpers import bearer, eventually, new_email, register_and_login
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
 
+from models.tables import Session
 from models.types import utcnow
-from services.security import AUDIENCE
+from services.security import AUDIENCE, RefreshToken, hash_password, verify_password
 from settings import Settings
 
 
@@ -191,14 +196,54 @@ async def test_missing_token_is_401_with_a_hint(api: httpx.AsyncClient) -> None:
     assert "Authorization: Bearer" in response.json()["error"]
 
 
-async def test_concurrent_refreshes_with_one_token_let_only_one_through(api: httpx.AsyncClient) -> None:
-    import asyncio
+async def test_ten_concurrent_refreshes_of_one_token_give_one_200_and_revoke_the_family(
+    api: httpx.AsyncClient,
+) -> None:
+    """Issue 24: the loser of the compare-and-swap read an expired row after its rollback (500), and the family
+    stayed usable. Now every loser is reuse: 401, and the winner's new tokens die with the family."""
+    for _ in range(5):  # the window is narrow in one process: a few families, ten refreshes each
+        account = await register_and_login(api)
+        results = await asyncio.gather(
+            *(api.post("/auth/refresh", json={"refresh_token": account["refresh_token"]}) for _ in range(10))
+        )
+        statuses = sorted(r.status_code for r in results)
+        assert statuses == [200] + [401] * 9, [r.text for r in results]
+        winner = next(r.json() for r in results if r.status_code == 200)
+        assert (await api.post("/auth/refresh", json={"refresh_token": winner["refresh_token"]})).status_code == 401
+        assert (await api.get("/auth/me", headers=bearer(winner["access_token"]))).status_code == 401
 
+
+async def test_a_refresh_racing_a_rotation_in_flight_revokes_the_family(
+    api: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """The reuse arrives before the winner's answer: the winner's rotation holds the row (uncommitted) while
+    the second refresh reads the old hash and tries its swap; once the winner commits, the second is refused
+    and the family, the winner's new token included, is revoked."""
     account = await register_and_login(api)
-    results = await asyncio.gather(
-        *(api.post("/auth/refresh", json={"refresh_token": account["refresh_token"]}) for _ in range(5))
-    )
-    assert sorted(r.status_code for r in results).count(200) <= 1
+    token = RefreshToken.parse(account["refresh_token"])
+    winner = RefreshToken.new(token.session_id)
+    async with engine.connect() as held:
+        rotated = await held.execute(
+            sa.update(Session)
+            .where(col(Session.id) == token.session_id, col(Session.token_hash) == token.digest)
+            .values(token_hash=winner.digest, generation=Session.generation + 1)
+        )
+        assert rotated.rowcount == 1
+        second = asyncio.create_task(api.post("/auth/refresh", json={"refresh_token": account["refresh_token"]}))
+
+        async def second_waits_for_the_row() -> bool:
+            async with engine.connect() as watcher:
+                waiting = await watcher.scalar(
+                    sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                )
+            return bool(waiting)
+
+        await eventually(second_waits_for_the_row, what="the second refresh to wait on the winner's row lock")
+        await held.commit()
+    refused = await asyncio.wait_for(second, timeout=20)
+    assert refused.status_code == 401, refused.text
+    assert "already used" in refused.json()["error"]
+    assert (await api.post("/auth/refresh", json={"refresh_token": str(winner)})).status_code == 401
 
 
 async def test_swagger_authorize_uses_bearer_tokens(api: httpx.AsyncClient) -> None:
@@ -209,3 +254,31 @@ async def test_swagger_authorize_uses_bearer_tokens(api: httpx.AsyncClient) -> N
         "description": "The access_token from POST /auth/login",
     }
     assert {"HTTPBearer": []} in schema["paths"]["/auth/me"]["get"]["security"]
+
+
+async def test_every_password_field_refuses_more_than_bcrypt_takes_with_a_422(api: httpx.AsyncClient) -> None:
+    """Issue 24 (schemathesis): `DELETE /api/me` with a password over 72 bytes was bcrypt's ValueError, a 500.
+    Login, erasure and registration bound the password alike: 72 bytes of UTF-8 (é is two)."""
+    account = await register_and_login(api)
+    for too_long in ("x" * 73, "é" * 37):
+        attempts = {
+            "register": await api.post("/auth/register", json={"email": new_email(), "password": too_long}),
+            "login": await api.post("/auth/login", json={"email": account["email"], "password": too_long}),
+            "erasure": await api.request(
+                "DELETE", "/api/me", json={"password": too_long}, headers=bearer(account["access_token"])
+            ),
+        }
+        for name, answer in attempts.items():
+            assert answer.status_code == 422, (name, answer.text)
+            assert "72 bytes" in answer.text, (name, answer.text)
+    assert (await api.get("/auth/me", headers=bearer(account["access_token"]))).status_code == 200
+
+
+async def test_verify_password_never_raises_on_a_password_longer_than_bcrypt_takes() -> None:
+    """Any password field a request model forgets to bound still ends in 'wrong password', never a 500; and
+    the 72 bytes bcrypt reads do not let a longer password through."""
+    password = "p" * 72
+    stored = await hash_password(password, 4)
+    assert await verify_password(password, stored, 4)
+    assert not await verify_password(password + "extra", stored, 4)
+    assert not await verify_password("x" * 1000, None, 4)

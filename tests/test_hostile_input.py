@@ -93,3 +93,63 @@ def _is_envelope_or_success(response: httpx.Response) -> bool:
     except ValueError:
         return False
     return body.get("success") is False and body.get("code") == response.status_code and bool(body.get("error"))
+
+
+def _request_models() -> list[type[Any]]:
+    """Every model a route takes as its JSON body, named by the OpenAPI document (so a new one is not forgotten)
+    and found among the API's models."""
+    import importlib
+    import pkgutil
+
+    from pydantic import BaseModel
+
+    import models.api
+    from api.app import create_app
+    from settings import Settings
+
+    schema = create_app(Settings(_env_file=None, environment="test")).openapi()  # type: ignore[call-arg]
+    named = {
+        content["schema"]["$ref"].rsplit("/", 1)[-1]
+        for path in schema["paths"].values()
+        for operation in path.values()
+        for content in operation.get("requestBody", {}).get("content", {}).values()
+        if "$ref" in content.get("schema", {})
+    }
+    classes: dict[str, type[Any]] = {}
+    for module in pkgutil.iter_modules(models.api.__path__):
+        for value in vars(importlib.import_module(f"models.api.{module.name}")).values():
+            if isinstance(value, type) and issubclass(value, BaseModel):
+                classes.setdefault(value.__name__, value)
+    assert named <= classes.keys(), named - classes.keys()
+    return [classes[name] for name in sorted(named)]
+
+
+def test_every_boolean_in_a_request_body_is_strict() -> None:
+    """Issue 24: `{"approve": "yes"}` was taken as true (pydantic's lax bool takes "yes", "on", 1). Every bool
+    a request body declares is StrictBool: JSON true or false only."""
+    from pydantic import BaseModel
+
+    def bools(model: type[BaseModel]) -> list[str]:
+        lax = []
+        for name, field in model.model_fields.items():
+            if field.annotation is bool and not any(getattr(meta, "strict", False) for meta in field.metadata):
+                lax.append(f"{model.__name__}.{name}")
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                lax += bools(field.annotation)
+        return lax
+
+    models = _request_models()
+    assert {model.__name__ for model in models} >= {"ApprovalRequest", "PrototypeRequest", "ErasureRequest"}
+    assert [name for model in models for name in bools(model)] == []
+
+
+async def test_a_boolean_given_as_a_string_or_a_number_is_a_422(api: httpx.AsyncClient) -> None:
+    account = await register_and_login(api)
+    headers = bearer(account["access_token"])
+    for value in ("yes", "true", "on", 1, 0, "1"):
+        approval = await api.post(f"/api/prototypes/{uuid.uuid4()}/approval", json={"approve": value}, headers=headers)
+        assert approval.status_code == 422, (value, approval.text)
+        submitted = await api.post(
+            "/api/ai/prototype", json={"idea": "A calculator.", "review_requirements": value}, headers=headers
+        )
+        assert submitted.status_code == 422, (value, submitted.text)

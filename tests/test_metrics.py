@@ -132,6 +132,23 @@ async def test_metrics_can_require_a_bearer_token(settings: Settings, temporal: 
         assert (await api.get("/metrics")).status_code == 404
 
 
+async def test_in_production_metrics_need_their_token_by_default(
+    settings: Settings, temporal: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24: /metrics answered anyone in production unless METRICS_TOKEN was set. Now production without a
+    token refuses every caller; a blank METRICS_TOKEN (a compose file's unset variable) is no token at all."""
+    monkeypatch.setenv("METRICS_TOKEN", "")
+    assert Settings(_env_file=None).metrics_token is None  # type: ignore[call-arg]
+    production = settings.model_copy(update={"environment": "production"})
+    async with serve(create_app(production, temporal=temporal)) as api:
+        for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Bearer "}, bearer("anything")):
+            assert (await api.get("/metrics", headers=headers)).status_code == 401, headers
+    with_token = production.model_copy(update={"metrics_token": SecretStr("s3cret-metrics-token")})
+    async with serve(create_app(with_token, temporal=temporal)) as api:
+        assert (await api.get("/metrics")).status_code == 401
+        assert (await api.get("/metrics", headers=bearer("s3cret-metrics-token"))).status_code == 200
+
+
 async def test_the_worker_endpoint_serves_the_temporal_sdks_metrics_and_its_own(
     temporal_env: WorkflowEnvironment, engine: AsyncEngine, settings: Settings
 ) -> None:

@@ -319,7 +319,9 @@ async def test_the_codec_server_round_trips_payloads_for_operators(codec_api: ht
     unencrypted = await codec_api.post("/codec/decode", json=payloads_json(plain), headers=OPERATOR)
     assert unencrypted.json() == payloads_json(plain)  # histories from before encryption show as they are
 
-    malformed = await codec_api.post("/codec/decode", content=b"{not json", headers=OPERATOR)
+    malformed = await codec_api.post(
+        "/codec/decode", content=b"{not json", headers={**OPERATOR, "Content-Type": "application/json"}
+    )
     assert malformed.status_code == 400
 
 
@@ -362,3 +364,89 @@ async def test_without_a_token_only_development_on_this_machine_may_decode(
         assert (await remote.post("/codec/decode", json=payloads_json(sealed))).status_code == 401
     async with serve(create_app(settings, temporal=temporal)) as test_env:  # not development: a token or nothing
         assert (await test_env.post("/codec/decode", json=payloads_json(sealed))).status_code == 401
+
+
+CUSTOMER_ORIGIN = "http://localhost:3000"  # one of the API's own CORS origins on a development default
+
+
+async def test_no_customer_origin_gets_cors_headers_from_the_codec_server(codec_api: httpx.AsyncClient) -> None:
+    """Issue 24: a plain (non-preflight) request from a customer origin passed through to the API's own CORS,
+    which answered with that origin and credentials. /codec speaks CORS to the Temporal UI's origins alone."""
+    sealed = await CONVERTER.encode([CONTACT])
+    # the customer origin is one the rest of the API allows
+    elsewhere = await codec_api.get("/health", headers={"Origin": CUSTOMER_ORIGIN})
+    assert elsewhere.headers.get("access-control-allow-origin") == CUSTOMER_ORIGIN
+    for path in ("/codec/decode", "/codec/encode"):
+        plain = await codec_api.post(path, json=payloads_json(*sealed), headers={**OPERATOR, "Origin": CUSTOMER_ORIGIN})
+        preflight = await codec_api.options(
+            path,
+            headers={
+                "Origin": CUSTOMER_ORIGIN,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,authorization",
+            },
+        )
+        refused = await codec_api.post(path, json=payloads_json(*sealed), headers={"Origin": CUSTOMER_ORIGIN})
+        for answer in (plain, preflight, refused):
+            cors = {name for name in answer.headers if name.lower().startswith("access-control-")}
+            assert cors == set(), (path, answer.status_code, answer.headers)
+    ui = await codec_api.post("/codec/decode", json=payloads_json(*sealed), headers={**OPERATOR, "Origin": UI_ORIGIN})
+    assert ui.headers["access-control-allow-origin"] == UI_ORIGIN
+
+
+async def test_the_codec_server_takes_json_only(codec_api: httpx.AsyncClient) -> None:
+    """A form or text/plain body is what a page on another origin can send without a preflight: 415."""
+    body = json.dumps(payloads_json(*(await CONVERTER.encode([CONTACT])))).encode()
+    for content_type in (None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        headers = dict(OPERATOR) if content_type is None else {**OPERATOR, "Content-Type": content_type}
+        answer = await codec_api.post("/codec/decode", content=body, headers=headers)
+        assert answer.status_code == 415, (content_type, answer.text)
+        assert CONTACT["email"] not in answer.text
+    json_with_charset = {**OPERATOR, "Content-Type": "application/json; charset=utf-8"}
+    assert (await codec_api.post("/codec/decode", content=body, headers=json_with_charset)).status_code == 200
+
+
+async def test_the_codec_server_answers_malformed_tampered_or_unknown_key_payloads_400(
+    codec_api: httpx.AsyncClient,
+) -> None:
+    [sealed] = await CONVERTER.encode([CONTACT])
+    tampered = Payload(metadata=dict(sealed.metadata), data=sealed.data[:-1] + bytes([sealed.data[-1] ^ 1]))
+    unknown_key = Payload(metadata={**sealed.metadata, payload_codec.KEY_ID: b"nobody"}, data=sealed.data)
+    other_key = Payload(metadata={**sealed.metadata, payload_codec.KEY_ID: b"\xff\xfe"}, data=sealed.data)
+    truncated = Payload(metadata=dict(sealed.metadata), data=sealed.data[:5])
+    cases: dict[str, Any] = {
+        "tampered": payloads_json(tampered),
+        "unknown key id": payloads_json(unknown_key),
+        "key id not UTF-8": payloads_json(other_key),
+        "truncated": payloads_json(truncated),
+        "not Payloads": {"payloads": "no"},
+        "data not a string": {"payloads": [{"metadata": {}, "data": 5}]},
+        "a list": [1, 2],
+    }
+    for name, body in cases.items():
+        answer = await codec_api.post("/codec/decode", json=body, headers=OPERATOR)
+        assert answer.status_code == 400, (name, answer.text)
+        assert answer.json()["error"], name
+        assert "Traceback" not in answer.text and CONTACT["email"] not in answer.text, name
+    for name, raw in {"not JSON": b"{not json", "not UTF-8": b'{"payloads": "\xff"}', "empty": b""}.items():
+        answer = await codec_api.post(
+            "/codec/decode", content=raw, headers={**OPERATOR, "Content-Type": "application/json"}
+        )
+        assert answer.status_code == 400, (name, answer.text)
+
+
+async def test_a_blank_codec_operator_token_opens_nothing(
+    settings: Settings, temporal: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compose file passes `CODEC_OPERATOR_TOKEN: ${CODEC_OPERATOR_TOKEN:-}`: blank when unset. An empty
+    token matched `Authorization: Bearer` with nothing after it; blank now means unset, and empty never matches."""
+    monkeypatch.setenv("CODEC_OPERATOR_TOKEN", " ")
+    assert Settings(_env_file=None).codec_operator_token is None  # type: ignore[call-arg]
+    sealed = await CONVERTER.encode([CONTACT])
+    empty = settings.model_copy(update={"codec_operator_token": SecretStr(""), "environment": "production"})
+    async with serve(create_app(empty, temporal=temporal)) as api:
+        for authorization in ("Bearer", "Bearer ", "bearer  "):
+            answer = await api.post(
+                "/codec/decode", json=payloads_json(*sealed), headers={"Authorization": authorization}
+            )
+            assert answer.status_code == 401, (authorization, answer.text)

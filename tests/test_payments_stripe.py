@@ -32,6 +32,7 @@ from payments_support import (
     with_gateway,
     workflow_calls,
 )
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
@@ -266,6 +267,8 @@ def _forgeries(event: dict[str, Any]) -> dict[str, tuple[bytes, dict[str, str]]]
     return {
         "wrong secret": signed(event, "whsec_somebody_else"),
         "timestamp older than the tolerance": signed(event, WEBHOOK_SECRET, timestamp=int(time.time()) - 301),
+        "timestamp newer than the tolerance": signed(event, WEBHOOK_SECRET, timestamp=int(time.time()) + 301),
+        "timestamp an hour ahead": signed(event, WEBHOOK_SECRET, timestamp=int(time.time()) + 3600),
         "body altered after signing": _altered(event),
         "no signature": (signed(event, WEBHOOK_SECRET)[0], {"Content-Type": "application/json"}),
         "garbage signature": (signed(event, WEBHOOK_SECRET)[0], {"Stripe-Signature": "t=abc,v1=zzz"}),
@@ -300,6 +303,48 @@ async def test_forged_stale_or_altered_webhooks_are_refused_and_signal_nothing(
     assert await payment_status(http, account["access_token"], payment["id"]) == "PENDING"
     # the genuine article still works afterwards
     assert (await deliver(http, succeeded)).status_code == 200
+    await wait_for_status(http, account["access_token"], payment["id"], "COMPLETED")
+
+
+def _succeeded(payment: dict[str, Any], **changed: Any) -> dict[str, Any]:
+    """A payment_intent.succeeded Stripe could sign for this payment, with `changed` fields of the intent."""
+    intent = {
+        "id": payment["gateway_id"],
+        "object": "payment_intent",
+        "amount": payment["amount_minor"],
+        "currency": payment["currency"].lower(),
+        "status": "succeeded",
+        "metadata": {"payment_id": payment["id"]},
+        **changed,
+    }
+    event_id = f"evt_{uuid.uuid4().hex[:16]}"
+    return {"id": event_id, "object": "event", "type": "payment_intent.succeeded", "data": {"object": intent}}
+
+
+async def test_a_signed_webhook_for_another_intent_amount_or_currency_completes_nothing(
+    http: httpx.AsyncClient, stripe_worker: None, temporal: Client
+) -> None:
+    """Issue 24: a genuinely signed event naming our payment in its metadata, but for another PaymentIntent or
+    amount 1 against the price, completed the payment. Now each is acknowledged (200), logged, counted and
+    ignored; the payment stays PENDING until the event that matches it."""
+    account = await register_and_login(http)
+    payment = (await checkout(http, account["access_token"], {"tier": "STANDARD", "gateway": "STRIPE"}))["payment"]
+    assert (payment["amount_minor"], payment["currency"]) == (2900, "EUR")
+    counted = REGISTRY.get_sample_value("statex_webhooks_mismatched_total", {"gateway": "STRIPE"}) or 0.0
+    for mismatched in (
+        _succeeded(payment, id="pi_somebody_elses_intent"),
+        _succeeded(payment, amount=1),
+        _succeeded(payment, currency="usd"),
+    ):
+        response = await deliver(http, mismatched)
+        assert response.status_code == 200, response.text
+        assert response.json()["outcome"].startswith("ignored: "), response.text
+    assert REGISTRY.get_sample_value("statex_webhooks_mismatched_total", {"gateway": "STRIPE"}) == counted + 3
+    _, signals = await workflow_calls(temporal, payment["id"])
+    assert signals == 0
+    assert await payment_status(http, account["access_token"], payment["id"]) == "PENDING"
+    # the event that matches the payment in every respect still completes it
+    assert (await deliver(http, _succeeded(payment))).json()["outcome"] == "signalled"
     await wait_for_status(http, account["access_token"], payment["id"], "COMPLETED")
 
 

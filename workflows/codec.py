@@ -18,7 +18,9 @@ import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
@@ -32,7 +34,11 @@ DEV_KEYS_FILE = "payload-keys"
 """In DATA_DIR: the development key ring generated when PAYLOAD_KEYS is unset (never in production)."""
 
 
-class UnknownPayloadKey(ValueError):
+class UndecodablePayload(ValueError):
+    """A payload marked encrypted that does not open: altered, truncated, or under a key not held."""
+
+
+class UnknownPayloadKey(UndecodablePayload):
     """A payload names a key the ring does not hold: a key was dropped while histories still need it."""
 
 
@@ -122,12 +128,17 @@ class EncryptionCodec(PayloadCodec):
             if payload.metadata.get("encoding") != ENCODING:
                 decoded.append(payload)  # written before encryption (or by a client without it): as it is
                 continue
-            key_id = payload.metadata.get(KEY_ID, b"").decode()
+            key_id = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
             cipher = self._ciphers.get(key_id)
             if cipher is None:
                 raise UnknownPayloadKey(f"payload encrypted with key {key_id!r}, which PAYLOAD_KEYS does not hold")
             nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
-            decoded.append(Payload.FromString(cipher.decrypt(nonce, sealed, key_id.encode())))
+            if len(nonce) != NONCE_BYTES:
+                raise UndecodablePayload(f"payload under key {key_id!r} is too short to be encrypted")
+            try:
+                decoded.append(Payload.FromString(cipher.decrypt(nonce, sealed, key_id.encode())))
+            except (InvalidTag, DecodeError) as err:
+                raise UndecodablePayload(f"payload under key {key_id!r} does not decrypt: altered or corrupt") from err
         return decoded
 
 

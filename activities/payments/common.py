@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from temporalio.exceptions import ApplicationError
@@ -65,6 +66,12 @@ class WebhookNotice:
     event: GatewayEvent
     payment_id: uuid.UUID | None = None
     gateway_id: str | None = None
+    amount_minor: int | None = None
+    """The amount the gateway's object is for, in minor units (Stripe), where the event says it."""
+    amount: Decimal | None = None
+    """The same as a decimal amount ("29.00"), for gateways that send it so (PayPal)."""
+    currency: str | None = None
+    """The amount's currency, upper case, where the event says it."""
 
 
 def payment_id_from(value: object) -> uuid.UUID | None:

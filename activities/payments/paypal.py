@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from temporalio.exceptions import ApplicationError
@@ -168,13 +169,17 @@ class PayPalGateway:
         if event_type.startswith("CHECKOUT.ORDER."):
             units = resource.get("purchase_units") or [{}]
             payment_id, gateway_id = payment_id_from(units[0].get("custom_id")), resource.get("id")
+            amount, currency = _amount(units[0].get("amount"))
         else:  # a capture or a refund
             related = (resource.get("supplementary_data") or {}).get("related_ids") or {}
             payment_id, gateway_id = payment_id_from(resource.get("custom_id")), related.get("order_id")
+            amount, currency = _amount(resource.get("amount"))
         return WebhookNotice(
             event=GatewayEvent(event_id=event_id, state=state, detail=event_type),
             payment_id=payment_id,
             gateway_id=gateway_id,
+            amount=amount,
+            currency=currency,
         )
 
 
@@ -191,3 +196,17 @@ def _order_status(order: dict[str, Any]) -> GatewayStatus:
         state = _CAPTURE_STATES.get(capture_status, GatewayState.PENDING)
         return GatewayStatus(state=state, detail=f"order COMPLETED, capture {capture_status}")
     return GatewayStatus(state=_ORDER_STATES.get(status, GatewayState.PENDING), detail=f"order {status}")
+
+
+def _amount(value: object) -> tuple[Decimal | None, str | None]:
+    """PayPal's `{"value": "29.00", "currency_code": "EUR"}`; None for what is missing or not a number."""
+    if not isinstance(value, dict):
+        return None, None
+    currency = value.get("currency_code")
+    try:
+        amount: Decimal | None = Decimal(str(value.get("value")))
+    except ArithmeticError:
+        amount = None
+    if amount is not None and not amount.is_finite():
+        amount = None
+    return amount, currency.upper() if isinstance(currency, str) else None

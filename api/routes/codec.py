@@ -11,13 +11,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from google.protobuf import json_format
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload, Payloads
 
 from api.deps import service
 from services.codec import CodecService
-from services.errors import BadRequest
+from services.errors import BadRequest, UnsupportedMediaType
 
 PREFIX = "/codec"
 
@@ -43,9 +44,14 @@ async def encode(request: Request, codec: Operator) -> Response:
 
 
 async def _payloads(request: Request) -> list[Payload]:
+    """JSON only (as the Temporal UI and CLI send it): a form or text/plain body, which a page on another origin
+    can send without a preflight, is refused before it is read."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType("The codec server takes Content-Type: application/json only")
     try:
         return list(json_format.Parse(await request.body(), Payloads()).payloads)
-    except json_format.ParseError as err:
+    except (json_format.ParseError, UnicodeDecodeError) as err:
         raise BadRequest(f"Expected temporal.api.common.v1.Payloads as JSON: {err}") from err
 
 
@@ -61,7 +67,7 @@ class CodecCors:
     def __init__(self, app: ASGIApp, origins: list[str]) -> None:
         self.app = app
         self.cors = CORSMiddleware(
-            app,
+            self._without_cors,
             allow_origins=origins,
             allow_credentials=True,
             allow_methods=["POST", "OPTIONS"],
@@ -70,7 +76,32 @@ class CodecCors:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(PREFIX + "/"):
-            await self.cors(scope, receive, send)
-        else:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX + "/"):
             await self.app(scope, receive, send)
+            return
+        origin = Headers(scope=scope).get("origin")
+        if origin is None or self.cors.is_allowed_origin(origin):
+            await self.cors(scope, receive, send)
+        else:  # not the UI's: no CORS header at all, not even a preflight's methods and headers
+            await self.cors(scope, receive, _stripping_cors(send))
+
+    async def _without_cors(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The rest of the stack, whose own CORS middleware would answer a customer origin: what it adds is
+        dropped here, and only this class's CORS (the UI's origins) reaches the answer."""
+        await self.app(scope, receive, _stripping_cors(send))
+
+
+def _stripping_cors(send: Send) -> Send:
+    async def stripped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {
+                **message,
+                "headers": [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if not bytes(name).lower().startswith(b"access-control-")
+                ],
+            }
+        await send(message)
+
+    return stripped

@@ -66,7 +66,9 @@ def examples(*values: dict[str, Any], from_attributes: bool = False) -> ConfigDi
 
 
 class Strict(BaseModel):
-    """Request bodies refuse fields they do not know, so a typo or a smuggled field is an error."""
+    """Request bodies refuse fields they do not know, so a typo or a smuggled field is an error. Their booleans
+    are `StrictBool`: `true` or `false`, never `"yes"`, `"off"` or `1` (tests/test_hostile_input.py checks every
+    request model)."""
 
     model_config = ConfigDict(extra="forbid")
 

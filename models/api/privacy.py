@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from models.api.auth import Password
+
 
 class ExportAccepted(BaseModel):
     export_id: uuid.UUID
@@ -22,7 +24,7 @@ class ExportView(ExportAccepted):
 
 
 class ErasureRequest(BaseModel):
-    password: str = Field(min_length=1, max_length=200, description="The account's password, asked again")
+    password: Password = Field(description="The account's password, asked again")
 
 
 class ErasureAccepted(BaseModel):

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
 from models.api.common import AIProviderName, Strict, examples, plain_text
 from models.enums import AITier, PrototypeStatus
@@ -35,7 +35,7 @@ class PrototypeRequest(Strict):
     model: AIProviderName | None = Field(
         default=None, description="Preferred provider for every step; otherwise your service tier decides"
     )
-    review_requirements: bool = Field(
+    review_requirements: StrictBool = Field(
         default=False,
         description="Pause after the requirements (AWAITING_APPROVAL) until POST /api/prototypes/{id}/approval: "
         "nothing after them is spent before that",
@@ -51,7 +51,7 @@ class ApprovalRequest(Strict):
         {"approve": False},
     )
 
-    approve: bool
+    approve: StrictBool
     edited_requirements: Annotated[str, Field(min_length=1, max_length=20_000), AfterValidator(plain_text)] | None = (
         Field(default=None, description="Your version of the requirements: the later steps read it instead")
     )
