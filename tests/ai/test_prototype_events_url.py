@@ -145,3 +145,43 @@ async def test_a_cross_origin_page_may_resume_with_last_event_id(make_app: AppFa
     assert allowed.headers["access-control-allow-origin"] == DEV_ORIGIN
     assert "last-event-id" in allowed.headers["access-control-allow-headers"].lower()
     assert refused.status_code == 400
+
+
+HOSTILE_TOKENS = [
+    "",
+    "ev2",
+    "ev2....",
+    "ev2.\x00.\x00.1.x",
+    f"ev2.{uuid.uuid4()}.{uuid.uuid4()}.99999999999999999999999999.AAAA",
+    "ev2." + "A" * 8000,
+    "ev1.not.a.token",
+    "\u202eev2.a.b.c.d",
+    "eyJhbGciOiJub25lIn0.e30.",  # an unsigned JWT where a stream token belongs
+]
+
+
+@pytest.mark.parametrize("token", HOSTILE_TOKENS, ids=range(len(HOSTILE_TOKENS)))
+async def test_a_hostile_events_token_is_401_never_a_500(make_app: AppFactory, token: str) -> None:
+    async with serve(make_app()) as api:
+        answered = await api.get(f"/api/prototypes/{uuid.uuid4()}/events", params={"token": token})
+    assert answered.status_code in {401, 422}, answered.text  # 422: longer than any token signed here
+    assert answered.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize(
+    ("header", "query"),
+    [("-1", None), ("abc", None), ("1e9", None), (None, "-5"), (None, "x"), ("\t", None)],
+)
+async def test_a_hostile_resume_id_is_a_clear_4xx(
+    temporal: Client, engine: AsyncEngine, settings: Settings, header: str | None, query: str | None
+) -> None:
+    """Last-Event-ID and ?last_event_id= come from the client: a negative or non-numeric one is refused with 422
+    before any stream opens, never a 500 or a stream that starts from a wrong place (a huge one is past the end:
+    the final event again)."""
+    async with service(temporal, engine, settings) as api:
+        account = await sign_in(api, engine)
+        accepted = await submit(api, account)
+        url = accepted["events_url"] + (f"&last_event_id={query}" if query is not None else "")
+        headers = {"Last-Event-ID": header} if header is not None else {}
+        answered = await api.get(url, headers=headers)
+    assert answered.status_code == 422, answered.text
