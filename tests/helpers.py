@@ -11,6 +11,12 @@ from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, update
+
+from models.db import open_session
+from models.tables import User
+from models.types import utcnow
 
 T = TypeVar("T")
 
@@ -51,3 +57,10 @@ async def register_and_login(api: httpx.AsyncClient, password: str = "correct ho
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def mark_verified(engine: AsyncEngine, user_id: uuid.UUID) -> None:
+    """As the verification link does (tests/test_account_email.py follows the link itself)."""
+    async with open_session(engine) as db:
+        await db.exec(update(User).where(col(User.id) == user_id).values(email_verified_at=utcnow()))  # type: ignore[call-overload]
+        await db.commit()
