@@ -49,10 +49,11 @@ def new_email() -> str:
 async def register_and_login(api: httpx.AsyncClient, password: str = "correct horse battery") -> dict[str, Any]:
     email = new_email()
     created = await api.post("/auth/register", json={"email": email, "password": password, "name": "Ada"})
-    assert created.status_code == 201, created.text
+    assert created.status_code == 202, created.text
     tokens = await api.post("/auth/login", json={"email": email, "password": password})
     assert tokens.status_code == 200, tokens.text
-    return {"email": email, "password": password, "user": created.json(), **tokens.json()}
+    user = (await api.get("/auth/me", headers=bearer(tokens.json()["access_token"]))).json()
+    return {"email": email, "password": password, "user": user, **tokens.json()}
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -315,8 +315,10 @@ async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
 
         # The address is free again.
         registered = await http.post("/auth/register", json={"email": alice["email"], "password": "a new start 123"})
-        assert registered.status_code == 201, registered.text
-        assert registered.json()["id"] != str(alice["id"])
+        assert registered.status_code == 202, registered.text
+        signed_in = await http.post("/auth/login", json={"email": alice["email"], "password": "a new start 123"})
+        me = await http.get("/auth/me", headers=bearer(signed_in.json()["access_token"]))
+        assert me.json()["id"] != str(alice["id"]) and me.json()["email_verified_at"] is None
 
 
 async def test_erasure_finds_and_deletes_the_contact_workflows_sent_from_the_address_without_signing_in(
