@@ -22,10 +22,6 @@ from services.security import AddressPurpose, reset_binding, sign_address_token,
 from settings import Settings
 
 
-def verification_link(base_url: str, token: str) -> str:
-    return f"{base_url.rstrip('/')}/auth/verify?token={token}"
-
-
 class AccountEmailActivities:
     def __init__(self, email: EmailActivities, engine: AsyncEngine, settings: Settings) -> None:
         self.email = email
@@ -51,11 +47,11 @@ class AccountEmailActivities:
             )
             subject = "Confirm your email address for Statex"
             text = (
-                "Hello,\n\nplease confirm that this address is yours by opening this link "
-                f"(it works until {expires:%Y-%m-%d %H:%M} UTC):\n{verification_link(base, token)}\n\n"
-                "Your account works already; until the address is confirmed, nothing sent from it without signing "
-                "in is linked to your account.\n\nIf you did not create a Statex account, ignore this email.\n\n"
-                "-- The Statex team"
+                "Hello,\n\nplease confirm that this address is yours: signed in to your Statex account, send this "
+                f'code to {base}/auth/verify (POST, JSON {{"token": ...}}) before {expires:%Y-%m-%d %H:%M} UTC:\n\n'
+                f"{token}\n\nYour account works already; until the address is confirmed, nothing sent from it "
+                "without signing in is linked to your account.\n\nIf you did not create a Statex account, ignore "
+                "this email: without the account's password, nobody can use this code.\n\n-- The Statex team"
             )
         else:
             expires = now + timedelta(minutes=self.settings.password_reset_minutes)

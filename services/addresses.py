@@ -50,7 +50,7 @@ from workflows.account_email import AccountEmailWorkflow, workflow_id
 
 log = logging.getLogger(__name__)
 
-INVALID_LINK = "This link is invalid or has expired"
+INVALID_LINK = "This verification code is invalid or has expired"
 INVALID_CODE = "This reset code is invalid, has expired or was already used"
 _IDLE = timedelta(hours=1)
 _pending: set[asyncio.Task[None]] = set()
@@ -101,13 +101,15 @@ class AddressService(Service):
             await self._ask(account.id, AccountEmailKind.VERIFY)
         return RegistrationAccepted()
 
-    async def verify(self, token: str) -> AddressVerified:
-        """The address the link was sent to is verified, if it is still the account's. Following it again is
-        harmless (a mail scanner may open it first)."""
+    async def verify(self, account: Account, token: str) -> AddressVerified:
+        """The address the code was sent to is verified, if the code is the signed-in account's and the address
+        still its own. Sending it again is harmless."""
         try:
             user_id, _ = address_token_subject(AddressPurpose.VERIFY, token)
         except InvalidToken as err:
             raise BadRequest(INVALID_LINK) from err
+        if user_id != account.id:  # the inbox's reader, signed in as another account (or a code for another)
+            raise BadRequest(INVALID_LINK)
         async with self.database.session() as db:
             user = await db.get(User, user_id)
             if user is None or not address_token_valid(

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.message import EmailMessage
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -30,7 +29,7 @@ from worker import build_worker
 
 PASSWORD = "correct horse battery"
 _RESET_CODE = re.compile(r"^(pr1\.\S+)$", re.MULTILINE)
-_VERIFY_LINK = re.compile(r"(https?://\S+/auth/verify\?token=\S+)")
+_VERIFY_CODE = re.compile(r"^(av1\.\S+)$", re.MULTILINE)
 
 
 @asynccontextmanager
@@ -61,10 +60,13 @@ async def one_mail(settings: Settings, address: str, kind: str) -> str:
     return str(body.get_content())
 
 
-def verification_path(text: str) -> str:
-    [link] = _VERIFY_LINK.findall(text)
-    parts = urlsplit(link)
-    return f"{parts.path}?{parts.query}"
+def verification_code(text: str) -> str:
+    [code] = _VERIFY_CODE.findall(text)
+    return code
+
+
+async def verify(http: httpx.AsyncClient, code: str, headers: dict[str, str]) -> httpx.Response:
+    return await http.post("/auth/verify", json={"token": code}, headers=headers)
 
 
 def reset_code(text: str) -> str:
@@ -100,37 +102,44 @@ async def test_the_emailed_link_verifies_the_address_once_and_resends_are_limite
             again = await http.post("/auth/verify/resend", headers=account["headers"])
             assert again.status_code == 202, again.text
         text = await one_mail(settings, address, "verify")
-        path = verification_path(text)
-        assert "token=av1." in path
+        code = verification_code(text)
 
-        verified = await http.get(path)
+        verified = await verify(http, code, account["headers"])
         assert verified.status_code == 200, verified.text
         assert verified.json() == {"email": address, "email_verified": True}
         assert (await me(http, account["headers"])).json()["email_verified_at"] is not None
-        assert (await http.get(path)).status_code == 200  # reused: harmless, still the same address
+        assert (await verify(http, code, account["headers"])).status_code == 200  # again: harmless
         # The signals are handled in order: once the reset email is out, the resends before it were handled.
         assert (await http.post("/auth/password/forgot", json={"email": address})).status_code == 202
         await one_mail(settings, address, "reset")
         assert len(mails_to(settings, address, "verify")) == 1
 
-        # A tampered link, another purpose's code, and garbage are one answer.
-        user, expiry = address_token_subject(AddressPurpose.VERIFY, path.split("token=")[1])
-        for token in (path.split("token=")[1][:-2] + "AA", f"pr1.{user.hex}.{expiry}.{'A' * 43}", "nonsense"):
-            refused = await http.get("/auth/verify", params={"token": token})
-            assert (refused.status_code, refused.json()["error"]) == (400, "This link is invalid or has expired")
+        # A tampered code, another purpose's, and garbage are one answer.
+        user, expiry = address_token_subject(AddressPurpose.VERIFY, code)
+        for token in (
+            code[:-2] + ("AA" if not code.endswith("AA") else "BB"),
+            f"pr1.{user.hex}.{expiry}.{'A' * 43}",
+            "x",
+        ):
+            refused = await verify(http, token, account["headers"])
+            assert (refused.status_code, refused.json()["error"]) == (
+                400,
+                "This verification code is invalid or has expired",
+            )
+        assert (await http.post("/auth/verify", json={"token": code})).status_code == 401  # signed in only
 
 
-async def test_an_expired_verification_link_verifies_nothing(
+async def test_an_expired_verification_code_verifies_nothing(
     settings: Settings, temporal: Client, engine: AsyncEngine
 ) -> None:
     settings = settings.model_copy(update={"email_verification_hours": 1 / 3600})  # one second
     address = new_email()
     async with stack(settings, temporal, engine) as http:
         account = await sign_up(http, address)
-        path = verification_path(await one_mail(settings, address, "verify"))
-        _, expiry = address_token_subject(AddressPurpose.VERIFY, path.split("token=")[1])
-        await eventually(lambda: past(expiry), within=10, what="the link to expire")
-        expired = await http.get(path)
+        code = verification_code(await one_mail(settings, address, "verify"))
+        _, expiry = address_token_subject(AddressPurpose.VERIFY, code)
+        await eventually(lambda: past(expiry), within=10, what="the code to expire")
+        expired = await verify(http, code, account["headers"])
         assert expired.status_code == 400, expired.text
         assert (await me(http, account["headers"])).json()["email_verified_at"] is None
 
@@ -265,3 +274,20 @@ async def test_known_and_unknown_addresses_take_the_same_time(
         known_times,
         unknown_times,
     )
+
+
+async def test_whoever_reads_the_inbox_cannot_verify_it_for_an_account_someone_else_registered(
+    settings: Settings, temporal: Client, engine: AsyncEngine
+) -> None:
+    """Mallory registers Dana's address; the code goes to Dana. Dana (or anyone she forwards it to) cannot verify
+    Mallory's account with it without Mallory's password, and Mallory cannot without the inbox."""
+    dana = new_email()
+    async with stack(settings, temporal, engine) as http:
+        mallory = await sign_up(http, dana)
+        code = verification_code(await one_mail(settings, dana, "verify"))
+        danas_own = await sign_up(http, new_email())  # the inbox's reader, signed in to her own account
+        for headers in ({}, danas_own["headers"]):
+            refused = await http.post("/auth/verify", json={"token": code}, headers=headers)
+            assert refused.status_code in (400, 401), refused.text
+        for headers in (mallory["headers"], danas_own["headers"]):
+            assert (await me(http, headers)).json()["email_verified_at"] is None

@@ -20,6 +20,7 @@ from models.api.auth import (
     ResetPasswordRequest,
     TokenPair,
     UserPublic,
+    VerifyRequest,
 )
 from models.api.contact import ContactAccepted, ContactRequest
 from models.api.files import FileInfo, UploadedFile
@@ -107,6 +108,7 @@ EXAMPLED_MODELS: dict[str, type[BaseModel]] = {
         EmailSent,
         ResetPasswordRequest,
         AddressVerified,
+        VerifyRequest,
         LoginRequest,
         TokenPair,
         UploadedFile,

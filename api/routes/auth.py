@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Request, status
 
 from api.deps import Accounts, Addresses, CurrentUser
 from api.errors import errors
@@ -20,6 +18,7 @@ from models.api.auth import (
     ResetPasswordRequest,
     TokenPair,
     UserPublic,
+    VerifyRequest,
 )
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=RateLimitedRoute)
@@ -33,13 +32,12 @@ async def register(body: RegisterRequest, addresses: Addresses) -> RegistrationA
     return await addresses.register(body)
 
 
-@router.get("/verify", responses=errors(400, 422, 429))
-async def verify(
-    token: Annotated[str, Query(min_length=1, max_length=200, description="From the verification email")],
-    addresses: Addresses,
-) -> AddressVerified:
-    """The verification email's link: it verifies the address it was sent to (for EMAIL_VERIFICATION_HOURS)."""
-    return await addresses.verify(token)
+@router.post("/verify", responses=errors(400, 401, 422, 429))
+async def verify(body: VerifyRequest, user: CurrentUser, addresses: Addresses) -> AddressVerified:
+    """The code from the verification email, sent signed in to the account it was issued for: it verifies the address
+    it was mailed to (for EMAIL_VERIFICATION_HOURS). Both are needed, so whoever reads an inbox cannot verify it for
+    an account someone else registered with it, nor can that someone without the inbox."""
+    return await addresses.verify(user, body.token)
 
 
 @router.post(

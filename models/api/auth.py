@@ -128,6 +128,12 @@ class ResetPasswordRequest(Strict):
     password: NewPassword
 
 
+class VerifyRequest(Strict):
+    model_config = examples({"token": "av1.3f2b8c1e6a4d4e8f9b1a5c7d2e9f0a14.1780000000.c2ln"})
+
+    token: Annotated[str, StringConstraints(min_length=1, max_length=200), NoControls]
+
+
 class AddressVerified(BaseModel):
     model_config = examples({"email": "ada@example.com", "email_verified": True})
 
