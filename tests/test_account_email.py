@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email.parser
 import email.policy
+import logging
 import re
 import statistics
 import time
@@ -145,8 +146,9 @@ async def test_an_expired_verification_code_verifies_nothing(
 
 
 async def test_a_reset_code_sets_the_password_once_and_signs_out_everywhere(
-    settings: Settings, temporal: Client, engine: AsyncEngine
+    settings: Settings, temporal: Client, engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     address = new_email()
     async with stack(settings, temporal, engine) as http:
         first = await sign_up(http, address)
@@ -177,6 +179,11 @@ async def test_a_reset_code_sets_the_password_once_and_signs_out_everywhere(
         assert new.status_code == 200
         # The code came to the address: using it verified it.
         assert (await me(http, bearer(new.json()["access_token"]))).json()["email_verified_at"] is not None
+        verification = verification_code(await one_mail(settings, address, "verify"))
+    # Neither code is in any log line of the API or the worker (the reset's is in a body, never a URL).
+    assert "password reset; 2 sessions revoked" in caplog.text and "email account-reset-" in caplog.text
+    for secret in (code, verification, code.rsplit(".", 1)[1], verification.rsplit(".", 1)[1]):
+        assert secret not in caplog.text
 
 
 async def test_an_expired_reset_code_changes_nothing(settings: Settings, temporal: Client, engine: AsyncEngine) -> None:
