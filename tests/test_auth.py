@@ -260,7 +260,7 @@ async def test_swagger_authorize_uses_bearer_tokens(api: httpx.AsyncClient) -> N
 
 async def test_every_password_field_refuses_more_than_bcrypt_takes_with_a_422(api: httpx.AsyncClient) -> None:
     """Issue 24 (schemathesis): `DELETE /api/me` with a password over 72 bytes was bcrypt's ValueError, a 500.
-    Login, erasure and registration bound the password alike: 72 bytes of UTF-8 (é is two)."""
+    Login, erasure, registration and reset bound the password alike: 72 bytes of UTF-8 (é is two)."""
     account = await register_and_login(api)
     for too_long in ("x" * 73, "é" * 37):
         attempts = {
@@ -269,6 +269,7 @@ async def test_every_password_field_refuses_more_than_bcrypt_takes_with_a_422(ap
             "erasure": await api.request(
                 "DELETE", "/api/me", json={"password": too_long}, headers=bearer(account["access_token"])
             ),
+            "reset": await api.post("/auth/password/reset", json={"token": "pr1.x", "password": too_long}),
         }
         for name, answer in attempts.items():
             assert answer.status_code == 422, (name, answer.text)
