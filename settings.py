@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=30, ge=1, le=365)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    email_verification_hours: float = Field(default=48.0, gt=0, le=24 * 30)
+    """How long the link that verifies an account's address works."""
+    password_reset_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
+    """How long a password reset code works (once: setting a password ends every code issued before)."""
+    account_email_interval_seconds: float = Field(default=120.0, ge=0)
+    """The least time between two emails of one kind (verification, reset, "you already have an account") to one
+    account, however often they are asked for: more requests in between are answered alike and send nothing."""
 
     # Rate limits (per user id when authenticated, else client IP)
     rate_limit_enabled: bool = True

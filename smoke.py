@@ -157,7 +157,7 @@ async def run_steps(smoke: Smoke) -> None:
 
     address = f"smoke-{uuid.uuid4().hex[:12]}@example.com"
     async with smoke.step("register"):
-        expect(await http.post(smoke.url("/auth/register"), json={"email": address, "password": PASSWORD}), 201)
+        expect(await http.post(smoke.url("/auth/register"), json={"email": address, "password": PASSWORD}), 202)
 
     async with smoke.step("log in"):
         tokens = expect(await http.post(smoke.url("/auth/login"), json={"email": address, "password": PASSWORD}), 200)

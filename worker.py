@@ -15,6 +15,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 import metrics
+from activities.account_email import AccountEmailActivities
 from activities.ai.azure import AzureActivities
 from activities.ai.offline import OfflineActivities
 from activities.ai.ollama import OllamaActivities
@@ -40,6 +41,7 @@ from observability import init_sentry
 from settings import Settings, get_settings
 from tracing import configure_tracing
 from worker_interceptors import RequestIdFromHeaders, sentry_worker_interceptors
+from workflows.account_email import AccountEmailWorkflow
 from workflows.ai import Routing
 from workflows.chat import ChatWorkflow
 from workflows.checkout import CheckoutWorkflow
@@ -61,6 +63,7 @@ WORKFLOWS: Sequence[type] = (
     ExportWorkflow,
     ErasureWorkflow,
     KeptPaymentsWorkflow,
+    AccountEmailWorkflow,
 )
 
 
@@ -86,6 +89,7 @@ def activities_for(
     return [
         email.send_email,
         email.send_user_email,
+        AccountEmailActivities(email, engine, settings).send_account_email,
         ContactActivities(email, engine).send_contact_email,
         records.mark_contact_notified,
         records.mark_contact_failed,

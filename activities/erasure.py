@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.parser
 import email.utils
+import re
 import secrets
 import uuid
 from datetime import date, timedelta
@@ -21,7 +22,7 @@ from typing import Any
 import bcrypt
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, delete, or_, select, update
+from sqlmodel import col, delete, select, update
 from temporalio import activity
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
@@ -50,6 +51,8 @@ from models.tables import (
     PrototypeRevision,
     Session,
     User,
+    contacts_owned_by,
+    verified_address,
 )
 from models.types import utcnow
 from settings import Settings
@@ -64,11 +67,14 @@ _POLL = 0.5
 
 
 def user_workflows(user_id: uuid.UUID, *, running: bool, contact_key: str | None = None) -> str:
-    """The visibility query for the user's workflows, and with `contact_key` those of contact messages sent from
-    their address without signing in (the key is a hex digest: nothing in it can break the quoting)."""
-    query = f"{search_attributes.USER_ID.name} = '{user_id}'"
+    """The visibility query for the user's workflows, and with `contact_key` (given only for a verified address)
+    those of contact messages sent from their address without signing in: never one that another account sent
+    naming the address, which carries that account's id (the key is a hex digest: nothing in it can break the
+    quoting)."""
+    user = search_attributes.USER_ID.name
+    query = f"{user} = '{user_id}'"
     if contact_key is not None:
-        query = f"({query} OR {search_attributes.CONTACT_KEY.name} = '{contact_key}')"
+        query = f"({query} OR ({search_attributes.CONTACT_KEY.name} = '{contact_key}' AND {user} IS NULL))"
     return f"{query} AND ExecutionStatus = 'Running'" if running else query
 
 
@@ -78,6 +84,18 @@ def _kept_until(before: date) -> tuple[Any, ...]:
         col(Payment.user_id) == TOMBSTONE_USER_ID,
         col(Payment.details)["keep_until"].as_string() < before.isoformat(),
     )
+
+
+_CONTACT_MESSAGE = re.compile(r"^contact-([0-9a-f-]{36})-")
+"""A contact message's emails (`contact-<contact id>-<kind>`): they belong to whoever owns the contact row."""
+
+
+def contact_of(message_id: str) -> uuid.UUID | None:
+    found = _CONTACT_MESSAGE.match(message_id)
+    try:
+        return uuid.UUID(found.group(1)) if found else None
+    except ValueError:
+        return None
 
 
 def _addressed_to(path: Path, address: str) -> bool:
@@ -103,7 +121,9 @@ class ErasureActivities:
             user = await db.get(User, user_id)
         if user is None:
             return ErasureSubject(user_id=user_id, email=None)
-        key = search_attributes.contact_key(self.settings, user.email)
+        # Workflows of anonymous messages from the address are the account's only once it proved the address
+        verified = verified_address(user)
+        key = search_attributes.contact_key(self.settings, verified) if verified is not None else None
         return ErasureSubject(user_id=user_id, email=user.email, contact_key=key)
 
     @activity.defn
@@ -204,28 +224,46 @@ class ErasureActivities:
             )
             # Whether payments are kept until that day (this erasure's, or a retry's whose first attempt committed)
             kept = (await db.exec(select(Payment.id).where(*_kept_until(keep_until + timedelta(days=1))))).first()
-            sent_from = sa.func.lower(sa.func.trim(col(Contact.email))) == (rows.email or "").strip().lower()
-            contacts = or_(col(Contact.user_id) == user_id, sent_from)
+            # Read here, not carried: a retry after the user row went finds no address to link anything by
+            address = verified_address(await db.get(User, user_id))
             statements: dict[str, Any] = {
                 "ai_responses": delete(AIResponse).where(col(AIResponse.user_id) == user_id),
                 "prototype_revisions": delete(PrototypeRevision).where(col(PrototypeRevision.user_id) == user_id),
                 "prototypes": delete(Prototype).where(col(Prototype.user_id) == user_id),
                 "files": delete(File).where(col(File.user_id) == user_id),
-                "contacts": delete(Contact).where(contacts if rows.email else col(Contact.user_id) == user_id),
+                "contacts": delete(Contact).where(contacts_owned_by(user_id, address)),
                 "sessions": delete(Session).where(col(Session.user_id) == user_id),
                 "idempotency_keys": delete(IdempotencyKey).where(col(IdempotencyKey.scope).contains(str(user_id))),
                 "users": delete(User).where(col(User.id) == user_id),
             }
-            if rows.email:
-                statements["email_deliveries"] = delete(EmailDelivery).where(
-                    sa.func.lower(col(EmailDelivery.recipient)).contains(rows.email.lower(), autoescape=True)
-                )
             for table, statement in statements.items():
                 deleted[table] = await self._execute(db, statement)
+            if rows.email:
+                deleted["email_deliveries"] = await self._forget_deliveries(db, rows.email)
             await db.commit()
         return ErasureCounts(
             deleted=deleted, payments_anonymised=anonymised, keep_until=keep_until if kept is not None else None
         )
+
+    async def _forget_deliveries(self, db: Any, address: str) -> int:
+        """The delivery rows of mail to the address, but those of a contact message whose row is still stored (after
+        the account's own were deleted above): that message, and its mail, are someone else's."""
+        to_address = sa.func.lower(col(EmailDelivery.recipient)).contains(address.strip().lower(), autoescape=True)
+        found = list((await db.exec(select(EmailDelivery.message_id).where(to_address))).all())
+        if not found:
+            return 0
+        kept = await self._kept_contacts(db, found)
+        doomed = [message_id for message_id in found if contact_of(message_id) not in kept]
+        if not doomed:
+            return 0
+        return await self._execute(db, delete(EmailDelivery).where(col(EmailDelivery.message_id).in_(doomed)))
+
+    async def _kept_contacts(self, db: Any, message_ids: list[str]) -> set[uuid.UUID | None]:
+        """Of the contact messages these emails are about, those still stored (so not the erased account's)."""
+        ids = {found for found in map(contact_of, message_ids) if found is not None}
+        if not ids:
+            return set()
+        return set((await db.exec(select(Contact.id).where(col(Contact.id).in_(ids)))).all())
 
     @activity.defn
     async def purge_kept_payments(self, purge: PurgeKeptPayments) -> int:
@@ -242,15 +280,22 @@ class ErasureActivities:
         """The outbox's messages to (or replying to) the address; the embedded mailer's only copy of them."""
         folder = self.settings.outbox_dir
 
-        def purge() -> int:
+        def addressed() -> list[Path]:
             if not folder.is_dir():
-                return 0
-            removed = 0
-            for path in sorted(folder.glob("*.eml")):
-                if _addressed_to(path, address):
-                    path.unlink(missing_ok=True)
-                    removed += 1
-            return removed
+                return []
+            return [path for path in sorted(folder.glob("*.eml")) if _addressed_to(path, address)]
+
+        found = await asyncio.to_thread(addressed)
+        # The rows were erased before this step: a contact message still stored is another account's (signed in
+        # and naming the address), or an anonymous sender's the account never proved to be; its mail stays.
+        async with open_session(self.engine) as db:
+            kept = await self._kept_contacts(db, [path.stem for path in found])
+        doomed = [path for path in found if contact_of(path.stem) not in kept]
+
+        def purge() -> int:
+            for path in doomed:
+                path.unlink(missing_ok=True)
+            return len(doomed)
 
         return await asyncio.to_thread(purge)
 

@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import SQLModel, col, or_, select
+from sqlmodel import SQLModel, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -22,7 +22,18 @@ from activities.storage import Storage, sign_download, storage_key
 from activities.zips import keep_zip, zip_bytes
 from models.db import open_session
 from models.messages.privacy import ExportPackage, PackagedExport
-from models.tables import AIResponse, Contact, File, Payment, Prototype, PrototypeRevision, Session, User
+from models.tables import (
+    AIResponse,
+    Contact,
+    File,
+    Payment,
+    Prototype,
+    PrototypeRevision,
+    Session,
+    User,
+    contacts_owned_by,
+    verified_address,
+)
 from settings import Settings
 
 FOLDER = "statex-export"
@@ -80,9 +91,7 @@ class ExportActivities:
                 "prototypes.json": await all_of(Prototype, col(Prototype.user_id) == user_id),
                 "prototype_revisions.json": await all_of(PrototypeRevision, col(PrototypeRevision.user_id) == user_id),
                 "payments.json": await all_of(Payment, col(Payment.user_id) == user_id),
-                "contact_messages.json": await all_of(
-                    Contact, or_(col(Contact.user_id) == user_id, col(Contact.email) == user.email)
-                ),
+                "contact_messages.json": await all_of(Contact, contacts_owned_by(user_id, verified_address(user))),
                 "files.json": await all_of(File, col(File.user_id) == user_id, col(File.id) != package.file_id),
             }
             live = [file for file in tables["files.json"] if file.deleted_at is None]

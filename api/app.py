@@ -32,6 +32,7 @@ from logs import configure_logging, stop_queueing
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
 from observability import init_sentry, install_log_redaction
+from services import addresses
 from services.prototype_events import EventWatchers
 from services.runtime import Runtime
 from settings import Settings, get_settings
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
             yield
         finally:
             await app.state.event_watchers.close()
+            await addresses.drain()  # account emails asked for after their answers, before the database closes
             await app.state.rate_limiter.close()
             await app.state.runtime.storage.aclose()
             await database.close()

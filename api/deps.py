@@ -13,6 +13,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.accounts import Account, AccountService
+from services.addresses import AddressService
 from services.chat import ChatService
 from services.contact import ContactService
 from services.errors import Unauthorized
@@ -47,6 +48,7 @@ def service(kind: type[AnyService]) -> Callable[[Request], Coroutine[Any, Any, A
 
 
 Accounts = Annotated[AccountService, Depends(service(AccountService))]
+Addresses = Annotated[AddressService, Depends(service(AddressService))]
 Contacts = Annotated[ContactService, Depends(service(ContactService))]
 Files = Annotated[FileService, Depends(service(FileService))]
 Chats = Annotated[ChatService, Depends(service(ChatService))]

@@ -48,6 +48,9 @@ class User(SQLModel, table=True):
     phone: str | None = Field(default=None, max_length=32)
     language: str = Field(default="en", max_length=16)
     tier: ServiceTier = Field(default=ServiceTier.STANDARD, sa_type=_enum(ServiceTier))
+    email_verified_at: datetime | None = _moment()
+    """When the holder of `email` proved they read it (a verification or reset link); None: not yet. Until then
+    nothing is linked to the account by its address (contact messages in its export, in its erasure)."""
     created_at: datetime = _created()
     updated_at: datetime = _created()
 
@@ -223,3 +226,22 @@ class IdempotencyKey(SQLModel, table=True):
     """sha256 of the canonical request (JSON body, or a voice message's sha256 and language)."""
     resource_id: uuid.UUID
     created_at: datetime = _created()
+
+
+def verified_address(user: User | None) -> str | None:
+    """The account's address if its holder has verified it, normalised; else None."""
+    if user is None or user.email_verified_at is None:
+        return None
+    return user.email.strip().lower()
+
+
+def contacts_owned_by(user_id: uuid.UUID, address: str | None) -> Any:
+    """The contact messages that are the account's own: those it sent signed in, and, once its address is verified
+    (`address`, from verified_address), those sent from that address by nobody signed in. Never a message another
+    account sent naming the address: that row is the other account's."""
+    own = sa.and_(Contact.__table__.c.user_id == user_id)  # type: ignore[attr-defined]
+    if address is None:
+        return own
+    columns = Contact.__table__.c  # type: ignore[attr-defined]
+    sent_from = sa.and_(columns.user_id.is_(None), sa.func.lower(sa.func.trim(columns.email)) == address)
+    return sa.or_(own, sent_from)

@@ -1,4 +1,4 @@
-"""Accounts: register, log in, rotate refresh tokens (families), log out, and who a token belongs to.
+"""Accounts: log in, rotate refresh tokens (families), log out, and who a token belongs to.
 
 Each operation is one short unit of work. `authenticate` returns a plain `Account`, not a row, so nothing
 downstream can hold the session it came from.
@@ -12,23 +12,20 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-import metrics
 from logs import email_digest
-from models.api.auth import RegisterRequest, TokenPair
+from models.api.auth import TokenPair
 from models.enums import ServiceTier
 from models.tables import Session, User
 from models.types import utcnow
-from services.errors import Conflict, Unauthorized
+from services.errors import Unauthorized
 from services.runtime import Service
 from services.security import (
     InvalidToken,
     RefreshToken,
     decode_access_token,
-    hash_password,
     issue_access_token,
     verify_password,
 )
@@ -51,6 +48,7 @@ class Account(BaseModel):
     session_id: uuid.UUID | None = None
     """The session the caller signed in with (None for an account just registered): an event stream it opens
     ends with it."""
+    email_verified_at: datetime | None = None
 
 
 _ACCOUNT_COLUMNS = [col(getattr(User, name)) for name in Account.model_fields if name != "session_id"]
@@ -72,21 +70,6 @@ REUSED = "Invalid refresh token: refresh token already used: the session is revo
 
 
 class AccountService(Service):
-    async def register(self, body: RegisterRequest) -> Account:
-        user = User(
-            email=body.email,
-            name=body.name,
-            password_hash=await hash_password(body.password, self.settings.bcrypt_rounds),
-        )
-        async with self.database.session() as db:
-            db.add(user)
-            try:
-                await db.commit()
-            except IntegrityError as err:
-                raise Conflict("An account with this email already exists") from err
-            metrics.users_registered.inc()
-            return Account.model_validate(user)
-
     async def login(self, email: str, password: str, *, user_agent: str | None, ip: str | None) -> TokenPair:
         async with self.database.session() as db:
             user = (await db.exec(select(User).where(User.email == email))).first()

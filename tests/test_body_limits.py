@@ -238,7 +238,8 @@ async def test_an_idle_upload_is_cut_off_with_408_and_leaves_nothing(
         assert after.status_code == 201, after.text
 
     async def retention_workflows() -> list[str]:
-        return [wf.id async for wf in temporal.list_workflows(f"StatexUserId = '{user_id}'")]
+        query = f"StatexUserId = '{user_id}' AND WorkflowType = 'FileRetentionWorkflow'"  # not its account's emails
+        return [wf.id async for wf in temporal.list_workflows(query)]
 
     workflows = await eventually(retention_workflows, what="the later upload's retention workflow is listed")
     assert len(workflows) == 1, workflows

@@ -10,7 +10,18 @@ import pytest
 from conftest import AppFactory
 from pydantic import BaseModel
 
-from models.api.auth import LoginRequest, RegisterRequest, TokenPair, UserPublic
+from models.api.auth import (
+    AddressVerified,
+    EmailSent,
+    ForgotPasswordRequest,
+    LoginRequest,
+    RegisterRequest,
+    RegistrationAccepted,
+    ResetPasswordRequest,
+    TokenPair,
+    UserPublic,
+    VerifyRequest,
+)
 from models.api.contact import ContactAccepted, ContactRequest
 from models.api.files import FileInfo, UploadedFile
 from models.api.payments import CheckoutRequest, CheckoutResponse
@@ -75,6 +86,10 @@ def test_accepted_and_successful_bodies_are_declared(schema: dict[str, Any]) -> 
 EXAMPLED_OPERATIONS = (
     "auth-register",
     "auth-login",
+    "auth-me",
+    "auth-forgot-password",
+    "auth-reset-password",
+    "auth-verify",
     "files-upload",
     "files-list",
     "prototypes-submit",
@@ -87,7 +102,13 @@ EXAMPLED_MODELS: dict[str, type[BaseModel]] = {
     model.__name__: model
     for model in (
         RegisterRequest,
+        RegistrationAccepted,
         UserPublic,
+        ForgotPasswordRequest,
+        EmailSent,
+        ResetPasswordRequest,
+        AddressVerified,
+        VerifyRequest,
         LoginRequest,
         TokenPair,
         UploadedFile,

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from fakes.stripe_emulator import SECRET_KEY, running_localstripe
-from helpers import bearer, eventually, register_and_login
+from helpers import bearer, eventually, mark_verified, register_and_login
 from payments_support import checkout, serve_http, with_gateway
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -84,12 +84,13 @@ async def api_only(settings: Settings, temporal: Client) -> AsyncIterator[httpx.
         yield client
 
 
-async def customer_with_data(http: httpx.AsyncClient, *, prototype: bool = True) -> dict[str, Any]:
-    """A signed-in customer with an upload, a contact message from their address, a pending Stripe payment and
-    (optionally) a finished offline prototype. Needs a worker."""
+async def customer_with_data(http: httpx.AsyncClient, engine: AsyncEngine, *, prototype: bool = True) -> dict[str, Any]:
+    """A signed-in customer whose address is verified, with an upload, a contact message sent from their address
+    without signing in, a pending Stripe payment and (optionally) a finished offline prototype. Needs a worker."""
     account = await register_and_login(http)
     headers = bearer(account["access_token"])
     account |= {"id": uuid.UUID(account["user"]["id"]), "headers": headers}
+    await mark_verified(engine, account["id"])
     uploaded = await http.post(
         "/api/files/upload", files={"file": (f"plan-{uuid.uuid4().hex[:6]}.png", PNG, "image/png")}, headers=headers
     )
@@ -135,8 +136,8 @@ async def test_the_export_holds_each_kind_of_the_users_data_and_nothing_of_anoth
     privacy_settings: Settings, temporal: Client, engine: AsyncEngine
 ) -> None:
     async with build_worker(temporal, privacy_settings, engine), api_only(privacy_settings, temporal) as http:
-        alice = await with_revision(engine, await customer_with_data(http))
-        bob = await customer_with_data(http)
+        alice = await with_revision(engine, await customer_with_data(http, engine))
+        bob = await customer_with_data(http, engine)
         started = await http.post("/api/me/export", headers=alice["headers"])
         assert started.status_code == 202, started.text
         export_id = started.json()["export_id"]
@@ -218,8 +219,8 @@ async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
     settings = privacy_settings
     async with api_only(settings, temporal) as http:
         async with build_worker(temporal, settings, engine):
-            alice = await with_revision(engine, await customer_with_data(http))
-            bob = await customer_with_data(http, prototype=False)
+            alice = await with_revision(engine, await customer_with_data(http, engine))
+            bob = await customer_with_data(http, engine, prototype=False)
         async with open_session(engine) as db:
             keys = list((await db.exec(select(File.storage_key).where(col(File.user_id) == alice["id"]))).all())
         assert len(keys) == 2 and all((settings.files_dir / key).exists() for key in keys)
@@ -314,8 +315,10 @@ async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
 
         # The address is free again.
         registered = await http.post("/auth/register", json={"email": alice["email"], "password": "a new start 123"})
-        assert registered.status_code == 201, registered.text
-        assert registered.json()["id"] != str(alice["id"])
+        assert registered.status_code == 202, registered.text
+        signed_in = await http.post("/auth/login", json={"email": alice["email"], "password": "a new start 123"})
+        me = await http.get("/auth/me", headers=bearer(signed_in.json()["access_token"]))
+        assert me.json()["id"] != str(alice["id"]) and me.json()["email_verified_at"] is None
 
 
 async def test_erasure_finds_and_deletes_the_contact_workflows_sent_from_the_address_without_signing_in(
@@ -325,6 +328,7 @@ async def test_erasure_finds_and_deletes_the_contact_workflows_sent_from_the_add
     async with api_only(settings, temporal) as http, build_worker(temporal, settings, engine):
         alice = await register_and_login(http)
         alice_id = uuid.UUID(alice["user"]["id"])
+        await mark_verified(engine, alice_id)
         other = f"someone-else-{uuid.uuid4().hex[:8]}@example.com"
         sent: dict[str, str] = {}
         for name, address in (("alice", alice["email"].upper()), ("other", other)):  # no Authorization: anonymous

@@ -196,7 +196,7 @@ def test_run_takes_stripe_payments_at_its_local_emulator_and_statex_pay_pays_the
     assert stripe["available"] is True and stripe["emulated"] is True
 
     credentials = {"email": f"payer-{uuid.uuid4().hex[:8]}@example.com", "password": "correct horse battery"}
-    assert httpx.post(f"{api}/auth/register", json={**credentials, "name": "Ada"}, timeout=30).status_code == 201
+    assert httpx.post(f"{api}/auth/register", json={**credentials, "name": "Ada"}, timeout=30).status_code == 202
     token = httpx.post(f"{api}/auth/login", json=credentials, timeout=30).json()["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
 

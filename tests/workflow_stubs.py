@@ -25,6 +25,7 @@ from temporalio.worker import Worker
 from activities.ai.errors import AIFailure
 from activities.storage import storage_key
 from models.enums import AITier, GatewayState, PaymentGateway, PaymentStatus, ServiceTier
+from models.messages.accounts import AccountEmailRequest
 from models.messages.ai import (
     AICallPolicy,
     AICallRecord,
@@ -156,6 +157,7 @@ class StubActivities:
         return [
             self.send_email,
             self.send_user_email,
+            self.send_account_email,
             self.send_contact_email,
             self.mark_contact_notified,
             self.mark_contact_failed,
@@ -210,6 +212,15 @@ class StubActivities:
             raise ApplicationError("the mailer is unreachable", type="Stub.Unreachable")
         return EmailReceipt(
             message_id=email.message_id, backend="stub", provider_message_id=None, sent_at=datetime.now(UTC)
+        )
+
+    @activity.defn(name="send_account_email")
+    async def send_account_email(self, request: AccountEmailRequest) -> EmailReceipt | None:
+        await self._note(request)
+        if self.outside.mailer_down:
+            raise ApplicationError("the mailer is unreachable", type="Stub.Unreachable")
+        return EmailReceipt(
+            message_id=request.message_id, backend="stub", provider_message_id=None, sent_at=datetime.now(UTC)
         )
 
     @activity.defn(name="send_contact_email")

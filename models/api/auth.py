@@ -79,6 +79,7 @@ class UserPublic(BaseModel):
             "language": "en",
             "tier": "STANDARD",
             "created_at": "2026-05-04T09:30:00Z",
+            "email_verified_at": "2026-05-04T09:32:10Z",
         },
         from_attributes=True,
     )
@@ -90,3 +91,51 @@ class UserPublic(BaseModel):
     language: str
     tier: ServiceTier
     created_at: datetime
+    email_verified_at: datetime | None = Field(
+        default=None, description="When the address was verified (its emailed link); null: not yet"
+    )
+
+
+class RegistrationAccepted(BaseModel):
+    """The same answer whether or not the address already had an account: only its holder learns which, by email."""
+
+    model_config = examples(
+        {"status": "VERIFICATION_SENT", "detail": "Check your inbox: we sent a link to confirm the address."}
+    )
+
+    status: Literal["VERIFICATION_SENT"] = "VERIFICATION_SENT"
+    detail: str = "Check your inbox: we sent a link to confirm the address. Then sign in with POST /auth/login."
+
+
+class ForgotPasswordRequest(Strict):
+    model_config = examples({"email": "ada@example.com"})
+
+    email: Email
+
+
+class EmailSent(BaseModel):
+    """The same answer whether or not the address has an account."""
+
+    model_config = examples({"detail": "If an account has this address, a reset code is on its way to it."})
+
+    detail: str = "If an account has this address, a reset code is on its way to it."
+
+
+class ResetPasswordRequest(Strict):
+    model_config = examples({"token": "pr1.3f2b8c1e6a4d4e8f9b1a5c7d2e9f0a14.1780000000.c2ln", "password": "a new one!"})
+
+    token: Annotated[str, StringConstraints(min_length=1, max_length=200), NoControls]
+    password: NewPassword
+
+
+class VerifyRequest(Strict):
+    model_config = examples({"token": "av1.3f2b8c1e6a4d4e8f9b1a5c7d2e9f0a14.1780000000.c2ln"})
+
+    token: Annotated[str, StringConstraints(min_length=1, max_length=200), NoControls]
+
+
+class AddressVerified(BaseModel):
+    model_config = examples({"email": "ada@example.com", "email_verified": True})
+
+    email: str
+    email_verified: Literal[True] = True

@@ -71,7 +71,9 @@ async def calls_of(engine: AsyncEngine, prototype_id: str) -> list[AIResponse]:
 
 
 def outbox(settings: Settings) -> list[Path]:
-    return sorted(settings.outbox_dir.glob("*.eml")) if settings.outbox_dir.exists() else []
+    """The outbox's emails but the accounts' own (verification links, sent on registration)."""
+    found = sorted(settings.outbox_dir.glob("*.eml")) if settings.outbox_dir.exists() else []
+    return [path for path in found if not path.name.startswith("account-")]
 
 
 def body_of(email: Path) -> str:

@@ -42,11 +42,13 @@ from workflow_stubs import (  # noqa: E402
 )
 
 from models.enums import AITier, GatewayState, PaymentStatus, PrototypeStatus  # noqa: E402
+from models.messages.accounts import AccountEmailKind, AccountEmailOrder  # noqa: E402
 from models.messages.ai import AICallPolicy  # noqa: E402
 from models.messages.payments import CheckoutOrder, GatewayEvent  # noqa: E402
 from models.messages.privacy import ErasureOrder, ExportOrder, KeptPayments  # noqa: E402
 from models.messages.prototypes import PrototypeApproval  # noqa: E402
 from workflows import search_attributes  # noqa: E402
+from workflows.account_email import AccountEmailWorkflow  # noqa: E402
 from workflows.chat import ChatWorkflow  # noqa: E402
 from workflows.checkout import CheckoutWorkflow  # noqa: E402
 from workflows.contact import ContactWorkflow  # noqa: E402
@@ -245,6 +247,27 @@ async def kept_payments_purged(client: Client, queue: str) -> AnyHandle:
     )
 
 
+async def account_emails_sent(client: Client, queue: str) -> AnyHandle:
+    """A verification, a resend within the interval (dropped), a reset; then idle until it ends."""
+    order = AccountEmailOrder(
+        user_id=uuid.uuid4(),
+        link_base_url="http://127.0.0.1:8000",
+        interval=timedelta(minutes=2),
+        idle=timedelta(seconds=2),
+    )
+    handle = await client.start_workflow(
+        AccountEmailWorkflow.run,
+        order,
+        id=_id("account-email"),
+        task_queue=queue,
+        start_signal="ask",
+        start_signal_args=[AccountEmailKind.VERIFY],
+    )
+    await handle.signal(AccountEmailWorkflow.ask, AccountEmailKind.VERIFY)
+    await handle.signal(AccountEmailWorkflow.ask, AccountEmailKind.RESET)
+    return await _settled(handle)
+
+
 SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "contact-notified": (contact_notified, Outside()),
     "retention-expired": (retention_expired, Outside()),
@@ -270,6 +293,7 @@ SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "export-completed": (export_completed, Outside()),
     "erasure-completed": (erasure_completed, Outside()),
     "kept-payments-purged": (kept_payments_purged, Outside()),
+    "account-emails-sent": (account_emails_sent, Outside()),
 }
 
 
