@@ -96,15 +96,19 @@ class UserPublic(BaseModel):
     )
 
 
+REGISTERED_DETAIL = (
+    "Check your inbox: we sent a code to confirm the address. Sign in with POST /auth/login, then send it to "
+    "POST /auth/verify."
+)
+
+
 class RegistrationAccepted(BaseModel):
     """The same answer whether or not the address already had an account: only its holder learns which, by email."""
 
-    model_config = examples(
-        {"status": "VERIFICATION_SENT", "detail": "Check your inbox: we sent a link to confirm the address."}
-    )
+    model_config = examples({"status": "VERIFICATION_SENT", "detail": REGISTERED_DETAIL})
 
     status: Literal["VERIFICATION_SENT"] = "VERIFICATION_SENT"
-    detail: str = "Check your inbox: we sent a link to confirm the address. Then sign in with POST /auth/login."
+    detail: str = REGISTERED_DETAIL
 
 
 class ForgotPasswordRequest(Strict):
