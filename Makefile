@@ -57,7 +57,7 @@ pay: $(UV)  # make pay ID=<payment id> [CARD=declined]: a test card at the local
 	$(VENV_PYTHON) -m cli pay $(ID) --card $(or $(CARD),success)
 
 .PHONY: histories
-histories: $(UV)  # re-record tests/histories/*.json (README, "Replay tests and changing workflows")
+histories: $(UV)  # re-record tests/histories/*.json (docs/architecture.md, "Replay tests and changing workflows")
 	$(SYNC_DEV)
 	$(VENV_PYTHON) tests/histories/record.py
 

@@ -1,7 +1,7 @@
 """Every stored history replays against today's workflow code, and every workflow type has one.
 
 A history that no longer replays means the change would break the workflows of that type still running:
-guard the change with `workflow.patched(...)` (README, "Replay tests and changing workflows").
+guard the change with `workflow.patched(...)` (docs/architecture.md, "Replay tests and changing workflows").
 """
 
 from __future__ import annotations
