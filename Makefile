@@ -31,6 +31,7 @@ test: $(UV)
 lint: $(UV)
 	$(SYNC_DEV)
 	$(VENV)/bin/deptry .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

@@ -33,9 +33,9 @@ import smoke
 import worker
 from data_folder import close_data_dir_or_exit
 from logs import configure_logging
+from models import search_attributes
 from models.db import create_engine, migrate
 from settings import Settings, get_settings
-from workflows import search_attributes
 from workflows.client import connect
 
 log = logging.getLogger("statex")

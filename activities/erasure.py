@@ -30,6 +30,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.storage import Storage
+from models import search_attributes
 from models.db import insert_if_absent, open_session
 from models.messages.privacy import (
     DeleteHistories,
@@ -56,7 +57,6 @@ from models.tables import (
 )
 from models.types import utcnow
 from settings import Settings
-from workflows import search_attributes
 
 TOMBSTONE_USER_ID = uuid.UUID("00000000-0000-4000-8000-00000000e4a5")
 """The account every anonymised payment belongs to: it has no sessions and a password nobody knows."""

@@ -19,9 +19,9 @@ from activities.packaging import code_files
 from models.db import open_session
 from models.enums import PrototypeStatus
 from models.messages.prototypes import RevisionBase, RevisionMilestone, RevisionOrder
+from models.prompts import FIX, PIPELINE
 from models.tables import AIResponse, Prototype, PrototypeRevision
 from models.types import utcnow
-from workflows.prompts import FIX, PIPELINE
 
 PLAN_STEP = "plan"
 _FILE_STEPS = [step.name for step in PIPELINE if step.holds_files]

@@ -26,10 +26,10 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from models import search_attributes
 from models.db import engine_for, migrate
 from settings import Settings
 from worker import build_worker
-from workflows import search_attributes
 from workflows.codec import data_converter
 
 IDEA = {"idea": "An app that books climbing gyms: members see free slots and reserve one.", "review_requirements": True}

@@ -15,10 +15,10 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from models import search_attributes
 from models.db import create_engine, migrate
 from settings import Settings
 from worker import build_worker
-from workflows import search_attributes
 from workflows.codec import data_converter
 
 

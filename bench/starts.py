@@ -18,11 +18,11 @@ import psycopg
 from temporalio.client import Client
 
 from bench import wire
+from models import search_attributes
 from models.messages.contact import ContactNotice
 from services.contact import SUMMARY
 from services.temporal import start_options
 from settings import Settings
-from workflows import search_attributes
 from workflows.codec import data_converter
 from workflows.contact import START_POLICY, ContactWorkflow, workflow_id
 

@@ -28,6 +28,7 @@ from sqlmodel import col, select
 from temporalio.common import WorkflowIDReusePolicy
 
 import metrics
+from models import search_attributes
 from models.api.auth import AddressVerified, EmailSent, RegisterRequest, RegistrationAccepted
 from models.messages.accounts import AccountEmailKind, AccountEmailOrder
 from models.tables import Session, User
@@ -45,7 +46,6 @@ from services.security import (
     verify_binding,
 )
 from services.temporal import reaching_temporal
-from workflows import search_attributes
 from workflows.account_email import AccountEmailWorkflow, workflow_id
 
 log = logging.getLogger(__name__)

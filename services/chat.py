@@ -14,6 +14,7 @@ from sqlmodel import select
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
+from models import search_attributes
 from models.api.chat import ChatAccepted, ChatRequest, ChatResponse, ChatStatus
 from models.api.common import AIProviderName
 from models.enums import AITier
@@ -26,7 +27,6 @@ from services.idempotency import claim
 from services.runtime import Service
 from services.temporal import reaching_temporal, rpc_timeout, start_workflow
 from services.waiting import wait_for_caller
-from workflows import search_attributes
 from workflows.chat import START_POLICY, ChatWorkflow, call_key, workflow_id
 
 _MICROS_PER_USD = 1_000_000

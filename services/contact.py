@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from models import search_attributes
 from models.api.contact import ContactAccepted, ContactRequest
 from models.messages.contact import ContactNotice
 from models.tables import Contact
@@ -10,7 +11,6 @@ from services.idempotency import claim
 from services.runtime import Service
 from services.staging import staged
 from services.temporal import start_workflow
-from workflows import search_attributes
 from workflows.contact import START_POLICY, ContactWorkflow, workflow_id
 
 SUMMARY = "Contact form message"  # no personal data: summaries are meant to stay legible

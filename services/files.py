@@ -30,6 +30,7 @@ from activities.storage import (
     sign_download,
     storage_key,
 )
+from models import search_attributes
 from models.api.files import FileDeletion, FileInfo, UploadedFile
 from models.enums import ServiceTier
 from models.messages.files import RetainedFile
@@ -41,7 +42,6 @@ from services.runtime import Service
 from services.staging import staged
 from services.temporal import reaching_temporal, rpc_timeout, start_workflow
 from settings import Settings
-from workflows import search_attributes
 from workflows.retention import START_POLICY, FileRetentionWorkflow, workflow_id
 
 

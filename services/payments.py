@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 import metrics
 from activities import payments as gateways
 from activities.payments.common import WebhookNotice, WebhookRejected
+from models import search_attributes
 from models.api.payments import (
     CatalogueListing,
     CheckoutRequest,
@@ -47,7 +48,6 @@ from services.runtime import Service
 from services.staging import staged
 from services.temporal import reaching_temporal, rpc_timeout, start_with_update
 from settings import Settings
-from workflows import search_attributes
 from workflows.checkout import ALREADY_REFUNDED, REFUND_REFUSED, START_POLICY, CheckoutWorkflow, workflow_id
 
 log = logging.getLogger(__name__)

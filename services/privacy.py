@@ -14,6 +14,7 @@ from sqlmodel import select
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
+from models import search_attributes
 from models.api.privacy import ErasureAccepted, ExportAccepted, ExportView
 from models.messages.privacy import ErasureOrder, ExportOrder, ExportStatus
 from models.tables import User
@@ -25,7 +26,6 @@ from services.security import verify_password
 from services.temporal import reaching_temporal, rpc_timeout, start_workflow
 from workflows import erasure as erasure_workflow
 from workflows import export as export_workflow
-from workflows import search_attributes
 from workflows.erasure import ErasureWorkflow
 from workflows.export import ExportWorkflow
 

@@ -24,7 +24,7 @@ from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError, Wo
 from temporalio.service import RPCError
 
 import metrics
-from api.uploads import ReceivedFile
+from models import search_attributes
 from models.api.common import AIProviderName
 from models.api.prototypes import (
     ApprovalRequest,
@@ -51,11 +51,12 @@ from models.messages.prototypes import (
     RevisionOrder,
     RevisionProgress,
 )
+from models.prompts import PIPELINE
 from models.tables import AIResponse, File, Prototype, PrototypeRevision
 from services.accounts import Account, AccountService
 from services.ai import call_policy, providers_for, transcribers_for
 from services.errors import Conflict, IdempotencyKeyInUse, NotFound, Unauthorized
-from services.files import FileService, browser_link, download_path, kept_in_eu
+from services.files import FileService, ReceivedFile, browser_link, download_path, kept_in_eu
 from services.idempotency import claim
 from services.prototype_events import EventWatchers
 from services.runtime import Service
@@ -64,8 +65,6 @@ from services.staging import staged
 from services.temporal import reaching_temporal, rpc_timeout, start_workflow
 from services.waiting import wait_for_caller
 from settings import Settings
-from workflows import search_attributes
-from workflows.prompts import PIPELINE
 from workflows.prototype import START_POLICY, PrototypeWorkflow, planned_steps, workflow_id
 from workflows.prototype_steps import call_key
 from workflows.revision import START_POLICY as REVISION_START_POLICY

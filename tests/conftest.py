@@ -35,10 +35,10 @@ from workflow_stubs import Outside, Stubbed
 
 from api.app import create_app
 from log_propagation import RequestIdToWorkflows
+from models import search_attributes
 from models.db import create_engine, migrate
 from settings import Settings
 from worker import build_worker
-from workflows import search_attributes
 
 # Where the session looks for servers first; tests get the addresses in use from `pg_admin_url` and `redis_url`.
 TEST_PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.email import EmailActivities, Mailer, OutboxMailer, SesMailer
 from api.app import create_app
+from models import search_attributes
 from models.db import Database, open_session
 from models.enums import ContactStatus
 from models.messages.contact import ContactNotice, ContactProgress
@@ -35,7 +36,6 @@ from services.errors import IdempotencyKeyInUse
 from services.staging import staged
 from settings import Settings
 from worker import build_worker
-from workflows import search_attributes
 from workflows.contact import ContactWorkflow
 
 MESSAGE = {"name": "Ada Lovelace", "email": "ada@example.com", "message": "I have an idea for an app."}

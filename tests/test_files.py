@@ -25,12 +25,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.storage import CHUNK_BYTES, Storage, download_token_allows, sign_download
 from api.app import create_app
+from models import search_attributes
 from models.db import open_session
 from models.tables import File
 from models.types import utcnow
 from services.security import issue_access_token
 from settings import Settings
-from workflows import search_attributes
 from workflows.retention import FileRetentionWorkflow
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4

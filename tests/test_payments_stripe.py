@@ -38,10 +38,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from api.app import create_app
+from models import search_attributes
 from models.enums import PaymentGateway, PaymentStatus
 from settings import Settings
 from worker import build_worker
-from workflows import search_attributes
 from workflows.checkout import CheckoutWorkflow, workflow_id
 
 WEBHOOK_SECRET = "whsec_statex_test_secret"

@@ -32,6 +32,7 @@ from temporalio.worker import Worker
 from activities.erasure import TOMBSTONE_USER_ID, ErasureActivities, user_workflows
 from activities.storage import build_storage, storage_key
 from api.app import create_app
+from models import search_attributes
 from models.db import open_session
 from models.enums import PaymentGateway, ServiceTier
 from models.messages.privacy import ErasedRows, ErasureOrder, KeptPayments
@@ -50,7 +51,6 @@ from models.tables import (
 from services.temporal import start_workflow
 from settings import Settings
 from worker import WORKFLOWS, activities_for, build_worker
-from workflows import search_attributes
 from workflows.erasure import START_POLICY, ErasureWorkflow, KeptPaymentsWorkflow, erasure_id, purge_due, workflow_id
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4

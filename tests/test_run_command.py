@@ -30,8 +30,8 @@ from payload_keys import PAYLOAD_KEYS
 
 import cli
 from cli import api_command, temporal_command
+from models import search_attributes
 from settings import Settings
-from workflows import search_attributes
 
 REPO = Path(__file__).resolve().parent.parent
 START_SECONDS = 90.0

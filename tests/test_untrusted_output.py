@@ -12,8 +12,8 @@ from markdown_it import MarkdownIt
 from activities.packaging import verification_report
 from activities.sandbox import MAX_OUTPUT_CHARS, trimmed
 from models.messages.prototypes import SandboxCheck, VerificationResult
+from models.prompts import FIX
 from models.untrusted import UNTRUSTED_BEGIN, UNTRUSTED_END, cleaned, fence_for, quoted
-from workflows.prompts import FIX
 
 ESC = "\x1b"
 HOSTILE = (

@@ -26,6 +26,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.erasure import ErasureActivities
+    from models import search_attributes
     from models.messages.email import EmailMessage
     from models.messages.privacy import (
         DeleteHistories,
@@ -36,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
         PurgeKeptPayments,
         StopWorkflows,
     )
-    from workflows import search_attributes
     from workflows.mail import send_email
     from workflows.starting import ONCE_PER_RESOURCE
 

@@ -5,7 +5,7 @@ budget and preferred provider. Each call walks the user's provider chain (workfl
 Temporal UI lists every attempt under the step's name, and is recorded once as an AIResponse row
 (`prototype-<id>-<step>`). A voice message is transcribed first, and its transcript becomes the idea.
 
-The agents run in stages (workflows.prompts.STAGES): the code and tests agents both work from the plan, so they
+The agents run in stages (models.prompts.STAGES): the code and tests agents both work from the plan, so they
 run at the same time, two model calls in flight at once (the Temporal UI shows both pending), each recorded as
 its own row with its own cost and events; a failure of one cancels the other. Runs begun before the tests agent
 (no "parallel-agents" marker) ask one agent at a time, as before (IN_TURN).
@@ -58,10 +58,10 @@ with workflow.unsafe.imports_passed_through():
         StepAnswer,
         VerificationResult,
     )
+    from models.prompts import IN_TURN, PIPELINE, STAGES, AgentStep
     from workflows.ai import ModelCaller
     from workflows.emails import approval_email, cancelled_email, failure_email, ready_email
     from workflows.mail import EMAIL_BY_USER_ID
-    from workflows.prompts import IN_TURN, PIPELINE, STAGES, AgentStep
     from workflows.prototype_steps import (
         PACKAGING,
         RECORD_RETRY,

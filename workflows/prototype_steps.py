@@ -33,10 +33,10 @@ with workflow.unsafe.imports_passed_through():
         VerificationRequest,
         VerificationResult,
     )
+    from models.prompts import FIX, AgentStep
     from models.untrusted import quoted
     from workflows.ai import ModelCaller
     from workflows.mail import send_to_account
-    from workflows.prompts import FIX, AgentStep
     from workflows.retention import FileRetentionWorkflow, retain_generated_file
 
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))

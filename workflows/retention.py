@@ -17,8 +17,8 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
     from activities.storage import StorageActivities
+    from models import search_attributes
     from models.messages.files import RetainedFile, RetentionStatus
-    from workflows import search_attributes
     from workflows.starting import ONCE_PER_RESOURCE
 
 DELETE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=10))

@@ -1,7 +1,7 @@
 """PrototypeRevisionWorkflow: a completed prototype changed as its customer's feedback asks, zipped, emailed.
 
 The files it builds on are read from the database (activities.revisions: the previous completed revision's, or
-the prototype's own), never from a zip, which expires. The revise agent (workflows.prompts.REVISE) is given the
+the prototype's own), never from a zip, which expires. The revise agent (models.prompts.REVISE) is given the
 idea, the plan, those files and the feedback, and answers with only the files it changes; they go over the
 files from before. Then the same sandbox checks and fix rounds as the prototype (workflows.prototype_steps),
 the same packaging (its own zip, its retention timer first) and one email. Each model call is recorded as an
@@ -33,10 +33,10 @@ with workflow.unsafe.imports_passed_through():
         StepAnswer,
         VerificationResult,
     )
+    from models.prompts import REVISE
     from workflows.ai import ModelCaller
     from workflows.emails import revision_failure_email, revision_ready_email
     from workflows.mail import EMAIL_BY_USER_ID
-    from workflows.prompts import REVISE
     from workflows.prototype_steps import (
         PACKAGING,
         RECORD_RETRY,

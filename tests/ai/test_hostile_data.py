@@ -22,10 +22,10 @@ from ai.test_sandbox import check, request, sandbox, verify
 from ai.test_verification import IDEA, PLAN, REQUIREMENTS, REVIEW, openai_only
 from data_folder import close_data_dir
 from models.db import open_session
+from models.prompts import FIX, TESTS
 from models.tables import Prototype
 from models.untrusted import UNTRUSTED_BEGIN, UNTRUSTED_END
 from settings import Settings
-from workflows.prompts import FIX, TESTS
 
 CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 

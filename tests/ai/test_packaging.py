@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from activities.ai.offline_templates import PROTOTYPE_TEMPLATES
 from activities.packaging import code_files, fenced, package_entries, zip_text
 from models.messages.prototypes import PrototypePackage, StepAnswer
-from workflows.prompts import PIPELINE
+from models.prompts import PIPELINE
 
 ANSWER = """Here is the app.
 

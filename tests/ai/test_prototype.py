@@ -21,11 +21,11 @@ from ai.support import ReturnedConnections, body_of, calls_of, finished, outbox,
 from api.app import create_app
 from models.db import open_session
 from models.enums import AITier, PrototypeStatus, ServiceTier
+from models.prompts import CODE, PIPELINE, TESTS
 from models.tables import EmailDelivery, File, Prototype
 from services.prototypes import stored_progress
 from settings import Settings
 from worker import build_worker
-from workflows.prompts import CODE, PIPELINE, TESTS
 from workflows.prototype import PrototypeWorkflow, planned_steps, result_file_id, workflow_id
 from workflows.prototype_steps import call_key
 from workflows.retention import FileRetentionWorkflow

@@ -17,9 +17,9 @@ from temporalio.client import Client
 from ai.support import body_of, calls_of, finished, outbox, service, sign_in
 from api.app import create_app
 from models.messages.prototypes import ON_APPROVE, ON_DECLINE, ON_EDIT
+from models.prompts import PIPELINE
 from settings import Settings
 from worker import build_worker
-from workflows.prompts import PIPELINE
 
 IDEA = {"idea": "A command-line calculator that adds two numbers.", "review_requirements": True}
 EDITED = "# Requirements\n\nAdd and subtract two numbers."

@@ -19,9 +19,9 @@ from temporalio.client import Client
 from ai.support import ReturnedConnections, finished, service, sign_in
 from ai.test_verification import BROKEN, FIXED, PLAN, REQUIREMENTS, REVIEW, openai_only, script
 from api.app import create_app
+from models.prompts import STAGES
 from settings import Settings
 from worker import build_worker
-from workflows.prompts import STAGES
 
 IDEA = {"idea": "An app that books climbing gyms: members see free slots and reserve one."}
 Event = dict[str, Any]

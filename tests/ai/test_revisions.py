@@ -19,11 +19,11 @@ from ai.support import body_of, calls_of, finished, outbox, service, sign_in, un
 from api.app import create_app
 from models.db import open_session
 from models.enums import AITier
+from models.prompts import PIPELINE, REVISE
+from models.prompts import TESTS as TESTS_AGENT
 from models.tables import PrototypeRevision
 from settings import Settings
 from worker import build_worker
-from workflows.prompts import PIPELINE, REVISE
-from workflows.prompts import TESTS as TESTS_AGENT
 from workflows.revision import revision_file_id, workflow_id
 
 IDEA = {"idea": "A command-line calculator that adds two numbers."}

@@ -15,11 +15,11 @@ from ai.support import body_of, calls_of, finished, outbox, service, sign_in, un
 from api.app import create_app
 from models.db import open_session
 from models.enums import AITier, PrototypeStatus
+from models.prompts import FIX, PIPELINE, TESTS
+from models.prompts import REVIEW as REVIEWER
 from models.tables import Prototype
 from settings import Settings
 from worker import build_worker
-from workflows.prompts import FIX, PIPELINE, TESTS
-from workflows.prompts import REVIEW as REVIEWER
 from workflows.prototype import PrototypeWorkflow, workflow_id
 
 IDEA = {"idea": "A command-line calculator that adds two numbers."}

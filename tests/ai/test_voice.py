@@ -18,9 +18,9 @@ from ai.support import body_of, calls_of, finished, outbox, service, sign_in, un
 from api.app import create_app
 from models.db import open_session
 from models.enums import PrototypeStatus, ServiceTier
+from models.prompts import PIPELINE
 from models.tables import File, Prototype
 from settings import Settings
-from workflows.prompts import PIPELINE
 from workflows.retention import FileRetentionWorkflow
 
 WEBM = b"\x1a\x45\xdf\xa3" + bytes(range(256)) * 8

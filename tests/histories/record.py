@@ -41,13 +41,13 @@ from workflow_stubs import (  # noqa: E402
     revision_order,
 )
 
+from models import search_attributes  # noqa: E402
 from models.enums import AITier, GatewayState, PaymentStatus, PrototypeStatus  # noqa: E402
 from models.messages.accounts import AccountEmailKind, AccountEmailOrder  # noqa: E402
 from models.messages.ai import AICallPolicy  # noqa: E402
 from models.messages.payments import CheckoutOrder, GatewayEvent  # noqa: E402
 from models.messages.privacy import ErasureOrder, ExportOrder, KeptPayments  # noqa: E402
 from models.messages.prototypes import PrototypeApproval  # noqa: E402
-from workflows import search_attributes  # noqa: E402
 from workflows.account_email import AccountEmailWorkflow  # noqa: E402
 from workflows.chat import ChatWorkflow  # noqa: E402
 from workflows.checkout import CheckoutWorkflow  # noqa: E402

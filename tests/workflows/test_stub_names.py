@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio import activity
 from workflow_stubs import Outside
 
+from activities.account_email import AccountEmailActivities
 from activities.ai.azure import AzureActivities
 from activities.ai.offline import OfflineActivities
 from activities.ai.ollama import OllamaActivities
@@ -23,6 +24,7 @@ from activities.sandbox import SandboxActivities
 from activities.storage import StorageActivities
 
 REAL = (
+    AccountEmailActivities,
     EmailActivities,
     ContactActivities,
     RecordActivities,
