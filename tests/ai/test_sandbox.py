@@ -635,7 +635,7 @@ def test_victim_{token}():
 """
 
 ATTACKER = """
-import glob, os, pathlib
+import glob, os, pathlib, sys
 
 def test_reach_the_other_run():
     print("ATTACKER-RAN", flush=True)
@@ -653,8 +653,9 @@ def test_reach_the_other_run():
                 read.append(pathlib.Path(folder, name).read_text())
             except OSError:
                 pass
+    interpreter = (sys.prefix, sys.base_prefix)  # the bound virtualenv: thousands of files, none of the victim's
     for root, _, files in os.walk("/"):
-        if root.startswith(("/proc", "/sys", "/usr", "/dev")):
+        if root.startswith(("/proc", "/sys", "/usr", "/dev", *interpreter)):
             continue
         read += [root for name in files if "{token}" in name]
     print("ATTACKER-TRIED", len(targets), flush=True)
@@ -675,7 +676,9 @@ async def test_one_run_cannot_plant_a_file_in_or_read_another_runs_folder() -> N
     folders = _host_folders_holding(victim_file)
     assert folders
     attack = ATTACKER.format(folders=folders, token=token)
-    attacker = await asyncio.to_thread(verify, ("test_attack.py", attack), UNCAPTURED)
+    # CPU seconds to spare: the search must not be cut short by the per-process limit on a busy machine.
+    roomy = SandboxLimits(cpu_seconds=10, wall_seconds=40)
+    attacker = await asyncio.to_thread(verify, ("test_attack.py", attack), UNCAPTURED, limits=roomy)
     passed, output = check(attacker, "pytest")
     assert "ATTACKER-RAN" in output and "ATTACKER-TRIED" in output  # positive control
     assert passed, output
