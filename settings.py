@@ -439,7 +439,7 @@ class Settings(BaseSettings):
 
     @property
     def stripe_is_emulated(self) -> bool:
-        """Stripe on this machine's loopback is an emulator (local_stripe.py): the real one is api.stripe.com."""
+        """Stripe on this machine's loopback is an emulator (devstack/local_stripe.py), not api.stripe.com."""
         return bool(self.stripe_api_base) and urlsplit(self.stripe_api_base).hostname in _LOOPBACK_HOSTS
 
 

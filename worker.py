@@ -14,7 +14,6 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-import metrics
 from activities.account_email import AccountEmailActivities
 from activities.ai.azure import AzureActivities
 from activities.ai.offline import OfflineActivities
@@ -32,15 +31,17 @@ from activities.records import RecordActivities
 from activities.revisions import RevisionActivities
 from activities.sandbox import SandboxActivities
 from activities.storage import Storage, StorageActivities, build_storage
-from data_folder import close_data_dir_or_exit
-from logs import configure_logging
 from models.ai_prices import load_prices
 from models.db import create_engine, migrate
 from models.enums import AITier
-from observability import init_sentry
+from observability import metrics
+from observability.interceptors import RequestIdFromHeaders, sentry_worker_interceptors
+from observability.logs import configure_logging
+from observability.metrics import worker_metrics_url
+from observability.sentry import init_sentry
+from observability.tracing import configure_tracing
+from services.data_folder import close_data_dir_or_exit
 from settings import Settings, get_settings
-from tracing import configure_tracing
-from worker_interceptors import RequestIdFromHeaders, sentry_worker_interceptors
 from workflows.account_email import AccountEmailWorkflow
 from workflows.ai import Routing
 from workflows.chat import ChatWorkflow
@@ -168,10 +169,6 @@ def metrics_runtime(sdk_metrics_port: int) -> Runtime:
     Prometheus can read at 127.0.0.1:<port>. One per process: its exporter binds the port for good."""
     exporter = PrometheusConfig(bind_address=f"127.0.0.1:{sdk_metrics_port}", durations_as_seconds=True)
     return Runtime(telemetry=TelemetryConfig(metrics=exporter))
-
-
-def worker_metrics_url(settings: Settings) -> str:
-    return f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
 
 
 async def run(settings: Settings) -> None:

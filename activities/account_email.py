@@ -17,8 +17,8 @@ from models.db import open_session
 from models.messages.accounts import AccountEmailKind, AccountEmailRequest
 from models.messages.email import EmailMessage, EmailReceipt
 from models.tables import User
+from models.tokens import AddressPurpose, reset_binding, sign_address_token, verify_binding
 from models.types import utcnow
-from services.security import AddressPurpose, reset_binding, sign_address_token, verify_binding
 from settings import Settings
 
 

@@ -19,12 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-import metrics
 from activities import boto_config
 from models.db import insert_if_absent, open_session
 from models.messages.email import EmailMessage, EmailReceipt, UserEmail
 from models.tables import EmailDelivery, User
 from models.types import utcnow
+from observability import metrics
 from settings import Settings
 
 # SES errors that another attempt cannot fix: bad addresses, unverified senders, a paused account.

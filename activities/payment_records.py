@@ -16,13 +16,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-import metrics
 from models.catalogue import catalogue
 from models.db import open_session
 from models.enums import PaymentStatus, ServiceTier
 from models.messages.payments import GatewayObject
 from models.tables import Payment, User
 from models.types import utcnow
+from observability import metrics
 
 
 class PaymentRecords:

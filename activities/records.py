@@ -12,12 +12,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-import metrics
 from models.db import open_session
 from models.enums import ContactStatus, PrototypeStatus
 from models.messages.prototypes import PrototypeMilestone
 from models.tables import AIResponse, Contact, File, Prototype
 from models.types import utcnow
+from observability import metrics
 
 _FINISHED = frozenset({PrototypeStatus.COMPLETED, PrototypeStatus.FAILED, PrototypeStatus.CANCELLED})
 

@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from temporalio.client import Client
 
-import metrics
 from activities.storage import build_storage
 from api.bodylimit import BodyLimitMiddleware
 from api.docs import TAGS, install_docs, keeping_example_nulls
@@ -27,16 +26,18 @@ from api.routes import ai, auth, capabilities, codec, contact, files, health, me
 from api.routing import skip_other_prefixes
 from api.shedding import LoadShedding
 from api.uploads import UploadSlots
-from data_folder import close_data_dir_or_exit
-from logs import configure_logging, stop_queueing
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import Database, engine_for, migrate
-from observability import init_sentry, install_log_redaction
+from observability import metrics
+from observability.logs import configure_logging, stop_queueing
+from observability.redaction import install_log_redaction
+from observability.sentry import init_sentry
+from observability.tracing import configure_tracing, trace_requests
 from services import addresses
+from services.data_folder import close_data_dir_or_exit
 from services.prototype_events import EventWatchers
 from services.runtime import Runtime
 from settings import Settings, get_settings
-from tracing import configure_tracing, trace_requests
 from workflows.client import connect
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,9 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         docs_url=None,  # /docs and /redoc are served from packaged assets by install_docs, not from a CDN
         redoc_url=None,
         openapi_url=None,  # /openapi.json is served by install_docs, as an API route the metrics can label
-        # Spans come from tracing.py (when OTEL_EXPORTER_OTLP_ENDPOINT is set), metrics from Prometheus, lines from
-        # logs.py: FastAPI's own telemetry would only look up OpenTelemetry's providers on every request.
+        # Spans come from observability/tracing.py (when OTEL_EXPORTER_OTLP_ENDPOINT is set), metrics from
+        # Prometheus, lines from observability/logs.py: FastAPI's own telemetry would only look up
+        # OpenTelemetry's providers on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.openapi = keeping_example_nulls(app)  # type: ignore[method-assign]  # FastAPI's documented way to extend it

@@ -2,7 +2,7 @@
 
 - A request id: the client's `X-Request-ID` when it is a sane one (a proxy or the frontend may have made it),
   otherwise a new one; the response echoes it, every line logged while the request runs carries it
-  (logs.request_id), and so do the workflows it starts (log_propagation.py).
+  (logs.request_id), and so do the workflows it starts (observability/request_ids.py).
 - Headers that make every answer safe to handle in a browser or a shared cache; a header the route set
   itself is kept (a route that may be cached says so with its own Cache-Control).
 - The request metrics: counted by method, route template and status, timed by route template, read after
@@ -25,9 +25,8 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-import logs
-import metrics
 from api.metrics import route_template
+from observability import logs, metrics
 
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 """Short and printable: anything else (control characters, a megabyte, a forged log line) is replaced."""

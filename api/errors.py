@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.api.common import ErrorResponse, FieldError, RateLimitResponse
 from models.types import utcnow
-from observability import report
+from observability.sentry import report
 from services.errors import DomainError, TooManyAtOnce
 from services.waiting import CallerGone
 

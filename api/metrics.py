@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-import metrics
+from observability import metrics
 from services.security import bearer_matches
 from settings import Settings
 

@@ -30,7 +30,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from api.deps import get_current_user
-from observability import report
+from observability.sentry import report
 from settings import Settings
 
 log = logging.getLogger(__name__)

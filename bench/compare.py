@@ -1,7 +1,7 @@
 """`python -m bench.compare`: the project's API against anchors (a bare FastAPI app on the same server flags, and
 Fastify when node is present), same run, fixed rates.
 
-The project and the bare app are started here with the production configuration (`cli.api_command`: uvicorn,
+The project and the bare app are started here with the production configuration (`api.server.api_command`: uvicorn,
 uvloop + httptools when installed, API_WORKERS processes, no access log) on 127.0.0.1, and Fastify
 (bench/fastify_anchor.py) in as many processes, answering the bare app's bytes on the same paths; the project
 on a fresh PostgreSQL database with rate limits off and a Temporal dev server of its own, its signed-in user
@@ -37,9 +37,10 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from api.server import api_command
 from bench import fastify_anchor, wire
 from bench.starts import compare_starts
-from cli import api_command, temporal_command
+from devstack.supervisor import temporal_command
 from settings import Settings
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

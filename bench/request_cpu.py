@@ -33,8 +33,8 @@ import psycopg
 
 from api.app import create_app
 from bench.compare import FILES, PG_ADMIN_URL
-from logs import configure_logging
 from models.db import create_engine, migrate
+from observability.logs import configure_logging
 from settings import Settings
 
 PATHS = ("/health", "/auth/me", "/api/files", "/api/payments/catalogue")

@@ -316,6 +316,15 @@ async def migrate(engine: AsyncEngine) -> None:
         await connection.run_sync(_upgrade)
 
 
+async def migrate_database(settings: Settings) -> None:
+    """`migrate` on an engine of its own, disposed of after: for the commands that migrate before starting."""
+    engine = create_engine(settings.effective_database_url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
 def _upgrade(connection: sa.Connection) -> None:
     from alembic import command
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
@@ -20,6 +21,11 @@ GATEWAY = SearchAttributeKey.for_keyword("StatexGateway")
 CONTACT_KEY = SearchAttributeKey.for_keyword("StatexContactKey")
 
 ALL = (USER_ID, RESOURCE_ID, GATEWAY, CONTACT_KEY)
+
+
+def cli_type(key: SearchAttributeKey[Any]) -> str:
+    """The Temporal CLI's spelling of the type: KEYWORD_LIST -> KeywordList."""
+    return key.indexed_value_type.name.title().replace("_", "")
 
 
 def for_resource(

@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from logs import email_digest
 from models.api.auth import TokenPair
 from models.enums import ServiceTier
 from models.tables import Session, User
 from models.types import utcnow
+from observability.logs import email_digest
 from services.errors import Unauthorized
 from services.runtime import Service
 from services.security import (

@@ -27,24 +27,24 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from temporalio.common import WorkflowIDReusePolicy
 
-import metrics
 from models import search_attributes
 from models.api.auth import AddressVerified, EmailSent, RegisterRequest, RegistrationAccepted
 from models.messages.accounts import AccountEmailKind, AccountEmailOrder
 from models.tables import Session, User
-from models.types import utcnow
-from services.accounts import Account
-from services.errors import BadRequest
-from services.runtime import Service
-from services.security import (
+from models.tokens import (
     AddressPurpose,
     InvalidToken,
     address_token_subject,
     address_token_valid,
-    hash_password,
     reset_binding,
     verify_binding,
 )
+from models.types import utcnow
+from observability import metrics
+from services.accounts import Account
+from services.errors import BadRequest
+from services.runtime import Service
+from services.security import hash_password
 from services.temporal import reaching_temporal
 from workflows.account_email import AccountEmailWorkflow, workflow_id
 

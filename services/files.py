@@ -22,7 +22,6 @@ import sqlalchemy as sa
 from sqlmodel import col
 from temporalio.service import RPCError
 
-import metrics
 from activities.storage import (
     content_disposition,
     download_token_allows,
@@ -36,6 +35,7 @@ from models.enums import ServiceTier
 from models.messages.files import RetainedFile
 from models.tables import File
 from models.types import utcnow
+from observability import metrics
 from services.accounts import Account
 from services.errors import Gone, NotFound, Unauthorized, Unavailable
 from services.runtime import Service

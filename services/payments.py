@@ -25,7 +25,6 @@ from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateHandle, W
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-import metrics
 from activities import payments as gateways
 from activities.payments.common import WebhookNotice, WebhookRejected
 from models import search_attributes
@@ -41,6 +40,7 @@ from models.catalogue import NotForSale, Price, catalogue
 from models.enums import GatewayState, PaymentGateway, PaymentStatus
 from models.messages.payments import CheckoutAction, CheckoutOrder
 from models.tables import Payment
+from observability import metrics
 from services.accounts import Account
 from services.errors import BadGateway, BadRequest, Conflict, NotFound, Unavailable, Unprocessable
 from services.idempotency import claim

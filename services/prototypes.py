@@ -23,7 +23,6 @@ from sqlmodel import col, select
 from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-import metrics
 from models import search_attributes
 from models.api.common import AIProviderName
 from models.api.prototypes import (
@@ -53,6 +52,7 @@ from models.messages.prototypes import (
 )
 from models.prompts import PIPELINE
 from models.tables import AIResponse, File, Prototype, PrototypeRevision
+from observability import metrics
 from services.accounts import Account, AccountService
 from services.ai import call_policy, providers_for, transcribers_for
 from services.errors import Conflict, IdempotencyKeyInUse, NotFound, Unauthorized

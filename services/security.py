@@ -1,4 +1,5 @@
-"""Passwords (bcrypt), access tokens (JWT), opaque refresh tokens, and the tokens of a prototype's events URL."""
+"""Passwords (bcrypt), access tokens (JWT), opaque refresh tokens, and the tokens of a prototype's events URL.
+The tokens of links sent to an account's address are in models/tokens.py (the email activity signs them)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from functools import lru_cache
 
 import anyio
@@ -18,6 +18,7 @@ import bcrypt
 import jwt
 
 from models.api.auth import BCRYPT_MAX_BYTES
+from models.tokens import EXPIRY_DIGITS, InvalidToken
 from models.types import utcnow
 from settings import Settings
 
@@ -53,10 +54,6 @@ class AccessClaims:
     user_id: uuid.UUID
     session_id: uuid.UUID
     expires_at: datetime
-
-
-class InvalidToken(Exception):
-    """The token is malformed, tampered with, expired or of the wrong type."""
 
 
 def issue_access_token(settings: Settings, user_id: uuid.UUID, session_id: uuid.UUID) -> tuple[str, int]:
@@ -160,7 +157,6 @@ def bearer_matches(authorization: str | None, token: str) -> bool:
 EVENTS_TOKEN_PREFIX = "ev2."
 """ev2 names the session too (ev1, which named only the user, is no longer accepted: a stream must end with the
 session that opened it)."""
-_EXPIRY_DIGITS = 12  # Unix seconds up to year 33658: longer is malformed, not parsed
 
 
 @dataclass(frozen=True)
@@ -193,7 +189,7 @@ def events_token_claims(settings: Settings, token: str, prototype_id: uuid.UUID)
     user, session, expiry, mac = parts
     if len(user) != 32 or len(session) != 32:
         raise invalid
-    if not expiry.isascii() or not expiry.isdigit() or len(expiry) > _EXPIRY_DIGITS:
+    if not expiry.isascii() or not expiry.isdigit() or len(expiry) > EXPIRY_DIGITS:
         raise invalid
     try:
         user_id, session_id = uuid.UUID(hex=user), uuid.UUID(hex=session)
@@ -224,60 +220,3 @@ def _events_mac(
 def _events_key(secret: str) -> bytes:
     """Derived from JWT_SECRET for this one use: rotating the secret ends every events token with the sessions."""
     return hmac.new(secret.encode(), b"statex prototype events", hashlib.sha256).digest()
-
-
-class AddressPurpose(StrEnum):
-    """What a token sent to an account's address does; each purpose has its own key and prefix."""
-
-    VERIFY = "av1."
-    RESET = "pr1."
-
-
-def sign_address_token(
-    settings: Settings, purpose: AddressPurpose, user_id: uuid.UUID, expires_at: int, binding: str
-) -> str:
-    """`<prefix><user id>.<expiry>.<HMAC-SHA256>`, for one account until `expires_at` (Unix seconds). The MAC also
-    covers `binding`, which the token does not carry and the server reads again when it is used: the address for a
-    verification (a link sent to an old address never verifies a new one), the address and the password hash for a
-    reset (so setting a password, by this code or any other way, ends every code issued before: single use)."""
-    mac = _address_mac(settings, purpose, user_id, expires_at, binding)
-    return f"{purpose.value}{user_id.hex}.{expires_at}.{mac}"
-
-
-def address_token_subject(purpose: AddressPurpose, token: str) -> tuple[uuid.UUID, int]:
-    """The account and expiry a token names, unchecked (address_token_valid checks it); InvalidToken if malformed."""
-    user, dot, rest = token.removeprefix(purpose.value).partition(".")
-    expiry, dot_, mac = rest.partition(".")
-    well_formed = token.startswith(purpose.value) and dot and dot_ and len(user) == 32 and len(mac) == 43
-    if not well_formed or not expiry.isascii() or not expiry.isdigit() or len(expiry) > _EXPIRY_DIGITS:
-        raise InvalidToken("invalid or expired link")
-    try:
-        return uuid.UUID(hex=user), int(expiry)
-    except ValueError as err:
-        raise InvalidToken("invalid or expired link") from err
-
-
-def address_token_valid(settings: Settings, purpose: AddressPurpose, token: str, binding: str) -> bool:
-    """Signed for this purpose, account and binding, and not expired; compared in constant time first."""
-    user_id, expiry = address_token_subject(purpose, token)
-    expected = sign_address_token(settings, purpose, user_id, expiry, binding)
-    return hmac.compare_digest(token.encode(), expected.encode()) and expiry > time.time()
-
-
-def _address_mac(settings: Settings, purpose: AddressPurpose, user_id: uuid.UUID, expiry: int, binding: str) -> str:
-    message = b"%s\x00%s\x00%d\x00%s" % (settings.jwt_issuer.encode(), user_id.bytes, expiry, binding.encode())
-    key = _address_key(settings.jwt_secret.get_secret_value(), purpose.value)
-    return base64.urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest()).rstrip(b"=").decode()
-
-
-@lru_cache(maxsize=8)
-def _address_key(secret: str, purpose: str) -> bytes:
-    return hmac.new(secret.encode(), b"statex address token " + purpose.encode(), hashlib.sha256).digest()
-
-
-def verify_binding(email: str) -> str:
-    return email.strip().lower()
-
-
-def reset_binding(email: str, password_hash: str) -> str:
-    return f"{email.strip().lower()}\x00{password_hash}"

@@ -23,7 +23,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 from temporalio.workflow import UpdateMethodMultiParam
 
-import logs
+from observability import logs
 from services.errors import Conflict, Unavailable
 from settings import Settings
 from workflows.starting import StartPolicy

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
-import metrics
+from observability import metrics
 
 T = TypeVar("T")
 

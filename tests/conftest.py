@@ -34,9 +34,9 @@ from temporalio.worker import Worker
 from workflow_stubs import Outside, Stubbed
 
 from api.app import create_app
-from log_propagation import RequestIdToWorkflows
 from models import search_attributes
 from models.db import create_engine, migrate
+from observability.request_ids import RequestIdToWorkflows
 from settings import Settings
 from worker import build_worker
 

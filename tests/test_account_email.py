@@ -24,7 +24,7 @@ from temporalio.client import Client
 
 import services.addresses as addresses
 from api.app import create_app
-from services.security import AddressPurpose, address_token_subject
+from models.tokens import AddressPurpose, address_token_subject
 from settings import Settings
 from worker import build_worker
 

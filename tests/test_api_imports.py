@@ -27,7 +27,7 @@ WORKER_ONLY = [
     "rich",
     "genai_prices",  # pricing a model call: the worker's AI activities
     "local_stripe",  # the Stripe emulator's launcher: `statex run` and `make pay`, never a request
-    "temporalio.worker",  # the worker's interceptors (worker_interceptors.py); the API's client needs none of it
+    "temporalio.worker",  # the worker's interceptors (observability/interceptors.py); the API's client needs none of it
     "worker_interceptors",
 ]
 

@@ -19,11 +19,11 @@ from test_files import PNG, stored_objects, upload
 
 import api.app
 import cli
-import data_folder
 import worker
 from activities.email import OutboxMailer
-from data_folder import DataDirNotPrivate, close_data_dir, close_data_dir_or_exit
 from models.messages.email import EmailMessage
+from services import data_folder
+from services.data_folder import DataDirNotPrivate, close_data_dir, close_data_dir_or_exit
 from settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-import metrics
+from observability import metrics
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")

@@ -19,7 +19,8 @@ from uvicorn.logging import AccessFormatter
 
 from activities.storage import sign_download
 from models.types import utcnow
-from observability import RedactCredentials, install_log_redaction, scrub_breadcrumb, scrub_event
+from observability.redaction import RedactCredentials, install_log_redaction
+from observability.sentry import scrub_breadcrumb, scrub_event
 from settings import Settings
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"

@@ -25,8 +25,8 @@ from temporalio.testing import WorkflowEnvironment
 from test_contact import MESSAGE
 from test_files import PNG, upload
 
-import metrics
 from api.app import create_app
+from observability import metrics
 from settings import Settings
 from worker import build_worker, metrics_runtime
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import AppFactory
 from helpers import serve
 
-import logs
+from observability import logs
 from settings import Settings
 
 

@@ -29,7 +29,8 @@ import pytest
 from payload_keys import PAYLOAD_KEYS
 
 import cli
-from cli import api_command, temporal_command
+from api.server import api_command
+from devstack.supervisor import temporal_command
 from models import search_attributes
 from settings import Settings
 
@@ -265,7 +266,7 @@ def test_statex_api_migrates_once_then_tells_its_processes_not_to(monkeypatch: p
     async def migrate(settings: Settings) -> None:
         migrated.append(settings)
 
-    monkeypatch.setattr(cli, "_migrate", migrate)
+    monkeypatch.setattr(cli, "migrate_database", migrate)
     monkeypatch.setattr(os, "execve", lambda path, args, env: served.append((args, env)))
     settings = Settings(environment="development")
     cli.run_api(settings)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from cli import RestartPolicy, Stack
+from devstack.supervisor import RestartPolicy, Stack
 
 DEADLINE_SECONDS = 30.0
 DIES = [sys.executable, "-c", "import sys; sys.exit(3)"]

@@ -31,9 +31,10 @@ with workflow.unsafe.imports_passed_through():  # the sandbox re-imports this mo
     from temporalio.client import Client, WorkflowFailureError
     from temporalio.worker import Worker
 
-    from observability import SENSITIVE_KEYS, init_sentry
+    from observability.interceptors import SentryInterceptor, worth_reporting
+    from observability.redaction import SENSITIVE_KEYS
+    from observability.sentry import init_sentry
     from settings import Settings
-    from worker_interceptors import SentryInterceptor, worth_reporting
 
 # The tokens are made fresh each run, so no source line that Sentry quotes can hold one; the card is
 # Stripe's test number, defined far from any frame. A hit anywhere in an envelope is a leak.

@@ -24,9 +24,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.storage import sign_download
-from logs import JsonFormatter, TextFormatter, build_handler
 from models.types import utcnow
-from observability import RedactCredentials
+from observability.logs import JsonFormatter, TextFormatter, build_handler
+from observability.redaction import RedactCredentials
 from settings import Settings
 from workflows.contact import ContactWorkflow
 

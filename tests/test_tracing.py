@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from api.app import create_app
-from log_propagation import RequestIdToWorkflows
+from observability.request_ids import RequestIdToWorkflows
+from observability.tracing import temporal_interceptors, trace_requests
 from settings import Settings
-from tracing import temporal_interceptors, trace_requests
 from worker import build_worker
 from workflows.contact import workflow_id
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from temporalio.client import Client, TLSConfig
 from temporalio.runtime import Runtime
 
-from log_propagation import RequestIdToWorkflows
+from observability.request_ids import RequestIdToWorkflows
+from observability.tracing import temporal_interceptors
 from settings import Settings
-from tracing import temporal_interceptors
 from workflows.codec import data_converter
 
 

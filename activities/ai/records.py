@@ -7,11 +7,11 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
-import metrics
 from models.db import insert_if_absent, open_session
 from models.messages.ai import AICallRecord
 from models.tables import AIResponse
 from models.types import utcnow
+from observability import metrics
 
 _ROW_ID_NAMESPACE = uuid.UUID("5d0c3a8e-2b1f-4e7a-9c64-0f6f3b1d2a77")
 

@@ -20,11 +20,11 @@ from activities.sandbox import Interpreter, Sandbox
 from ai.support import body_of, finished, outbox, service, sign_in, unzip
 from ai.test_sandbox import check, request, sandbox, verify
 from ai.test_verification import IDEA, PLAN, REQUIREMENTS, REVIEW, openai_only
-from data_folder import close_data_dir
 from models.db import open_session
 from models.prompts import FIX, TESTS
 from models.tables import Prototype
 from models.untrusted import UNTRUSTED_BEGIN, UNTRUSTED_END
+from services.data_folder import close_data_dir
 from settings import Settings
 
 CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")

@@ -1,6 +1,6 @@
 """The request id travels with the workflows a request starts, so their lines and their activities' lines
 carry it: the client puts it in a Temporal header (here), the worker reads it back into logs.request_id
-(worker_interceptors.py, which the API never imports: the SDK's worker is ~3 MB it would carry for nothing).
+(observability/interceptors.py, which the API never imports: the SDK's worker is ~3 MB it would carry for nothing).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from temporalio.client import (
     WorkflowUpdateHandle,
 )
 
-import logs
+from observability import logs
 
 HEADER = "statex-request-id"
 

@@ -1,8 +1,9 @@
 """The worker's interceptors, apart from the client's so that the API process never imports the SDK's worker.
 
 - RequestIdFromHeaders: workflow and activity lines carry the request id the client put in the headers
-  (log_propagation.py) and the workflow id. Workflow side, it only reads headers and sets context variables
-  (no I/O, no commands, the same on every replay), so it is deterministic; the context variables are logs.py's,
+  (observability/request_ids.py) and the workflow id. Workflow side, it only reads headers and sets context
+  variables (no I/O, no commands, the same on every replay), so it is deterministic; the context variables are
+  observability/logs.py's,
   outside the sandbox (the worker hands the sandbox these classes, it does not re-import them), which is where
   the log formatter reads.
 - SentryInterceptor: activity failures worth a page, each in its own isolation scope.
@@ -33,9 +34,9 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
-import logs
-from log_propagation import request_id_in, with_request_id
-from observability import report
+from observability import logs
+from observability.request_ids import request_id_in, with_request_id
+from observability.sentry import report
 from settings import Settings
 
 REPORT_AFTER_ATTEMPTS = 3

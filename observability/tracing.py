@@ -54,7 +54,7 @@ def trace_requests(app: FastAPI, provider: TracerProvider) -> None:
 
 def _redact_url(span: trace.Span, scope: dict[str, Any]) -> None:
     """The request span's URL attributes with their tokens filtered, as log lines and Sentry events have them."""
-    from observability import redact
+    from observability.redaction import redact
 
     attributes = getattr(span, "attributes", None) or {}  # an SDK span's; a span not recording has none
     for key in _URL_ATTRIBUTES:

@@ -34,7 +34,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-import local_stripe
+from devstack import local_stripe
 from settings import Settings, get_settings
 
 READY_SECONDS = 120.0

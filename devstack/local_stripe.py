@@ -1,7 +1,7 @@
 """The local Stripe emulator: localstripe (PyPI) on loopback, what `statex run` starts when no Stripe key is set.
 
 It is not Stripe and moves no money. It keeps PaymentIntents, takes test cards and sends signed webhooks like
-Stripe, so a checkout can be tried on a fresh clone. Run as `python -m local_stripe --port N --state FILE`:
+Stripe, so a checkout can be tried on a fresh clone. Run as `python -m devstack.local_stripe --port N --state FILE`:
 - on 127.0.0.1 only (localstripe's own `start()` listens on every interface);
 - its objects kept in FILE in the data folder (localstripe would share /tmp/localstripe.pickle between every
   copy on the machine), written on every new object and once more on a clean stop, so pending checkouts
@@ -36,6 +36,16 @@ CARDS = {
     "success": "4242424242424242",
     "declined": "4000000000000341",  # localstripe declines it when charged (4000000000000002 only on attach)
 }
+
+
+def emulated(settings: Settings) -> bool:
+    """Stripe is emulated while no STRIPE_SECRET_KEY is set."""
+    return settings.stripe_secret_key is None
+
+
+def webhook_url(settings: Settings) -> str:
+    """Where the emulator sends its webhooks: the API's Stripe webhook."""
+    return f"{settings.api_base_url}/api/payments/webhooks/STRIPE"
 
 
 def url(settings: Settings) -> str:

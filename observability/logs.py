@@ -2,7 +2,7 @@
 
 Every line carries what it is about where that is known: the request (`request_id`, `user_id`, `route`,
 `status`, `duration_ms`) and the workflow (`workflow_id`). The ids come from context variables that the
-request edge (api/edge.py) and the worker's interceptors (worker_interceptors.py) set, so a module
+request edge (api/edge.py) and the worker's interceptors (observability/interceptors.py) set, so a module
 logs with a plain `logging.getLogger(__name__)` and gets them for free.
 """
 
@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, TextIO
 
 from temporalio import activity, workflow
 
-from observability import FILTERED, SENSITIVE_KEYS, RedactCredentials, redact
+from observability.redaction import FILTERED, SENSITIVE_KEYS, RedactCredentials, redact
 from settings import Settings
 
 request_id: ContextVar[str | None] = ContextVar("statex_request_id", default=None)

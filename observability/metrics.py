@@ -27,6 +27,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from settings import Settings
+
 UNMATCHED_ROUTE = "unmatched"
 """The route label of a request no route matched: raw paths would give every scanner its own series."""
 
@@ -74,6 +76,10 @@ payments_settled = Counter(
 )
 files_deleted = Counter("statex_files_deleted", "Stored files deleted by the retention workflow")
 emails = Counter("statex_emails", "Emails handed to the backend, by outcome (sent, failed)", ["backend", "outcome"])
+
+
+def worker_metrics_url(settings: Settings) -> str:
+    return f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
 
 
 def multiprocess_dir() -> str | None:

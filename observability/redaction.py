@@ -1,18 +1,16 @@
-"""Sentry for the API and the worker, with secrets scrubbed before anything leaves the process.
+"""Credentials kept out of everything that leaves a process: log lines, error reports, traces.
 
-The SDK is imported only by a process that turns it on (SENTRY_DSN): without it, it would cost every API
-process some 4 MB for nothing (issue 11). Code that reports an error calls `report`, which needs no import.
+`redact` masks tokens in text (a logged URL or header); `scrub` walks a structure (an error report) and
+replaces the value of every sensitive key. Log handlers get `RedactCredentials`; Sentry (observability.sentry)
+runs `scrub` on each event.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import sys
 from collections.abc import Mapping
 from typing import Any
-
-from settings import Settings
 
 FILTERED = "[Filtered]"
 
@@ -109,72 +107,24 @@ def install_log_redaction() -> None:
     way of serving the API (`statex api`, `statex run`, the image's uvicorn command, tests) has it. Logger
     filters survive uvicorn's own logging setup, which replaces handlers but not filters."""
     targets: list[logging.Filterer] = [logging.getLogger(name) for name in LOGGERS_TO_REDACT]
-    # A queueing handler's records are redacted in the writer's thread, by the handler that writes them (logs.py).
+    # A queueing handler's records are redacted in the writer's thread, by the handler that writes them
+    # (observability/logs.py).
     targets += [handler for handler in logging.getLogger().handlers if not hasattr(handler, "redacted_downstream")]
     for target in targets:
         if not any(isinstance(existing, RedactCredentials) for existing in target.filters):
             target.addFilter(RedactCredentials())
 
 
-def _scrub(value: Any) -> Any:
+def scrub(value: Any) -> Any:
     """Depth-first: a sensitive key's value is replaced whatever its type; everything else is walked, and a
     credential inside any text (a breadcrumb's logged request line, a URL) is redacted."""
     if isinstance(value, Mapping):
         return {
-            key: FILTERED if isinstance(key, str) and key.lower() in SENSITIVE_KEYS else _scrub(item)
+            key: FILTERED if isinstance(key, str) and key.lower() in SENSITIVE_KEYS else scrub(item)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [_scrub(item) for item in value]
+        return [scrub(item) for item in value]
     if isinstance(value, str):
         return redact(value)
     return value
-
-
-def scrub_breadcrumb(crumb: dict[str, Any], _hint: Any = None) -> dict[str, Any]:
-    """before_breadcrumb: logging breadcrumbs carry the formatted message, HTTP ones the URL."""
-    return _scrub(crumb)  # type: ignore[no-any-return]
-
-
-def scrub_event(event: dict[str, Any], _hint: Any = None) -> dict[str, Any]:
-    """before_send: the SDK's own scrubber runs first; this also walks request bodies, extras, contexts
-    and breadcrumbs, and drops the raw query string and cookies."""
-    request = event.get("request")
-    if isinstance(request, dict):
-        request.pop("cookies", None)
-        if request.get("query_string"):
-            request["query_string"] = FILTERED
-    return _scrub(event)
-
-
-def report(err: BaseException) -> None:
-    """Send an error to Sentry when this process turned it on; otherwise nothing (not even an import)."""
-    sdk = sys.modules.get("sentry_sdk")  # imported by init_sentry; an SDK nobody imported has no client
-    if sdk is not None:
-        sdk.capture_exception(err)
-
-
-def init_sentry(settings: Settings, *, component: str) -> bool:
-    """PII stays off by leaving `send_default_pii` unset (setting it is deprecated, and its replacement,
-    `data_collection`, would switch the EventScrubber off). Local variables are not sent: they arrive as
-    reprs (request models, the ASGI scope with its headers, Temporal activity inputs), where a secret has
-    no key for a scrubber to find."""
-    if settings.sentry_dsn is None:
-        return False
-    import sentry_sdk
-    from sentry_sdk.scrubber import EventScrubber
-
-    sentry_sdk.init(
-        dsn=settings.sentry_dsn.get_secret_value(),
-        environment=settings.environment,
-        server_name=component,
-        include_local_variables=False,
-        traces_sample_rate=settings.sentry_traces_sample_rate,
-        event_scrubber=EventScrubber(denylist=sorted(SENSITIVE_KEYS), recursive=True),
-        before_send=scrub_event,  # type: ignore[arg-type]
-        before_send_transaction=scrub_event,  # type: ignore[arg-type]
-        before_breadcrumb=scrub_breadcrumb,  # type: ignore[arg-type]
-    )
-    sentry_sdk.set_tag("component", component)
-    logging.getLogger(__name__).info("Sentry enabled for %s", component)
-    return True
