@@ -381,7 +381,7 @@ SUMMARY = "drive a running Statex as a frontend does, step by step: exit 1 at th
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m smoke", description=SUMMARY)
+    parser = argparse.ArgumentParser(prog="python -m devstack.smoke", description=SUMMARY)
     add_arguments(parser)
     sys.exit(run(get_settings(), parser.parse_args()))
 
