@@ -33,7 +33,6 @@ from observability.logs import configure_logging, stop_queueing
 from observability.redaction import install_log_redaction
 from observability.sentry import init_sentry
 from observability.tracing import configure_tracing, trace_requests
-from services import addresses
 from services.data_folder import close_data_dir_or_exit
 from services.prototype_events import EventWatchers
 from services.runtime import Runtime
@@ -106,7 +105,6 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
             yield
         finally:
             await app.state.event_watchers.close()
-            await addresses.drain()  # account emails asked for after their answers, before the database closes
             await app.state.rate_limiter.close()
             await app.state.runtime.storage.aclose()
             await database.close()

@@ -2,8 +2,8 @@
 
 Registration and "forgot password" answer the same, in the same time, whether or not the address has an account:
 each does the same work in the request (registration: bcrypt and one INSERT ... ON CONFLICT DO NOTHING; forgot:
-nothing), and what differs (which email, or none) happens after the answer, in a task that signals the
-account's AccountEmailWorkflow. That workflow sends each email once and no more often than
+nothing), and what differs (which email, or none) happens after the answer (the route's background tasks), where
+it signals the account's AccountEmailWorkflow. That workflow sends each email once and no more often than
 ACCOUNT_EMAIL_INTERVAL_SECONDS per kind; the per-IP limit of every open route applies too.
 
 A verification link is signed for the address it was sent to; a reset code for the address and the password hash,
@@ -14,12 +14,10 @@ of the account is revoked in the same transaction.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -45,7 +43,7 @@ from services.accounts import Account
 from services.errors import BadRequest
 from services.runtime import Service
 from services.security import hash_password
-from services.temporal import reaching_temporal
+from services.temporal import reaching_temporal, rpc_timeout
 from workflows.account_email import AccountEmailWorkflow, workflow_id
 
 log = logging.getLogger(__name__)
@@ -53,31 +51,13 @@ log = logging.getLogger(__name__)
 INVALID_LINK = "This verification code is invalid or has expired"
 INVALID_CODE = "This reset code is invalid, has expired or was already used"
 _IDLE = timedelta(hours=1)
-_pending: set[asyncio.Task[None]] = set()
 
-
-def after_answer(work: Coroutine[Any, Any, None]) -> None:
-    """Runs `work` once the request has its answer, so that its length tells nothing; a failure is logged (the
-    caller can ask again: registration's verification by a resend, a reset by another request)."""
-    task = asyncio.get_running_loop().create_task(work)
-    _pending.add(task)
-    task.add_done_callback(_finished)
-
-
-def _finished(task: asyncio.Task[None]) -> None:
-    _pending.discard(task)
-    if not task.cancelled() and (err := task.exception()) is not None:
-        log.warning("an account email could not be asked for: %s", err, exc_info=err)
-
-
-async def drain() -> None:
-    """Waits for the account emails still being asked for (the API's shutdown, before the database closes)."""
-    if _pending:
-        await asyncio.wait(list(_pending), timeout=10)
+AfterAnswer = Callable[..., None]
+"""Schedules `work(*args)` to run once the answer is sent (the route passes its BackgroundTasks.add_task)."""
 
 
 class AddressService(Service):
-    async def register(self, body: RegisterRequest) -> RegistrationAccepted:
+    async def register(self, body: RegisterRequest, after_answer: AfterAnswer) -> RegistrationAccepted:
         """A new account, usable at once, and a verification email; for an address that has an account, nothing
         but an email to it saying so. The same answer either way."""
         password_hash = await hash_password(body.password, self.settings.bcrypt_rounds)
@@ -90,9 +70,9 @@ class AddressService(Service):
             await db.commit()
         if created is not None:
             metrics.users_registered.inc()
-            after_answer(self._ask(user.id, AccountEmailKind.VERIFY))
+            after_answer(_logged, self._ask(user.id, AccountEmailKind.VERIFY))
         else:
-            after_answer(self._ask_by_address(body.email, AccountEmailKind.KNOWN))
+            after_answer(_logged, self._ask_by_address(body.email, AccountEmailKind.KNOWN))
         return RegistrationAccepted()
 
     async def resend_verification(self, account: Account) -> RegistrationAccepted:
@@ -126,10 +106,10 @@ class AddressService(Service):
             await db.commit()
         return AddressVerified(email=email)
 
-    async def forgot(self, email: str) -> EmailSent:
+    async def forgot(self, email: str, after_answer: AfterAnswer) -> EmailSent:
         """A reset code to the address if it has an account: looked up after the answer, so known and unknown
         addresses are answered alike and in the same time."""
-        after_answer(self._ask_by_address(email, AccountEmailKind.RESET))
+        after_answer(_logged, self._ask_by_address(email, AccountEmailKind.RESET))
         return EmailSent()
 
     async def reset(self, token: str, password: str) -> None:
@@ -193,4 +173,14 @@ class AddressService(Service):
             start_signal_args=[kind],
             search_attributes=search_attributes.for_resource(user_id, user_id),
             static_summary="An account's own emails",
+            rpc_timeout=rpc_timeout(self.settings),
         )
+
+
+async def _logged(work: Awaitable[None]) -> None:
+    """A failure after the answer is logged, not raised (the answer is sent): the caller can ask again,
+    registration's verification by a resend, a reset by another request."""
+    try:
+        await work
+    except Exception as err:
+        log.warning("an account email could not be asked for: %s", err, exc_info=err)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, BackgroundTasks, Request, status
 
 from api.deps import Accounts, Addresses, CurrentUser
 from api.errors import errors
@@ -25,11 +25,11 @@ router = APIRouter(prefix="/auth", tags=["auth"], route_class=RateLimitedRoute)
 
 
 @router.post("/register", status_code=status.HTTP_202_ACCEPTED, responses=errors(422, 429))
-async def register(body: RegisterRequest, addresses: Addresses) -> RegistrationAccepted:
+async def register(body: RegisterRequest, addresses: Addresses, background: BackgroundTasks) -> RegistrationAccepted:
     """Creates the account (usable at once: sign in with POST /auth/login) and emails a link that verifies the
     address. An address that already has an account gets the same answer, and an email saying so with a reset code.
     Until the address is verified, nothing is linked to the account by it (contact messages sent from it)."""
-    return await addresses.register(body)
+    return await addresses.register(body, background.add_task)
 
 
 @router.post("/verify", responses=errors(400, 401, 422, 429))
@@ -49,10 +49,10 @@ async def resend_verification(user: CurrentUser, addresses: Addresses) -> Regist
 
 
 @router.post("/password/forgot", status_code=status.HTTP_202_ACCEPTED, responses=errors(422, 429))
-async def forgot_password(body: ForgotPasswordRequest, addresses: Addresses) -> EmailSent:
+async def forgot_password(body: ForgotPasswordRequest, addresses: Addresses, background: BackgroundTasks) -> EmailSent:
     """Emails a single-use reset code (valid PASSWORD_RESET_MINUTES) if the address has an account; the same answer,
     in the same time, if it has none."""
-    return await addresses.forgot(body.email)
+    return await addresses.forgot(body.email, background.add_task)
 
 
 @router.post("/password/reset", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 422, 429))
