@@ -58,9 +58,9 @@ pay: $(UV)  # make pay ID=<payment id> [CARD=declined]: a test card at the local
 	$(VENV_PYTHON) -m cli pay $(ID) --card $(or $(CARD),success)
 
 .PHONY: histories
-histories: $(UV)  # re-record tests/histories/*.json (docs/architecture.md, "Replay tests and changing workflows")
+histories: $(UV)  # re-record tests/replay/*.json (docs/architecture.md, "Replay tests and changing workflows")
 	$(SYNC_DEV)
-	$(VENV_PYTHON) tests/histories/record.py
+	$(VENV_PYTHON) tests/replay/record.py
 
 .PHONY: frontend-client
 frontend-client: $(UV)  # the typed TypeScript client, generated from the API's OpenAPI, type-checked, its page built

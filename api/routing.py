@@ -5,7 +5,7 @@ right one to try each of its routes (setting and restoring scope keys around eve
 tenth router's first route ran 25 route matches, a quarter of a cached route's CPU (bench/). A branch whose
 prefix the path does not start with cannot match, so it now answers "no" at once; every other path is matched
 exactly as FastAPI matches it. The branch class is FastAPI's own (private): should a release drop it, routes are
-matched as FastAPI matches them and tests/test_routing.py says so.
+matched as FastAPI matches them and tests/api/test_routing.py says so.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 FILTERED = "[Filtered]"
 
 # sentry-sdk's own EventScrubber defaults (DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST), spelled out so that the log
-# redaction needs no SDK import; tests/test_sentry.py checks that they are all still here.
+# redaction needs no SDK import; tests/observability/test_sentry.py checks that they are all still here.
 _SENTRY_DEFAULTS = (
     *("password", "passwd", "secret", "api_key", "apikey", "auth", "credentials", "mysql_pwd", "privatekey"),
     *("private_key", "token", "session", "csrftoken", "sessionid", "x_csrftoken", "x_forwarded_for", "set_cookie"),

@@ -225,7 +225,7 @@ async def skipping() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
-# --- workflows on stubbed activities (tests/workflows/: no PostgreSQL, storage, gateway or model) -----------
+# --- workflows on stubbed activities (tests/*/test_*_workflow.py: no PostgreSQL, storage, gateway or model) -----------
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -17,6 +18,7 @@ from sqlmodel import col, update
 from models.db import open_session
 from models.tables import User
 from models.types import utcnow
+from settings import Settings
 
 T = TypeVar("T")
 
@@ -61,7 +63,36 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def mark_verified(engine: AsyncEngine, user_id: uuid.UUID) -> None:
-    """As the verification link does (tests/test_account_email.py follows the link itself)."""
+    """As the verification link does (tests/accounts/test_account_email.py follows the link itself)."""
     async with open_session(engine) as db:
         await db.exec(update(User).where(col(User.id) == user_id).values(email_verified_at=utcnow()))  # type: ignore[call-overload]
         await db.commit()
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
+
+
+def multipart(content: bytes, name: str, content_type: str) -> tuple[bytes, bytes, str]:
+    """The parts before and after the file's bytes, and the Content-Type header that goes with them."""
+    boundary = uuid.uuid4().hex
+    head = b"".join(
+        (
+            f"--{boundary}\r\n".encode(),
+            b'Content-Disposition: form-data; name="file"; filename="' + name.encode() + b'"\r\n',
+            f"Content-Type: {content_type}\r\n\r\n".encode(),
+        )
+    )
+    return head, f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+async def upload(
+    api: httpx.AsyncClient, token: str, content: bytes, name: str = "mockup.png", content_type: str = "image/png"
+) -> httpx.Response:
+    """A multipart body built by hand, so the file name arrives byte for byte (httpx would escape a NUL)."""
+    head, tail, form_type = multipart(content, name, content_type)
+    headers = {**bearer(token), "Content-Type": form_type}
+    return await api.post("/api/files/upload", content=head + content + tail, headers=headers)
+
+
+def stored_objects(settings: Settings) -> list[Path]:
+    return [path for path in settings.files_dir.rglob("*") if path.is_file()] if settings.files_dir.exists() else []

@@ -1,6 +1,6 @@
 """The tests' payload key ring: every test client, worker, replayer and the history recorder encrypt with it.
 
-Fixed rather than random: histories recorded with it (tests/histories/record.py) must still decode later. A test
+Fixed rather than random: histories recorded with it (tests/replay/record.py) must still decode later. A test
 key, worthless outside the tests.
 """
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import stripe
 import uvicorn
 from fastapi import FastAPI
 from helpers import bearer, eventually
@@ -205,3 +206,25 @@ async def payment_stack(settings: Settings, temporal: Client, engine: AsyncEngin
         httpx.AsyncClient(base_url=url, timeout=60) as client,
     ):
         yield client
+
+
+WEBHOOK_SECRET = "whsec_statex_test_secret"
+PREMIUM_BY_STRIPE = {"tier": "PREMIUM", "gateway": "STRIPE"}
+
+
+async def pay(customer: stripe.StripeClient, client_secret: str, card: str = "4242424242424242") -> str:
+    intent_id = client_secret.split("_secret_")[0]
+    method = await customer.v1.payment_methods.create_async(
+        {"type": "card", "card": {"number": card, "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+    )
+    await customer.v1.payment_intents.update_async(intent_id, {"payment_method": method.id})
+    await customer.v1.payment_intents.confirm_async(intent_id)
+    return intent_id
+
+
+def register_webhook(localstripe_url: str, api_url: str) -> None:
+    response = httpx.post(
+        f"{localstripe_url}/_config/webhooks/statex",
+        data={"url": f"{api_url}/api/payments/webhooks/STRIPE", "secret": WEBHOOK_SECRET},
+    )
+    assert response.status_code == 200, response.text

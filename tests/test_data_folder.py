@@ -14,8 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import register_and_login
-from test_files import PNG, stored_objects, upload
+from helpers import PNG, register_and_login, stored_objects, upload
 
 import api.app
 import cli

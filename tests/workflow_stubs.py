@@ -1,11 +1,9 @@
-"""Stand-ins for every activity the workflows call, registered under the real activities' names.
-
-A workflow names an activity by its registered name only, so a worker given these stubs runs the real
-workflow code with no database, storage, gateway or model behind it. `Outside` is the scripted world
-(which providers are down or refuse, whether storage works, what the gateway answers) and the record of
-every call, in order, for the tests to assert on. Used by tests/workflows/ and by the history recorder
-(tests/histories/record.py); tests/workflows/test_stub_names.py keeps the names in step with the real ones.
-"""
+"""Stand-ins for every activity the workflows call, registered under the real activities' names. A workflow names an
+activity by its registered name only, so a worker given these stubs runs the real workflow code with no database,
+storage, gateway or model behind it. `Outside` is the scripted world (which providers are down or refuse, whether
+storage works, what the gateway answers) and the record of every call, in order, for the tests to assert on. Used by
+the workflow tests of each domain (tests/*/test_*_workflow.py, tests/workflows/) and by the history recorder
+(tests/replay/record.py); tests/workflows/test_stub_names.py keeps the names in step with the real ones."""
 
 from __future__ import annotations
 

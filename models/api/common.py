@@ -57,8 +57,8 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 
 
 def examples(*values: dict[str, Any], from_attributes: bool = False) -> ConfigDict:
-    """A model's `model_config` with examples of it, as /docs shows them (each must validate: tests/test_openapi.py).
-    Merged with the parent's: a CamelModel keeps its aliases."""
+    """A model's `model_config` with examples of it, as /docs shows them (each must validate:
+    tests/api/test_openapi.py). Merged with the parent's: a CamelModel keeps its aliases."""
     config = ConfigDict(json_schema_extra={"examples": list(values)})
     if from_attributes:
         config["from_attributes"] = True
@@ -67,7 +67,7 @@ def examples(*values: dict[str, Any], from_attributes: bool = False) -> ConfigDi
 
 class Strict(BaseModel):
     """Request bodies refuse fields they do not know, so a typo or a smuggled field is an error. Their booleans
-    are `StrictBool`: `true` or `false`, never `"yes"`, `"off"` or `1` (tests/test_hostile_input.py checks every
+    are `StrictBool`: `true` or `false`, never `"yes"`, `"off"` or `1` (tests/api/test_hostile_input.py checks every
     request model)."""
 
     model_config = ConfigDict(extra="forbid")

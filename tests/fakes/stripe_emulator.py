@@ -6,7 +6,7 @@ so the port is free by construction. Two adjustments, both outside what the test
   (every run starts empty, and two test runs on one machine must not share a file);
 - its own `start()` listens on every interface ('::'); serving the app on our socket keeps it on loopback.
 
-What localstripe does not do, and the tests work around in the open (see tests/test_payments_stripe.py):
+What localstripe does not do, and the tests work around in the open (see tests/payments/test_payments_stripe.py):
 it ignores the Idempotency-Key header; it sends no `payment_intent.canceled` or `charge.refunded` events
 (the tests sign those payloads themselves with the webhook secret, exactly as Stripe signs); it refuses
 `payment_method` on confirm (the tests attach the payment method first, then confirm).

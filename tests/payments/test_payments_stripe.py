@@ -20,10 +20,14 @@ import stripe
 from fakes.stripe_emulator import SECRET_KEY, running_localstripe
 from helpers import bearer, eventually, register_and_login
 from payments_support import (
+    PREMIUM_BY_STRIPE,
+    WEBHOOK_SECRET,
     checkout,
+    pay,
     payment_stack,
     payment_status,
     receipts,
+    register_webhook,
     run_unpaid_checkout,
     serve_http,
     signed_stripe_event,
@@ -43,9 +47,6 @@ from models.enums import PaymentGateway, PaymentStatus
 from settings import Settings
 from worker import build_worker
 from workflows.checkout import CheckoutWorkflow, workflow_id
-
-WEBHOOK_SECRET = "whsec_statex_test_secret"
-PREMIUM_BY_STRIPE = {"tier": "PREMIUM", "gateway": "STRIPE"}
 
 
 @pytest.fixture(scope="module")
@@ -87,24 +88,6 @@ async def stripe_worker(temporal: Client, stripe_settings: Settings, engine: Asy
 def customer(localstripe_url: str) -> stripe.StripeClient:
     """What Stripe.js does in the browser, done with the real client against localstripe."""
     return stripe.StripeClient(SECRET_KEY, base_addresses={"api": localstripe_url}, http_client=stripe.HTTPXClient())
-
-
-async def pay(customer: stripe.StripeClient, client_secret: str, card: str = "4242424242424242") -> str:
-    intent_id = client_secret.split("_secret_")[0]
-    method = await customer.v1.payment_methods.create_async(
-        {"type": "card", "card": {"number": card, "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-    )
-    await customer.v1.payment_intents.update_async(intent_id, {"payment_method": method.id})
-    await customer.v1.payment_intents.confirm_async(intent_id)
-    return intent_id
-
-
-def register_webhook(localstripe_url: str, api_url: str) -> None:
-    response = httpx.post(
-        f"{localstripe_url}/_config/webhooks/statex",
-        data={"url": f"{api_url}/api/payments/webhooks/STRIPE", "secret": WEBHOOK_SECRET},
-    )
-    assert response.status_code == 200, response.text
 
 
 async def stripe_events(localstripe_url: str, event_type: str, intent_id: str) -> list[dict[str, Any]]:

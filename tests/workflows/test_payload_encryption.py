@@ -18,7 +18,17 @@ import stripe
 from fakes.stripe_emulator import SECRET_KEY, running_localstripe
 from helpers import bearer, eventually, register_and_login, serve
 from payload_keys import CONVERTER, PAYLOAD_KEYS, TEST_KEY_ID, encrypted_converter
-from payments_support import checkout, payment_stack, receipts, wait_for_status, with_gateway
+from payments_support import (
+    PREMIUM_BY_STRIPE,
+    WEBHOOK_SECRET,
+    checkout,
+    pay,
+    payment_stack,
+    receipts,
+    register_webhook,
+    wait_for_status,
+    with_gateway,
+)
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.common.v1 import Payload
@@ -26,7 +36,6 @@ from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
-from test_payments_stripe import PREMIUM_BY_STRIPE, WEBHOOK_SECRET, pay, register_webhook
 
 from api.app import create_app
 from settings import Settings
@@ -34,7 +43,7 @@ from worker import WORKFLOWS, build_worker
 from workflows import codec as payload_codec
 from workflows.contact import ContactWorkflow
 
-HISTORIES = Path(__file__).resolve().parent / "histories"
+HISTORIES = Path(__file__).resolve().parents[1] / "replay"
 OPERATOR_TOKEN = "operator-" + "x" * 40
 UI_ORIGIN = "http://localhost:8233"
 

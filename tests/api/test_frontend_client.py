@@ -11,7 +11,7 @@ from conftest import AppFactory
 from cli import write_openapi
 from settings import Settings
 
-FOLDER = Path(__file__).resolve().parents[1] / "frontend-client"
+FOLDER = Path(__file__).resolve().parents[2] / "frontend-client"
 
 
 def test_the_written_document_is_the_served_one(settings: Settings, make_app: AppFactory, tmp_path: Path) -> None:

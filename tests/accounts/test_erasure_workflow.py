@@ -1,5 +1,5 @@
 """ErasureWorkflow's end with stubbed activities: the anonymised payments it kept get a timer of their own, a child
-that outlives the erasure and names nobody. (The timer itself: tests/test_privacy.py, against the database.)"""
+that outlives the erasure and names nobody. (The timer itself: tests/accounts/test_privacy.py, against the database.)"""
 
 from __future__ import annotations
 

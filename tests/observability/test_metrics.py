@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from ai.support import calls_of, finished, service, sign_in
-from helpers import bearer, eventually, serve
+from helpers import PNG, bearer, eventually, serve, upload
 from payload_keys import CONVERTER
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -22,15 +22,14 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
-from test_contact import MESSAGE
-from test_files import PNG, upload
 
 from api.app import create_app
 from observability import metrics
 from settings import Settings
 from worker import build_worker, metrics_runtime
 
-ROOT = Path(__file__).resolve().parent.parent
+CONTACT = {"name": "Ada Lovelace", "email": "ada@example.com", "message": "I have an idea for an app."}
+ROOT = Path(__file__).resolve().parents[2]
 
 Labels = frozenset[tuple[str, str]]
 
@@ -67,7 +66,7 @@ async def test_metrics_count_requests_by_route_template_and_what_happened(
     async with service(temporal, engine, settings) as api:
         before = await scrape(api)
 
-        assert (await api.post("/api/contact", json=MESSAGE)).status_code == 202
+        assert (await api.post("/api/contact", json=CONTACT)).status_code == 202
         account = await sign_in(api, engine)
         uploaded = await upload(api, account["access_token"], PNG)
         assert uploaded.status_code == 201, uploaded.text
@@ -166,7 +165,7 @@ async def test_the_worker_endpoint_serves_the_temporal_sdks_metrics_and_its_own(
     exporter = metrics.serve_worker_metrics("127.0.0.1", worker_port, f"http://127.0.0.1:{sdk_port}/metrics")
     try:
         async with build_worker(client, settings, engine), serve(create_app(settings, temporal=client)) as api:
-            assert (await api.post("/api/contact", json=MESSAGE)).status_code == 202
+            assert (await api.post("/api/contact", json=CONTACT)).status_code == 202
             async with httpx.AsyncClient() as http:
 
                 async def scraped_after_the_workflow() -> str | None:

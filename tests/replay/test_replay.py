@@ -44,4 +44,4 @@ def test_every_registered_workflow_has_a_recorded_history() -> None:
     # The SDK has no public accessor for a class's workflow type name; its definition is what the worker reads.
     registered = {workflow._Definition.must_from_class(cls).name for cls in WORKFLOWS}
     recorded = {workflow_type(load(path)) for path in HISTORIES}
-    assert registered - recorded == set(), "record a history of each (python tests/histories/record.py)"
+    assert registered - recorded == set(), "record a history of each (python tests/replay/record.py)"
