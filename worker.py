@@ -33,7 +33,7 @@ from activities.sandbox import SandboxActivities
 from activities.storage import Storage, StorageActivities, build_storage
 from models.ai_prices import load_prices
 from models.db import create_engine, migrate
-from models.enums import AITier
+from models.enums import AIProvider
 from observability import metrics
 from observability.interceptors import RequestIdFromHeaders, sentry_worker_interceptors
 from observability.logs import configure_logging
@@ -129,15 +129,15 @@ def ai_activities(settings: Settings, engine: AsyncEngine, audio: AudioStore, cl
     prices = load_prices(settings.ai_price_table)
     configured = Routing.from_settings(settings).configured
     registered: list[Any] = [OfflineActivities().chat, AIRecordActivities(engine).record_ai_call]
-    if AITier.OLLAMA in configured:
+    if AIProvider.OLLAMA in configured:
         ollama = OllamaActivities(settings, prices)
         clients.push_async_callback(ollama.client.close)
         registered.append(ollama.chat)
-    if AITier.OPENAI in configured:
+    if AIProvider.OPENAI in configured:
         openai = OpenAIActivities(settings, prices, audio)
         clients.push_async_callback(openai.client.close)
         registered += [openai.chat, openai.transcribe]
-    if AITier.AZURE in configured:
+    if AIProvider.AZURE in configured:
         azure = AzureActivities(settings, prices, audio)
         clients.push_async_callback(azure.client.close)
         registered += [azure.chat, azure.transcribe]

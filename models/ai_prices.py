@@ -19,7 +19,7 @@ from typing import Annotated, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from models.enums import AITier
+from models.enums import AIProvider
 
 PRICE_TABLE = Path(__file__).with_name("ai_prices.toml")
 ANY_MODEL = "*"
@@ -111,7 +111,7 @@ class PriceTable(BaseModel):
     chat: dict[Provider, dict[str, TokenPrice]] = Field(default_factory=dict)
     transcription: dict[Provider, dict[str, AudioPrice]] = Field(default_factory=dict)
 
-    def chat_price(self, tier: AITier, model: str) -> ChatPrice:
+    def chat_price(self, tier: AIProvider, model: str) -> ChatPrice:
         """The table's row if it has one (an override), else genai-prices' price; PriceNotFound if neither."""
         try:
             return _lookup(self.chat, "chat", tier, model)
@@ -123,11 +123,11 @@ class PriceTable(BaseModel):
                 raise PriceNotFound(f"{unknown} (genai-prices does not know it either)") from None
             return price
 
-    def transcription_price(self, tier: AITier, model: str) -> AudioPrice:
+    def transcription_price(self, tier: AIProvider, model: str) -> AudioPrice:
         return _lookup(self.transcription, "transcription", tier, model)
 
 
-def _lookup(section: dict[Provider, dict[str, Price]], name: str, tier: AITier, model: str) -> Price:
+def _lookup(section: dict[Provider, dict[str, Price]], name: str, tier: AIProvider, model: str) -> Price:
     provider = tier.value.lower()
     rows = section.get(provider, {})  # type: ignore[call-overload]
     price = rows.get(model) or rows.get(ANY_MODEL)

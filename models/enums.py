@@ -1,6 +1,7 @@
 """Enumerations shared by tables, API schemas and workflows (pure Python: safe in the workflow sandbox)."""
 
 from enum import StrEnum
+from typing import Any
 
 
 class ServiceTier(StrEnum):
@@ -11,11 +12,28 @@ class ServiceTier(StrEnum):
     PREMIUM = "PREMIUM"
 
 
-class AITier(StrEnum):
+# Who answers a model call; a request's `model` names one in lower case (models.api.common.AIProviderName).
+# The values are stored (ai_responses.tier) and sent as they are.
+class AIProvider(StrEnum):
     OLLAMA = "OLLAMA"
     OPENAI = "OPENAI"
     AZURE = "AZURE"
     OFFLINE = "OFFLINE"
+
+    # The OpenAPI publishes this type as `AITier`, and generated clients name their type after it: pydantic's
+    # hooks keep that schema name (its reference and title) for the renamed class.
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        return {**handler(source), "ref": f"{__name__}.{_PUBLISHED_PROVIDER}"}
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> Any:
+        reference = handler(schema)
+        handler.resolve_ref_schema(reference)["title"] = _PUBLISHED_PROVIDER
+        return reference
+
+
+_PUBLISHED_PROVIDER = "AITier"
 
 
 class PaymentGateway(StrEnum):

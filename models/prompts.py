@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from models.enums import AITier
+from models.enums import AIProvider
 from models.messages.ai import ModelCall
 from models.untrusted import UNTRUSTED_BEGIN, UNTRUSTED_END
 
@@ -25,7 +25,7 @@ class AgentStep:
     task: str
     temperature: float
     max_tokens: int
-    prefer: AITier | None = None
+    prefer: AIProvider | None = None
     """Asked first when the user's chain allows it and the request named no provider."""
     holds_files: bool = False
 
@@ -75,7 +75,7 @@ CODE = AgentStep(
     ),
     temperature=0.2,
     max_tokens=4000,
-    prefer=AITier.OPENAI,
+    prefer=AIProvider.OPENAI,
     holds_files=True,
 )
 TESTS = AgentStep(
@@ -92,7 +92,7 @@ TESTS = AgentStep(
     ),
     temperature=0.2,
     max_tokens=3000,
-    prefer=AITier.OPENAI,
+    prefer=AIProvider.OPENAI,
     holds_files=True,
 )
 REVIEW = AgentStep(
@@ -138,7 +138,7 @@ FIX = AgentStep(
     ),
     temperature=0.1,
     max_tokens=4000,
-    prefer=AITier.OPENAI,
+    prefer=AIProvider.OPENAI,
     holds_files=True,
 )
 """The code step's agent again, in a fix round: `errors` is what the sandbox's failing checks said, as
@@ -159,7 +159,7 @@ REVISE = AgentStep(
     ),
     temperature=0.2,
     max_tokens=4000,
-    prefer=AITier.OPENAI,
+    prefer=AIProvider.OPENAI,
     holds_files=True,
 )
 """A revision's agent (PrototypeRevisionWorkflow): the feedback applied to the files from before."""

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import JSON, Column, Field, SQLModel
 
-from models.enums import AITier, ContactStatus, PaymentGateway, PaymentStatus, PrototypeStatus, ServiceTier
+from models.enums import AIProvider, ContactStatus, PaymentGateway, PaymentStatus, PrototypeStatus, ServiceTier
 from models.types import UTCDateTime, utcnow
 
 SQLModel.metadata.naming_convention = {
@@ -25,9 +25,10 @@ SQLModel.metadata.naming_convention = {
 }
 
 
-def _enum(enum: type) -> Any:
-    """Enums stored as short strings: portable, and new members need no ALTER TYPE."""
-    return sa.Enum(enum, native_enum=False, length=32, validate_strings=True)
+def _enum(enum: type, name: str | None = None) -> Any:
+    """Enums stored as short strings: portable, and new members need no ALTER TYPE. `name` keeps the type name
+    the migrations gave an enum whose class was renamed since."""
+    return sa.Enum(enum, name=name, native_enum=False, length=32, validate_strings=True)
 
 
 def _created() -> Any:
@@ -153,7 +154,7 @@ class AIResponse(SQLModel, table=True):
     step: str | None = Field(default=None, max_length=64)
     prompt: str = Field(sa_type=sa.Text)
     response: str = Field(sa_type=sa.Text)
-    tier: AITier = Field(sa_type=_enum(AITier))
+    tier: AIProvider = Field(sa_type=_enum(AIProvider, name="aitier"))
     model_used: str = Field(max_length=128)
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)

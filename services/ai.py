@@ -8,7 +8,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.ai.errors import AIFailure
 from models.api.common import AIProviderName
-from models.enums import AITier
+from models.enums import AIProvider
 from models.messages.ai import AICallPolicy
 from services.accounts import Account
 from services.errors import BadGateway, DomainError, Forbidden, Unavailable, Unprocessable
@@ -31,17 +31,17 @@ _FAILURES: dict[str, type[DomainError]] = {
 }
 
 
-def providers_for(settings: Settings, account: Account, model: AIProviderName | None) -> list[AITier]:
+def providers_for(settings: Settings, account: Account, model: AIProviderName | None) -> list[AIProvider]:
     """The account's provider chain, `model` first if it names one; Forbidden if the tier may not use it,
     Unavailable if nothing configured may serve the tier."""
-    requested = AITier(model.upper()) if model else None
+    requested = AIProvider(model.upper()) if model else None
     try:
         return provider_chain(Routing.from_settings(settings), account.tier, requested)
     except ProviderRefused as err:
         raise _REFUSALS[err.kind](str(err)) from err
 
 
-def transcribers_for(settings: Settings, account: Account) -> list[AITier]:
+def transcribers_for(settings: Settings, account: Account) -> list[AIProvider]:
     """Who may transcribe the account's voice; Unavailable (naming the setting) if no one may."""
     try:
         return transcription_chain(Routing.from_settings(settings), account.tier)

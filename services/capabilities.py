@@ -17,7 +17,7 @@ from models.api.capabilities import (
     VoiceCapabilities,
 )
 from models.catalogue import catalogue
-from models.enums import AITier, PaymentGateway
+from models.enums import AIProvider, PaymentGateway
 from services.runtime import Service
 from workflows.ai import Routing
 
@@ -64,5 +64,5 @@ class CapabilityService(Service):
         )
 
 
-def _names(tiers: list[AITier]) -> list[str]:
+def _names(tiers: list[AIProvider]) -> list[str]:
     return [provider_name(tier) for tier in tiers]

@@ -17,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from models import search_attributes
 from models.api.chat import ChatAccepted, ChatRequest, ChatResponse, ChatStatus
 from models.api.common import AIProviderName
-from models.enums import AITier
+from models.enums import AIProvider
 from models.messages.ai import ChatInput, ModelCall, ModelReply
 from models.tables import AIResponse
 from services.accounts import Account
@@ -38,7 +38,7 @@ def status_url(chat_id: uuid.UUID) -> str:
 
 
 class ChatService(Service):
-    def providers(self, account: Account, model: AIProviderName | None) -> list[AITier]:
+    def providers(self, account: Account, model: AIProviderName | None) -> list[AIProvider]:
         """The account's provider chain for a chat (403 for a provider its tier may not use, 503 for none).
         Separate from `ask` so a route can refuse before the request is counted against the AI limit."""
         return providers_for(self.settings, account, model)
@@ -47,7 +47,7 @@ class ChatService(Service):
         self,
         account: Account,
         body: ChatRequest,
-        providers: list[AITier],
+        providers: list[AIProvider],
         *,
         idempotency_key: str | None,
         gone: asyncio.Event | None = None,
@@ -123,7 +123,7 @@ def chat_response(chat_id: uuid.UUID, reply: ModelReply) -> ChatResponse:
         chat_id=chat_id,
         response=reply.text,
         model_used=reply.model_used,
-        template=reply.tier == AITier.OFFLINE,
+        template=reply.tier == AIProvider.OFFLINE,
         tokens_used=reply.input_tokens + reply.output_tokens,
         processing_time_ms=reply.latency_ms,
         cost_usd=reply.cost_usd_micros / _MICROS_PER_USD,

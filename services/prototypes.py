@@ -36,7 +36,7 @@ from models.api.prototypes import (
     RevisionRequest,
     RevisionView,
 )
-from models.enums import AITier, PrototypeStatus
+from models.enums import AIProvider, PrototypeStatus
 from models.messages.ai import TranscriptionCall
 from models.messages.prototypes import (
     ON_APPROVE,
@@ -98,13 +98,13 @@ def events_url(settings: Settings, prototype: Prototype, session_id: uuid.UUID |
 class VoiceChains:
     """Who serves a voice prototype: the transcribers for the message, then the providers for every step."""
 
-    providers: list[AITier]
+    providers: list[AIProvider]
     provider_named: bool
-    transcribers: list[AITier]
+    transcribers: list[AIProvider]
 
 
 class PrototypeService(Service):
-    def providers(self, account: Account, model: AIProviderName | None) -> list[AITier]:
+    def providers(self, account: Account, model: AIProviderName | None) -> list[AIProvider]:
         """The account's provider chain (403 for a provider its tier may not use, 503 for none). Separate from
         `submit` so a route can refuse before the request is counted against the AI limit."""
         return providers_for(self.settings, account, model)
@@ -118,7 +118,7 @@ class PrototypeService(Service):
         )
 
     async def submit(
-        self, account: Account, body: PrototypeRequest, providers: list[AITier], *, idempotency_key: str | None
+        self, account: Account, body: PrototypeRequest, providers: list[AIProvider], *, idempotency_key: str | None
     ) -> PrototypeAccepted:
         """Start the pipeline for a typed idea. With an Idempotency-Key, a retry gets the first prototype; the
         same key with a different request is a 422."""
@@ -265,7 +265,7 @@ class PrototypeService(Service):
         account: Account,
         prototype_id: uuid.UUID,
         body: RevisionRequest,
-        providers: list[AITier],
+        providers: list[AIProvider],
         *,
         idempotency_key: str | None,
     ) -> RevisionAccepted:
@@ -295,7 +295,7 @@ class PrototypeService(Service):
         account: Account,
         prototype_id: uuid.UUID,
         body: RevisionRequest,
-        providers: list[AITier],
+        providers: list[AIProvider],
         revision_id: uuid.UUID,
     ) -> RevisionAccepted:
         """Its row, then its workflow; IdempotencyKeyInUse if a request with the same id (key) got there first."""
@@ -416,11 +416,11 @@ class PrototypeService(Service):
         )
         async with self.database.session() as db:
             rows = (await db.exec(statement)).all()
-        tiers: dict[uuid.UUID, set[AITier]] = {}
+        tiers: dict[uuid.UUID, set[AIProvider]] = {}
         for prototype_id, tier in rows:
             if prototype_id is not None:
-                tiers.setdefault(prototype_id, set()).add(AITier(tier))
-        return {prototype_id for prototype_id, used in tiers.items() if used == {AITier.OFFLINE}}
+                tiers.setdefault(prototype_id, set()).add(AIProvider(tier))
+        return {prototype_id for prototype_id, used in tiers.items() if used == {AIProvider.OFFLINE}}
 
     async def _claim_voice(
         self,
@@ -460,11 +460,11 @@ class PrototypeService(Service):
         self,
         prototype: Prototype,
         account: Account,
-        providers: list[AITier],
+        providers: list[AIProvider],
         *,
         provider_named: bool,
         audio: TranscriptionCall | None = None,
-        transcribers: Sequence[AITier] = (),
+        transcribers: Sequence[AIProvider] = (),
     ) -> PrototypeOrder:
         return PrototypeOrder(
             prototype_id=prototype.id,

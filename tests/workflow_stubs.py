@@ -22,7 +22,7 @@ from temporalio.worker import Worker
 
 from activities.ai.errors import AIFailure
 from activities.storage import storage_key
-from models.enums import AITier, GatewayState, PaymentGateway, PaymentStatus, ServiceTier
+from models.enums import AIProvider, GatewayState, PaymentGateway, PaymentStatus, ServiceTier
 from models.messages.accounts import AccountEmailRequest
 from models.messages.ai import (
     AICallPolicy,
@@ -89,9 +89,9 @@ class Call:
 class Outside:
     """What the stubbed outside world does, and what it was asked (`calls`, in order)."""
 
-    providers_down: set[AITier] = field(default_factory=set)
+    providers_down: set[AIProvider] = field(default_factory=set)
     """Every call fails, retryably (a 503): the workflow's retries run out, then the next provider is asked."""
-    providers_refusing: set[AITier] = field(default_factory=set)
+    providers_refusing: set[AIProvider] = field(default_factory=set)
     """Every call fails non-retryably (a content-policy refusal): the provider's verdict stands."""
     storage_down: bool = False
     mailer_down: bool = False
@@ -352,7 +352,7 @@ class StubActivities:
 
     # --- AI providers ------------------------------------------------------------------------------------
 
-    async def _answer(self, tier: AITier, argument: ModelCall | TranscriptionCall) -> None:
+    async def _answer(self, tier: AIProvider, argument: ModelCall | TranscriptionCall) -> None:
         await self._note(argument)
         if tier in self.outside.providers_refusing:
             raise ApplicationError(
@@ -361,7 +361,7 @@ class StubActivities:
         if tier in self.outside.providers_down:
             raise ApplicationError(f"{tier.lower()} answered 503", type=AIFailure.PROVIDER_ERROR)
 
-    async def _reply(self, tier: AITier, call: ModelCall) -> ModelReply:
+    async def _reply(self, tier: AIProvider, call: ModelCall) -> ModelReply:
         await self._answer(tier, call)
         if call.step in self.outside.together:
             await self.outside.meet(call.step)
@@ -379,7 +379,7 @@ class StubActivities:
             cost_usd_micros=STUB_COST_MICROS,
         )
 
-    async def _transcript(self, tier: AITier, call: TranscriptionCall) -> Transcript:
+    async def _transcript(self, tier: AIProvider, call: TranscriptionCall) -> Transcript:
         await self._answer(tier, call)
         return Transcript(
             tier=tier,
@@ -392,27 +392,27 @@ class StubActivities:
 
     @activity.defn(name="offline_chat")
     async def offline_chat(self, call: ModelCall) -> ModelReply:
-        return await self._reply(AITier.OFFLINE, call)
+        return await self._reply(AIProvider.OFFLINE, call)
 
     @activity.defn(name="ollama_chat")
     async def ollama_chat(self, call: ModelCall) -> ModelReply:
-        return await self._reply(AITier.OLLAMA, call)
+        return await self._reply(AIProvider.OLLAMA, call)
 
     @activity.defn(name="openai_chat")
     async def openai_chat(self, call: ModelCall) -> ModelReply:
-        return await self._reply(AITier.OPENAI, call)
+        return await self._reply(AIProvider.OPENAI, call)
 
     @activity.defn(name="azure_chat")
     async def azure_chat(self, call: ModelCall) -> ModelReply:
-        return await self._reply(AITier.AZURE, call)
+        return await self._reply(AIProvider.AZURE, call)
 
     @activity.defn(name="openai_transcribe")
     async def openai_transcribe(self, call: TranscriptionCall) -> Transcript:
-        return await self._transcript(AITier.OPENAI, call)
+        return await self._transcript(AIProvider.OPENAI, call)
 
     @activity.defn(name="azure_transcribe")
     async def azure_transcribe(self, call: TranscriptionCall) -> Transcript:
-        return await self._transcript(AITier.AZURE, call)
+        return await self._transcript(AIProvider.AZURE, call)
 
     @activity.defn(name="record_ai_call")
     async def record_ai_call(self, record: AICallRecord) -> uuid.UUID:
@@ -490,7 +490,7 @@ def retained_file(expires_at: datetime) -> RetainedFile:
     return RetainedFile(file_id=file_id, user_id=uuid.uuid4(), storage_key=storage_key(file_id), expires_at=expires_at)
 
 
-def chat_input(providers: Sequence[AITier] = (AITier.OPENAI,)) -> ChatInput:
+def chat_input(providers: Sequence[AIProvider] = (AIProvider.OPENAI,)) -> ChatInput:
     return ChatInput(
         chat_id=uuid.uuid4(),
         user_id=uuid.uuid4(),
@@ -501,7 +501,7 @@ def chat_input(providers: Sequence[AITier] = (AITier.OPENAI,)) -> ChatInput:
 
 
 def prototype_order(
-    providers: Sequence[AITier] = (AITier.OPENAI, AITier.OFFLINE), *, voice: bool = False
+    providers: Sequence[AIProvider] = (AIProvider.OPENAI, AIProvider.OFFLINE), *, voice: bool = False
 ) -> PrototypeOrder:
     prototype_id = uuid.uuid4()
     audio = TranscriptionCall(audio_key=f"audio/{prototype_id}", filename="idea.ogg", content_type="audio/ogg")
@@ -511,7 +511,7 @@ def prototype_order(
         idea="" if voice else "A to-do list app with reminders",
         audio=audio if voice else None,
         providers=list(providers),
-        transcribers=[AITier.OPENAI] if voice else [],
+        transcribers=[AIProvider.OPENAI] if voice else [],
         policy=FAST_AI,
         file_lifetime=timedelta(hours=24),
         link_base_url="https://api.statex.invalid",
@@ -520,7 +520,7 @@ def prototype_order(
 
 def revision_order(number: int = 1) -> RevisionOrder:
     return RevisionOrder(
-        **prototype_order(providers=[AITier.OPENAI]).model_dump(),
+        **prototype_order(providers=[AIProvider.OPENAI]).model_dump(),
         revision_id=uuid.uuid4(),
         number=number,
         feedback="Add a due date to every item",

@@ -28,21 +28,21 @@ with workflow.unsafe.imports_passed_through():
     from activities.ai.offline import OfflineActivities
     from activities.ai.ollama import OllamaActivities
     from activities.ai.openai import OpenAIActivities
-    from models.enums import AITier, ServiceTier
+    from models.enums import AIProvider, ServiceTier
     from models.messages.ai import AICallPolicy, ModelCall, ModelReply, Transcript, TranscriptionCall
 
 if TYPE_CHECKING:
     from settings import Settings
 
-CHAT_ACTIVITIES: dict[AITier, Callable[..., Any]] = {
-    AITier.OLLAMA: OllamaActivities.chat,
-    AITier.OPENAI: OpenAIActivities.chat,
-    AITier.AZURE: AzureActivities.chat,
-    AITier.OFFLINE: OfflineActivities.chat,
+CHAT_ACTIVITIES: dict[AIProvider, Callable[..., Any]] = {
+    AIProvider.OLLAMA: OllamaActivities.chat,
+    AIProvider.OPENAI: OpenAIActivities.chat,
+    AIProvider.AZURE: AzureActivities.chat,
+    AIProvider.OFFLINE: OfflineActivities.chat,
 }
-TRANSCRIPTION_ACTIVITIES: dict[AITier, Callable[..., Any]] = {
-    AITier.OPENAI: OpenAIActivities.transcribe,
-    AITier.AZURE: AzureActivities.transcribe,
+TRANSCRIPTION_ACTIVITIES: dict[AIProvider, Callable[..., Any]] = {
+    AIProvider.OPENAI: OpenAIActivities.transcribe,
+    AIProvider.AZURE: AzureActivities.transcribe,
 }
 _TIMEOUT_MARGIN = timedelta(seconds=10)  # the SDK's own timeout fires first; Temporal's is the backstop
 
@@ -68,35 +68,35 @@ class ProviderRefused(Exception):
 
 @dataclass(frozen=True)
 class Routing:
-    configured: frozenset[AITier]
-    transcribers: frozenset[AITier]
-    eu_resident: frozenset[AITier]
-    fallback_order: tuple[AITier, ...]
+    configured: frozenset[AIProvider]
+    transcribers: frozenset[AIProvider]
+    eu_resident: frozenset[AIProvider]
+    fallback_order: tuple[AIProvider, ...]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Routing:
         configured = set()
         if settings.ollama_host:
-            configured.add(AITier.OLLAMA)
+            configured.add(AIProvider.OLLAMA)
         if settings.openai_api_key is not None:
-            configured.add(AITier.OPENAI)
+            configured.add(AIProvider.OPENAI)
         if settings.azure_openai_api_key is not None and settings.azure_openai_endpoint:
-            configured.add(AITier.AZURE)
-        transcribers = {AITier.OPENAI} & configured
-        if AITier.AZURE in configured and settings.azure_openai_transcription_deployment:
-            transcribers.add(AITier.AZURE)
+            configured.add(AIProvider.AZURE)
+        transcribers = {AIProvider.OPENAI} & configured
+        if AIProvider.AZURE in configured and settings.azure_openai_transcription_deployment:
+            transcribers.add(AIProvider.AZURE)
         return cls(
             configured=frozenset(configured),
             transcribers=frozenset(transcribers),
-            eu_resident=frozenset(AITier(name.upper()) for name in settings.ai_eu_resident_providers),
-            fallback_order=tuple(AITier(name.upper()) for name in settings.ai_fallback_order),
+            eu_resident=frozenset(AIProvider(name.upper()) for name in settings.ai_eu_resident_providers),
+            fallback_order=tuple(AIProvider(name.upper()) for name in settings.ai_fallback_order),
         )
 
 
-def provider_chain(routing: Routing, user_tier: ServiceTier, requested: AITier | None = None) -> list[AITier]:
+def provider_chain(routing: Routing, user_tier: ServiceTier, requested: AIProvider | None = None) -> list[AIProvider]:
     """The providers to try for one chat call, in order. Raises ProviderRefused when none may serve."""
     if not routing.configured:
-        return [AITier.OFFLINE]
+        return [AIProvider.OFFLINE]
     eu_only = user_tier == ServiceTier.EU_COMPLIANCE
     if eu_only and requested is not None and requested not in routing.eu_resident:
         raise ProviderRefused(
@@ -119,7 +119,7 @@ def provider_chain(routing: Routing, user_tier: ServiceTier, requested: AITier |
     return chain
 
 
-def transcription_chain(routing: Routing, user_tier: ServiceTier) -> list[AITier]:
+def transcription_chain(routing: Routing, user_tier: ServiceTier) -> list[AIProvider]:
     """Who may transcribe a user's voice: OpenAI or Azure Whisper; EU_COMPLIANCE users EU-resident ones only."""
     eu_only = user_tier == ServiceTier.EU_COMPLIANCE
     chain = [
@@ -139,7 +139,7 @@ def transcription_chain(routing: Routing, user_tier: ServiceTier) -> list[AITier
     return chain
 
 
-def _names(tiers: frozenset[AITier]) -> str:
+def _names(tiers: frozenset[AIProvider]) -> str:
     return ", ".join(sorted(provider_name(tier) for tier in tiers))
 
 
@@ -160,28 +160,28 @@ class ModelCaller:
 
     def __init__(self, policy: AICallPolicy) -> None:
         self.policy = policy
-        self.asking: list[AITier] = []
+        self.asking: list[AIProvider] = []
         """The providers being asked right now, in the order they were asked (one entry per call in flight)."""
-        self.tried: list[AITier] = []
+        self.tried: list[AIProvider] = []
 
     @property
-    def trying(self) -> AITier | None:
+    def trying(self) -> AIProvider | None:
         """The provider asked longest ago of those still answering."""
         return self.asking[0] if self.asking else None
 
-    async def ask(self, providers: Sequence[AITier], call: ModelCall, *, purpose: str) -> ModelReply:
+    async def ask(self, providers: Sequence[AIProvider], call: ModelCall, *, purpose: str) -> ModelReply:
         return await self._walk(CHAT_ACTIVITIES, providers, call, ModelReply, purpose, self.policy.timeout_seconds)
 
     async def transcribe(
-        self, providers: Sequence[AITier], call: TranscriptionCall, *, timeout_seconds: float
+        self, providers: Sequence[AIProvider], call: TranscriptionCall, *, timeout_seconds: float
     ) -> Transcript:
         """The same walk over transcription_chain's providers; audio takes longer than text, hence its own timeout."""
         return await self._walk(TRANSCRIPTION_ACTIVITIES, providers, call, Transcript, "transcription", timeout_seconds)
 
     async def _walk(
         self,
-        activities: Mapping[AITier, Callable[..., Any]],
-        providers: Sequence[AITier],
+        activities: Mapping[AIProvider, Callable[..., Any]],
+        providers: Sequence[AIProvider],
         argument: ModelCall | TranscriptionCall,
         result_type: type[Answer],
         purpose: str,

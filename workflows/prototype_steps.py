@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.packaging import PackagingActivities
     from activities.sandbox import SandboxActivities
     from activities.storage import storage_key
-    from models.enums import AITier
+    from models.enums import AIProvider
     from models.messages.ai import AICallRecord, ModelReply
     from models.messages.email import UserEmail
     from models.messages.prototypes import (
@@ -54,7 +54,7 @@ def call_key(prototype_id: uuid.UUID, step: str) -> str:
     return f"prototype-{prototype_id}-{step}"
 
 
-def step_providers(order: PrototypeOrder, step: AgentStep) -> list[AITier]:
+def step_providers(order: PrototypeOrder, step: AgentStep) -> list[AIProvider]:
     """The user's chain, with the step's preferred provider first if the chain has it and the request named none."""
     if order.provider_named or step.prefer not in order.providers:
         return list(order.providers)

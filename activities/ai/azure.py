@@ -8,7 +8,7 @@ from temporalio import activity
 
 from activities.ai.openai_compatible import AudioStore, Deployment, OpenAICompatible
 from models.ai_prices import PriceTable
-from models.enums import AITier
+from models.enums import AIProvider
 from models.messages.ai import ModelCall, ModelReply, Transcript, TranscriptionCall
 from settings import Settings
 
@@ -35,7 +35,7 @@ class AzureActivities(OpenAICompatible):
     def __init__(self, settings: Settings, prices: PriceTable, audio: AudioStore | None = None) -> None:
         whisper = settings.azure_openai_transcription_deployment
         super().__init__(
-            AITier.AZURE,
+            AIProvider.AZURE,
             azure_client(settings),
             prices,
             settings,

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from temporalio.exceptions import ApplicationError
 
-from models.enums import AITier
+from models.enums import AIProvider
 
 # As the SDKs themselves would retry: timeout, conflict, rate limit, and every server error.
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -30,12 +30,12 @@ class AIFailure(StrEnum):
     ALL_PROVIDERS_DOWN = "AIProvidersUnavailable"
 
 
-def provider_name(tier: AITier) -> str:
+def provider_name(tier: AIProvider) -> str:
     return tier.value.lower()
 
 
 def http_failure(
-    tier: AITier,
+    tier: AIProvider,
     status: int,
     message: str,
     *,
@@ -71,7 +71,7 @@ def http_failure(
     )
 
 
-def content_refused(tier: AITier, message: str) -> ApplicationError:
+def content_refused(tier: AIProvider, message: str) -> ApplicationError:
     return ApplicationError(
         f"{provider_name(tier)} refused under its content policy: {message}",
         type=AIFailure.CONTENT_REFUSED,
@@ -79,7 +79,7 @@ def content_refused(tier: AITier, message: str) -> ApplicationError:
     )
 
 
-def unreachable(tier: AITier, err: BaseException) -> ApplicationError:
+def unreachable(tier: AIProvider, err: BaseException) -> ApplicationError:
     return ApplicationError(
         f"{provider_name(tier)} did not answer: {type(err).__name__}: {err}", type=AIFailure.UNREACHABLE
     )

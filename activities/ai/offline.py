@@ -9,7 +9,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.ai.offline_templates import PROTOTYPE_TEMPLATES
-from models.enums import AITier
+from models.enums import AIProvider
 from models.messages.ai import ModelCall, ModelReply
 
 OFFLINE_MODEL = "offline:template"
@@ -40,7 +40,7 @@ class OfflineActivities:
     @activity.defn(name="offline_chat")
     async def chat(self, call: ModelCall) -> ModelReply:
         return ModelReply(
-            tier=AITier.OFFLINE,
+            tier=AIProvider.OFFLINE,
             text=template_answer(call),
             model_used=OFFLINE_MODEL,
             input_tokens=0,

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from activities.ai import elapsed_ms
 from activities.ai.errors import AIFailure, http_failure, unreachable
 from models.ai_prices import PriceTable
-from models.enums import AITier
+from models.enums import AIProvider
 from models.messages.ai import ModelCall, ModelReply
 from settings import Settings
 
@@ -31,7 +31,7 @@ class OllamaActivities:
     def __init__(self, settings: Settings, prices: PriceTable) -> None:
         self.client = ollama_client(settings)
         self.model = settings.ollama_model
-        self.price = prices.chat_price(AITier.OLLAMA, self.model)
+        self.price = prices.chat_price(AIProvider.OLLAMA, self.model)
 
     @activity.defn(name="ollama_chat")
     async def chat(self, call: ModelCall) -> ModelReply:
@@ -50,13 +50,13 @@ class OllamaActivities:
         except ollama.ResponseError as err:
             if err.status_code < 100:  # an error inside a 200 answer: the server's trouble, worth a retry
                 raise ApplicationError(f"ollama failed: {err.error}", type=AIFailure.PROVIDER_ERROR) from err
-            raise http_failure(AITier.OLLAMA, err.status_code, str(err.error)) from err
+            raise http_failure(AIProvider.OLLAMA, err.status_code, str(err.error)) from err
         except (ConnectionError, httpx.TransportError) as err:  # refused, reset, timed out
-            raise unreachable(AITier.OLLAMA, err) from err
+            raise unreachable(AIProvider.OLLAMA, err) from err
         input_tokens = response.prompt_eval_count or 0
         output_tokens = response.eval_count or 0
         return ModelReply(
-            tier=AITier.OLLAMA,
+            tier=AIProvider.OLLAMA,
             text=response.message.content or "",
             model_used=f"ollama:{response.model or self.model}",
             input_tokens=input_tokens,

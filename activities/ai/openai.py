@@ -8,7 +8,7 @@ from temporalio import activity
 
 from activities.ai.openai_compatible import AudioStore, Deployment, OpenAICompatible
 from models.ai_prices import PriceTable
-from models.enums import AITier
+from models.enums import AIProvider
 from models.messages.ai import ModelCall, ModelReply, Transcript, TranscriptionCall
 from settings import Settings
 
@@ -33,7 +33,7 @@ def openai_client(settings: Settings) -> openai.AsyncOpenAI:
 class OpenAIActivities(OpenAICompatible):
     def __init__(self, settings: Settings, prices: PriceTable, audio: AudioStore | None = None) -> None:
         super().__init__(
-            AITier.OPENAI,
+            AIProvider.OPENAI,
             openai_client(settings),
             prices,
             settings,

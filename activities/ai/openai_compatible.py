@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 from activities.ai import elapsed_ms
 from activities.ai.errors import AIFailure, content_refused, http_failure, provider_name, retry_after, unreachable
 from models.ai_prices import PriceTable
-from models.enums import AITier
+from models.enums import AIProvider
 from models.messages.ai import ModelCall, ModelReply, Transcript, TranscriptionCall
 from settings import Settings
 
@@ -42,7 +42,7 @@ class Deployment:
 class OpenAICompatible:
     def __init__(
         self,
-        tier: AITier,
+        tier: AIProvider,
         client: openai.AsyncOpenAI,
         prices: PriceTable,
         settings: Settings,

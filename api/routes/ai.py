@@ -17,13 +17,13 @@ from api.disconnect import ClientGone
 from api.errors import errors
 from api.ratelimit import RateLimitedRoute
 from models.api.chat import ChatAccepted, ChatRequest, ChatResponse, ChatStatus
-from models.enums import AITier
+from models.enums import AIProvider
 
 router = APIRouter(prefix="/api/ai", tags=["ai"], route_class=RateLimitedRoute)
 status_router = APIRouter(prefix="/api/chats", tags=["chats"], route_class=RateLimitedRoute)
 
 
-def chosen_providers(body: ChatRequest, user: CurrentUser, chats: Chats) -> list[AITier]:
+def chosen_providers(body: ChatRequest, user: CurrentUser, chats: Chats) -> list[AIProvider]:
     """A dependency, so that a refusal comes before the limiter counts the request, as bad input does."""
     return chats.providers(user, body.model)
 
@@ -39,7 +39,7 @@ def chosen_providers(body: ChatRequest, user: CurrentUser, chats: Chats) -> list
 async def chat(
     body: ChatRequest,
     user: CurrentUser,
-    providers: Annotated[list[AITier], Depends(chosen_providers)],
+    providers: Annotated[list[AIProvider], Depends(chosen_providers)],
     chats: Chats,
     gone: ClientGone,
     idempotency_key: IdempotencyKey = None,

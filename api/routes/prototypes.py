@@ -36,7 +36,7 @@ from models.api.prototypes import (
     RevisionRequest,
     RevisionView,
 )
-from models.enums import AITier
+from models.enums import AIProvider
 from services.accounts import Account
 from services.prototype_events import EventWatchers
 from services.prototypes import MAX_WAIT_SECONDS, VoiceChains
@@ -45,12 +45,12 @@ router = APIRouter(prefix="/api/ai", tags=["prototypes"], route_class=RateLimite
 status_router = APIRouter(prefix="/api/prototypes", tags=["prototypes"], route_class=RateLimitedRoute)
 
 
-def chosen_providers(body: PrototypeRequest, user: CurrentUser, prototypes: Prototypes) -> list[AITier]:
+def chosen_providers(body: PrototypeRequest, user: CurrentUser, prototypes: Prototypes) -> list[AIProvider]:
     """A dependency, so that a refusal comes before the limiter counts the request."""
     return prototypes.providers(user, body.model)
 
 
-def chosen_revision_providers(body: RevisionRequest, user: CurrentUser, prototypes: Prototypes) -> list[AITier]:
+def chosen_revision_providers(body: RevisionRequest, user: CurrentUser, prototypes: Prototypes) -> list[AIProvider]:
     """As `chosen_providers`, for a revision: refused before the request is counted."""
     return prototypes.providers(user, body.model)
 
@@ -69,7 +69,7 @@ async def submit(
     body: PrototypeRequest,
     response: Response,
     user: CurrentUser,
-    providers: Annotated[list[AITier], Depends(chosen_providers)],
+    providers: Annotated[list[AIProvider], Depends(chosen_providers)],
     prototypes: Prototypes,
     idempotency_key: IdempotencyKey = None,
 ) -> PrototypeAccepted:
@@ -187,7 +187,7 @@ async def revise(
     body: RevisionRequest,
     response: Response,
     user: CurrentUser,
-    providers: Annotated[list[AITier], Depends(chosen_revision_providers)],
+    providers: Annotated[list[AIProvider], Depends(chosen_revision_providers)],
     prototypes: Prototypes,
     idempotency_key: IdempotencyKey = None,
 ) -> RevisionAccepted:

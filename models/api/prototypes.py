@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
 from models.api.common import AIProviderName, Strict, examples, plain_text
-from models.enums import AITier, PrototypeStatus
+from models.enums import AIProvider, PrototypeStatus
 from models.messages.prototypes import ON_APPROVE, ON_DECLINE, ON_EDIT
 
 EVENTS_URL = (
@@ -112,7 +112,7 @@ class RevisionView(BaseModel):
     feedback: str
     status: PrototypeStatus
     current_step: str | None
-    trying: AITier | None = Field(default=None, description="The provider being asked right now (live only)")
+    trying: AIProvider | None = Field(default=None, description="The provider being asked right now (live only)")
     verified: bool | None = Field(default=None, description="Its code passed the sandbox checks (null: not yet)")
     fix_rounds: int = 0
     cost_usd_micros: int
@@ -216,7 +216,7 @@ class PrototypeView(BaseModel):
     steps: list[str] = Field(description="The pipeline, in order")
     steps_done: list[str]
     current_step: str | None
-    trying: AITier | None = Field(default=None, description="The provider being asked right now (live only)")
+    trying: AIProvider | None = Field(default=None, description="The provider being asked right now (live only)")
     progress_percent: int
     template: bool = Field(
         default=False, description="True when the offline template answered every step so far: no model was asked"
@@ -265,7 +265,7 @@ class PrototypeEventView(BaseModel):
     ]
     at: datetime
     step: str | None = None
-    provider: AITier | None = Field(default=None, description="Who answered the step's model call")
+    provider: AIProvider | None = Field(default=None, description="Who answered the step's model call")
     model_used: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None

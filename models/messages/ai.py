@@ -6,7 +6,7 @@ import uuid
 
 from pydantic import BaseModel, Field
 
-from models.enums import AITier
+from models.enums import AIProvider
 
 
 class AICallPolicy(BaseModel):
@@ -31,7 +31,7 @@ class ModelCall(BaseModel):
 class ModelReply(BaseModel):
     """One model's answer. `model_used` says who answered: "offline:template" is no model at all."""
 
-    tier: AITier
+    tier: AIProvider
     text: str
     model_used: str
     input_tokens: int
@@ -44,7 +44,7 @@ class ModelReply(BaseModel):
 class ChatInput(BaseModel):
     chat_id: uuid.UUID
     user_id: uuid.UUID
-    providers: list[AITier] = Field(min_length=1, description="Tried in order; chosen by workflows.ai")
+    providers: list[AIProvider] = Field(min_length=1, description="Tried in order; chosen by workflows.ai")
     call: ModelCall
     policy: AICallPolicy
 
@@ -52,13 +52,13 @@ class ChatInput(BaseModel):
 class ChatOutcome(BaseModel):
     chat_id: uuid.UUID
     reply: ModelReply
-    providers_tried: list[AITier]
+    providers_tried: list[AIProvider]
 
 
 class ChatProgress(BaseModel):
     chat_id: uuid.UUID | None
-    trying: AITier | None
-    providers_tried: list[AITier]
+    trying: AIProvider | None
+    providers_tried: list[AIProvider]
     answered: bool
 
 
@@ -83,7 +83,7 @@ class TranscriptionCall(BaseModel):
 
 
 class Transcript(BaseModel):
-    tier: AITier
+    tier: AIProvider
     text: str
     model_used: str
     audio_milliseconds: int

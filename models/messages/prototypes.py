@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from models.enums import AITier, PrototypeStatus
+from models.enums import AIProvider, PrototypeStatus
 from models.messages.ai import AICallPolicy, TranscriptionCall
 from models.untrusted import cleaned
 
@@ -66,9 +66,9 @@ class PrototypeOrder(BaseModel):
     (`email-by-user-id`); new runs carry the user's id alone."""
     idea: str = Field(default="", description="Empty for a voice message: the transcript becomes the idea")
     audio: TranscriptionCall | None = None
-    providers: list[AITier] = Field(min_length=1, description="Tried in order; chosen by workflows.ai")
+    providers: list[AIProvider] = Field(min_length=1, description="Tried in order; chosen by workflows.ai")
     provider_named: bool = Field(default=False, description="The request named a provider: steps keep its order")
-    transcribers: list[AITier] = Field(default_factory=list)
+    transcribers: list[AIProvider] = Field(default_factory=list)
     policy: AICallPolicy
     transcription_timeout_seconds: float = Field(default=300.0, gt=0)
     file_lifetime: timedelta
@@ -119,7 +119,7 @@ class PrototypeProgress(BaseModel):
     steps: list[str]
     steps_done: list[str]
     current_step: str | None
-    trying: AITier | None
+    trying: AIProvider | None
     progress_percent: int
     cost_usd_micros: int
     file_id: uuid.UUID | None
@@ -145,7 +145,7 @@ class PrototypeEvent(BaseModel):
     kind: PrototypeEventKind
     at: datetime = Field(description="The workflow's clock")
     step: str | None = None
-    provider: AITier | None = Field(default=None, description="Who answered the step's call")
+    provider: AIProvider | None = Field(default=None, description="Who answered the step's call")
     model_used: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -261,7 +261,7 @@ class RevisionProgress(BaseModel):
     steps: list[str]
     steps_done: list[str]
     current_step: str | None
-    trying: AITier | None
+    trying: AIProvider | None
     cost_usd_micros: int
     file_id: uuid.UUID | None
     error: str | None

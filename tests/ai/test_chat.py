@@ -16,7 +16,7 @@ from temporalio.client import Client
 from ai.support import service, sign_in
 from api.app import create_app
 from models.db import open_session
-from models.enums import AITier, ServiceTier
+from models.enums import AIProvider, ServiceTier
 from models.tables import AIResponse
 from services.idempotency import resource_id
 from settings import Settings
@@ -59,7 +59,11 @@ async def test_with_no_provider_configured_the_offline_template_answers(
     assert answer["response"].startswith("[Offline template: no AI model was asked.")
     assert (answer["cost_usd"], answer["cost_usd_micros"], answer["tokens_used"]) == (0, 0, 0)
     [row] = await rows_of(engine, account["id"])
-    assert (row.tier, row.model_used, row.call_key) == (AITier.OFFLINE, "offline:template", f"chat-{answer['chat_id']}")
+    assert (row.tier, row.model_used, row.call_key) == (
+        AIProvider.OFFLINE,
+        "offline:template",
+        f"chat-{answer['chat_id']}",
+    )
     assert row.response == answer["response"] and row.prompt == QUESTION["message"]
     assert await attempts_of(temporal, answer["chat_id"]) == {"offline_chat": [1], "record_ai_call": [1]}
 
@@ -80,7 +84,7 @@ async def test_rate_limit_and_server_error_are_retried_by_temporal_and_recorded_
     assert len(fake_ai.calls_to("openai")) == 3 and fake_ai.calls_to("azure") == []
     assert await attempts_of(temporal, answer["chat_id"]) == {"openai_chat": [3], "record_ai_call": [1]}
     [row] = await rows_of(engine, account["id"])
-    assert (row.tier, row.input_tokens, row.output_tokens, row.cost_usd_micros) == (AITier.OPENAI, 1234, 567, 8755)
+    assert (row.tier, row.input_tokens, row.output_tokens, row.cost_usd_micros) == (AIProvider.OPENAI, 1234, 567, 8755)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +128,7 @@ async def test_standard_users_fall_back_to_the_next_provider_when_one_stays_down
     outcome = await temporal.get_workflow_handle_for(
         ChatWorkflow.run, workflow_id(uuid.UUID(response.json()["chat_id"]))
     ).result()
-    assert outcome.providers_tried == [AITier.OPENAI, AITier.AZURE]
+    assert outcome.providers_tried == [AIProvider.OPENAI, AIProvider.AZURE]
 
 
 async def test_an_eu_users_prompt_never_reaches_openai_even_with_azure_down(

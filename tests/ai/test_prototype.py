@@ -20,7 +20,7 @@ from temporalio.client import Client
 from ai.support import ReturnedConnections, body_of, calls_of, finished, outbox, service, sign_in, unzip
 from api.app import create_app
 from models.db import open_session
-from models.enums import AITier, PrototypeStatus, ServiceTier
+from models.enums import AIProvider, PrototypeStatus, ServiceTier
 from models.prompts import CODE, PIPELINE, TESTS
 from models.tables import EmailDelivery, File, Prototype
 from services.prototypes import stored_progress
@@ -218,11 +218,11 @@ async def test_each_step_is_one_recorded_call_and_the_code_step_asks_its_preferr
     assert (done["status"], done["template"]) == ("COMPLETED", False), done  # real models answered
     rows = await calls_of(engine, prototype_id)
     assert [(row.step, row.tier) for row in rows] == [
-        ("requirements", AITier.AZURE),
-        ("plan", AITier.AZURE),
-        ("code", AITier.OPENAI),  # PIPELINE says: code prefers OpenAI when the user's chain allows it
-        ("tests", AITier.OPENAI),  # and so do the tests
-        ("review", AITier.AZURE),
+        ("requirements", AIProvider.AZURE),
+        ("plan", AIProvider.AZURE),
+        ("code", AIProvider.OPENAI),  # PIPELINE says: code prefers OpenAI when the user's chain allows it
+        ("tests", AIProvider.OPENAI),  # and so do the tests
+        ("review", AIProvider.AZURE),
     ]
     assert done["cost_usd_micros"] == sum(row.cost_usd_micros for row in rows) == 3 * 578 + 2 * 8755
     # Each step built on the ones before it: the plan's prompt carries the requirements' answer.
@@ -246,7 +246,7 @@ async def test_the_code_and_tests_agents_are_in_flight_at_the_same_time_each_its
         call_key(uuid.UUID(prototype_id), "code"),
         call_key(uuid.UUID(prototype_id), "tests"),
     )
-    assert (code.tier, code.cost_usd_micros, tests.tier, tests.cost_usd_micros) == (AITier.OPENAI, 8755) * 2
+    assert (code.tier, code.cost_usd_micros, tests.tier, tests.cost_usd_micros) == (AIProvider.OPENAI, 8755) * 2
     assert done["cost_usd_micros"] == sum(row.cost_usd_micros for row in rows.values())
 
 

@@ -12,7 +12,7 @@ from helpers import eventually
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from workflow_stubs import Stubbed, prototype_order
 
-from models.enums import AITier, PrototypeStatus
+from models.enums import AIProvider, PrototypeStatus
 from models.messages.email import EmailMessage, UserEmail
 from models.messages.prototypes import (
     ON_APPROVE,
@@ -31,7 +31,7 @@ EDITED = "# Requirements\n\nOnly one list, and reminders by email."
 
 
 def reviewed_order() -> PrototypeOrder:
-    return prototype_order(providers=[AITier.OPENAI]).model_copy(update={"review_requirements": True})
+    return prototype_order(providers=[AIProvider.OPENAI]).model_copy(update={"review_requirements": True})
 
 
 async def paused(stubbed: Stubbed, order: PrototypeOrder) -> WorkflowHandle[PrototypeWorkflow, PrototypeProgress]:

@@ -10,7 +10,7 @@ from workflow_stubs import DOWNLOAD_TOKEN, STUB_COST_MICROS, Stubbed, prototype_
 
 from activities.ai.errors import AIFailure
 from activities.storage import storage_key
-from models.enums import AITier, PrototypeStatus
+from models.enums import AIProvider, PrototypeStatus
 from models.messages.email import UserEmail
 from models.messages.files import RetentionStatus
 from models.messages.prototypes import PrototypeMilestone, PrototypeOrder, PrototypeProgress
@@ -52,7 +52,7 @@ def assert_told_why(stubbed: Stubbed, order: PrototypeOrder, reason: str) -> Non
 
 
 async def test_prototype_is_made_packaged_and_its_link_emailed(stubbed: Stubbed) -> None:
-    order = prototype_order(providers=[AITier.OPENAI])
+    order = prototype_order(providers=[AIProvider.OPENAI])
     result = await (await start(stubbed, order)).result()
 
     assert result.status == PrototypeStatus.COMPLETED
@@ -73,7 +73,7 @@ async def test_prototype_is_made_packaged_and_its_link_emailed(stubbed: Stubbed)
 
 
 async def test_voice_message_is_transcribed_and_becomes_the_idea(stubbed: Stubbed) -> None:
-    order = prototype_order(providers=[AITier.OPENAI], voice=True)
+    order = prototype_order(providers=[AIProvider.OPENAI], voice=True)
     result = await (await start(stubbed, order)).result()
 
     assert result.status == PrototypeStatus.COMPLETED
@@ -83,8 +83,8 @@ async def test_voice_message_is_transcribed_and_becomes_the_idea(stubbed: Stubbe
 
 
 async def test_provider_refusal_fails_the_prototype_without_asking_the_next(stubbed: Stubbed) -> None:
-    stubbed.outside.providers_refusing = {AITier.OPENAI}
-    order = prototype_order(providers=[AITier.OPENAI, AITier.OFFLINE])
+    stubbed.outside.providers_refusing = {AIProvider.OPENAI}
+    order = prototype_order(providers=[AIProvider.OPENAI, AIProvider.OFFLINE])
 
     failure = await failure_of(stubbed, order)
 
@@ -98,8 +98,8 @@ async def test_provider_refusal_fails_the_prototype_without_asking_the_next(stub
 
 
 async def test_provider_down_hands_over_to_the_next_after_its_retries(stubbed: Stubbed) -> None:
-    stubbed.outside.providers_down = {AITier.OPENAI}
-    order = prototype_order(providers=[AITier.OPENAI, AITier.OFFLINE])
+    stubbed.outside.providers_down = {AIProvider.OPENAI}
+    order = prototype_order(providers=[AIProvider.OPENAI, AIProvider.OFFLINE])
 
     result = await (await start(stubbed, order)).result()
 
@@ -109,14 +109,14 @@ async def test_provider_down_hands_over_to_the_next_after_its_retries(stubbed: S
     asked = [call.step for call in stubbed.outside.called("offline_chat")]  # the code and tests calls race
     assert sorted(asked, key=STEPS.index) == STEPS
     assert [record.step for record in stubbed.outside.called("record_ai_call")] == STEPS
-    assert [record.reply.tier for record in stubbed.outside.called("record_ai_call")] == [AITier.OFFLINE] * len(
+    assert [record.reply.tier for record in stubbed.outside.called("record_ai_call")] == [AIProvider.OFFLINE] * len(
         PIPELINE
     )
 
 
 async def test_all_providers_down_fails_the_prototype_and_says_why(stubbed: Stubbed) -> None:
-    stubbed.outside.providers_down = {AITier.OPENAI, AITier.OFFLINE}
-    order = prototype_order(providers=[AITier.OPENAI, AITier.OFFLINE])
+    stubbed.outside.providers_down = {AIProvider.OPENAI, AIProvider.OFFLINE}
+    order = prototype_order(providers=[AIProvider.OPENAI, AIProvider.OFFLINE])
 
     failure = await failure_of(stubbed, order)
 
@@ -131,7 +131,7 @@ async def test_all_providers_down_fails_the_prototype_and_says_why(stubbed: Stub
 
 async def test_storage_down_fails_the_prototype_and_deletes_what_was_stored(stubbed: Stubbed) -> None:
     stubbed.outside.storage_down = True
-    order = prototype_order(providers=[AITier.OPENAI])
+    order = prototype_order(providers=[AIProvider.OPENAI])
 
     failure = await failure_of(stubbed, order)  # retried until the packaging deadline (skipped), then failed
 
@@ -152,7 +152,7 @@ async def test_storage_down_fails_the_prototype_and_deletes_what_was_stored(stub
 
 async def test_code_that_fails_its_checks_goes_back_once_with_the_errors_then_is_verified(stubbed: Stubbed) -> None:
     stubbed.outside.verifications_failing = 1
-    order = prototype_order(providers=[AITier.OPENAI])
+    order = prototype_order(providers=[AIProvider.OPENAI])
     result = await (await start(stubbed, order)).result()
 
     assert (result.status, result.verified, result.fix_rounds) == (PrototypeStatus.COMPLETED, True, 1)
@@ -181,7 +181,7 @@ async def test_code_that_fails_its_checks_goes_back_once_with_the_errors_then_is
 
 async def test_code_still_failing_after_the_last_round_completes_unverified_and_says_so(stubbed: Stubbed) -> None:
     stubbed.outside.verifications_failing = 100
-    order = prototype_order(providers=[AITier.OPENAI]).model_copy(update={"fix_rounds": 2})
+    order = prototype_order(providers=[AIProvider.OPENAI]).model_copy(update={"fix_rounds": 2})
     result = await (await start(stubbed, order)).result()
 
     assert (result.status, result.verified, result.fix_rounds) == (PrototypeStatus.COMPLETED, False, 2)
@@ -202,7 +202,7 @@ async def test_code_still_failing_after_the_last_round_completes_unverified_and_
 
 async def test_no_fix_rounds_configured_means_one_check_and_an_honest_verdict(stubbed: Stubbed) -> None:
     stubbed.outside.verifications_failing = 100
-    order = prototype_order(providers=[AITier.OPENAI]).model_copy(update={"fix_rounds": 0})
+    order = prototype_order(providers=[AIProvider.OPENAI]).model_copy(update={"fix_rounds": 0})
     result = await (await start(stubbed, order)).result()
     assert (result.verified, result.fix_rounds) == (False, 0)
     assert len(stubbed.outside.called("verify_code")) == 1
@@ -214,7 +214,7 @@ async def test_no_fix_rounds_configured_means_one_check_and_an_honest_verdict(st
 
 async def test_the_code_and_tests_agents_are_asked_at_the_same_time_and_recorded_apart(stubbed: Stubbed) -> None:
     stubbed.outside.together = {"code", "tests"}  # neither answers until both are in flight (or fails, alone)
-    order = prototype_order(providers=[AITier.OPENAI])
+    order = prototype_order(providers=[AIProvider.OPENAI])
     handle = await start(stubbed, order)
     result = await handle.result()
 
@@ -245,7 +245,7 @@ async def test_one_agent_of_a_stage_failing_fails_the_prototype_once_naming_its_
     stubbed = stubbed_in_real_time  # the code call is let go while still in flight: see the fixture
     stubbed.outside.together = {"code", "tests"}
     stubbed.outside.steps_refusing = {"tests"}  # refused while the code call is in flight: that one is let go
-    order = prototype_order(providers=[AITier.OPENAI])
+    order = prototype_order(providers=[AIProvider.OPENAI])
 
     failure = await failure_of(stubbed, order)
 

@@ -25,7 +25,7 @@ from activities.ai.ollama import OllamaActivities
 from activities.ai.openai import OpenAIActivities
 from activities.storage import LocalStorage
 from models.ai_prices import PriceNotFound, PriceTable, load_prices
-from models.enums import AITier
+from models.enums import AIProvider
 from models.messages.ai import ModelCall, ModelReply, TranscriptionCall
 from settings import Settings
 from worker import ai_activities
@@ -62,7 +62,7 @@ async def test_each_call_costs_its_tokens_times_the_tables_prices(
 ) -> None:
     reply = await ask(provider, ai_settings)
     assert reply.text == f"{provider} says hello"
-    assert reply.tier == AITier(provider.upper())
+    assert reply.tier == AIProvider(provider.upper())
     assert (reply.input_tokens, reply.output_tokens) == (PROMPT_TOKENS, COMPLETION_TOKENS)
     assert reply.model_used == model_used
     assert reply.cost_usd_micros == micros
@@ -239,11 +239,11 @@ async def test_the_offline_tier_is_a_labelled_free_deterministic_template() -> N
 
 def test_the_shipped_price_table_prices_every_default_model() -> None:
     prices, defaults = load_prices(), Settings(_env_file=None)  # type: ignore[call-arg]
-    assert prices.chat_price(AITier.OPENAI, defaults.openai_chat_model).cost_micros(1_000_000, 0) > 0
-    assert prices.chat_price(AITier.AZURE, defaults.azure_openai_chat_model).cost_micros(0, 1_000_000) > 0
-    assert prices.chat_price(AITier.OLLAMA, defaults.ollama_model).cost_micros(1_000_000, 1_000_000) == 0
-    assert prices.transcription_price(AITier.OPENAI, defaults.openai_transcription_model).usd_per_audio_minute > 0
-    assert prices.transcription_price(AITier.AZURE, defaults.azure_openai_transcription_model).checked.year >= 2025
+    assert prices.chat_price(AIProvider.OPENAI, defaults.openai_chat_model).cost_micros(1_000_000, 0) > 0
+    assert prices.chat_price(AIProvider.AZURE, defaults.azure_openai_chat_model).cost_micros(0, 1_000_000) > 0
+    assert prices.chat_price(AIProvider.OLLAMA, defaults.ollama_model).cost_micros(1_000_000, 1_000_000) == 0
+    assert prices.transcription_price(AIProvider.OPENAI, defaults.openai_transcription_model).usd_per_audio_minute > 0
+    assert prices.transcription_price(AIProvider.AZURE, defaults.azure_openai_transcription_model).checked.year >= 2025
 
 
 @pytest.mark.parametrize(("provider", "model"), [("openai", "gpt-4o-mini"), ("azure", "gpt-4o")])
@@ -276,8 +276,8 @@ def test_an_override_row_prices_cached_input_at_its_own_rate_or_the_input_rate()
             }
         }
     )
-    assert table.chat_price(AITier.OPENAI, "plain").cost_micros(1_000, 100, 400) == 2_000 + 800
-    assert table.chat_price(AITier.OPENAI, "cached").cost_micros(1_000, 100, 400) == 600 * 2 + 400 + 800
+    assert table.chat_price(AIProvider.OPENAI, "plain").cost_micros(1_000, 100, 400) == 2_000 + 800
+    assert table.chat_price(AIProvider.OPENAI, "cached").cost_micros(1_000, 100, 400) == 600 * 2 + 400 + 800
 
 
 def test_prices_must_be_written_as_exact_strings() -> None:

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from activities.ai.records import AIRecordActivities
 from models.db import open_session
-from models.enums import AITier
+from models.enums import AIProvider
 from models.messages.ai import AICallRecord, ModelReply
 from models.tables import AIResponse
 
@@ -19,7 +19,7 @@ from models.tables import AIResponse
 async def test_a_reply_with_nul_bytes_is_stored_once(api: httpx.AsyncClient, engine: AsyncEngine) -> None:
     user_id = uuid.UUID((await register_and_login(api))["user"]["id"])
     reply = ModelReply(
-        tier=AITier.OPENAI,
+        tier=AIProvider.OPENAI,
         text="code\x00with a NUL",
         model_used="gpt-4o-mini",
         input_tokens=3,

@@ -18,7 +18,7 @@ from temporalio.client import Client
 from ai.support import body_of, calls_of, finished, outbox, service, sign_in, unzip
 from api.app import create_app
 from models.db import open_session
-from models.enums import AITier
+from models.enums import AIProvider
 from models.prompts import PIPELINE, REVISE
 from models.prompts import TESTS as TESTS_AGENT
 from models.tables import PrototypeRevision
@@ -107,7 +107,7 @@ async def test_a_revision_changes_only_what_the_feedback_asked_for_with_its_own_
 
     rows = await calls_of(engine, prototype_id)
     assert [(row.step, row.tier, row.cost_usd_micros) for row in rows][len(PIPELINE) :] == [
-        ("revision-1-revise", AITier.OPENAI, COST)
+        ("revision-1-revise", AIProvider.OPENAI, COST)
     ]
     assert rows[len(PIPELINE)].call_key == f"prototype-{prototype_id}-revision-1-revise"
     async with open_session(engine) as db:

@@ -5,19 +5,19 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from models.enums import AITier, ServiceTier
+from models.enums import AIProvider, ServiceTier
 from settings import Settings
 from workflows.ai import ProviderRefused, Refusal, Routing, provider_chain, transcription_chain
 
-OLLAMA, OPENAI, AZURE, OFFLINE = AITier.OLLAMA, AITier.OPENAI, AITier.AZURE, AITier.OFFLINE
+OLLAMA, OPENAI, AZURE, OFFLINE = AIProvider.OLLAMA, AIProvider.OPENAI, AIProvider.AZURE, AIProvider.OFFLINE
 STANDARD, EU, PREMIUM = ServiceTier.STANDARD, ServiceTier.EU_COMPLIANCE, ServiceTier.PREMIUM
 
 
 def routing(
-    *configured: AITier,
-    eu: tuple[AITier, ...] = (AZURE,),
-    order: tuple[AITier, ...] = (OPENAI, AZURE, OLLAMA),
-    transcribers: tuple[AITier, ...] = (),
+    *configured: AIProvider,
+    eu: tuple[AIProvider, ...] = (AZURE,),
+    order: tuple[AIProvider, ...] = (OPENAI, AZURE, OLLAMA),
+    transcribers: tuple[AIProvider, ...] = (),
 ) -> Routing:
     return Routing(frozenset(configured), frozenset(transcribers), frozenset(eu), order)
 

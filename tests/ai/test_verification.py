@@ -14,7 +14,7 @@ from temporalio.client import Client
 from ai.support import body_of, calls_of, finished, outbox, service, sign_in, unzip
 from api.app import create_app
 from models.db import open_session
-from models.enums import AITier, PrototypeStatus
+from models.enums import AIProvider, PrototypeStatus
 from models.prompts import FIX, PIPELINE, TESTS
 from models.prompts import REVIEW as REVIEWER
 from models.tables import Prototype
@@ -92,12 +92,12 @@ async def test_code_with_a_syntax_error_is_fixed_in_one_round_and_ships_verified
     assert (done["status"], done["verified"], done["fix_rounds"]) == ("COMPLETED", True, 1), done
     rows = await calls_of(engine, prototype_id)
     assert [(row.step, row.tier) for row in rows] == [
-        ("requirements", AITier.OPENAI),
-        ("plan", AITier.OPENAI),
-        ("code", AITier.OPENAI),
-        ("tests", AITier.OPENAI),
-        ("fix-1", AITier.OPENAI),
-        ("review", AITier.OPENAI),
+        ("requirements", AIProvider.OPENAI),
+        ("plan", AIProvider.OPENAI),
+        ("code", AIProvider.OPENAI),
+        ("tests", AIProvider.OPENAI),
+        ("fix-1", AIProvider.OPENAI),
+        ("review", AIProvider.OPENAI),
     ]
     assert all(row.cost_usd_micros == 8755 for row in rows)  # the fix round is costed like any call
     assert done["cost_usd_micros"] == 6 * 8755

@@ -42,7 +42,7 @@ from workflow_stubs import (  # noqa: E402
 )
 
 from models import search_attributes  # noqa: E402
-from models.enums import AITier, GatewayState, PaymentStatus, PrototypeStatus  # noqa: E402
+from models.enums import AIProvider, GatewayState, PaymentStatus, PrototypeStatus  # noqa: E402
 from models.messages.accounts import AccountEmailKind, AccountEmailOrder  # noqa: E402
 from models.messages.ai import AICallPolicy  # noqa: E402
 from models.messages.payments import CheckoutOrder, GatewayEvent  # noqa: E402
@@ -105,7 +105,7 @@ async def chat_answered(client: Client, queue: str) -> AnyHandle:
 
 
 async def chat_fallback(client: Client, queue: str) -> AnyHandle:
-    chat = chat_input([AITier.OPENAI, AITier.OFFLINE]).model_copy(update={"policy": QUICK_AI})
+    chat = chat_input([AIProvider.OPENAI, AIProvider.OFFLINE]).model_copy(update={"policy": QUICK_AI})
     return await _settled(await client.start_workflow(ChatWorkflow.run, chat, id=_id("chat"), task_queue=queue))
 
 
@@ -115,20 +115,20 @@ async def _prototype(client: Client, queue: str, **options: Any) -> AnyHandle:
 
 
 async def prototype_completed(client: Client, queue: str) -> AnyHandle:
-    return await _prototype(client, queue, providers=[AITier.OPENAI, AITier.OFFLINE])
+    return await _prototype(client, queue, providers=[AIProvider.OPENAI, AIProvider.OFFLINE])
 
 
 async def prototype_voice(client: Client, queue: str) -> AnyHandle:
-    return await _prototype(client, queue, providers=[AITier.OPENAI], voice=True)
+    return await _prototype(client, queue, providers=[AIProvider.OPENAI], voice=True)
 
 
 async def prototype_failed(client: Client, queue: str) -> AnyHandle:
-    return await _prototype(client, queue, providers=[AITier.OPENAI, AITier.OFFLINE])
+    return await _prototype(client, queue, providers=[AIProvider.OPENAI, AIProvider.OFFLINE])
 
 
 async def _awaiting_approval(client: Client, queue: str, **options: Any) -> AnyHandle:
     """Started with review_requirements: returns once the workflow waits for the customer's answer."""
-    order = prototype_order(providers=[AITier.OPENAI]).model_copy(
+    order = prototype_order(providers=[AIProvider.OPENAI]).model_copy(
         update={"policy": QUICK_AI, "review_requirements": True, **options}
     )
     handle = await client.start_workflow(PrototypeWorkflow.run, order, id=_id("proto"), task_queue=queue)
@@ -273,13 +273,13 @@ SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "retention-expired": (retention_expired, Outside()),
     "retention-deleted-early": (retention_deleted_early, Outside()),
     "chat-answered": (chat_answered, Outside()),
-    "chat-fallback": (chat_fallback, Outside(providers_down={AITier.OPENAI})),
+    "chat-fallback": (chat_fallback, Outside(providers_down={AIProvider.OPENAI})),
     "prototype-completed": (prototype_completed, Outside()),
     "prototype-voice": (prototype_voice, Outside()),
     "prototype-fixed-once": (prototype_completed, Outside(verifications_failing=1)),
     "prototype-unverified": (prototype_completed, Outside(verifications_failing=100)),
-    "prototype-provider-refused": (prototype_failed, Outside(providers_refusing={AITier.OPENAI})),
-    "prototype-all-providers-down": (prototype_failed, Outside(providers_down={AITier.OPENAI, AITier.OFFLINE})),
+    "prototype-provider-refused": (prototype_failed, Outside(providers_refusing={AIProvider.OPENAI})),
+    "prototype-all-providers-down": (prototype_failed, Outside(providers_down={AIProvider.OPENAI, AIProvider.OFFLINE})),
     "prototype-approved": (prototype_approved, Outside()),
     "prototype-declined": (prototype_declined, Outside()),
     "prototype-approval-timed-out": (prototype_approval_timed_out, Outside()),
