@@ -22,7 +22,7 @@ from api.edge import RequestEdge
 from api.errors import error_response, errors, install_error_handlers
 from api.metrics import install_metrics
 from api.ratelimit import RateLimiter, RateLimitExceeded, bucket_for
-from api.routes import ai, auth, capabilities, codec, contact, files, health, me, payments, prototypes
+from api.routes import auth, capabilities, chat, codec, contact, files, health, me, payments, prototypes
 from api.routing import skip_other_prefixes
 from api.shedding import LoadShedding
 from api.uploads import UploadSlots
@@ -169,8 +169,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         auth.router,
         contact.router,
         files.router,
-        ai.router,
-        ai.status_router,
+        chat.router,
+        chat.status_router,
         prototypes.router,
         prototypes.status_router,
         payments.router,
