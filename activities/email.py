@@ -140,11 +140,11 @@ class SesMailer:
             code = err.response.get("Error", {}).get("Code", "Unknown")
             raise ApplicationError(
                 f"SES refused the message: {code}: {err}",
-                type=f"SES.{code}",
+                type="EmailRefused",
                 non_retryable=code in _PERMANENT_SES_ERRORS,
             ) from err
         except BotoCoreError as err:  # connection and timeout errors: worth another attempt
-            raise ApplicationError(f"SES unreachable: {err}", type="SES.Unreachable") from err
+            raise ApplicationError(f"SES unreachable: {err}", type="EmailServiceUnreachable") from err
         return response.get("MessageId")
 
     async def aclose(self) -> None:
@@ -211,7 +211,7 @@ class EmailActivities:
         async with open_session(self.engine) as db:
             user = await db.get(User, email.user_id)
         if user is None:
-            raise ApplicationError(f"user {email.user_id} is no longer stored", type="UserGone", non_retryable=True)
+            raise ApplicationError(f"user {email.user_id} is no longer stored", type="AccountGone", non_retryable=True)
         return await self.send_email(email.addressed_to(user.email))
 
 

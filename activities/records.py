@@ -79,7 +79,9 @@ class RecordActivities:
                 await db.exec(select(Prototype.status).where(Prototype.id == milestone.prototype_id).with_for_update())
             ).first()
             if status_before is None:
-                raise ApplicationError(f"prototype {milestone.prototype_id} is not in the database (yet)")
+                raise ApplicationError(
+                    f"prototype {milestone.prototype_id} is not in the database (yet)", type="PrototypeNotFound"
+                )
             await db.exec(sa.update(Prototype).where(col(Prototype.id) == milestone.prototype_id).values(**values))
             await db.commit()
             if milestone.status in _FINISHED and status_before != milestone.status:  # once, however often retried

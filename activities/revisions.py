@@ -98,4 +98,4 @@ class RevisionActivities:
             )
             await db.commit()
         if result.rowcount == 0:
-            raise ApplicationError(f"revision {milestone.revision_id} is not in the database")
+            raise ApplicationError(f"revision {milestone.revision_id} is not in the database", type="RevisionNotFound")

@@ -258,10 +258,12 @@ class R2Storage:
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "Unknown")
             raise ApplicationError(
-                f"R2 refused {method.__name__}: {code}", type=f"R2.{code}", non_retryable=code in _PERMANENT_S3_ERRORS
+                f"R2 refused {method.__name__}: {code}",
+                type="StorageRefused",
+                non_retryable=code in _PERMANENT_S3_ERRORS,
             ) from err
         except BotoCoreError as err:
-            raise ApplicationError(f"R2 unreachable: {err}", type="R2.Unreachable") from err
+            raise ApplicationError(f"R2 unreachable: {err}", type="StorageUnreachable") from err
 
 
 async def _chunks(stream: Any) -> AsyncIterator[bytes]:

@@ -207,7 +207,7 @@ class StubActivities:
     async def send_user_email(self, email: UserEmail) -> EmailReceipt:
         await self._note(email)
         if self.outside.mailer_down:
-            raise ApplicationError("the mailer is unreachable", type="Stub.Unreachable")
+            raise ApplicationError("the mailer is unreachable", type="EmailServiceUnreachable")
         return EmailReceipt(
             message_id=email.message_id, backend="stub", provider_message_id=None, sent_at=datetime.now(UTC)
         )
@@ -216,7 +216,7 @@ class StubActivities:
     async def send_account_email(self, request: AccountEmailRequest) -> EmailReceipt | None:
         await self._note(request)
         if self.outside.mailer_down:
-            raise ApplicationError("the mailer is unreachable", type="Stub.Unreachable")
+            raise ApplicationError("the mailer is unreachable", type="EmailServiceUnreachable")
         return EmailReceipt(
             message_id=request.message_id, backend="stub", provider_message_id=None, sent_at=datetime.now(UTC)
         )
@@ -225,7 +225,7 @@ class StubActivities:
     async def send_contact_email(self, email: ContactEmail) -> EmailReceipt:
         await self._note(email)
         if self.outside.mailer_down:
-            raise ApplicationError("the mailer is unreachable", type="Stub.Unreachable")
+            raise ApplicationError("the mailer is unreachable", type="EmailServiceUnreachable")
         message_id = f"contact-{email.contact_id}-{email.kind}"
         return EmailReceipt(message_id=message_id, backend="stub", provider_message_id=None, sent_at=datetime.now(UTC))
 
@@ -233,7 +233,7 @@ class StubActivities:
     async def send_email(self, message: EmailMessage) -> EmailReceipt:
         await self._note(message)
         if self.outside.mailer_down:
-            raise ApplicationError("the mailer is unreachable", type="Stub.Unreachable")
+            raise ApplicationError("the mailer is unreachable", type="EmailServiceUnreachable")
         return EmailReceipt(
             message_id=message.message_id, backend="stub", provider_message_id=None, sent_at=datetime.now(UTC)
         )
@@ -271,7 +271,7 @@ class StubActivities:
     async def package_prototype(self, package: PrototypePackage) -> PackagedPrototype:
         await self._note(package)
         if self.outside.storage_down:
-            raise ApplicationError("storage unreachable: connection refused", type="StorageUnavailable")
+            raise ApplicationError("storage unreachable: connection refused", type="StorageUnreachable")
         return PackagedPrototype(
             file_id=package.file_id,
             size=1,
@@ -425,7 +425,7 @@ class StubActivities:
     async def create_at_gateway(self, order: CheckoutOrder) -> GatewaySession:
         await self._note(order)
         if self.outside.gateway_refuses:
-            raise ApplicationError("the gateway rejected the amount", type="Stub.HTTP400", non_retryable=True)
+            raise ApplicationError("the gateway rejected the amount", type="GatewayError", non_retryable=True)
         return GatewaySession(
             gateway_id=f"stub_{order.payment_id.hex[:12]}",
             action=CheckoutAction(kind="redirect", redirect_url=f"https://gateway.invalid/pay/{order.payment_id}"),

@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.payment_records import PaymentRecords
 from activities.payments import btcpay, comgate, paypal
-from activities.payments.common import Gateway, WebhookNotice
+from activities.payments.common import Gateway, GatewayFailure, WebhookNotice
 from models.db import open_session
 from models.enums import PaymentGateway
 from models.messages.payments import CheckoutOrder, GatewayReference, GatewaySession, GatewayStatus
@@ -122,7 +122,7 @@ class GatewayActivities:
     def _gateway(self, gateway: PaymentGateway) -> Gateway:
         if gateway not in self.gateways:
             raise ApplicationError(
-                f"{gateway} is not configured on this worker", type="GatewayNotConfigured", non_retryable=True
+                f"{gateway} is not configured on this worker", type=GatewayFailure.NOT_CONFIGURED, non_retryable=True
             )
         return self.gateways[gateway]
 
@@ -135,7 +135,9 @@ class GatewayActivities:
             async with open_session(self.engine) as db:
                 user = await db.get(User, order.user_id)
             if user is None:
-                raise ApplicationError(f"user {order.user_id} is no longer stored", type="UserGone", non_retryable=True)
+                raise ApplicationError(
+                    f"user {order.user_id} is no longer stored", type="AccountGone", non_retryable=True
+                )
             order = order.model_copy(update={"email": user.email})
         return await gateway.create(order)
 

@@ -13,7 +13,14 @@ from urllib.parse import parse_qsl
 
 from temporalio.exceptions import ApplicationError
 
-from activities.payments.common import WebhookNotice, WebhookRejected, call, gateway_http, payment_id_from
+from activities.payments.common import (
+    GatewayFailure,
+    WebhookNotice,
+    WebhookRejected,
+    call,
+    gateway_http,
+    payment_id_from,
+)
 from models.enums import GatewayState
 from models.messages.payments import (
     CheckoutAction,
@@ -49,7 +56,7 @@ class ComgateGateway:
         if (code := answer.get("code")) != "0":
             raise ApplicationError(
                 f"Comgate {action} refused: code {code}: {answer.get('message')}",
-                type=f"Comgate.{code}",
+                type=GatewayFailure.ERROR,
                 non_retryable=code not in _RETRYABLE_CODES,
             )
         return answer

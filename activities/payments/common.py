@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from temporalio.exceptions import ApplicationError
@@ -18,6 +19,16 @@ if TYPE_CHECKING:
 # limits and the gateway's own failures. Every other 4xx says the request itself is wrong.
 _RETRYABLE_HTTP = frozenset({408, 409, 425, 429})
 HTTP_TIMEOUT_SECONDS, CONNECT_TIMEOUT_SECONDS = 20.0, 5.0
+
+
+class GatewayFailure(StrEnum):
+    """The ApplicationError types of the gateway activities; the gateway, its status or code is in the message."""
+
+    UNREACHABLE = "GatewayUnreachable"  # no answer (connection refused, a timeout): retried
+    ERROR = "GatewayError"  # an error answer: retried or not as its status or code says
+    NOT_CONFIGURED = "GatewayNotConfigured"
+    CAPTURE_NOT_FOUND = "CaptureNotFound"  # a refund of an order that was never captured
+    REFUND_FAILED = "RefundFailed"
 
 
 def gateway_http(base_url: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
@@ -86,7 +97,7 @@ def http_failure(label: str, response: httpx.Response) -> ApplicationError:
     retryable = response.status_code in _RETRYABLE_HTTP or response.status_code >= 500
     return ApplicationError(
         f"{label} answered {response.status_code}: {response.text[:500]}",
-        type=f"{label}.HTTP{response.status_code}",
+        type=GatewayFailure.ERROR,
         non_retryable=not retryable,
     )
 
@@ -98,7 +109,7 @@ async def call(http: httpx.AsyncClient, label: str, method: str, url: str, **kwa
     try:
         response = await http.request(method, url, **kwargs)
     except httpx.HTTPError as err:  # connection refused, timeouts: worth another attempt
-        raise ApplicationError(f"{label} unreachable: {err!r}", type=f"{label}.Unreachable") from err
+        raise ApplicationError(f"{label} unreachable: {err!r}", type=GatewayFailure.UNREACHABLE) from err
     if not response.is_success:
         raise http_failure(label, response)
     return response

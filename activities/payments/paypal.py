@@ -15,7 +15,14 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
-from activities.payments.common import WebhookNotice, WebhookRejected, call, gateway_http, payment_id_from
+from activities.payments.common import (
+    GatewayFailure,
+    WebhookNotice,
+    WebhookRejected,
+    call,
+    gateway_http,
+    payment_id_from,
+)
 from models.catalogue import catalogue
 from models.enums import GatewayState
 from models.messages.payments import (
@@ -117,7 +124,9 @@ class PayPalGateway:
         links = {link["rel"]: link["href"] for link in created.get("links", [])}
         approval = links.get("payer-action") or links.get("approve")
         if approval is None:
-            raise ApplicationError(f"PayPal order {created.get('id')} came without an approval link", type="PayPal")
+            raise ApplicationError(
+                f"PayPal order {created.get('id')} came without an approval link", type=GatewayFailure.ERROR
+            )
         return GatewaySession(gateway_id=created["id"], action=CheckoutAction(kind="redirect", redirect_url=approval))
 
     async def status(self, payment: GatewayReference) -> GatewayStatus:
@@ -140,12 +149,16 @@ class PayPalGateway:
         order = await self._call("GET", f"/v2/checkout/orders/{payment.gateway_id}")
         capture_id = _capture(order).get("id")
         if capture_id is None:
-            raise ApplicationError("PayPal order has no capture to refund", type="PayPal.NoCapture", non_retryable=True)
+            raise ApplicationError(
+                "PayPal order has no capture to refund", type=GatewayFailure.CAPTURE_NOT_FOUND, non_retryable=True
+            )
         refund = await self._call(
             "POST", f"/v2/payments/captures/{capture_id}/refund", f"statex-refund-{payment.payment_id}", json={}
         )
         if refund.get("status") not in ("COMPLETED", "PENDING"):
-            raise ApplicationError(f"PayPal refund {refund.get('id')} {refund.get('status')}", type="PayPal.Refund")
+            raise ApplicationError(
+                f"PayPal refund {refund.get('id')} {refund.get('status')}", type=GatewayFailure.REFUND_FAILED
+            )
         return GatewayStatus(state=GatewayState.REFUNDED, detail=f"refund {refund['id']} {refund['status']}")
 
     async def verify_webhook(self, webhook_id: str, headers: Mapping[str, str], body: bytes) -> WebhookNotice | None:

@@ -14,7 +14,7 @@ import stripe
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
-from activities.payments.common import WebhookNotice, WebhookRejected, payment_id_from
+from activities.payments.common import GatewayFailure, WebhookNotice, WebhookRejected, payment_id_from
 from models.enums import GatewayState
 from models.messages.payments import (
     CheckoutAction,
@@ -34,8 +34,8 @@ _STATES = {"succeeded": GatewayState.PAID, "canceled": GatewayState.FAILED}
 def _classified(err: stripe.StripeError) -> ApplicationError:
     """Network trouble, rate limits and Stripe's 5xx are worth another attempt; a refused request is not."""
     return ApplicationError(
-        f"Stripe: {err.user_message or err}",
-        type=f"Stripe.{type(err).__name__}",
+        f"Stripe {type(err).__name__}: {err.user_message or err}",
+        type=GatewayFailure.UNREACHABLE if isinstance(err, stripe.APIConnectionError) else GatewayFailure.ERROR,
         non_retryable=not isinstance(err, _RETRYABLE),
     )
 
@@ -105,7 +105,7 @@ class StripeGateway:
         except stripe.StripeError as err:
             raise _classified(err) from err
         if refund.status in ("failed", "canceled"):
-            raise ApplicationError(f"Stripe refund {refund.id} {refund.status}", type="Stripe.RefundFailed")
+            raise ApplicationError(f"Stripe refund {refund.id} {refund.status}", type=GatewayFailure.REFUND_FAILED)
         return GatewayStatus(state=GatewayState.REFUNDED, detail=f"refund {refund.id} {refund.status}")
 
 

@@ -136,7 +136,7 @@ async def test_storage_down_fails_the_prototype_and_deletes_what_was_stored(stub
     failure = await failure_of(stubbed, order)  # retried until the packaging deadline (skipped), then failed
 
     assert isinstance(failure, ActivityError)
-    assert isinstance(failure.cause, ApplicationError) and failure.cause.type == "StorageUnavailable"
+    assert isinstance(failure.cause, ApplicationError) and failure.cause.type == "StorageUnreachable"
     assert len(stubbed.outside.called("package_prototype")) > 1, "storage errors are retried"
     assert_told_why(stubbed, order, "storage unreachable")
     file_id = result_file_id(order.prototype_id)

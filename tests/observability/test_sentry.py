@@ -374,8 +374,8 @@ async def test_activity_failure_carries_only_its_own_breadcrumbs(
 
 
 def test_only_lasting_or_hopeless_activity_failures_are_reported() -> None:
-    hopeless = ApplicationError("bad request", type="OpenAI.BadRequest", non_retryable=True)
-    passing = ApplicationError("rate limited", type="OpenAI.RateLimited")
+    hopeless = ApplicationError("bad request", type="AIBadRequest", non_retryable=True)
+    passing = ApplicationError("rate limited", type="AIRateLimited")
     assert worth_reporting(hopeless, attempt=1)
     assert not worth_reporting(passing, attempt=1)
     assert not worth_reporting(RuntimeError("timeout"), attempt=2)
