@@ -63,8 +63,8 @@ def serve() -> FastAPI:
     settings = get_settings()
     close_data_dir_or_exit(settings)  # first: umask 077, DATA_DIR owner-only, before anything writes there
     # The Temporal client's runtime (Rust, tokio) starts a thread per core by default; this process only sends
-    # client calls, which one thread carries, and the threads woken to share each call cost ~0.07 ms of CPU per
-    # workflow start (bench.request_cpu --temporal). tokio reads the variable when the runtime is built, at connect.
+    # client calls, which one thread carries, and waking more threads to share each call costs CPU on every
+    # workflow start (docs/benchmarks.md). tokio reads the variable when the runtime is built, at connect.
     os.environ.setdefault(CLIENT_RUNTIME_THREADS, "1")
     configure_logging(settings, queued=True)  # access lines are written off the event loop
     provider = configure_tracing(settings, "api")
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         app.state.rate_limiter = RateLimiter(settings)
         app.state.event_watchers = EventWatchers(app.state.runtime)
         if served:  # modules, routes, schemas live as long as the process: a full collection scanned them all,
-            gc.collect()  # ~100 ms in which no request was answered; frozen, they are never scanned again
+            gc.collect()  # before the first request, so none waits on it; frozen, they are never scanned again
             gc.freeze()
         try:
             yield

@@ -42,7 +42,7 @@ CREDENTIAL_PARAMS = frozenset({"token", "access_token", "refresh_token"})
 
 def new_request_id() -> str:
     """32 hex digits from the process's seeded generator (reseeded in a forked child): an id must be unique, not
-    secret, and os.urandom cost up to 17 µs of CPU per call in a process set up as a served one (bench/)."""
+    secret, and os.urandom costs more CPU per call in a process set up as a served one (docs/benchmarks.md)."""
     return f"{random.getrandbits(128):032x}"
 
 

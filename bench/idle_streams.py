@@ -5,7 +5,7 @@
 A local Temporal dev server (the `temporal` binary of the dev group), the embedded SQLite default, the worker
 and the API in this process, the streams through the ASGI interface. Prints this process's CPU (API and
 worker: the worker answers the watcher's queries) as a share of one core, over a window
-in which every stream is open and waiting. Issue 24's goal: under 5 % of a core for 100 streams.
+in which every stream is open and waiting. The goal: under 5 % of a core for 100 streams.
 """
 
 from __future__ import annotations

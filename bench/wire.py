@@ -1,7 +1,7 @@
 """A lean HTTP/1.1 keep-alive client for the load generators: a request is bytes written on a pooled
 connection and an answer read up to its Content-Length. An HTTP client library would cost the generator a
-millisecond or more of CPU per request on the cores the servers need (httpx ~2 ms per POST here), which the
-servers' figures would then pay for."""
+millisecond or more of CPU per request on the cores the servers need, which the servers' figures would then
+pay for."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 def run(main: Coroutine[Any, Any, T]) -> T:
     """asyncio.run on uvloop when it is installed (it is with the `run` extra): the generator's own event loop
     costs less of the CPU the servers share. The garbage collector is off meanwhile (what was already there
-    frozen out of its reach): a collection over ten thousand pending requests stalled the generator for up
-    to 100 ms, and every request due in that time was counted as the server's latency."""
+    frozen out of its reach): a collection over ten thousand pending requests stalls the generator, and every
+    request due in that time would be counted as the server's latency."""
     try:
         import uvloop
 

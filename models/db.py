@@ -111,9 +111,9 @@ class Database:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")  # the same pool
         # Hot reads on PostgreSQL through psycopg go to the driver on connections kept for them (half the pool,
         # taken from it, so the process's bound is unchanged): a Core read through SQLAlchemy's connection, pool
-        # checkout and result costs ~0.3 ms of CPU, the driver's execute ~0.1 ms. When all are busy a query waits
-        # for one (each is back within a millisecond or so) rather than take the pool's path: that path, 3x the
-        # CPU, taken just when the process was busiest, kept a burst going (bench: 1000 req/s on /api/files).
+        # checkout and result costs about three times the CPU of the driver's execute (docs/benchmarks.md). When
+        # all are busy a query waits for one (each is back within a millisecond or so) rather than take the pool's
+        # path: that path, taken just when the process is busiest, keeps a burst going.
         plain = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
         pool = engine.pool
         self._held_most = pool.size() // 2 if plain and isinstance(pool, sa.QueuePool) else 0
@@ -271,7 +271,7 @@ class Database:
     async def insert(self, row: SQLModel) -> None:
         """Insert `row` as it stands (every column from its attributes), in one round trip; an IntegrityError
         if its key is taken. The object stays a plain value: it never joins a session. On a kept connection
-        where there is one (as `fetch`): SQLAlchemy's execute cost a contact request 0.6 ms of its 2.1 ms CPU."""
+        where there is one (as `fetch`): SQLAlchemy's execute is over a quarter of a contact request's CPU."""
         mapper = sa.inspect(type(row))
         table = mapper.local_table
         values = {prop.columns[0].key: getattr(row, prop.key) for prop in mapper.column_attrs}

@@ -147,7 +147,7 @@ access_log = logging.getLogger(ACCESS_LOGGER)
 class AccessLine(NamedTuple):
     """One request's access line as the event loop queues it in a served process that writes JSON: a tuple, not
     a LogRecord, made into the same JSON line the formatter would write by the writer's thread. Every request
-    has one, so its cost on the loop (6.7 µs as a record, 0.1 µs as a tuple) and in all (19 µs, 5 µs) counts."""
+    has one, so its cost counts, on the loop and in all: a tuple costs a fraction of a record (docs/benchmarks.md)."""
 
     created: float
     levelno: int
@@ -210,8 +210,8 @@ def log_access(method: str, route: str, status: int, duration_ms: float) -> None
 
 
 def name_in_access_line(workflow_type: str, started_id: str) -> bool:
-    """Have the access line of the request being answered name the workflow it started: one line where there
-    were two (a line cost a workflow start ~0.07 ms of CPU, bench.request_cpu --temporal). False where no access
+    """Have the access line of the request being answered name the workflow it started: one line, not two (a
+    line costs a workflow start CPU of its own, docs/benchmarks.md). False where no access
     line is to come (no request, ACCESS_LOG_ENABLED off, a level that drops it) or it names one already: the
     caller then logs its own line."""
     state = request_state.get()

@@ -1,4 +1,4 @@
-"""DATA_DIR belongs to the service's user alone (issue 23): what the service keeps there (the SQLite database, the
+"""DATA_DIR belongs to the service's user alone: what the service keeps there (the SQLite database, the
 Temporal dev server's history file, outbox emails, stored files, upload spools, the development payload keys,
 the Stripe emulator's state) is other customers' data, and any other account on the machine (`nobody`, which
 the sandbox's jail runs as when the worker is root, included) must not read it.

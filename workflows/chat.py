@@ -23,7 +23,7 @@ def workflow_id(chat_id: uuid.UUID) -> str:
 
 START_POLICY = ONCE_PER_RESOURCE
 """The id comes from the chat id (an Idempotency-Key's, or fresh): a second start is a retried request, and gets
-the first run's answer, whether it is still running or finished (as before: USE_EXISTING, REJECT_DUPLICATE)."""
+the first run's answer, whether it is still running or finished (USE_EXISTING, REJECT_DUPLICATE)."""
 
 
 def call_key(chat_id: uuid.UUID) -> str:

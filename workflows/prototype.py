@@ -7,8 +7,8 @@ Temporal UI lists every attempt under the step's name, and is recorded once as a
 
 The agents run in stages (models.prompts.STAGES): the code and tests agents both work from the plan, so they
 run at the same time, two model calls in flight at once (the Temporal UI shows both pending), each recorded as
-its own row with its own cost and events; a failure of one cancels the other. Runs begun before the tests agent
-(no "parallel-agents" marker) ask one agent at a time, as before (IN_TURN).
+its own row with its own cost and events; a failure of one cancels the other. Runs begun by code without the
+tests agent (no "parallel-agents" marker in their history) ask one agent at a time (IN_TURN).
 
 After the code and tests, their files are checked together in a sandbox (activities.sandbox: compiled, parsed,
 the tests run with pytest); failing checks go back to the code agent with the errors, which may change code or
