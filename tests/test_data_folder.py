@@ -1,4 +1,4 @@
-"""DATA_DIR is the service's user's alone (issue 23): every process that writes there starts with umask 077 and an
+"""DATA_DIR is the service's user's alone: every process that writes there starts with umask 077 and an
 owner-only DATA_DIR; what it finds open it closes, what it may not close stops it. (That the sandbox's hostile
 code cannot read it: tests/ai/test_hostile_data.py.)"""
 

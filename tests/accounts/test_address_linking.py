@@ -1,8 +1,8 @@
 """Nothing is linked to an account by its address until the address is verified, and then only the messages that
-were sent from it by nobody signed in: never another account's own rows (issue 24's HIGH and MEDIUM attacks).
+were sent from it by nobody signed in: never another account's own rows.
 
-Each test ran against the code before verification existed and failed there: the export held the anonymous
-sender's message, and the erasure deleted another account's signed-in message that named the address.
+Without the verification each test fails: the export holds the anonymous sender's message, and the erasure
+deletes another account's signed-in message that names the address.
 """
 
 from __future__ import annotations

@@ -201,8 +201,8 @@ async def test_missing_token_is_401_with_a_hint(api: httpx.AsyncClient) -> None:
 async def test_ten_concurrent_refreshes_of_one_token_give_one_200_and_revoke_the_family(
     api: httpx.AsyncClient,
 ) -> None:
-    """Issue 24: the loser of the compare-and-swap read an expired row after its rollback (500), and the family
-    stayed usable. Now every loser is reuse: 401, and the winner's new tokens die with the family."""
+    """Refreshes racing with one token: every loser of the compare-and-swap is reuse (401, not a 500 from reading
+    the expired row after its rollback), and the winner's new tokens die with the family."""
     for _ in range(5):  # the window is narrow in one process: a few families, ten refreshes each
         account = await register_and_login(api)
         results = await asyncio.gather(
@@ -259,8 +259,8 @@ async def test_swagger_authorize_uses_bearer_tokens(api: httpx.AsyncClient) -> N
 
 
 async def test_every_password_field_refuses_more_than_bcrypt_takes_with_a_422(api: httpx.AsyncClient) -> None:
-    """Issue 24 (schemathesis): `DELETE /api/me` with a password over 72 bytes was bcrypt's ValueError, a 500.
-    Login, erasure, registration and reset bound the password alike: 72 bytes of UTF-8 (é is two)."""
+    """A password over 72 bytes is a 422, not bcrypt's ValueError as a 500 (`DELETE /api/me`, as schemathesis
+    found). Login, erasure, registration and reset bound the password alike: 72 bytes of UTF-8 (é is two)."""
     account = await register_and_login(api)
     for too_long in ("x" * 73, "é" * 37):
         attempts = {

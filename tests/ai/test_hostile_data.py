@@ -1,4 +1,4 @@
-"""Issue 23, points 4 and 5, through the real sandbox: hostile code cannot read the worker's DATA_DIR, and what it
+"""Through the real sandbox: hostile code cannot read the worker's DATA_DIR, and what it
 prints stays data, fenced in VERIFICATION.md and quoted as untrusted in the fix prompt, end to end."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""An Idempotency-Key on the AI routes (issue 10, item 7): the same request replays the first result, a
+"""An Idempotency-Key on the AI routes: the same request replays the first result, a
 different request under a used key is a 422 that says so, and the first result stands."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Event streams cannot starve anyone (issue 24): a flood of streams from one account is bounded (429 with
+"""Event streams cannot starve anyone: a flood of streams from one account is bounded (429 with
 Retry-After) while everyone else is answered at once, never 503; many streams on one prototype cost one
 watcher's workflow queries; a stream ends soon after its session is revoked."""
 

@@ -180,7 +180,7 @@ async def test_a_retried_revision_gets_the_first_and_no_second_starts_while_it_i
 
     assert (first.status_code, retried.status_code) == (202, 202), retried.text
     assert retried.json() == first.json() and first.json()["number"] == 1
-    for answer in racing:  # issue 24: the same revision each time, never 409 "still under way" nor a second one
+    for answer in racing:  # the same revision each time, never 409 "still under way" nor a second one
         assert answer.status_code == 202, answer.text
         assert answer.json() == first.json()
     assert another.status_code == 409 and "still under way" in another.json()["error"], another.text

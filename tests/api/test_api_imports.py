@@ -1,8 +1,8 @@
 """The API imports only what the API uses: the SDKs that only the worker's activities need stay out of it.
 
-Each SDK costs the API memory in every process (issue 11: 159 MB at rest with all of them, the goal is 100) for
-nothing: the API names activities and gateways, it never calls them. A fresh interpreter, so that what other
-tests imported does not count.
+Each SDK costs the API memory in every process for nothing (docs/benchmarks.md has the memory at rest): the API
+names activities and gateways, it never calls them. A fresh interpreter, so that what other tests imported does
+not count.
 """
 
 from __future__ import annotations

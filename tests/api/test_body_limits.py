@@ -1,4 +1,4 @@
-"""Bounded input (issue 10): every body has a limit that holds before it is read, multipart forms are bounded as
+"""Bounded input: every body has a limit that holds before it is read, multipart forms are bounded as
 a whole, an upload that stops sending is cut off, and one user has at most two uploads in flight.
 
 Each test is one of the attacks that were observed, sent to the real app (PostgreSQL, Temporal) over ASGI.

@@ -125,8 +125,8 @@ def _request_models() -> list[type[Any]]:
 
 
 def test_every_boolean_in_a_request_body_is_strict() -> None:
-    """Issue 24: `{"approve": "yes"}` was taken as true (pydantic's lax bool takes "yes", "on", 1). Every bool
-    a request body declares is StrictBool: JSON true or false only."""
+    """`{"approve": "yes"}` is not true (pydantic's lax bool would take "yes", "on", 1): every bool a request
+    body declares is StrictBool, JSON true or false only."""
     from pydantic import BaseModel
 
     def bools(model: type[BaseModel]) -> list[str]:

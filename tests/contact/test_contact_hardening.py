@@ -1,4 +1,4 @@
-"""The contact form and its emails against hostile input (issue 10, items 5 and 6): nothing typed reaches a
+"""The contact form and its emails against hostile input: nothing typed reaches a
 header, a message that cannot be built ends its workflow, and the confirmation echoes nothing."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Idempotency keys on the contact form (issue 10, item 7): an anonymous key is the key alone, never the IP,
+"""Idempotency keys on the contact form: an anonymous key is the key alone, never the IP,
 so two senders behind one address cannot silently lose a message; a reused key with another body is a 422."""
 
 from __future__ import annotations

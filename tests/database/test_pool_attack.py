@@ -1,9 +1,9 @@
-"""The attack from issue 9, reproduced: one account's slow uploads and long polls must not starve anyone else.
+"""A pool-starvation attack, reproduced: one account's slow uploads and long polls must not starve anyone else.
 
 With a database pool of 5, fifteen uploads that send a byte a second and sixteen `?wait=60` polls on a
 prototype that makes no progress (no worker on its task queue) are in flight; meanwhile other users sign in,
-ask who they are and upload a file, each within 2 seconds and with its usual status. Before requests kept
-their pooled connection while they waited on the network, every one of these answered 500 after 30 s.
+ask who they are and upload a file, each within 2 seconds and with its usual status. If requests kept their
+pooled connection while they waited on the network, every one of these would answer 500 after 30 s.
 """
 
 from __future__ import annotations

@@ -138,8 +138,8 @@ async def test_metrics_can_require_a_bearer_token(settings: Settings, temporal: 
 async def test_in_production_metrics_need_their_token_by_default(
     settings: Settings, temporal: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 24: /metrics answered anyone in production unless METRICS_TOKEN was set. Now production without a
-    token refuses every caller; a blank METRICS_TOKEN (a compose file's unset variable) is no token at all."""
+    """/metrics in production answers only with METRICS_TOKEN: without a token it refuses every caller; a blank
+    METRICS_TOKEN (a compose file's unset variable) is no token at all."""
     monkeypatch.setenv("METRICS_TOKEN", "")
     assert Settings(_env_file=None).metrics_token is None  # type: ignore[call-arg]
     production = settings.model_copy(update={"environment": "production"})

@@ -307,9 +307,9 @@ def _succeeded(payment: dict[str, Any], **changed: Any) -> dict[str, Any]:
 async def test_a_signed_webhook_for_another_intent_amount_or_currency_completes_nothing(
     http: httpx.AsyncClient, stripe_worker: None, temporal: Client
 ) -> None:
-    """Issue 24: a genuinely signed event naming our payment in its metadata, but for another PaymentIntent or
-    amount 1 against the price, completed the payment. Now each is acknowledged (200), logged, counted and
-    ignored; the payment stays PENDING until the event that matches it."""
+    """A genuinely signed event naming our payment in its metadata, but for another PaymentIntent or amount 1
+    against the price, does not complete the payment: each is acknowledged (200), logged, counted and ignored;
+    the payment stays PENDING until the event that matches it."""
     account = await register_and_login(http)
     payment = (await checkout(http, account["access_token"], {"tier": "STANDARD", "gateway": "STRIPE"}))["payment"]
     assert (payment["amount_minor"], payment["currency"]) == (2900, "EUR")

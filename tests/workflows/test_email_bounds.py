@@ -1,4 +1,4 @@
-"""Email within bounds (issue 10, item 5): a mailer that never takes a message costs a workflow a bounded
+"""Email within bounds: a mailer that never takes a message costs a workflow a bounded
 number of attempts, after which the workflow records it and finishes; nothing waits or retries for ever."""
 
 from __future__ import annotations

@@ -379,8 +379,8 @@ CUSTOMER_ORIGIN = "http://localhost:3000"  # one of the API's own CORS origins o
 
 
 async def test_no_customer_origin_gets_cors_headers_from_the_codec_server(codec_api: httpx.AsyncClient) -> None:
-    """Issue 24: a plain (non-preflight) request from a customer origin passed through to the API's own CORS,
-    which answered with that origin and credentials. /codec speaks CORS to the Temporal UI's origins alone."""
+    """/codec speaks CORS to the Temporal UI's origins alone: a plain (non-preflight) request from a customer
+    origin does not pass through to the API's own CORS, which would answer with that origin and credentials."""
     sealed = await CONVERTER.encode([CONTACT])
     # the customer origin is one the rest of the API allows
     elsewhere = await codec_api.get("/health", headers={"Origin": CUSTOMER_ORIGIN})
