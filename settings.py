@@ -223,7 +223,7 @@ class Settings(BaseSettings):
     azure_openai_transcription_model: str = "whisper"
     """The model behind the transcription deployment: its name in the price table."""
 
-    # AI tiers: who may serve whom, how long a call may take, how often Temporal retries it
+    # AI providers: who may serve whom, how long a call may take, how often Temporal retries it
     ai_eu_resident_providers: ProviderList = Field(default_factory=lambda: list[Provider](["azure"]))
     """Providers that keep data in the EU: the only ones EU_COMPLIANCE users are served by."""
     ai_fallback_order: ProviderList = Field(default_factory=lambda: list[Provider](["openai", "azure", "ollama"]))

@@ -111,29 +111,29 @@ class PriceTable(BaseModel):
     chat: dict[Provider, dict[str, TokenPrice]] = Field(default_factory=dict)
     transcription: dict[Provider, dict[str, AudioPrice]] = Field(default_factory=dict)
 
-    def chat_price(self, tier: AIProvider, model: str) -> ChatPrice:
+    def chat_price(self, provider: AIProvider, model: str) -> ChatPrice:
         """The table's row if it has one (an override), else genai-prices' price; PriceNotFound if neither."""
         try:
-            return _lookup(self.chat, "chat", tier, model)
+            return _lookup(self.chat, "chat", provider, model)
         except PriceNotFound as unknown:
-            price = GenaiPrice(provider=tier.value.lower(), model=model)
+            price = GenaiPrice(provider=provider.value.lower(), model=model)
             try:
                 price.cost_micros(0, 0)
             except LookupError:
                 raise PriceNotFound(f"{unknown} (genai-prices does not know it either)") from None
             return price
 
-    def transcription_price(self, tier: AIProvider, model: str) -> AudioPrice:
-        return _lookup(self.transcription, "transcription", tier, model)
+    def transcription_price(self, provider: AIProvider, model: str) -> AudioPrice:
+        return _lookup(self.transcription, "transcription", provider, model)
 
 
-def _lookup(section: dict[Provider, dict[str, Price]], name: str, tier: AIProvider, model: str) -> Price:
-    provider = tier.value.lower()
-    rows = section.get(provider, {})  # type: ignore[call-overload]
+def _lookup(section: dict[Provider, dict[str, Price]], name: str, provider: AIProvider, model: str) -> Price:
+    key = provider.value.lower()
+    rows = section.get(key, {})  # type: ignore[call-overload]
     price = rows.get(model) or rows.get(ANY_MODEL)
     if price is None:
-        row = f'[{name}.{provider}."{model}"]'
-        raise PriceNotFound(f"no {name} price for {provider} model {model!r}: add {row} to {PRICE_TABLE.name}")
+        row = f'[{name}.{key}."{model}"]'
+        raise PriceNotFound(f"no {name} price for {key} model {model!r}: add {row} to {PRICE_TABLE.name}")
     return price
 
 

@@ -28,14 +28,14 @@ class CapabilityService(Service):
         # Probed on this host with the worker's settings and interpreter (once per process: a jail is started)
         sandbox = await asyncio.to_thread(sandbox_availability, settings.sandbox_bwrap)
         routing = Routing.from_settings(settings)
-        in_order = [tier for tier in routing.fallback_order if tier in routing.configured]
-        transcribers = [tier for tier in routing.fallback_order if tier in routing.transcribers]
+        in_order = [provider for provider in routing.fallback_order if provider in routing.configured]
+        transcribers = [provider for provider in routing.fallback_order if provider in routing.transcribers]
         offer = catalogue()
         return Capabilities(
             ai=AICapabilities(
                 providers=_names(in_order),
                 template_answers=not in_order,
-                eu_resident_providers=_names([tier for tier in in_order if tier in routing.eu_resident]),
+                eu_resident_providers=_names([provider for provider in in_order if provider in routing.eu_resident]),
             ),
             voice=VoiceCapabilities(available=bool(transcribers), providers=_names(transcribers)),
             payments={
@@ -64,5 +64,5 @@ class CapabilityService(Service):
         )
 
 
-def _names(tiers: list[AIProvider]) -> list[str]:
-    return [provider_name(tier) for tier in tiers]
+def _names(providers: list[AIProvider]) -> list[str]:
+    return [provider_name(provider) for provider in providers]

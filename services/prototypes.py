@@ -110,7 +110,7 @@ class PrototypeService(Service):
         return providers_for(self.settings, account, model)
 
     def voice_chains(self, account: Account, model: AIProviderName | None) -> VoiceChains:
-        """As `providers`, and a transcriber first: voice without one (the offline tier) is a 503 naming the
+        """As `providers`, and a transcriber first: voice without one (the offline provider) is a 503 naming the
         setting that enables it, answered before the body is read."""
         transcribers = transcribers_for(self.settings, account)
         return VoiceChains(

@@ -1,6 +1,6 @@
 """How workflows reach a model: which providers may serve a user (pure), and walking them in order.
 
-`provider_chain` is the tier choice: a request may name a provider, otherwise the user's service tier
+`provider_chain` is the provider choice: a request may name a provider, otherwise the user's service tier
 decides. EU_COMPLIANCE users are served only by providers marked EU-resident, and never fall back to
 another; everyone else falls back along the configured order. Providers without configuration are
 skipped; with none configured at all, the offline template serves (the embedded default).
@@ -105,12 +105,12 @@ def provider_chain(routing: Routing, user_tier: ServiceTier, requested: AIProvid
             Refusal.PROVIDER_NOT_ALLOWED,
         )
     chain = [
-        tier
-        for tier in routing.fallback_order
-        if tier in routing.configured and (not eu_only or tier in routing.eu_resident)
+        provider
+        for provider in routing.fallback_order
+        if provider in routing.configured and (not eu_only or provider in routing.eu_resident)
     ]
     if requested in chain:
-        chain = [requested, *(tier for tier in chain if tier != requested)]
+        chain = [requested, *(provider for provider in chain if provider != requested)]
     if not chain:
         needed = "an EU-resident AI provider (AI_EU_RESIDENT_PROVIDERS)" if eu_only else "an AI provider"
         raise ProviderRefused(
@@ -123,9 +123,9 @@ def transcription_chain(routing: Routing, user_tier: ServiceTier) -> list[AIProv
     """Who may transcribe a user's voice: OpenAI or Azure Whisper; EU_COMPLIANCE users EU-resident ones only."""
     eu_only = user_tier == ServiceTier.EU_COMPLIANCE
     chain = [
-        tier
-        for tier in routing.fallback_order
-        if tier in routing.transcribers and (not eu_only or tier in routing.eu_resident)
+        provider
+        for provider in routing.fallback_order
+        if provider in routing.transcribers and (not eu_only or provider in routing.eu_resident)
     ]
     if not chain:
         setting = (
@@ -139,8 +139,8 @@ def transcription_chain(routing: Routing, user_tier: ServiceTier) -> list[AIProv
     return chain
 
 
-def _names(tiers: frozenset[AIProvider]) -> str:
-    return ", ".join(sorted(provider_name(tier) for tier in tiers))
+def _names(providers: frozenset[AIProvider]) -> str:
+    return ", ".join(sorted(provider_name(provider) for provider in providers))
 
 
 def retry_policy(policy: AICallPolicy) -> RetryPolicy:
@@ -188,27 +188,27 @@ class ModelCaller:
         timeout_seconds: float,
     ) -> Answer:
         failures: list[str] = []
-        for tier in providers:
-            self.asking.append(tier)
-            self.tried.append(tier)
+        for provider in providers:
+            self.asking.append(provider)
+            self.tried.append(provider)
             try:
                 return await workflow.execute_activity(  # type: ignore[call-overload]  # result_type with a callable
-                    activities[tier],
+                    activities[provider],
                     argument,
                     result_type=result_type,
                     start_to_close_timeout=timedelta(seconds=timeout_seconds) + _TIMEOUT_MARGIN,
                     retry_policy=retry_policy(self.policy),
-                    summary=f"{purpose} via {provider_name(tier)}",
+                    summary=f"{purpose} via {provider_name(provider)}",
                 )
             except ActivityError as err:
-                name = provider_name(tier)
+                name = provider_name(provider)
                 if err.retry_state == RetryState.NON_RETRYABLE_FAILURE:
                     workflow.logger.warning("%s via %s refused, no fallback: %s", purpose, name, _reason(err))
                     raise _stop(err) from err
                 workflow.logger.warning("%s via %s failed after retries: %s", purpose, name, _reason(err))
                 failures.append(f"{name}: {_reason(err)}")
             finally:
-                self.asking.remove(tier)
+                self.asking.remove(provider)
         workflow.logger.error("%s: no AI provider answered (%s)", purpose, ", ".join(map(provider_name, providers)))
         raise ApplicationError(
             "No AI provider answered after retries: " + "; ".join(failures),

@@ -30,12 +30,12 @@ class AIFailure(StrEnum):
     ALL_PROVIDERS_DOWN = "AIProvidersUnavailable"
 
 
-def provider_name(tier: AIProvider) -> str:
-    return tier.value.lower()
+def provider_name(provider: AIProvider) -> str:
+    return provider.value.lower()
 
 
 def http_failure(
-    tier: AIProvider,
+    provider: AIProvider,
     status: int,
     message: str,
     *,
@@ -43,9 +43,9 @@ def http_failure(
     retry_after: timedelta | None = None,
 ) -> ApplicationError:
     """The ApplicationError for an HTTP error answer from a provider."""
-    who = provider_name(tier)
+    who = provider_name(provider)
     if code == "content_filter":
-        return content_refused(tier, message)
+        return content_refused(provider, message)
     if status in (401, 403):
         return ApplicationError(
             f"{who} rejected our credentials (HTTP {status}): {message}",
@@ -71,17 +71,17 @@ def http_failure(
     )
 
 
-def content_refused(tier: AIProvider, message: str) -> ApplicationError:
+def content_refused(provider: AIProvider, message: str) -> ApplicationError:
     return ApplicationError(
-        f"{provider_name(tier)} refused under its content policy: {message}",
+        f"{provider_name(provider)} refused under its content policy: {message}",
         type=AIFailure.CONTENT_REFUSED,
         non_retryable=True,
     )
 
 
-def unreachable(tier: AIProvider, err: BaseException) -> ApplicationError:
+def unreachable(provider: AIProvider, err: BaseException) -> ApplicationError:
     return ApplicationError(
-        f"{provider_name(tier)} did not answer: {type(err).__name__}: {err}", type=AIFailure.UNREACHABLE
+        f"{provider_name(provider)} did not answer: {type(err).__name__}: {err}", type=AIFailure.UNREACHABLE
     )
 
 

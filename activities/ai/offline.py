@@ -1,4 +1,4 @@
-"""The offline tier: what answers when no provider is configured (the embedded default of `make run`).
+"""The offline provider: what answers when no other is configured (the embedded default of `make run`).
 
 It is a template, not a model, and says so in `model_used` and in the text itself: deterministic (the
 same prompt gives the same answer), instant, free, and never passed off as an AI's answer.

@@ -1,4 +1,4 @@
-"""What the offline tier answers to each prototype step (workflows/prototype.py names the steps).
+"""What the offline provider answers to each prototype step (workflows/prototype.py names the steps).
 
 Templates to fill in, not answers: each says so in its first line, and the code and tests steps' files say so in
 their own first line, so a downloaded prototype can never be mistaken for a model's work. Those steps give their

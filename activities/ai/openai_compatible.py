@@ -42,7 +42,7 @@ class Deployment:
 class OpenAICompatible:
     def __init__(
         self,
-        tier: AIProvider,
+        provider: AIProvider,
         client: openai.AsyncOpenAI,
         prices: PriceTable,
         settings: Settings,
@@ -51,13 +51,13 @@ class OpenAICompatible:
         transcription: Deployment | None,
         audio: AudioStore | None,
     ) -> None:
-        self.tier = tier
+        self.provider = provider
         self.client = client
         self.chat_deployment = chat
-        self.chat_price = prices.chat_price(tier, chat.priced_as)
+        self.chat_price = prices.chat_price(provider, chat.priced_as)
         self.transcription_deployment = transcription
         self.transcription_price = (
-            prices.transcription_price(tier, transcription.priced_as) if transcription is not None else None
+            prices.transcription_price(provider, transcription.priced_as) if transcription is not None else None
         )
         self.audio = audio
         self.transcription_timeout = timedelta(seconds=settings.ai_transcription_timeout_seconds)
@@ -81,20 +81,20 @@ class OpenAICompatible:
         latency_ms = elapsed_ms(started)
         if not response.choices:
             raise ApplicationError(
-                f"{provider_name(self.tier)} answered without a choice", type=AIFailure.PROVIDER_ERROR
+                f"{provider_name(self.provider)} answered without a choice", type=AIFailure.PROVIDER_ERROR
             )
         choice = response.choices[0]
         if choice.finish_reason == "content_filter":
-            raise content_refused(self.tier, "the answer was withheld (finish_reason=content_filter)")
+            raise content_refused(self.provider, "the answer was withheld (finish_reason=content_filter)")
         usage = response.usage
         input_tokens = usage.prompt_tokens if usage else 0
         output_tokens = usage.completion_tokens if usage else 0
         details = usage.prompt_tokens_details if usage else None
         cached_tokens = (details.cached_tokens or 0) if details else 0
         return ModelReply(
-            tier=self.tier,
+            tier=self.provider,
             text=choice.message.content or "",
-            model_used=f"{provider_name(self.tier)}:{response.model or self.chat_deployment.priced_as}",
+            model_used=f"{provider_name(self.provider)}:{response.model or self.chat_deployment.priced_as}",
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cached_input_tokens=cached_tokens,
@@ -107,7 +107,7 @@ class OpenAICompatible:
 
         if self.transcription_deployment is None or self.transcription_price is None or self.audio is None:
             raise ApplicationError(
-                f"transcription is not configured for {provider_name(self.tier)}",
+                f"transcription is not configured for {provider_name(self.provider)}",
                 type=AIFailure.NOT_CONFIGURED,
                 non_retryable=True,
             )
@@ -131,9 +131,9 @@ class OpenAICompatible:
             raise self._failure(err) from err
         milliseconds = round((result.duration or 0) * 1000)
         return Transcript(
-            tier=self.tier,
+            tier=self.provider,
             text=result.text,
-            model_used=f"{provider_name(self.tier)}:{self.transcription_deployment.priced_as}",
+            model_used=f"{provider_name(self.provider)}:{self.transcription_deployment.priced_as}",
             audio_milliseconds=milliseconds,
             latency_ms=elapsed_ms(started),
             cost_usd_micros=self.transcription_price.cost_micros(Decimal(milliseconds) / 1000),
@@ -144,7 +144,7 @@ class OpenAICompatible:
 
         if isinstance(err, openai.APIStatusError):
             wait = retry_after(err.response.headers.get("retry-after"), self.max_retry_delay)
-            return http_failure(self.tier, err.status_code, err.message, code=err.code, retry_after=wait)
+            return http_failure(self.provider, err.status_code, err.message, code=err.code, retry_after=wait)
         if isinstance(err, openai.APIConnectionError):  # timeouts included
-            return unreachable(self.tier, err)
-        return ApplicationError(f"{provider_name(self.tier)}: {err}", type=AIFailure.PROVIDER_ERROR)
+            return unreachable(self.provider, err)
+        return ApplicationError(f"{provider_name(self.provider)}: {err}", type=AIFailure.PROVIDER_ERROR)

@@ -60,7 +60,7 @@ def chosen_voice_chains(
     prototypes: Prototypes,
     model: Annotated[AIProviderName | None, Query(description="Preferred provider for every step")] = None,
 ) -> VoiceChains:
-    """A dependency, so that voice without a transcriber (the offline tier) is refused before the body is read."""
+    """A dependency, so that voice without a transcriber (the offline provider) is refused before the body is read."""
     return prototypes.voice_chains(user, model)
 
 

@@ -50,7 +50,7 @@ async def activity_summaries(temporal: Client, prototype_id: str) -> list[str]:
     return [summary for (summary,) in summaries]
 
 
-# --- the offline tier, end to end ---------------------------------------------------------------------------
+# --- the offline provider, end to end -----------------------------------------------------------------------
 
 
 async def test_offline_prototype_end_to_end_submit_poll_download_and_email(
@@ -67,7 +67,7 @@ async def test_offline_prototype_end_to_end_submit_poll_download_and_email(
         done = await finished(api, temporal, account, prototype_id)
         assert done["status"] == "COMPLETED", done
         assert done["steps"] == done["steps_done"] == [*AGENT_STEPS, "package"]
-        assert done["template"] is True  # the offline tier: every answer is a template, and the status says so
+        assert done["template"] is True  # the offline provider: every answer is a template, and the status says so
         async with open_session(engine) as db:  # the row holds what the workflow reported, not a reconstruction
             row = await db.get(Prototype, uuid.UUID(prototype_id))
             assert row is not None and row.steps_done == done["steps_done"]

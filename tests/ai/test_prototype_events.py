@@ -74,8 +74,8 @@ def outline(events: list[Event]) -> list[tuple[str, str | None]]:
 
 
 def offline_outline() -> list[tuple[str, str | None]]:
-    """What a prototype on the offline tier goes through: the template's code and tests pass the sandbox first time.
-    The agents of a stage start together, and finish together once their files are verified."""
+    """What a prototype goes through with the offline provider: the template's code and tests pass the sandbox
+    first time. The agents of a stage start together, and finish together once their files are verified."""
     expected: list[tuple[str, str | None]] = []
     for stage in STAGES:
         expected += [("step_started", step.name) for step in stage]

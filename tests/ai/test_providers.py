@@ -221,7 +221,7 @@ async def test_azure_without_a_whisper_deployment_does_not_transcribe(
     assert raised.value.type == AIFailure.NOT_CONFIGURED and raised.value.non_retryable
 
 
-# --- the offline tier ---------------------------------------------------------------------------------------
+# --- the offline provider -----------------------------------------------------------------------------------
 
 
 async def test_the_offline_tier_is_a_labelled_free_deterministic_template() -> None:

@@ -158,7 +158,7 @@ async def test_someone_elses_prototype_is_not_found_and_one_under_way_cannot_be_
 async def test_a_retried_revision_gets_the_first_and_no_second_starts_while_it_is_under_way(
     temporal: Client, engine: AsyncEngine, settings: Settings
 ) -> None:
-    """The offline tier; no worker while the revisions are asked for, so revision 1 stays under way."""
+    """The offline provider; no worker while the revisions are asked for, so revision 1 stays under way."""
     settings = settings.model_copy(update={"rate_limit_ai": "20/day"})
     async with serve(create_app(settings, temporal=temporal)) as api:
         account = await sign_in(api, engine)
