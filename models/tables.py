@@ -154,7 +154,7 @@ class AIResponse(SQLModel, table=True):
     step: str | None = Field(default=None, max_length=64)
     prompt: str = Field(sa_type=sa.Text)
     response: str = Field(sa_type=sa.Text)
-    tier: AIProvider = Field(sa_type=_enum(AIProvider, name="aitier"))
+    tier: AIProvider = Field(sa_type=_enum(AIProvider, name="aitier"))  # the provider, under its column's name
     model_used: str = Field(max_length=128)
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)

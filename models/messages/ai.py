@@ -31,7 +31,7 @@ class ModelCall(BaseModel):
 class ModelReply(BaseModel):
     """One model's answer. `model_used` says who answered: "offline:template" is no model at all."""
 
-    tier: AIProvider
+    tier: AIProvider  # the provider; the field keeps its name, which recorded payloads carry
     text: str
     model_used: str
     input_tokens: int
@@ -83,7 +83,7 @@ class TranscriptionCall(BaseModel):
 
 
 class Transcript(BaseModel):
-    tier: AIProvider
+    tier: AIProvider  # the provider; the field keeps its name, which recorded payloads carry
     text: str
     model_used: str
     audio_milliseconds: int
