@@ -34,7 +34,7 @@ from observability.redaction import install_log_redaction
 from observability.sentry import init_sentry
 from observability.tracing import configure_tracing, trace_requests
 from services.data_folder import close_data_dir_or_exit
-from services.prototype_events import EventWatchers
+from services.prototypes import EventWatchers
 from services.runtime import Runtime
 from settings import Settings, get_settings
 from workflows.client import connect

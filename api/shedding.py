@@ -5,7 +5,7 @@ a database connection: a saturated process stays responsive, and what it takes o
 client's patience instead of queueing behind thousands of others. Pure ASGI, so streamed bodies pass through.
 The probes and /metrics are never shed: an orchestrator must see a busy process as alive, not kill it.
 An event stream counts while it is being opened (authentication, the owner's check) and no longer once its
-answer has started: an open stream is no request in flight, and has bounds of its own (services.prototype_events),
+answer has started: an open stream is no request in flight, and has bounds of its own (services.prototypes.watchers),
 so that streams held open, however many, never make everyone else's requests a 503.
 """
 

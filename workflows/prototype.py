@@ -338,20 +338,7 @@ class PrototypeWorkflow(CodeRounds):
         progress = self.progress()
         await workflow.execute_activity_method(
             RecordActivities.record_prototype_milestone,
-            PrototypeMilestone(
-                prototype_id=progress.prototype_id,
-                status=progress.status,
-                idea=idea,
-                current_step=progress.current_step,
-                steps_done=progress.steps_done,
-                progress_percent=progress.progress_percent,
-                cost_usd_micros=progress.cost_usd_micros,
-                file_id=progress.file_id,
-                error=progress.error,
-                verified=progress.verified,
-                fix_rounds=progress.fix_rounds,
-                verification=self._verification,
-            ),
+            PrototypeMilestone.of(progress, idea=idea, verification=self._verification),
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=deadline,
             retry_policy=RECORD_RETRY,

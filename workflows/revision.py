@@ -169,17 +169,7 @@ class PrototypeRevisionWorkflow(CodeRounds):
         assert self._order is not None
         await workflow.execute_activity_method(
             RevisionActivities.record_revision_milestone,
-            RevisionMilestone(
-                revision_id=self._order.revision_id,
-                status=self._status,
-                current_step=self._current,
-                cost_usd_micros=self._cost_micros,
-                file_id=self._file_id,
-                error=self._error,
-                verified=self._verified(),
-                fix_rounds=self._fix_rounds,
-                files=self._files,
-            ),
+            RevisionMilestone.of(self.progress(), revision_id=self._order.revision_id, files=self._files),
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=deadline,
             retry_policy=RECORD_RETRY,

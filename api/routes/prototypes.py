@@ -38,8 +38,7 @@ from models.api.prototypes import (
 )
 from models.enums import AIProvider
 from services.accounts import Account
-from services.prototype_events import EventWatchers
-from services.prototypes import MAX_WAIT_SECONDS, VoiceChains
+from services.prototypes import MAX_WAIT_SECONDS, EventWatchers, VoiceChains
 
 router = APIRouter(prefix="/api/ai", tags=["prototypes"], route_class=RateLimitedRoute)
 status_router = APIRouter(prefix="/api/prototypes", tags=["prototypes"], route_class=RateLimitedRoute)

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
 from models.api.common import AIProviderName, Strict, examples, plain_text
 from models.enums import AIProvider, PrototypeStatus
-from models.messages.prototypes import ON_APPROVE, ON_DECLINE, ON_EDIT
+from models.messages.prototypes import ON_APPROVE, ON_DECLINE, ON_EDIT, PrototypeEventKind
 
 EVENTS_URL = (
     "The progress stream (Server-Sent Events) for `new EventSource(new URL(events_url, apiBase))`: relative to the "
@@ -253,16 +253,7 @@ class PrototypeEventView(BaseModel):
     `event:` is `kind`. The stream ends after `completed` (with the download link) or `failed`."""
 
     id: int = Field(description="Send the last one seen as Last-Event-ID to resume after it")
-    kind: Literal[
-        "step_started",
-        "step_finished",
-        "verification",
-        "fix_round",
-        "approval_needed",
-        "completed",
-        "failed",
-        "cancelled",
-    ]
+    kind: PrototypeEventKind
     at: datetime
     step: str | None = None
     provider: AIProvider | None = Field(default=None, description="Who answered the step's model call")

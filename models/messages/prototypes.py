@@ -13,6 +13,12 @@ from models.messages.ai import AICallPolicy, TranscriptionCall
 from models.untrusted import cleaned
 
 
+def shared_fields(target: type[BaseModel], source: type[BaseModel]) -> set[str]:
+    """The fields two shapes both declare: what a mapper from one to the other copies by name, so that a field
+    added to both is carried with no change to the mapper."""
+    return set(target.model_fields) & set(source.model_fields)
+
+
 class VerificationRequest(BaseModel):
     """The code answers to check, in order: a later answer's file replaces an earlier one of the same path."""
 
@@ -174,6 +180,15 @@ class PrototypeMilestone(BaseModel):
     fix_rounds: int = 0
     verification: VerificationResult | None = Field(default=None, description="The latest sandbox verdict")
 
+    @classmethod
+    def of(
+        cls, progress: PrototypeProgress, *, idea: str | None, verification: VerificationResult | None
+    ) -> PrototypeMilestone:
+        """The milestone the workflow's progress has reached: every field the row shares with the query, by name
+        (a field added to both is recorded with no change here); the idea only once transcribed, and the verdict."""
+        shared = progress.model_dump(include=shared_fields(cls, PrototypeProgress) - {"idea"})
+        return cls(**shared, idea=idea, verification=verification)
+
 
 class StepAnswer(BaseModel):
     """One agent step's answer, and where the package puts it."""
@@ -249,6 +264,15 @@ class RevisionMilestone(BaseModel):
     verified: bool | None = None
     fix_rounds: int = 0
     files: dict[str, str] | None = Field(default=None, description="On completion: the files the next builds on")
+
+    @classmethod
+    def of(
+        cls, progress: RevisionProgress, *, revision_id: uuid.UUID, files: dict[str, str] | None
+    ) -> RevisionMilestone:
+        """The milestone the revision's progress has reached: every field the row shares with the query, by name."""
+        return cls(
+            **progress.model_dump(include=shared_fields(cls, RevisionProgress)), revision_id=revision_id, files=files
+        )
 
 
 class RevisionProgress(BaseModel):

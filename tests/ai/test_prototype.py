@@ -23,7 +23,7 @@ from models.db import open_session
 from models.enums import AIProvider, PrototypeStatus, ServiceTier
 from models.prompts import CODE, PIPELINE, TESTS
 from models.tables import EmailDelivery, File, Prototype
-from services.prototypes import stored_progress
+from services.prototypes.views import stored_progress
 from settings import Settings
 from worker import build_worker
 from workflows.prototype import PrototypeWorkflow, planned_steps, result_file_id, workflow_id

@@ -16,7 +16,7 @@ from temporalio.client import Client, Interceptor, OutboundInterceptor, QueryWor
 from ai.support import sign_in
 from ai.test_prototype_events import IDEA, read_events, read_stream, submit
 from api.app import create_app
-from services.prototype_events import EventWatchers
+from services.prototypes import EventWatchers
 from settings import Settings
 from worker import build_worker
 

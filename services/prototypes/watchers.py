@@ -24,11 +24,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from models.enums import PrototypeStatus
-from models.messages.prototypes import ENDING_EVENTS, PrototypeEvent, PrototypeEventKind
+from models.messages.prototypes import ENDING_EVENTS, PrototypeEvent
 from models.tables import Prototype
 from services.accounts import AccountService
 from services.errors import TooManyAtOnce
+from services.prototypes.views import stored_ending
 from services.runtime import Runtime
 from services.temporal import rpc_timeout
 from workflows.prototype import PrototypeWorkflow, workflow_id
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
 """A refused stream's Retry-After: an open one frees its place when its client leaves or it ends."""
-_UNDER_WAY = (PrototypeStatus.QUEUED, PrototypeStatus.RUNNING, PrototypeStatus.AWAITING_APPROVAL)
 
 
 class EventLog:
@@ -87,7 +86,7 @@ class EventLog:
             except (RPCError, WorkflowQueryFailedError) as err:  # no worker answers right now: the row may
                 log.info("prototype %s: event log unavailable (%s); asking the database", self.prototype_id, err)
                 try:
-                    self.stored_ending = await stored_ending(self.runtime, self.prototype_id)
+                    self.stored_ending = await read_stored_ending(self.runtime, self.prototype_id)
                 except SQLAlchemyError as db_err:
                     log.warning("prototype %s: row unavailable too (%s)", self.prototype_id, db_err)
                 self.ended = self.stored_ending is not None
@@ -229,25 +228,8 @@ class EventWatchers:
                 await task
 
 
-async def stored_ending(runtime: Runtime, prototype_id: uuid.UUID) -> PrototypeEvent | None:
-    """The last event as the row records it, once the pipeline has ended and its workflow cannot be asked (its
-    id is set by each stream: the one after the client's last)."""
+async def read_stored_ending(runtime: Runtime, prototype_id: uuid.UUID) -> PrototypeEvent | None:
+    """The last event as the row records it, once the pipeline has ended and its workflow cannot be asked."""
     async with runtime.database.session() as db:
         prototype = await db.get(Prototype, prototype_id)
-    if prototype is None or prototype.status in _UNDER_WAY:
-        return None
-    completed = prototype.status == PrototypeStatus.COMPLETED
-    kinds: dict[PrototypeStatus, PrototypeEventKind] = {
-        PrototypeStatus.COMPLETED: "completed",
-        PrototypeStatus.CANCELLED: "cancelled",
-    }
-    return PrototypeEvent(
-        id=1,
-        kind=kinds.get(prototype.status, "failed"),
-        at=prototype.completed_at or prototype.updated_at,
-        step=None if completed else prototype.current_step,
-        cost_usd_micros=prototype.cost_usd_micros,
-        verified=prototype.verified,
-        file_id=prototype.file_id,
-        error=prototype.error,
-    )
+    return stored_ending(prototype) if prototype is not None else None
