@@ -76,7 +76,7 @@ class RequestEdge:
         private = carries_credentials(authorization, scope.get("query_string", b""))
         state: dict[str, Any] = scope.setdefault("state", {})  # shared with request.state: user_id lands here
         if self.access_log:
-            state[logs.ACCESS_LINE_TO_COME] = True  # a workflow the request starts is named on it
+            state[logs.ACCESS_LINE] = True  # a workflow the request starts is named on it
         id_token, state_token = logs.request_id.set(rid), logs.request_state.set(state)
         status = 500  # an exception that escapes every handler becomes a 500
         started = time.perf_counter()

@@ -13,14 +13,12 @@ import hashlib
 import json
 import logging
 import sys
-import threading
-import time
-from collections import deque
 from collections.abc import Mapping
-from contextlib import nullcontext, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, TextIO
+from logging.handlers import QueueHandler, QueueListener
+from queue import SimpleQueue
+from typing import Any, TextIO
 
 from temporalio import activity, workflow
 
@@ -32,10 +30,6 @@ workflow_id: ContextVar[str | None] = ContextVar("statex_workflow_id", default=N
 request_state: ContextVar[dict[str, Any] | None] = ContextVar("statex_request_state", default=None)
 """The request's `scope["state"]`: get_optional_user writes `user_id` there once the caller is known, and
 a shared mapping (not a value) lets the lines logged after that, and the access line, read it."""
-
-ACCESS_LINE_TO_COME = "statex_access_line"
-"""Set in the request's state by the edge when the request will have an access line (ACCESS_LOG_ENABLED)."""
-_STARTED_ID, _STARTED_TYPE = "statex_workflow_id", "statex_workflow_type"  # what name_in_access_line leaves there
 
 CONTEXT_FIELDS = ("request_id", "user_id", "workflow_id", "route", "method", "status", "duration_ms")
 
@@ -92,16 +86,16 @@ class JsonFormatter(logging.Formatter):
             "time": _timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
-            "message": redact(record.getMessage()),
+            "message": record.getMessage(),
         }
         line.update(context_of(record))
         for key, value in vars(record).items():
             if key not in _NOT_EXTRAS and key not in line and not key.startswith("_"):
-                line[key] = _safe(key, value)
+                line[key] = value
         if record.exc_info:
-            line["exception"] = redact(self.formatException(record.exc_info))
+            line["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
-            line["stack"] = redact(self.formatStack(record.stack_info))
+            line["stack"] = self.formatStack(record.stack_info)
         return json.dumps({key: _safe(key, value) for key, value in line.items()}, default=str)
 
 
@@ -131,228 +125,92 @@ def build_handler(log_format: str) -> logging.StreamHandler[TextIO]:
     return handler
 
 
-def bind_context(record: logging.LogRecord) -> None:
-    """Fix on the record the ids that context_of would read from this thread's context variables, so that it
-    can be formatted in another thread (or later) and still name its request and workflow."""
-    for name, value in context_of(record).items():
-        if not hasattr(record, name):
-            setattr(record, name, value)
-
-
 ACCESS_LOGGER = "statex.access"
-ACCESS_MESSAGE = "%s %s %d %.1fms"  # method, route template, status, duration
 access_log = logging.getLogger(ACCESS_LOGGER)
-
-
-class AccessLine(NamedTuple):
-    """One request's access line as the event loop queues it in a served process that writes JSON: a tuple, not
-    a LogRecord, made into the same JSON line the formatter would write by the writer's thread. Every request
-    has one, so its cost counts, on the loop and in all: a tuple costs a fraction of a record (docs/benchmarks.md)."""
-
-    created: float
-    levelno: int
-    method: str
-    route: str  # a route template or `unmatched`, never the raw path (its query may hold a token)
-    status: int
-    duration_ms: float
-    request_id: str | None
-    user_id: str | None
-    workflow_id: str | None = None  # the workflow the request started, if it did (name_in_access_line)
-    workflow_type: str | None = None
-
-    def json(self) -> str:
-        method = redact(self.method)
-        line: dict[str, Any] = {
-            "time": _timestamp(self.created),
-            "level": logging.getLevelName(self.levelno),
-            "logger": ACCESS_LOGGER,
-            "message": ACCESS_MESSAGE % (method, self.route, self.status, self.duration_ms),
-            "request_id": None if self.request_id is None else redact(self.request_id),
-            "user_id": self.user_id,
-            "workflow_id": self.workflow_id,
-            "route": self.route,
-            "method": method,
-            "status": self.status,
-            "duration_ms": self.duration_ms,
-            "workflow_type": self.workflow_type,
-        }
-        return json.dumps({key: value for key, value in line.items() if value is not None})
+ACCESS_LINE = "access_line"
+"""Request-state key: the edge will write this request's access line (ACCESS_LOG_ENABLED)."""
+STARTED_WORKFLOW = "started_workflow"
+"""Request-state key: the workflow the request started, as the access line's `extra=` fields."""
 
 
 def log_access(method: str, route: str, status: int, duration_ms: float) -> None:
-    """The access line of the request being answered: queued as an AccessLine where a served process writes
-    JSON from its writer's thread, else logged as any other line."""
+    """The access line of the request being answered: a `statex.access` record like any other line. `route` is
+    a route template or `unmatched`, never the raw path (its query may hold a download token)."""
     level = logging.WARNING if status >= 500 else logging.INFO
     if not access_log.isEnabledFor(level):
         return
-    state = request_state.get() or {}
-    user, started, started_type = state.get("user_id"), state.get(_STARTED_ID), state.get(_STARTED_TYPE)
-    if _queue is not None:
-        _queue.put(
-            AccessLine(
-                time.time(),
-                level,
-                method,
-                route,
-                status,
-                duration_ms,
-                request_id.get(),
-                user and str(user),
-                started,
-                started_type,
-            )
-        )
-        return
     fields = {"method": method, "route": route, "status": status, "duration_ms": duration_ms}
-    if started is not None:
-        fields |= {"workflow_id": started, "workflow_type": started_type}
-    access_log.log(level, ACCESS_MESSAGE, method, route, status, duration_ms, extra=fields)
+    state = request_state.get()
+    if state is not None and STARTED_WORKFLOW in state:
+        fields |= state[STARTED_WORKFLOW]
+    access_log.log(level, "%s %s %d %.1fms", method, route, status, duration_ms, extra=fields)
 
 
 def name_in_access_line(workflow_type: str, started_id: str) -> bool:
-    """Have the access line of the request being answered name the workflow it started: one line, not two (a
-    line costs a workflow start CPU of its own, docs/benchmarks.md). False where no access
-    line is to come (no request, ACCESS_LOG_ENABLED off, a level that drops it) or it names one already: the
-    caller then logs its own line."""
+    """Have the access line of the request being answered name the workflow it started: one line where there
+    would be two. False where no access line is to come (no request, ACCESS_LOG_ENABLED off, a level that drops
+    it) or it names one already: the caller then logs a line of its own."""
     state = request_state.get()
-    if state is None or not state.get(ACCESS_LINE_TO_COME) or _STARTED_ID in state:
+    if state is None or not state.get(ACCESS_LINE) or STARTED_WORKFLOW in state:
         return False
     if not access_log.isEnabledFor(logging.INFO):
         return False
-    state[_STARTED_ID], state[_STARTED_TYPE] = started_id, workflow_type
+    state[STARTED_WORKFLOW] = {"workflow_id": started_id, "workflow_type": workflow_type}
     return True
 
 
-Queued = logging.LogRecord | AccessLine
+class FormatHere(QueueHandler):
+    """Redacts and formats a record in the thread that logs it, where its request's context variables are, and
+    queues the finished line: the listener's thread only writes it."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = super().prepare(record)
+        record.stack_info = None  # formatted into the line already (QueueHandler clears it from Python 3.12)
+        return record
 
 
-class Enqueue(logging.Handler):
-    """The event loop's side of a served process's logging: a record is bound to its context and queued (an
-    append, no lock, no wakeup), and the writer's thread formats, redacts and writes the queue in batches. A
-    full queue (a log destination that stopped draining) drops lines rather than memory or the event loop's
-    time, and says how many once there is room again."""
-
-    redacted_downstream = True  # by the writer's handler, in its thread (observability.install_log_redaction)
-
-    def __init__(self, lines: deque[Queued], most: int) -> None:
-        super().__init__()
-        self.lines, self.most, self.dropped = lines, most, 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        bind_context(record)
-        self.put(record)
-
-    def put(self, line: Queued) -> None:
-        if len(self.lines) >= self.most:
-            self.dropped += 1
-            return
-        if self.dropped:
-            self.lines.append(
-                logging.makeLogRecord(
-                    {
-                        "name": __name__,
-                        "levelno": logging.WARNING,
-                        "levelname": "WARNING",
-                        "msg": "%d log lines were dropped: the log destination did not keep up",
-                        "args": (self.dropped,),
-                    }
-                )
-            )
-            self.dropped = 0
-        self.lines.append(line)
-
-
-class LineWriter(threading.Thread):
-    """Every WRITE_EVERY seconds, formats what was queued and writes it with one write: a thread that wakes a
-    few times a second rather than once per line (a wakeup per line cost as much CPU as the line itself)."""
-
-    def __init__(self, lines: deque[Queued], handler: logging.StreamHandler[TextIO]) -> None:
-        super().__init__(name="statex-log-writer", daemon=True)
-        self.lines, self.handler = lines, handler
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.wait(WRITE_EVERY):
-            self.write_queued()
-        self.write_queued()
-
-    def write_queued(self) -> None:
-        text = []
-        while self.lines:
-            record = self.lines.popleft()
-            if isinstance(record, AccessLine):  # queued only when this handler writes JSON; it redacts its own text
-                text.append(record.json() + "\n")
-                continue
-            if record.levelno >= self.handler.level and self.handler.filter(record):
-                try:
-                    text.append(self.handler.format(record) + "\n")
-                except Exception:
-                    self.handler.handleError(record)
-        if text:
-            # Under the handler's lock: once queueing stops (stop_queueing) the same handler also writes directly.
-            with self.handler.lock or nullcontext(), suppress(OSError, ValueError):  # a broken stream loses lines
-                self.handler.stream.write("".join(text))
-                self.handler.stream.flush()
-
-    def stop(self) -> None:
-        """Writes out what is queued and ends the thread."""
-        self.stopping.set()
-        self.join()
-
-
-QUEUED_LINES = 10_000
-WRITE_EVERY = 0.05
-_writer: LineWriter | None = None
-_queue: Enqueue | None = None
-"""Set while a served process that writes JSON queues its lines: the access line then skips the LogRecord."""
+_listener: QueueListener | None = None
+_direct: logging.Handler | None = None
+"""While a served process queues its lines: the handler that writes them directly once queueing stops."""
 
 
 @atexit.register
-def _stop_writer() -> None:
-    """Writes out what is queued, then ends the writer's thread (at exit, or before logging is set up again)."""
-    global _writer, _queue
-    _queue = None
-    if _writer is not None:
-        _writer.stop()
-        _writer = None
-
-
 def stop_queueing() -> None:
-    """From here on the root logger writes each line itself, after what was queued: a served API calls it once
-    its lifespan is over, so that its last lines are written even if the process then ends abruptly (an exit
-    that skips atexit, as a native library's teardown can)."""
-    if _writer is None:
+    """Writes out what is queued; from then on the root logger formats and writes each line itself. A served API
+    calls it once its lifespan is over, so that its last lines are written even if the process then ends abruptly
+    (an exit that skips atexit, as a native library's teardown can); atexit covers the other ends."""
+    global _listener, _direct
+    if _listener is None or _direct is None:
         return
     root = logging.getLogger()
-    root.addHandler(_writer.handler)  # first, so that no line logged meanwhile is lost; then what was queued
+    root.addHandler(_direct)  # first, so that no line logged meanwhile is lost
     for handler in list(root.handlers):
-        if isinstance(handler, Enqueue):
+        if isinstance(handler, FormatHere):
             root.removeHandler(handler)
-    _stop_writer()
+    _listener.stop()
+    _listener = _direct = None
 
 
 def configure_logging(settings: Settings, *, queued: bool = False) -> None:
     """The process's logging from LOG_FORMAT and LOG_LEVEL: one handler on the root logger, which uvicorn's
-    loggers now reach too (their lines become JSON as well). uvicorn's access log is switched off: the
-    request edge (api/edge.py) writes one line per request with the route template, status, duration and ids, and
-    never the query string (where a download link keeps its token). `queued` (a served API): lines are
-    formatted and written by a thread of their own, so that a line costs the event loop only its record (the
-    access line, in JSON, only a tuple: AccessLine)."""
+    loggers now reach too (their lines become JSON as well). uvicorn's access log is switched off: the request
+    edge (api/edge.py) writes one line per request with the route template, status, duration and ids, and never
+    the query string (where a download link keeps its token). `queued` (a served API): a QueueListener's thread
+    writes the lines, so that the event loop never waits on the log destination."""
+    global _listener, _direct
     log_format = settings.effective_log_format
+    stop_queueing()
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
-    _stop_writer()
-    writes = build_handler(log_format)
-    handler: logging.Handler = writes
+    handler: logging.Handler = build_handler(log_format)
     if queued:
-        global _writer, _queue
-        lines: deque[Queued] = deque()
-        _writer = LineWriter(lines, writes)
-        _writer.start()
-        handler = Enqueue(lines, QUEUED_LINES)
-        if log_format == "json":
-            _queue = handler
+        lines: SimpleQueue[logging.LogRecord] = SimpleQueue()
+        _direct, handler = handler, FormatHere(lines)
+        handler.setFormatter(_direct.formatter)
+        handler.addFilter(RedactCredentials())
+        _listener = QueueListener(lines, logging.StreamHandler(sys.stderr))
+        _listener.start()
         # What no formatter here writes, and each record would otherwise look up.
         logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root.addHandler(handler)

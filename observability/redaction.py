@@ -107,9 +107,7 @@ def install_log_redaction() -> None:
     way of serving the API (`statex api`, `statex run`, the image's uvicorn command, tests) has it. Logger
     filters survive uvicorn's own logging setup, which replaces handlers but not filters."""
     targets: list[logging.Filterer] = [logging.getLogger(name) for name in LOGGERS_TO_REDACT]
-    # A queueing handler's records are redacted in the writer's thread, by the handler that writes them
-    # (observability/logs.py).
-    targets += [handler for handler in logging.getLogger().handlers if not hasattr(handler, "redacted_downstream")]
+    targets += logging.getLogger().handlers  # a queueing handler redacts before it queues, in the logging thread
     for target in targets:
         if not any(isinstance(existing, RedactCredentials) for existing in target.filters):
             target.addFilter(RedactCredentials())

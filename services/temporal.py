@@ -23,7 +23,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 from temporalio.workflow import UpdateMethodMultiParam
 
-from observability import logs
+from observability.logs import name_in_access_line
 from services.errors import Conflict, Unavailable
 from settings import Settings
 from workflows.starting import StartPolicy
@@ -94,8 +94,7 @@ async def start_workflow(
         raise Conflict(f"Workflow {id} is already running") from err
     except RPCError as err:
         raise Unavailable(UNAVAILABLE) from err
-    workflow_type = _type_of(run)
-    if not logs.name_in_access_line(workflow_type, id):  # the request's access line names it, else a line of its own
+    if not name_in_access_line(_type_of(run), id):  # the request's access line names it, else a line of its own
         _log_start("workflow %s %s started", run, id)
     return handle
 

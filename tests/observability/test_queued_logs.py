@@ -1,6 +1,7 @@
-"""A served API's logging: lines are formatted, redacted and written by a thread of their own, still naming
-the request they came from; a destination that stops draining costs dropped lines, not memory; the access
-line can be switched off while the metrics still count every request."""
+"""A served API's logging: a line is redacted and formatted where it is logged, with its request's context, and
+written by a QueueListener's thread, so a log destination that stops draining does not stop a request; what is
+queued is written when the lifespan ends; the access line is a record like any other and can be switched off
+while the metrics still count every request."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import logging
 import os
 import sys
 import threading
-from collections import deque
 from collections.abc import Iterator
 
 import pytest
 from conftest import AppFactory
-from helpers import serve
+from helpers import eventually, serve
 
 from observability import logs
+from observability.redaction import RedactCredentials, install_log_redaction
 from settings import Settings
 
 
@@ -30,7 +31,7 @@ def root_logging() -> Iterator[None]:
         yield
     finally:
         uvicorn_access.disabled = access_disabled  # configure_logging turns uvicorn's access lines off
-        logs._stop_writer()
+        logs.stop_queueing()
         for handler in list(root.handlers):
             root.removeHandler(handler)
         for handler in handlers:
@@ -39,64 +40,101 @@ def root_logging() -> Iterator[None]:
         logging.logThreads = logging.logProcesses = logging.logMultiprocessing = True
 
 
-@pytest.fixture
-def queued_stderr(root_logging: None, monkeypatch: pytest.MonkeyPatch, settings: Settings) -> io.StringIO:
-    """The root logger as a served API sets it up (queued, JSON), writing to a captured stderr."""
-    stream = io.StringIO()
+class Destination(io.StringIO):
+    """stderr as a served process writes it: notes the threads that write, and blocks them until it is drained."""
+
+    def __init__(self, *, draining: bool = True) -> None:
+        super().__init__()
+        self.draining, self.waiting = threading.Event(), threading.Event()
+        if draining:
+            self.draining.set()
+        self.writers: set[threading.Thread] = set()
+
+    def write(self, text: str) -> int:
+        self.writers.add(threading.current_thread())
+        self.waiting.set()
+        assert self.draining.wait(timeout=20), "the test never drained the destination"
+        return super().write(text)
+
+    def lines(self) -> list[dict[str, object]]:
+        return [json.loads(text) for text in self.getvalue().splitlines()]
+
+
+def queue_to(stream: Destination, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Destination:
+    """The root logger as a served API sets it up (queued, JSON), writing to `stream`."""
     monkeypatch.setattr(sys, "stderr", stream)
     logs.configure_logging(settings.model_copy(update={"log_format": "json"}), queued=True)
     return stream
 
 
-def test_lines_are_written_by_another_thread_and_keep_their_request_context(
-    queued_stderr: io.StringIO, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    formatted_in: list[threading.Thread] = []
-    format_json = logs.JsonFormatter.format
+@pytest.fixture
+def queued_stderr(root_logging: None, monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Destination:
+    return queue_to(Destination(), settings, monkeypatch)
 
-    def noting_the_thread(self: logs.JsonFormatter, record: logging.LogRecord) -> str:
-        formatted_in.append(threading.current_thread())
-        return format_json(self, record)
 
-    monkeypatch.setattr(logs.JsonFormatter, "format", noting_the_thread)
+def test_lines_are_written_by_another_thread_and_keep_their_request_context(queued_stderr: Destination) -> None:
     request, state = logs.request_id.set("req-queued-1"), logs.request_state.set({"user_id": "user-7"})
     logging.getLogger("statex.test").info("signed in with token=%s", "s3cr3t-t0ken-value")
-    logs.request_state.reset(state)  # the request is over before the writer gets to its line
+    logs.request_state.reset(state)  # the request is over before the listener writes its line
     logs.request_id.reset(request)
-    logs._stop_writer()  # writes out what is queued
+    logs.stop_queueing()  # writes out what is queued
 
-    (line,) = [json.loads(text) for text in queued_stderr.getvalue().splitlines()]
+    (line,) = queued_stderr.lines()
     assert line["request_id"] == "req-queued-1"
     assert line["user_id"] == "user-7"
     assert "s3cr3t-t0ken-value" not in queued_stderr.getvalue()
-    assert formatted_in and threading.main_thread() not in formatted_in
+    assert queued_stderr.writers and threading.current_thread() not in queued_stderr.writers
 
 
-def test_a_full_queue_drops_lines_and_then_says_how_many() -> None:
-    lines: deque[logging.LogRecord] = deque()
-    handler = logs.Enqueue(lines, most=2)
-    for index in range(5):
-        handler.handle(logging.makeLogRecord({"msg": f"line {index}", "levelno": logging.INFO}))
-    assert [lines.popleft().getMessage() for _ in range(2)] == ["line 0", "line 1"]
-    assert not lines
+async def test_a_log_destination_that_stops_draining_does_not_stop_a_request(
+    root_logging: None, monkeypatch: pytest.MonkeyPatch, settings: Settings, make_app: AppFactory
+) -> None:
+    stream = queue_to(Destination(draining=False), settings, monkeypatch)
+    async with serve(make_app()) as api:
+        logging.getLogger("statex.test").warning("first")
 
-    handler.handle(logging.makeLogRecord({"msg": "after", "levelno": logging.INFO}))
-    note, after = lines.popleft(), lines.popleft()
-    assert note.getMessage().startswith("3 log lines were dropped") and note.levelno == logging.WARNING
-    assert after.getMessage() == "after"
-    assert not lines
+        async def listener_stuck() -> bool:
+            return stream.waiting.is_set()
+
+        await eventually(listener_stuck, what="the listener's thread to block on the destination")
+        answer = await api.get("/health", headers={"X-Request-ID": "blocked-destination-1"})
+        assert answer.status_code == 200  # answered while the destination takes nothing
+        stream.draining.set()
+    assert threading.current_thread() not in stream.writers  # the event loop never wrote a line
+    assert [line["request_id"] for line in stream.lines() if line["logger"] == "statex.access"] == [
+        "blocked-destination-1"
+    ]
 
 
-def test_once_queueing_stops_lines_are_written_at_once_after_the_queued_ones(queued_stderr: io.StringIO) -> None:
+def test_a_line_is_redacted_once_in_the_thread_that_logs_it(
+    queued_stderr: Destination, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_log_redaction()  # as create_app does: the queueing handler has its filter already
+    (queueing,) = [handler for handler in logging.getLogger().handlers if isinstance(handler, logs.FormatHere)]
+    assert sum(isinstance(each, RedactCredentials) for each in queueing.filters) == 1
+    redacted_in: list[threading.Thread] = []
+    redact = RedactCredentials.filter
+
+    def noting_the_thread(self: RedactCredentials, record: logging.LogRecord) -> bool:
+        redacted_in.append(threading.current_thread())
+        return redact(self, record)
+
+    monkeypatch.setattr(RedactCredentials, "filter", noting_the_thread)
+    logging.getLogger("statex.test").info("GET /api/files/x?token=%s", "s3cr3t-t0ken-value")
+    logs.stop_queueing()
+    # In the logging thread only (pytest's capture handlers have the filter too), never in the listener's.
+    assert set(redacted_in) == {threading.current_thread()}
+    (line,) = queued_stderr.lines()
+    assert line["message"] == "GET /api/files/x?token=[Filtered]"
+
+
+def test_once_queueing_stops_lines_are_written_at_once_after_the_queued_ones(queued_stderr: Destination) -> None:
     log = logging.getLogger("statex.test")
     log.info("queued")
     logs.stop_queueing()  # a served API's lifespan is over
     log.info("written at once")
-    assert [json.loads(text)["message"] for text in queued_stderr.getvalue().splitlines()] == [
-        "queued",
-        "written at once",
-    ]
-    assert not [handler for handler in logging.getLogger().handlers if isinstance(handler, logs.Enqueue)]
+    assert [line["message"] for line in queued_stderr.lines()] == ["queued", "written at once"]
+    assert not [handler for handler in logging.getLogger().handlers if isinstance(handler, logs.FormatHere)]
 
 
 def catalogue_count(scrape: str) -> float:
@@ -123,15 +161,15 @@ async def test_access_lines_can_be_switched_off_and_the_metrics_still_count(
 
 
 async def test_a_served_api_queues_its_lines_and_writes_them_all_once_its_lifespan_ends(
-    queued_stderr: io.StringIO, make_app: AppFactory
+    queued_stderr: Destination, make_app: AppFactory
 ) -> None:
     """The access line of a request goes through the queue (with the request's id), and nothing queued is left
     behind when the lifespan ends: from then on the root logger writes itself."""
     async with serve(make_app()) as api:
         answer = await api.get("/health", headers={"X-Request-ID": "served-queued-1"})
     assert answer.status_code == 200
-    assert not [handler for handler in logging.getLogger().handlers if isinstance(handler, logs.Enqueue)]
-    access = [json.loads(text) for text in queued_stderr.getvalue().splitlines() if '"statex.access"' in text]
+    assert not [handler for handler in logging.getLogger().handlers if isinstance(handler, logs.FormatHere)]
+    access = [line for line in queued_stderr.lines() if line["logger"] == "statex.access"]
     assert [(line["request_id"], line["route"], line["status"]) for line in access] == [
         ("served-queued-1", "/health", 200)
     ]
@@ -145,7 +183,7 @@ def test_uvicorns_factory_sets_up_queued_logging(
     monkeypatch.setattr(api.app, "get_settings", lambda: settings)
     monkeypatch.delenv(api.app.CLIENT_RUNTIME_THREADS, raising=False)  # put back as it was after the test
     api.app.serve()
-    assert [type(handler) for handler in logging.getLogger().handlers] == [logs.Enqueue]
+    assert [type(handler) for handler in logging.getLogger().handlers] == [logs.FormatHere]
     assert os.environ[api.app.CLIENT_RUNTIME_THREADS] == "1"  # the Temporal client's runtime: one thread
 
 
@@ -160,77 +198,40 @@ def test_an_operators_own_client_thread_count_is_kept(
     assert os.environ[api.app.CLIENT_RUNTIME_THREADS] == "3"
 
 
-def test_a_queued_access_line_is_the_line_the_formatter_writes_for_the_same_request(
-    root_logging: None, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The served fast path (a tuple, formatted by the writer) and the logging path write the same JSON."""
-    assert logs._queue is None  # not a served process: the line goes through the logging module
-    caplog.set_level(logging.INFO, logger=logs.ACCESS_LOGGER)
-    request_state = {"user_id": "user-9", logs.ACCESS_LINE_TO_COME: True}
-    request, state = logs.request_id.set("req-access-1"), logs.request_state.set(request_state)
+def test_the_access_line_is_a_record_formatted_like_every_other_line(queued_stderr: Destination) -> None:
+    request = logs.request_id.set("req-access-1")
+    state = logs.request_state.set({"user_id": "user-9", logs.ACCESS_LINE: True})
     try:
         assert logs.name_in_access_line("ContactWorkflow", "contact-1")
         logs.log_access("GET", "/api/files/{file_id}", 503, 12.5)
-        (record,) = [record for record in caplog.records if record.name == logs.ACCESS_LOGGER]
-        logs.bind_context(record)  # as the Enqueue handler does, while the request's context is there
     finally:
         logs.request_state.reset(state)
         logs.request_id.reset(request)
-    formatted = json.loads(logs.JsonFormatter().format(record))
-
-    queued = logs.AccessLine(
-        record.created,
-        logging.WARNING,
-        "GET",
-        "/api/files/{file_id}",
-        503,
-        12.5,
-        "req-access-1",
-        "user-9",
-        "contact-1",
-        "ContactWorkflow",
-    )
-    assert json.loads(queued.json()) == formatted
-    assert formatted["workflow_id"] == "contact-1" and formatted["workflow_type"] == "ContactWorkflow"
-    assert formatted["level"] == "WARNING" and formatted["message"] == "GET /api/files/{file_id} 503 12.5ms"
-
-
-def test_a_served_process_queues_access_lines_without_making_records(queued_stderr: io.StringIO) -> None:
-    lines: list[object] = []
-    queue = logs._queue
-    assert queue is not None
-    put = queue.put
-
-    def noting(line: logs.Queued) -> None:
-        lines.append(line)
-        put(line)
-
-    queue.put = noting  # type: ignore[method-assign]
-    request = logs.request_id.set("req-access-2")
-    try:
-        logs.log_access("GET", "/health", 200, 0.4)
-    finally:
-        logs.request_id.reset(request)
-    logs._stop_writer()
-    assert [type(line) for line in lines] == [logs.AccessLine]
-    (written,) = [json.loads(text) for text in queued_stderr.getvalue().splitlines()]
-    assert (written["request_id"], written["route"], written["status"], written["level"]) == (
-        "req-access-2",
-        "/health",
-        200,
-        "INFO",
-    )
-    assert "user_id" not in written
+    logs.stop_queueing()
+    (line,) = queued_stderr.lines()
+    assert {key: value for key, value in line.items() if key != "time"} == {
+        "level": "WARNING",
+        "logger": "statex.access",
+        "message": "GET /api/files/{file_id} 503 12.5ms",
+        "request_id": "req-access-1",
+        "user_id": "user-9",
+        "workflow_id": "contact-1",
+        "workflow_type": "ContactWorkflow",
+        "route": "/api/files/{file_id}",
+        "method": "GET",
+        "status": 503,
+        "duration_ms": 12.5,
+    }
 
 
 @pytest.mark.parametrize(
     ("state", "access_level", "named"),
     [
-        ({logs.ACCESS_LINE_TO_COME: True}, logging.INFO, True),
+        ({logs.ACCESS_LINE: True}, logging.INFO, True),
         (None, logging.INFO, False),  # no request: a CLI or a test starting a workflow
         ({}, logging.INFO, False),  # ACCESS_LOG_ENABLED=false: the edge writes no line to carry it
-        ({logs.ACCESS_LINE_TO_COME: True}, logging.WARNING, False),  # a level that drops a 2xx access line
-        ({logs.ACCESS_LINE_TO_COME: True, "statex_workflow_id": "first-1"}, logging.INFO, False),  # a second start
+        ({logs.ACCESS_LINE: True}, logging.WARNING, False),  # a level that drops a 2xx access line
+        ({logs.ACCESS_LINE: True, logs.STARTED_WORKFLOW: {"workflow_id": "first-1"}}, logging.INFO, False),
     ],
 )
 def test_the_access_line_names_a_started_workflow_only_where_it_will_be_written(
@@ -246,4 +247,4 @@ def test_the_access_line_names_a_started_workflow_only_where_it_will_be_written(
         access.setLevel(level)
         logs.request_state.reset(token)
     if named:
-        assert state is not None and state["statex_workflow_id"] == "contact-2"
+        assert state is not None and state[logs.STARTED_WORKFLOW]["workflow_id"] == "contact-2"  # type: ignore[index]
