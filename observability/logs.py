@@ -66,15 +66,20 @@ def _safe(key: str, value: Any) -> Any:
         return FILTERED
     if isinstance(value, str):
         return redact(value)
+    if value is None or isinstance(value, int | float):  # before Mapping, whose isinstance check is slow
+        return value
     if isinstance(value, Mapping):
         return {str(inner): _safe(str(inner), item) for inner, item in value.items()}
-    if isinstance(value, int | float | bool) or value is None:
-        return value
     return redact(str(value))
 
 
 def _timestamp(created: float) -> str:
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+
+
+_OWN_FIELDS = frozenset({"time", "level", "logger"})
+"""Written by the formatter itself: nothing in them to redact."""
+_encode = json.JSONEncoder(default=str).encode
 
 
 class JsonFormatter(logging.Formatter):
@@ -96,7 +101,7 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return json.dumps({key: _safe(key, value) for key, value in line.items()}, default=str)
+        return _encode({key: value if key in _OWN_FIELDS else _safe(key, value) for key, value in line.items()})
 
 
 class TextFormatter(logging.Formatter):
