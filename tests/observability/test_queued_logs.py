@@ -1,6 +1,6 @@
-"""A served API's logging: a line is redacted and formatted where it is logged, with its request's context, and
-written by a QueueListener's thread, so a log destination that stops draining does not stop a request; what is
-queued is written when the lifespan ends; the access line is a record like any other and can be switched off
+"""A served API's logging: a line is redacted where it is logged and queued with its request's context; a
+QueueListener's thread formats and writes it, so a log destination that stops draining does not stop a request;
+what is queued is written when the lifespan ends; the access line is a record like any other and can be switched off
 while the metrics still count every request."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -75,9 +76,12 @@ def queued_stderr(root_logging: None, monkeypatch: pytest.MonkeyPatch, settings:
 def test_lines_are_written_by_another_thread_and_keep_their_request_context(queued_stderr: Destination) -> None:
     request, state = logs.request_id.set("req-queued-1"), logs.request_state.set({"user_id": "user-7"})
     logging.getLogger("statex.test").info("signed in with token=%s", "s3cr3t-t0ken-value")
-    logs.request_state.reset(state)  # the request is over before the listener writes its line
+    logs.request_state.reset(state)  # the request is over before the writer's thread formats its line
     logs.request_id.reset(request)
-    logs.stop_queueing()  # writes out what is queued
+    deadline = time.monotonic() + 20
+    while not queued_stderr.getvalue():
+        assert time.monotonic() < deadline, "the line was never written"
+        time.sleep(0.01)
 
     (line,) = queued_stderr.lines()
     assert line["request_id"] == "req-queued-1"
@@ -100,17 +104,21 @@ async def test_a_log_destination_that_stops_draining_does_not_stop_a_request(
         answer = await api.get("/health", headers={"X-Request-ID": "blocked-destination-1"})
         assert answer.status_code == 200  # answered while the destination takes nothing
         stream.draining.set()
+
+        async def access_line_written() -> list[str]:
+            return [str(line["request_id"]) for line in stream.lines() if line["logger"] == "statex.access"]
+
+        assert await eventually(access_line_written, what="the access line once the destination drains") == [
+            "blocked-destination-1"
+        ]
     assert threading.current_thread() not in stream.writers  # the event loop never wrote a line
-    assert [line["request_id"] for line in stream.lines() if line["logger"] == "statex.access"] == [
-        "blocked-destination-1"
-    ]
 
 
 def test_a_line_is_redacted_once_in_the_thread_that_logs_it(
     queued_stderr: Destination, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install_log_redaction()  # as create_app does: the queueing handler has its filter already
-    (queueing,) = [handler for handler in logging.getLogger().handlers if isinstance(handler, logs.FormatHere)]
+    (queueing,) = [handler for handler in logging.getLogger().handlers if isinstance(handler, logs.QueueWithContext)]
     assert sum(isinstance(each, RedactCredentials) for each in queueing.filters) == 1
     redacted_in: list[threading.Thread] = []
     redact = RedactCredentials.filter
@@ -134,7 +142,7 @@ def test_once_queueing_stops_lines_are_written_at_once_after_the_queued_ones(que
     logs.stop_queueing()  # a served API's lifespan is over
     log.info("written at once")
     assert [line["message"] for line in queued_stderr.lines()] == ["queued", "written at once"]
-    assert not [handler for handler in logging.getLogger().handlers if isinstance(handler, logs.FormatHere)]
+    assert not [handler for handler in logging.getLogger().handlers if isinstance(handler, logs.QueueWithContext)]
 
 
 def catalogue_count(scrape: str) -> float:
@@ -168,7 +176,7 @@ async def test_a_served_api_queues_its_lines_and_writes_them_all_once_its_lifesp
     async with serve(make_app()) as api:
         answer = await api.get("/health", headers={"X-Request-ID": "served-queued-1"})
     assert answer.status_code == 200
-    assert not [handler for handler in logging.getLogger().handlers if isinstance(handler, logs.FormatHere)]
+    assert not [handler for handler in logging.getLogger().handlers if isinstance(handler, logs.QueueWithContext)]
     access = [line for line in queued_stderr.lines() if line["logger"] == "statex.access"]
     assert [(line["request_id"], line["route"], line["status"]) for line in access] == [
         ("served-queued-1", "/health", 200)
@@ -183,7 +191,7 @@ def test_uvicorns_factory_sets_up_queued_logging(
     monkeypatch.setattr(api.app, "get_settings", lambda: settings)
     monkeypatch.delenv(api.app.CLIENT_RUNTIME_THREADS, raising=False)  # put back as it was after the test
     api.app.serve()
-    assert [type(handler) for handler in logging.getLogger().handlers] == [logs.FormatHere]
+    assert [type(handler) for handler in logging.getLogger().handlers] == [logs.QueueWithContext]
     assert os.environ[api.app.CLIENT_RUNTIME_THREADS] == "1"  # the Temporal client's runtime: one thread
 
 
