@@ -177,10 +177,12 @@ def bind_context(record: logging.LogRecord) -> None:
 
 class QueueWithContext(QueueHandler):
     """The logging thread's side: the record is redacted (this handler's RedactCredentials filter) and queued
-    with its context bound; the writer's thread formats and writes it."""
+    with its context bound and its message made, so that an argument changed later cannot change the line; the
+    writer's thread formats and writes it."""
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         bind_context(record)
+        record.msg, record.args = record.getMessage(), None
         return record
 
 

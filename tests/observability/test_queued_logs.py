@@ -90,6 +90,14 @@ def test_lines_are_written_by_another_thread_and_keep_their_request_context(queu
     assert queued_stderr.writers and threading.current_thread() not in queued_stderr.writers
 
 
+def test_a_queued_line_says_what_its_arguments_were_when_it_was_logged(queued_stderr: Destination) -> None:
+    pending = ["first"]
+    logging.getLogger("statex.test").info("pending: %s", pending)
+    pending.append("second")  # before the writer's thread formats the line
+    logs.stop_queueing()
+    assert [line["message"] for line in queued_stderr.lines()] == ["pending: ['first']"]
+
+
 async def test_a_log_destination_that_stops_draining_does_not_stop_a_request(
     root_logging: None, monkeypatch: pytest.MonkeyPatch, settings: Settings, make_app: AppFactory
 ) -> None:
