@@ -119,7 +119,7 @@ async def test_a_log_destination_that_stops_draining_does_not_stop_a_request(
         assert await eventually(access_line_written, what="the access line once the destination drains") == [
             "blocked-destination-1"
         ]
-    assert threading.current_thread() not in stream.writers  # the event loop never wrote a line
+        assert threading.current_thread() not in stream.writers  # while serving, the event loop never wrote a line
 
 
 def test_a_line_is_redacted_once_in_the_thread_that_logs_it(
