@@ -175,10 +175,24 @@ def bind_context(record: logging.LogRecord) -> None:
             setattr(record, name, value)
 
 
+QUEUED_AT_MOST = 20_000
+"""Lines waiting for the writer: past this (a destination that stopped draining) lines are dropped and counted, so
+a stuck log pipe costs lines, never the process's memory."""
+
+
 class QueueWithContext(QueueHandler):
     """The logging thread's side: the record is redacted (this handler's RedactCredentials filter) and queued
     with its context bound and its message made, so that an argument changed later cannot change the line; the
-    writer's thread formats and writes it."""
+    writer's thread formats and writes it. Past QUEUED_AT_MOST waiting lines, a line is dropped and counted."""
+
+    queue: SimpleQueue[logging.LogRecord]
+    dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        if self.queue.qsize() >= QUEUED_AT_MOST:
+            self.dropped += 1
+            return
+        self.queue.put_nowait(record)
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         bind_context(record)
@@ -192,11 +206,12 @@ class BatchWriter(QueueListener):
     the request several times what formatting a batch costs, and a wakeup and a write per line cost more again
     (docs/benchmarks.md)."""
 
-    def __init__(self, lines: SimpleQueue[logging.LogRecord], formatter: logging.Formatter, stream: TextIO) -> None:
-        self.lines, self.batch, self.stream = lines, io.StringIO(), stream
+    def __init__(self, source: QueueWithContext, formatter: logging.Formatter, stream: TextIO) -> None:
+        self.source, self.lines, self.batch, self.stream = source, source.queue, io.StringIO(), stream
+        self.dropped_reported = 0
         formats = logging.StreamHandler(self.batch)
         formats.setFormatter(formatter)
-        super().__init__(lines, formats)
+        super().__init__(self.lines, formats)
 
     def dequeue(self, block: bool) -> logging.LogRecord:
         while True:
@@ -211,6 +226,11 @@ class BatchWriter(QueueListener):
         self.write_batch()
 
     def write_batch(self) -> None:
+        if (dropped := self.source.dropped) > self.dropped_reported:  # read once: the logging thread adds to it
+            lost = logging.makeLogRecord({"name": __name__, "levelno": logging.WARNING, "levelname": "WARNING"})
+            lost.msg = f"{dropped - self.dropped_reported} log lines dropped: the log destination is not keeping up"
+            self.handlers[0].handle(lost)
+            self.dropped_reported = dropped
         if text := self.batch.getvalue():
             self.batch.seek(0)
             self.batch.truncate()
@@ -256,10 +276,10 @@ def configure_logging(settings: Settings, *, queued: bool = False) -> None:
         root.removeHandler(existing)
     handler: logging.Handler = build_handler(log_format)
     if queued:
-        lines: SimpleQueue[logging.LogRecord] = SimpleQueue()
-        _direct, handler = handler, QueueWithContext(lines)
-        handler.addFilter(RedactCredentials())
-        _listener = BatchWriter(lines, cast(logging.Formatter, _direct.formatter), sys.stderr)
+        queued_handler = QueueWithContext(SimpleQueue())
+        queued_handler.addFilter(RedactCredentials())
+        _direct, handler = handler, queued_handler
+        _listener = BatchWriter(queued_handler, cast(logging.Formatter, _direct.formatter), sys.stderr)
         _listener.start()
         # What no formatter here writes, and each record would otherwise look up.
         logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

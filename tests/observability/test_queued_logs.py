@@ -122,6 +122,30 @@ async def test_a_log_destination_that_stops_draining_does_not_stop_a_request(
         assert threading.current_thread() not in stream.writers  # while serving, the event loop never wrote a line
 
 
+def test_a_destination_that_stops_draining_costs_counted_lines_not_memory(
+    root_logging: None, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    """Past QUEUED_AT_MOST waiting lines, lines are dropped, and a line says how many once the destination drains."""
+    monkeypatch.setattr(logs, "QUEUED_AT_MOST", 50)
+    stream = queue_to(Destination(draining=False), settings, monkeypatch)
+    log = logging.getLogger("statex.test")
+    log.warning("first")
+    deadline = time.monotonic() + 20
+    while not stream.waiting.is_set():  # the writer's thread is blocked on the destination
+        assert time.monotonic() < deadline, "the writer never wrote"
+        time.sleep(0.01)
+    for number in range(500):
+        log.warning("line %d", number)
+    stream.draining.set()
+    logs.stop_queueing()
+
+    messages = [str(line["message"]) for line in stream.lines()]
+    kept = [message for message in messages if message.startswith("line ")]
+    assert 50 <= len(kept) <= 51 and kept[0] == "line 0"  # the first 50 queued (one may have been dequeued)
+    (note,) = [message for message in messages if "dropped" in message]
+    assert note == f"{500 - len(kept)} log lines dropped: the log destination is not keeping up"
+
+
 def test_a_line_is_redacted_once_in_the_thread_that_logs_it(
     queued_stderr: Destination, monkeypatch: pytest.MonkeyPatch
 ) -> None:
