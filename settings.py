@@ -40,12 +40,14 @@ class Settings(BaseSettings):
     database_url: str | None = None
     run_migrations_on_start: bool = True
     database_pool_size: int = Field(default=20, ge=1, le=200)
-    """Connections each API or worker process keeps. Requests hold one only for a short unit of work."""
+    """Connections each API or worker process keeps. Requests hold one only for a short unit of work. In an API
+    process on PostgreSQL half of them (rounded down) are psycopg's pool for the statements every signed-in
+    request runs and single-row inserts (models/db.py), the rest SQLAlchemy's pool; the sum is this figure."""
     database_pool_overflow: int = Field(default=0, ge=0, le=200)
-    """Connections opened past the pool for a moment and closed again when returned: under a steady load that
-    is a new server process per burst, so by default the whole bound is kept instead."""
+    """Connections opened past SQLAlchemy's pool for a moment and closed again when returned: under a steady
+    load that is a new server process per burst, so by default the whole bound is kept instead."""
     database_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    """How long a unit of work waits for a free connection before the request answers 503."""
+    """How long a unit of work waits for a free connection (in either pool) before the request answers 503."""
 
     # HTTP API
     api_host: str = "127.0.0.1"

@@ -27,7 +27,7 @@ from api.routing import skip_other_prefixes
 from api.shedding import LoadShedding
 from api.uploads import UploadSlots
 from models.api.common import ErrorResponse, RateLimitResponse
-from models.db import Database, engine_for, migrate
+from models.db import database_for, migrate
 from observability import metrics
 from observability.logs import configure_logging, stop_queueing
 from observability.redaction import install_log_redaction
@@ -84,12 +84,10 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = engine_for(settings)
+        database = database_for(settings)
         if settings.run_migrations_on_start:
-            await migrate(engine)
-        database = Database(engine)
-        if served:
-            await database.warm(settings.database_pool_size)
+            await migrate(database.engine)
+        await database.open(warm=served)
         app.state.runtime = Runtime(
             settings=settings,
             database=database,
@@ -108,7 +106,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
             await app.state.rate_limiter.close()
             await app.state.runtime.storage.aclose()
             await database.close()
-            await engine.dispose()
+            await database.engine.dispose()
             stop_queueing()  # a served process's last lines (uvicorn's, after this) are written as they come
 
     app = FastAPI(

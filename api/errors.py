@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
+import psycopg_pool
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -103,6 +105,11 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def _connection_lost(request: Request) -> JSONResponse:
+    log.warning("database connection lost on %s %s", request.method, request.url.path)
+    return error_response(503, "The database connection was lost; please retry", headers={"Retry-After": "1"})
+
+
 def install_error_handlers(app: FastAPI, *, hide_internal_errors: bool) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
@@ -130,7 +137,8 @@ def install_error_handlers(app: FastAPI, *, hide_internal_errors: bool) -> None:
         return error_response(422, f"Invalid request: {summary}", details=details)
 
     @app.exception_handler(sqlalchemy.exc.TimeoutError)
-    async def _pool_exhausted(request: Request, _: sqlalchemy.exc.TimeoutError) -> JSONResponse:
+    @app.exception_handler(psycopg_pool.PoolTimeout)  # the hot pool's (models/db.py); more specific than the next
+    async def _pool_exhausted(request: Request, _: Exception) -> JSONResponse:
         """Every pooled connection is busy: say so at once rather than fail with a 500 after a long wait."""
         log.warning("database pool exhausted on %s %s", request.method, request.url.path)
         return error_response(503, "The service is busy; please retry in a moment", headers={"Retry-After": "1"})
@@ -141,8 +149,13 @@ def install_error_handlers(app: FastAPI, *, hide_internal_errors: bool) -> None:
         this request finds out; SQLAlchemy has already invalidated the pool and the retry gets a new one."""
         if not exc.connection_invalidated:
             return await _unexpected(request, exc)
-        log.warning("database connection lost on %s %s", request.method, request.url.path)
-        return error_response(503, "The database connection was lost; please retry", headers={"Retry-After": "1"})
+        return _connection_lost(request)
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(psycopg.InterfaceError)
+    async def _driver_connection_error(request: Request, _: Exception) -> JSONResponse:
+        """The same on the hot pool's connections (psycopg's errors): the pool closes that connection."""
+        return _connection_lost(request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

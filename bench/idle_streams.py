@@ -27,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from models import search_attributes
-from models.db import engine_for, migrate
+from models.db import create_engine, migrate
 from settings import Settings
 from worker import build_worker
 from workflows.codec import data_converter
@@ -59,7 +59,7 @@ async def main(streams: int, seconds: float) -> None:
         prototype_events_max_seconds=3600,
         api_max_concurrency=1000,  # all streams are opened at once here; opening (not holding) one is in flight
     )
-    engine = engine_for(settings)
+    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
     await migrate(engine)
     binary = shutil.which("temporal", path=str(Path(sys.executable).parent)) or "temporal"
     env = await WorkflowEnvironment.start_local(

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
+import psycopg
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from models.db import Database
@@ -25,7 +25,7 @@ async def staged(database: Database, row: Row) -> AsyncIterator[Row]:
     the row is deleted. A concurrent request with the same idempotency key (same row id) loses with a 409."""
     try:
         await database.insert(row)  # one round trip: the row is committed before the workflow is asked for
-    except IntegrityError as err:
+    except (sa.exc.IntegrityError, psycopg.IntegrityError) as err:  # SQLAlchemy's on SQLite, psycopg's on PostgreSQL
         raise IdempotencyKeyInUse() from err
     try:
         yield row

@@ -1,5 +1,6 @@
 """Connections without a pre-ping: a connection the server dropped costs one request a 503, not every
-checkout a round trip; reads for authentication use autocommit connections from the same pool."""
+checkout a round trip; reads for authentication use autocommit connections, through SQLAlchemy's pool or, on
+PostgreSQL, psycopg's hot pool beside it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datetime import UTC, timedelta
 
 import httpx
 import psycopg
+import psycopg_pool
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -20,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel, col
 
 from api.errors import install_error_handlers
-from models.db import Database, create_engine
+from models.db import Database, create_engine, hot_pool
 from models.enums import PaymentGateway
 from models.tables import Contact, Payment, Prototype, ServiceTier, Session, User
 from models.types import utcnow
@@ -75,70 +77,108 @@ async def test_a_lost_database_connection_answers_503_with_retry_after() -> None
     async def broken() -> None:
         raise sa.exc.ProgrammingError("SELECT nonsense", {}, Exception("syntax error"))
 
+    @app.get("/hot-lost")
+    async def hot_lost() -> None:  # what the hot pool's connections raise (psycopg's own errors)
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    @app.get("/hot-busy")
+    async def hot_busy() -> None:
+        raise psycopg_pool.PoolTimeout("couldn't get a connection after 5.00 sec")
+
+    @app.get("/hot-broken")
+    async def hot_broken() -> None:
+        raise psycopg.errors.SyntaxError("syntax error")
+
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t"
     ) as http:
-        lost_answer = await http.get("/lost")
-        assert lost_answer.status_code == 503
-        assert lost_answer.headers["retry-after"] == "1"
+        for path in ("/lost", "/hot-lost", "/hot-busy"):
+            answer = await http.get(path)
+            assert (answer.status_code, answer.headers.get("retry-after")) == (503, "1"), path
+        assert "busy" in (await http.get("/hot-busy")).json()["error"]
         assert (await http.get("/broken")).status_code == 500  # any other database error is still a bug
+        assert (await http.get("/hot-broken")).status_code == 500
+
+
+@asynccontextmanager
+async def _with_hot_pool(database_url: str, hot: int = 2, pool_timeout: float = 5.0) -> AsyncIterator[Database]:
+    """A Database whose hot statements go to a psycopg pool of `hot` connections (SQLAlchemy keeps one)."""
+    database = Database(
+        create_engine(database_url, pool_size=1, max_overflow=0, pool_timeout=pool_timeout),
+        hot_pool(database_url, hot, pool_timeout),
+    )
+    await database.open()
+    try:
+        yield database
+    finally:
+        await database.close()
+        await database.engine.dispose()
+
+
+def _stats(database: Database) -> dict[str, int]:
+    assert database.hot is not None
+    return database.hot.get_stats()
+
+
+def _in_use(database: Database) -> int:
+    stats = _stats(database)
+    return stats["pool_size"] - stats["pool_available"]
 
 
 async def test_hot_reads_go_to_the_driver_with_the_same_rows_and_give_their_connections_back(
     database_url: str, engine: AsyncEngine
 ) -> None:
-    """Database.fetch on PostgreSQL keeps half the pool for the driver's own execute: the rows are what
-    SQLAlchemy gives (enums, aware UTC moments, ids), a revoked session is gone at once, and close() returns them."""
-    plain = Database(create_engine(database_url, pool_size=5, max_overflow=0))  # two may be kept
-    through_sqlalchemy = Database(create_engine(database_url, pool_size=1, max_overflow=0))  # none kept
+    """Database.fetch on PostgreSQL goes to the hot pool's connections: the rows are what SQLAlchemy gives (enums,
+    aware UTC moments, ids), a revoked session is gone at once, and the connection is back in the pool."""
+    through_sqlalchemy = Database(create_engine(database_url, pool_size=1, max_overflow=0))  # no hot pool
     user = User(email=f"hot-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", tier=ServiceTier.EU_COMPLIANCE)
     session = Session(user_id=user.id, token_hash="0" * 64, expires_at=utcnow() + timedelta(days=1))
     try:
-        await plain.insert(user)
-        await plain.insert(session)
-        values = {"user_id": user.id, "session_id": session.id}
-        rows = await plain.fetch(LIVE_ACCOUNT, values)
-        assert plain.engine.pool.checkedout() == 1  # kept for the next hot read, not returned
-        assert rows == await through_sqlalchemy.fetch(LIVE_ACCOUNT, values)
-        assert rows[0]["tier"] is ServiceTier.EU_COMPLIANCE
-        assert rows[0]["created_at"].tzinfo is UTC and rows[0]["id"] == user.id
-        await plain.write(sa.update(Session).where(col(Session.id) == session.id).values(revoked_at=utcnow()))
-        assert await plain.fetch(LIVE_ACCOUNT, values) == []
-        await plain.close()
-        assert plain.engine.pool.checkedout() == 0
+        async with _with_hot_pool(database_url) as plain:
+            await plain.insert(user)
+            await plain.insert(session)
+            values = {"user_id": user.id, "session_id": session.id}
+            rows = await plain.fetch(LIVE_ACCOUNT, values)
+            assert plain.engine.pool.checkedout() == 0  # not SQLAlchemy's pool
+            assert _stats(plain)["pool_available"] == _stats(plain)["pool_size"] == 1  # opened once, given back
+            assert rows == await through_sqlalchemy.fetch(LIVE_ACCOUNT, values)
+            assert rows[0]["tier"] is ServiceTier.EU_COMPLIANCE
+            assert rows[0]["created_at"].tzinfo is UTC and rows[0]["id"] == user.id
+            await plain.write(sa.update(Session).where(col(Session.id) == session.id).values(revoked_at=utcnow()))
+            assert await plain.fetch(LIVE_ACCOUNT, values) == []
+        assert plain.hot is not None and plain.hot.closed
     finally:
-        await plain.engine.dispose()
         await through_sqlalchemy.engine.dispose()
 
 
-async def test_a_dropped_kept_connection_fails_one_hot_read_and_the_next_gets_a_new_one(
+BACKEND_PID = sa.select(sa.func.pg_backend_pid().label("pid"))
+
+
+async def _terminate(pg_admin_url: str, pid: int) -> None:
+    """What a server restart or an idle timeout does to a connection; returns once the backend is gone."""
+    async with await psycopg.AsyncConnection.connect(pg_admin_url, autocommit=True) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+
+
+async def test_a_dropped_hot_connection_fails_one_read_and_the_next_gets_a_new_one(
     database_url: str, engine: AsyncEngine, pg_admin_url: str
 ) -> None:
-    database = Database(create_engine(database_url, pool_size=5, max_overflow=0))
-    backend_pid = sa.select(sa.func.pg_backend_pid().label("pid"))
-    try:
-        pid = (await database.fetch(backend_pid, {}))[0]["pid"]
-        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        with pytest.raises(sa.exc.DBAPIError) as failed:
-            await database.fetch(backend_pid, {})
-        assert failed.value.connection_invalidated  # the same 503 as a read through SQLAlchemy
-        assert (await database.fetch(backend_pid, {}))[0]["pid"] != pid
-        await database.close()
-        assert database.engine.pool.checkedout() == 0
-    finally:
-        await database.engine.dispose()
+    async with _with_hot_pool(database_url, hot=1) as database:
+        pid = (await database.fetch(BACKEND_PID, {}))[0]["pid"]
+        await _terminate(pg_admin_url, pid)
+        with pytest.raises(psycopg.OperationalError):  # a 503 (api/errors.py), as through SQLAlchemy
+            await database.fetch(BACKEND_PID, {})
+        assert (await database.fetch(BACKEND_PID, {}))[0]["pid"] != pid
+        assert _stats(database)["pool_available"] == _stats(database)["pool_size"] == 1
 
 
 async def test_rows_inserted_through_the_driver_read_back_as_sqlalchemys_and_a_taken_key_is_an_integrity_error(
     database_url: str, engine: AsyncEngine
 ) -> None:
-    """Database.insert on a kept connection writes what SQLAlchemy writes for the same row (enums by name,
-    JSON, a column whose name is not its attribute's, big integers, aware moments, NULLs); a taken key is
-    SQLAlchemy's IntegrityError (a 409 in staged()) and a refused value its DataError, each with the connection
-    kept for the next write."""
-    plain = Database(create_engine(database_url, pool_size=5, max_overflow=0))  # two may be kept
-    through_sqlalchemy = Database(create_engine(database_url, pool_size=1, max_overflow=0))  # none kept
+    """Database.insert on the hot pool writes what SQLAlchemy writes for the same row (enums by name, JSON, a
+    column whose name is not its attribute's, big integers, aware moments, NULLs); a taken key is psycopg's
+    IntegrityError (a 409 in staged()) and a refused value its DataError, the connection kept for the next."""
+    through_sqlalchemy = Database(create_engine(database_url, pool_size=1, max_overflow=0))  # no hot pool
     user = User(email=f"rows-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", tier=ServiceTier.EU_COMPLIANCE)
 
     def rows() -> list[SQLModel]:
@@ -161,29 +201,28 @@ async def test_rows_inserted_through_the_driver_read_back_as_sqlalchemys_and_a_t
         return row.model_dump(exclude={"id", "created_at", "updated_at"})
 
     try:
-        await through_sqlalchemy.insert(user)
-        mine, theirs = rows(), rows()
-        for row in mine:
-            await plain.insert(row)
-        assert plain.engine.pool.checkedout() == 1  # they went through the kept connection
-        for row in theirs:
-            await through_sqlalchemy.insert(row)
-        async with through_sqlalchemy.session() as db:
-            for written, expected in zip(mine, theirs, strict=True):
-                got, want = await db.get(type(written), written.id), await db.get(type(expected), expected.id)
-                assert got is not None and want is not None
-                assert columns(got) == columns(want) == columns(written)
-                assert got.created_at == written.created_at  # type: ignore[attr-defined]
-        with pytest.raises(sa.exc.IntegrityError):
-            await plain.insert(Contact(id=mine[3].id, name="Again", email="a@example.com", message="x"))
-        assert plain.engine.pool.checkedout() == 1  # kept: a refused insert does not spoil an autocommit connection
-        with pytest.raises(sa.exc.DataError):  # a value the server refuses (validation keeps NUL out of requests)
-            await plain.insert(Contact(name="Nul", email="nul@example.com", message="a\x00b"))
-        assert plain.engine.pool.checkedout() == 1
-        await plain.insert(Contact(name="After", email="after@example.com", message="x"))
+        async with _with_hot_pool(database_url, hot=1) as plain:
+            await through_sqlalchemy.insert(user)
+            mine, theirs = rows(), rows()
+            for row in mine:
+                await plain.insert(row)
+            assert plain.engine.pool.checkedout() == 0 and _stats(plain)["pool_size"] == 1  # the hot connection
+            for row in theirs:
+                await through_sqlalchemy.insert(row)
+            async with through_sqlalchemy.session() as db:
+                for written, expected in zip(mine, theirs, strict=True):
+                    got, want = await db.get(type(written), written.id), await db.get(type(expected), expected.id)
+                    assert got is not None and want is not None
+                    assert columns(got) == columns(want) == columns(written)
+                    assert got.created_at == written.created_at  # type: ignore[attr-defined]
+            pid = (await plain.fetch(BACKEND_PID, {}))[0]["pid"]
+            with pytest.raises(psycopg.IntegrityError):
+                await plain.insert(Contact(id=mine[3].id, name="Again", email="a@example.com", message="x"))
+            with pytest.raises(psycopg.DataError):  # a value refused (validation keeps NUL out of requests)
+                await plain.insert(Contact(name="Nul", email="nul@example.com", message="a\x00b"))
+            await plain.insert(Contact(name="After", email="after@example.com", message="x"))
+            assert (await plain.fetch(BACKEND_PID, {}))[0]["pid"] == pid  # a refused insert spoils no connection
     finally:
-        await plain.close()
-        await plain.engine.dispose()
         await through_sqlalchemy.engine.dispose()
 
 
@@ -194,75 +233,70 @@ def _slow(database: Database, seconds: float) -> asyncio.Task[list[dict[str, obj
     return asyncio.create_task(database.fetch(SLOW_PID, {"seconds": seconds}))
 
 
-async def _waiting(database: Database) -> bool:
-    return any(not waiter.done() for waiter in database._held_waiters)
-
-
-@asynccontextmanager
-async def _one_kept(database_url: str, pool_timeout: float = 5.0) -> AsyncIterator[Database]:
-    """A Database that keeps one connection for hot reads (half a pool of two)."""
-    database = Database(create_engine(database_url, pool_size=2, max_overflow=0, pool_timeout=pool_timeout))
-    try:
-        yield database
-    finally:
-        await database.close()
-        await database.engine.dispose()
-
-
 async def _busy_then_waiting(database: Database, seconds: float) -> tuple[Task[list[dict[str, object]]], ...]:
-    """A read holding the kept connection for `seconds`, and one waiting for it."""
+    """A read holding the one hot connection for `seconds`, and one waiting for it."""
     busy = _slow(database, seconds)
-    await eventually(lambda: _opened(database), what="the kept connection in use")
+    await eventually(lambda: asyncio.sleep(0, _in_use(database) == 1), what="the hot connection in use")
     waiting = _slow(database, 0)
-    await eventually(lambda: _waiting(database), what="a read waiting for it")
+    await eventually(lambda: asyncio.sleep(0, _stats(database)["requests_waiting"] == 1), what="a read waiting")
     return busy, waiting
 
 
-async def test_hot_reads_beyond_the_kept_connections_wait_for_one_rather_than_take_the_pools_path(
-    database_url: str, engine: AsyncEngine
-) -> None:
-    """The pool's path costs 3x the CPU: taken when every kept connection was busy, it kept a burst going."""
-    async with _one_kept(database_url) as database:
+async def test_hot_reads_beyond_the_pools_connections_wait_for_one(database_url: str, engine: AsyncEngine) -> None:
+    """Not SQLAlchemy's path, 3x the CPU: taken when every hot connection was busy, it kept a burst going."""
+    async with _with_hot_pool(database_url, hot=1) as database:
         rows = await asyncio.gather(*(_slow(database, 0.05) for _ in range(4)))
-        assert len({row[0]["pid"] for row in rows}) == 1  # all on the one kept connection, one after another
-        assert database.engine.pool.checkedout() == 1
+        assert len({row[0]["pid"] for row in rows}) == 1  # all on the one connection, one after another
+        assert database.engine.pool.checkedout() == 0
 
 
-async def test_a_hot_read_that_waits_longer_than_the_pool_timeout_is_the_pools_timeout_error(
+async def test_a_hot_read_that_waits_longer_than_the_pool_timeout_is_a_pool_timeout(
     database_url: str, engine: AsyncEngine
 ) -> None:
-    """sqlalchemy's TimeoutError, as for a pool with no free connection: a 503 (api/errors.py)."""
-    async with _one_kept(database_url, pool_timeout=0.2) as database:
+    """psycopg_pool's PoolTimeout: a 503 (api/errors.py); the pool serves the next read as usual."""
+    async with _with_hot_pool(database_url, hot=1, pool_timeout=0.2) as database:
         busy, waiting = await _busy_then_waiting(database, 1.0)
-        with pytest.raises(sa.exc.TimeoutError):
+        with pytest.raises(psycopg_pool.PoolTimeout):
             await waiting
         await busy
-        assert await database.fetch(SLOW_PID, {"seconds": 0}) and database.engine.pool.checkedout() == 1
+        assert await database.fetch(SLOW_PID, {"seconds": 0}) and _stats(database)["pool_size"] == 1
 
 
-async def test_a_cancelled_wait_loses_no_kept_connection(database_url: str, engine: AsyncEngine) -> None:
-    async with _one_kept(database_url) as database:
+async def test_a_cancelled_wait_loses_no_hot_connection(database_url: str, engine: AsyncEngine) -> None:
+    async with _with_hot_pool(database_url, hot=1) as database:
         busy, waiting = await _busy_then_waiting(database, 0.3)
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
         pid = (await busy)[0]["pid"]
         assert (await database.fetch(SLOW_PID, {"seconds": 0}))[0]["pid"] == pid  # given back, and kept
-        assert database.engine.pool.checkedout() == 1
+        assert _stats(database)["pool_size"] == 1
 
 
-async def test_a_kept_connection_lost_mid_query_passes_its_place_to_a_waiting_read(
+async def _running(database_url: str, text: str) -> int:
+    """Queries of the test database whose text has `text`, still running or waiting on the server."""
+    plain = sa.make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    async with await psycopg.AsyncConnection.connect(plain, autocommit=True) as admin:
+        cursor = await admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'"
+            " AND pid <> pg_backend_pid() AND position(%s in query) > 0",
+            (text,),
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_a_hot_read_cancelled_mid_query_leaves_no_query_running_and_a_waiting_read_is_served(
     database_url: str, engine: AsyncEngine
 ) -> None:
-    """Cancelled with its query in flight, a kept connection is closed; the read waiting for it opens another."""
-    async with _one_kept(database_url) as database:
+    """Cancelled with its query in flight, the connection is not given to the next read while the server still
+    runs it: psycopg cancels the query on the server first (else the pool closes the connection)."""
+    async with _with_hot_pool(database_url, hot=1) as database:
         busy, waiting = await _busy_then_waiting(database, 30)
         busy.cancel()
         with pytest.raises(asyncio.CancelledError):
             await busy
         assert await asyncio.wait_for(waiting, 10)
-        assert database.engine.pool.checkedout() == 1
-
-
-async def _opened(database: Database) -> bool:
-    return database._held_open == 1 and not database._held
+        assert await _running(database_url, "pg_sleep") == 0
+        assert _stats(database)["pool_size"] == 1

@@ -134,23 +134,26 @@ async def test_slow_uploads_and_long_polls_of_one_account_starve_no_one(
         assert [getattr(response, "status_code", response) for response in finished] == [201] * SLOW_UPLOADS
 
 
-async def test_a_flood_of_one_accounts_signed_in_reads_queues_on_the_kept_connections(make_app: AppFactory) -> None:
-    """Every signed-in request's session check (and the file list) goes to connections kept for it; a flood
-    beyond them waits its turn (or is shed with a 503 past API_MAX_CONCURRENCY), never fails, never drains the
-    pool onto the costlier path, and another user is answered as usual right after."""
-    app = make_app(database_pool_size=2, database_pool_overflow=0, rate_limit_enabled=False)  # one kept
+async def test_a_flood_of_one_accounts_signed_in_reads_queues_on_the_hot_pool(make_app: AppFactory) -> None:
+    """Every signed-in request's session check (and the file list) goes to the hot pool (psycopg's); a flood
+    beyond its connections waits its turn (or is shed with a 503 past API_MAX_CONCURRENCY), never fails, never
+    drains SQLAlchemy's pool onto the costlier path, and another user is answered as usual right after."""
+    app = make_app(database_pool_size=2, database_pool_overflow=0, rate_limit_enabled=False)  # one hot connection
     async with serve(app) as api:
         attacker, victim = await register_and_login(api), await register_and_login(api)
         checkouts: list[object] = []
-        pool = app.state.runtime.database.engine.sync_engine.pool
-        sa.event.listen(pool, "checkout", lambda *_: checkouts.append(None))
+        database = app.state.runtime.database
+        sa.event.listen(database.engine.sync_engine.pool, "checkout", lambda *_: checkouts.append(None))
+        database.hot.pop_stats()  # its counters from here on
         flood = [
             api.get("/auth/me" if index % 2 else "/api/files", headers=bearer(attacker["access_token"]))
             for index in range(150)
         ]
         statuses = {answer.status_code for answer in await asyncio.gather(*flood)}
         assert statuses <= {200, 503} and 200 in statuses
-        assert len(checkouts) <= 1  # the kept connection opened, once: every read took its turn on it
+        assert not checkouts  # every read took its turn on the hot connection
+        stats = database.hot.get_stats()
+        assert stats["pool_size"] == 1 and stats.get("connections_num", 0) == 0  # the one opened at sign-in
         async with asyncio.timeout(PROMPT_ANSWER_SECONDS):
             me = await api.get("/auth/me", headers=bearer(victim["access_token"]))
         assert me.status_code == 200
