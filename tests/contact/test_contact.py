@@ -7,6 +7,7 @@ import email
 import email.policy
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import boto3
@@ -27,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.email import EmailActivities, Mailer, OutboxMailer, SesMailer
 from api.app import create_app
 from models import search_attributes
-from models.db import Database, open_session
+from models.db import Database, hot_pool, open_session
 from models.enums import ContactStatus
 from models.messages.contact import ContactNotice, ContactProgress
 from models.messages.email import EmailMessage, UserEmail
@@ -275,38 +276,47 @@ async def test_a_retried_request_with_the_same_idempotency_key_sends_once(
     assert len(outbox_messages(settings.outbox_dir)) == 4
 
 
-async def test_two_requests_racing_with_one_idempotency_key_write_one_row(engine: AsyncEngine) -> None:
+@pytest.fixture(params=["SQLAlchemy", "hot pool"])
+async def staging_database(
+    request: pytest.FixtureRequest, engine: AsyncEngine, database_url: str
+) -> AsyncIterator[Database]:
+    """Inserts through SQLAlchemy (as on SQLite) or psycopg's hot pool (PostgreSQL): their errors differ."""
+    database = Database(engine, hot_pool(database_url, 1) if request.param == "hot pool" else None)
+    await database.open()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def test_two_requests_racing_with_one_idempotency_key_write_one_row(
+    engine: AsyncEngine, staging_database: Database
+) -> None:
     """The loser of the race gets a clear 409, not a 500; the winner's row and workflow stand."""
     contact_id = uuid.uuid4()
-    database = Database(engine)
 
     def message() -> Contact:
         return Contact(id=contact_id, name="Ada", email="ada@example.com", message="hi")
 
-    try:
-        async with staged(database, message()):  # the winner's row is committed; its workflow would start here
-            with pytest.raises(IdempotencyKeyInUse) as refused:
-                async with staged(database, message()):
-                    pytest.fail("the loser must not get to start a workflow")
-    finally:
-        await database.close()  # the connection it keeps for inserts and hot reads goes back to the pool
+    async with staged(staging_database, message()):  # the winner's row is committed; its workflow would start here
+        with pytest.raises(IdempotencyKeyInUse) as refused:
+            async with staged(staging_database, message()):
+                pytest.fail("the loser must not get to start a workflow")
     assert refused.value.status == 409
     assert "Idempotency-Key is already in progress" in refused.value.message
     async with open_session(engine) as db:
         assert len((await db.exec(select(Contact).where(Contact.id == contact_id))).all()) == 1
 
 
-async def test_a_row_whose_workflow_cannot_start_is_deleted_again(engine: AsyncEngine) -> None:
+async def test_a_row_whose_workflow_cannot_start_is_deleted_again(
+    engine: AsyncEngine, staging_database: Database
+) -> None:
     contact_id = uuid.uuid4()
-    database = Database(engine)
-    try:
-        with pytest.raises(RuntimeError):
-            async with staged(database, Contact(id=contact_id, name="Ada", email="ada@example.com", message="hi")):
-                async with open_session(engine) as db:
-                    assert await db.get(Contact, contact_id) is not None  # committed before the start
-                raise RuntimeError("Temporal refused")
-    finally:
-        await database.close()
+    with pytest.raises(RuntimeError):
+        async with staged(staging_database, Contact(id=contact_id, name="Ada", email="ada@example.com", message="hi")):
+            async with open_session(engine) as db:
+                assert await db.get(Contact, contact_id) is not None  # committed before the start
+            raise RuntimeError("Temporal refused")
     async with open_session(engine) as db:
         assert await db.get(Contact, contact_id) is None
 
