@@ -5,10 +5,11 @@ PostgreSQL, psycopg's hot pool beside it."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from asyncio import Task
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, timedelta
 
 import httpx
@@ -16,8 +17,9 @@ import psycopg
 import psycopg_pool
 import pytest
 import sqlalchemy as sa
+from conftest import AppFactory
 from fastapi import FastAPI
-from helpers import eventually
+from helpers import bearer, eventually, register_and_login, serve
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel, col
 
@@ -300,3 +302,78 @@ async def test_a_hot_read_cancelled_mid_query_leaves_no_query_running_and_a_wait
         assert await asyncio.wait_for(waiting, 10)
         assert await _running(database_url, "pg_sleep") == 0
         assert _stats(database)["pool_size"] == 1
+
+
+def _database(app: FastAPI) -> Database:
+    database: Database = app.state.runtime.database
+    assert database.hot is not None, "the app's hot statements go to psycopg's pool on PostgreSQL"
+    return database
+
+
+async def test_a_request_finding_every_connection_busy_answers_503_within_the_timeout_and_the_next_is_served(
+    make_app: AppFactory,
+) -> None:
+    app = make_app(database_pool_size=2, database_pool_overflow=0, database_pool_timeout_seconds=1)
+    async with serve(app) as api:
+        account = await register_and_login(api)
+        database = _database(app)
+        assert database.hot is not None
+        async with AsyncExitStack() as held:  # both pools' connections, one each, taken by someone else
+            await held.enter_async_context(database.hot.connection())
+            await held.enter_async_context(database.engine.connect())
+            started = time.monotonic()
+            busy = await api.get("/auth/me", headers=bearer(account["access_token"]))
+            waited = time.monotonic() - started
+            assert (busy.status_code, busy.headers["retry-after"]) == (503, "1"), busy.text
+            assert 0.9 <= waited < 3  # the pool timeout, then the answer
+        me = await api.get("/auth/me", headers=bearer(account["access_token"]))
+        assert me.status_code == 200, me.text
+
+
+async def test_after_the_server_kills_a_hot_connection_one_request_answers_503_and_the_next_is_served(
+    make_app: AppFactory, pg_admin_url: str
+) -> None:
+    """No pre-ping: the request that draws the dead connection finds out (a 503 with Retry-After, as through
+    SQLAlchemy's pool); the pool closes that connection and the next request is served on a new one."""
+    app = make_app(database_pool_size=2, database_pool_overflow=0)  # one hot connection
+    async with serve(app) as api:
+        account = await register_and_login(api)
+        database = _database(app)
+        assert database.hot is not None
+        async with database.hot.connection() as connection:
+            pid = connection.info.backend_pid  # the one the requests have used (no query: it stays as it was)
+        await _terminate(pg_admin_url, pid)
+        first = await api.get("/auth/me", headers=bearer(account["access_token"]))
+        assert (first.status_code, first.headers["retry-after"]) == (503, "1"), first.text
+        for _ in range(3):
+            me = await api.get("/auth/me", headers=bearer(account["access_token"]))
+            assert me.status_code == 200, me.text
+        async with database.hot.connection() as connection:
+            assert connection.info.backend_pid != pid
+
+
+async def test_ten_requests_cancelled_mid_query_leak_no_connection(make_app: AppFactory, database_url: str) -> None:
+    """Ten /auth/me requests wait on a locked table with every hot connection; cancelled (the client gone), their
+    queries are cancelled on the server, the pool is whole and idle again, and a request is served at once."""
+    app = make_app(database_pool_size=20, database_pool_overflow=0, rate_limit_enabled=False)  # ten hot
+    async with serve(app) as api:
+        account = await register_and_login(api)
+        database = _database(app)
+        plain = sa.make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        async with await psycopg.AsyncConnection.connect(plain) as locker:  # a transaction, open until rollback
+            await locker.execute(f"LOCK TABLE {Session.__tablename__} IN ACCESS EXCLUSIVE MODE")
+            requests = [
+                asyncio.create_task(api.get("/auth/me", headers=bearer(account["access_token"]))) for _ in range(10)
+            ]
+            await eventually(lambda: asyncio.sleep(0, _in_use(database) == 10), what="ten hot connections in use")
+            await eventually(lambda: _running(database_url, "sessions"), what="the reads waiting on the server")
+            for request in requests:
+                request.cancel()
+            await asyncio.gather(*requests, return_exceptions=True)
+            assert await _running(database_url, "sessions") == 0  # cancelled on the server, with the lock still held
+            await locker.rollback()
+        stats = _stats(database)
+        assert (stats["pool_size"], stats["pool_available"], stats["requests_waiting"]) == (10, 10, 0)
+        async with asyncio.timeout(2):
+            me = await api.get("/auth/me", headers=bearer(account["access_token"]))
+        assert me.status_code == 200, me.text
