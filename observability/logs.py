@@ -291,6 +291,7 @@ def configure_logging(settings: Settings, *, queued: bool = False) -> None:
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per outgoing call says nothing new
+    logging.getLogger("psycopg.pool").setLevel(logging.WARNING)  # three lines per checkout of the hot pool
     if log_format == "json":  # the ids are fields of their own; no need to repeat them inside the message
         workflow.logger.workflow_info_on_message = False
         activity.logger.activity_info_on_message = False
