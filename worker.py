@@ -32,7 +32,7 @@ from activities.revisions import RevisionActivities
 from activities.sandbox import SandboxActivities
 from activities.storage import Storage, StorageActivities, build_storage
 from models.ai_prices import load_prices
-from models.db import create_engine, migrate
+from models.db import engine_for, migrate
 from models.enums import AIProvider
 from observability import metrics
 from observability.interceptors import RequestIdFromHeaders, sentry_worker_interceptors
@@ -173,7 +173,7 @@ def metrics_runtime(sdk_metrics_port: int) -> Runtime:
 
 async def run(settings: Settings) -> None:
     init_sentry(settings, component="worker")
-    engine = create_engine(settings.effective_database_url)
+    engine = engine_for(settings)  # DATABASE_POOL_SIZE, as the setting says, not the engine's default
     if settings.run_migrations_on_start:
         await migrate(engine)
     client = await connect(settings, runtime=metrics_runtime(settings.worker_sdk_metrics_port))

@@ -73,17 +73,22 @@ def hot_pool(url: str, size: int, timeout: float = 5.0) -> HotPool:
     )
 
 
+def engine_for(settings: Settings, *, hot: int = 0) -> AsyncEngine:
+    """SQLAlchemy's pool with the process's DATABASE_POOL_SIZE connections, less the `hot` ones psycopg's pool has."""
+    return create_engine(
+        settings.effective_database_url,
+        pool_size=settings.database_pool_size - hot,
+        max_overflow=settings.database_pool_overflow,
+        pool_timeout=settings.database_pool_timeout_seconds,
+    )
+
+
 def database_for(settings: Settings) -> Database:
     """The process's connections, DATABASE_POOL_SIZE in all (plus SQLAlchemy's overflow): on PostgreSQL through
     psycopg half of them (rounded down) are the hot pool, the rest SQLAlchemy's pool; on SQLite all are its."""
     url, size = settings.effective_database_url, settings.database_pool_size
     hot = size // 2 if sa.make_url(url).get_driver_name() == "psycopg" else 0
-    engine = create_engine(
-        url,
-        pool_size=size - hot,
-        max_overflow=settings.database_pool_overflow,
-        pool_timeout=settings.database_pool_timeout_seconds,
-    )
+    engine = engine_for(settings, hot=hot)
     return Database(engine, hot_pool(url, hot, settings.database_pool_timeout_seconds) if hot else None)
 
 
