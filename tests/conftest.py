@@ -225,7 +225,7 @@ async def skipping() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
-# --- workflows on stubbed activities (tests/*/test_*_workflow.py: no PostgreSQL, storage, gateway or model) -----------
+# --- workflows on tests/stubs/ (tests/*/test_*_workflow.py: no PostgreSQL, storage, gateway or model) -----------------
 
 
 @pytest.fixture
