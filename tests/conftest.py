@@ -27,11 +27,11 @@ from moto.server import ThreadedMotoServer
 from payload_keys import CONVERTER, PAYLOAD_KEYS
 from servers import Watchdog, address, answers, embedded_postgres, embedded_redis
 from sqlalchemy.ext.asyncio import AsyncEngine
+from stubs import Outside, Stubbed
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from workflow_stubs import Outside, Stubbed
 
 from api.app import create_app
 from models import search_attributes
@@ -225,7 +225,7 @@ async def skipping() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
-# --- workflows on stubbed activities (tests/*/test_*_workflow.py: no PostgreSQL, storage, gateway or model) -----------
+# --- workflows on tests/stubs/ (tests/*/test_*_workflow.py: no PostgreSQL, storage, gateway or model) -----------------
 
 
 @pytest.fixture

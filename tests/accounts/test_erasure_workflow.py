@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 from helpers import eventually
-from workflow_stubs import Stubbed
+from stubs import Stubbed
 
 from models.messages.privacy import ErasureOrder, KeptPayments
 from workflows.erasure import ErasureWorkflow, KeptPaymentsWorkflow, erasure_id, kept_payments_workflow_id

@@ -9,8 +9,9 @@ from datetime import timedelta
 
 import pytest
 from helpers import eventually
+from stubs import Stubbed
+from stubs.prototypes import prototype_order
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
-from workflow_stubs import Stubbed, prototype_order
 
 from models.enums import AIProvider, PrototypeStatus
 from models.messages.email import EmailMessage, UserEmail

@@ -4,9 +4,12 @@ refuses, a provider down (the next one answers), every provider down, and storag
 from __future__ import annotations
 
 import pytest
+from stubs import Stubbed
+from stubs.ai import STUB_COST_MICROS
+from stubs.files import DOWNLOAD_TOKEN
+from stubs.prototypes import prototype_order
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError
-from workflow_stubs import DOWNLOAD_TOKEN, STUB_COST_MICROS, Stubbed, prototype_order
 
 from activities.ai.errors import AIFailure
 from activities.storage import storage_key

