@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from temporalio.client import Client
 
@@ -19,16 +18,15 @@ from activities.storage import build_storage
 from api.bodylimit import BodyLimitMiddleware
 from api.docs import TAGS, install_docs, keeping_example_nulls
 from api.edge import RequestEdge
-from api.errors import error_response, errors, install_error_handlers
+from api.errors import errors, install_error_handlers
 from api.metrics import install_metrics
-from api.ratelimit import RateLimiter, RateLimitExceeded, bucket_for
+from api.ratelimit import RateLimiter
 from api.routes import auth, capabilities, chat, codec, contact, files, health, me, payments, prototypes
 from api.routing import skip_other_prefixes
 from api.shedding import LoadShedding
 from api.uploads import UploadSlots
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import database_for, migrate
-from observability import metrics
 from observability.logs import configure_logging, stop_queueing
 from observability.redaction import install_log_redaction
 from observability.sentry import init_sentry
@@ -148,18 +146,6 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.add_middleware(RequestEdge, hsts=settings.api_behind_tls, access_log=settings.access_log_enabled)
     install_error_handlers(app, hide_internal_errors=settings.is_production)
     install_metrics(app, settings)
-
-    @app.exception_handler(RateLimitExceeded)
-    async def _rate_limited(request: Request, exc: RateLimitExceeded) -> JSONResponse:
-        metrics.rate_limit_refusals.labels(bucket_for(request.url.path)).inc()
-        seconds = exc.decision.retry_after
-        return error_response(
-            429,
-            "Too Many Requests",
-            headers={"Retry-After": str(seconds)},
-            message=f"Rate limit exceeded. Try again in {seconds} seconds.",
-            retryAfter=seconds,
-        )
 
     app.include_router(health.router)
     app.include_router(capabilities.router)  # open and not counted: a frontend asks it on every load

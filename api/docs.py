@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from api.metrics import labelled
+from api.ratelimit import NotLimited
 
 OPENAPI_URL = "/openapi.json"
 ASSETS_URL = "/docs-assets"
@@ -75,7 +76,7 @@ def install_docs(app: FastAPI) -> None:
     app.mount(ASSETS_URL, labelled(StaticFiles(directory=str(_ASSETS)), ASSETS_URL), name="docs-assets")
     redirect_url = "/docs/oauth2-redirect"
 
-    @app.get(OPENAPI_URL, include_in_schema=False)
+    @app.get(OPENAPI_URL, include_in_schema=False, dependencies=[NotLimited])
     async def openapi_document(request: Request) -> JSONResponse:
         """What FastAPI's own `openapi_url` serves (with the root path as the first server, behind a proxy that
         strips one), as an API route: FastAPI's is a plain route that its router does not name in the scope."""
@@ -85,7 +86,7 @@ def install_docs(app: FastAPI) -> None:
             schema = {**schema, "servers": [{"url": root}, *schema.get("servers", [])]}
         return JSONResponse(schema)
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get("/docs", include_in_schema=False, dependencies=[NotLimited])
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_swagger_ui_html(
@@ -98,11 +99,11 @@ def install_docs(app: FastAPI) -> None:
             swagger_ui_parameters={"persistAuthorization": True},
         )
 
-    @app.get(redirect_url, include_in_schema=False)
+    @app.get(redirect_url, include_in_schema=False, dependencies=[NotLimited])
     async def swagger_ui_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 
-    @app.get("/redoc", include_in_schema=False)
+    @app.get("/redoc", include_in_schema=False, dependencies=[NotLimited])
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_redoc_html(

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from models.api.common import ErrorResponse, FieldError, RateLimitResponse
 from models.types import utcnow
 from observability.sentry import report
-from services.errors import DomainError, TooManyAtOnce
+from services.errors import DomainError, TooManyRequests
 from services.waiting import CallerGone
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,9 @@ def _connection_lost(request: Request) -> JSONResponse:
 def install_error_handlers(app: FastAPI, *, hide_internal_errors: bool) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        if isinstance(exc, TooManyAtOnce):  # a 429 has the rate-limit shape, whatever its cause
+        if isinstance(exc, TooManyRequests):  # a 429 has the rate-limit shape, whatever its cause
             return error_response(
-                exc.status, exc.message, headers=exc.headers, message=exc.message, retryAfter=exc.retry_after
+                exc.status, exc.message, headers=exc.headers, message=exc.detail, retryAfter=exc.retry_after
             )
         return error_response(exc.status, exc.message, headers=exc.headers)
 

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.ratelimit import NotLimited
 from observability import metrics
 from services.security import bearer_matches
 from settings import Settings
@@ -43,7 +44,7 @@ def install_metrics(app: FastAPI, settings: Settings) -> None:
     if closed:
         log.warning("METRICS_TOKEN is not set: in production GET /metrics refuses every caller until it is")
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[NotLimited])
     async def prometheus_metrics(request: Request) -> Response:
         """Open only in development and tests without a token; production needs METRICS_TOKEN."""
         token = settings.metrics_token

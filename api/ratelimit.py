@@ -1,28 +1,36 @@
-"""Per-day request limits (the seed's: 2 AI calls, 10 uploads, 100 of anything else).
+"""Per-day request limits (the seed's: 2 AI calls, 10 uploads, 100 of anything else), declared on each route.
+
+A route names the bucket its requests spend where it is declared, as a parameter:
+`_: Annotated[Quota, RateLimit("ai")]`; a router whose routes are never limited (health, webhooks, the codec)
+says so with `dependencies=[NotLimited]`, and so does one route (logout). Every route declares one or the other
+(tests/test_rate_limits.py walks the app). The routes that are counted use `RateLimitedRoute`, which spends the
+request's quota after FastAPI's validation and authentication and before the endpoint body: a request refused
+for bad input or a missing token never uses up the caller's quota, so a typo never costs one of the day's two
+AI requests. An endpoint that validates a body FastAPI cannot see (an upload stream) declares
+`RateLimit("upload", counts_itself=True)` and calls its quota's `check` before reading and `spend` once the
+body is valid.
 
 Counted per user id on routes that require sign-in (the session was checked live by `CurrentUser`), else
 per client IP, in a moving 24-hour window. A route open without sign-in (register, login, refresh, contact, a
 download link) counts by IP whatever Authorization header comes with it: a token, even a valid one, must not
-buy a caller a fresh bucket of password guesses or emails. Logout is never refused (`never_limited`): it only
-ends a session, and an office that spent its IP's quota must still be able to sign out.
-The store is Redis when `REDIS_URL` is set (shared by every API process), memory otherwise. A request is
-counted only once it has passed validation and authentication, so a typo never costs one of the day's two
-AI requests. If the store is down the limiter fails open and reports it: the service stays up.
+buy a caller a fresh bucket of password guesses or emails. Logout is never refused: it only ends a session,
+and an office that spent its IP's quota must still be able to sign out.
+The store is Redis when `REDIS_URL` is set (shared by every API process), memory otherwise. If the store is
+down the limiter fails open and reports it: the service stays up. A refusal is `TooManyRequests`, the one 429,
+answered by the domain-error handler with Retry-After and the error envelope.
 """
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import logging
 import math
-import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from limits import RateLimitItem, parse
@@ -30,7 +38,9 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from api.deps import get_current_user
+from observability import metrics
 from observability.sentry import report
+from services.errors import TooManyRequests
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,30 +49,12 @@ Bucket = Literal["ai", "upload", "default"]
 _REPORT_EVERY_SECONDS = 60.0
 
 
-_REVISIONS = re.compile(r"^/api/prototypes/[^/]+/revisions$")
-"""A revision asks models like a submission does, so it spends the AI quota though it is not under /api/ai/."""
-
-
-def bucket_for(path: str) -> Bucket:
-    if path.startswith("/api/ai/") or _REVISIONS.match(path):
-        return "ai"
-    if path == "/api/files/upload":
-        return "upload"
-    return "default"
-
-
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
     limit: int
     remaining: int
     retry_after: int
-
-
-class RateLimitExceeded(HTTPException):
-    def __init__(self, decision: Decision) -> None:
-        super().__init__(429, "Too Many Requests", headers={"Retry-After": str(decision.retry_after)})
-        self.decision = decision
 
 
 class RateLimiter:
@@ -139,28 +131,61 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-_current_request: contextvars.ContextVar[Request] = contextvars.ContextVar("statex_request")
-
-
-async def enforce(request: Request, *, count: bool = True) -> None:
-    """Raise 429 if the caller is over the limit of this route's bucket; `count=False` only looks."""
+async def enforce(request: Request, bucket: Bucket, *, count: bool = True) -> None:
+    """Refuse with 429 if the caller is over the limit of `bucket`; `count=False` only looks."""
     limiter: RateLimiter = request.app.state.rate_limiter
     if not limiter.enabled or client_ip(request) in limiter.allow_list:
         return
     identity = limit_identity(request)
-    bucket = bucket_for(request.url.path)
     decision = await limiter.check(bucket, identity, count=count)
     if not decision.allowed:
         kind = identity.partition(":")[0]  # whether a user or an IP ran out, not which IP: personal data
         log.warning("rate limit refused in bucket %s (%s)", bucket, kind, extra={"bucket": bucket, "identity": kind})
-        raise RateLimitExceeded(decision)
+        metrics.rate_limit_refusals.labels(bucket).inc()
+        seconds = decision.retry_after
+        raise TooManyRequests(
+            f"Rate limit exceeded. Try again in {seconds} seconds.", retry_after=seconds, error="Too Many Requests"
+        )
 
 
-def counts_itself(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Mark an endpoint that validates a body FastAPI cannot see (an upload stream) and then calls `enforce`
-    itself, so that only valid requests are counted there too."""
-    endpoint.counts_itself = True  # type: ignore[attr-defined]
-    return endpoint
+@dataclass(frozen=True)
+class Quota:
+    """One request's draw on its route's bucket (no bucket: a route that is never limited)."""
+
+    request: Request
+    bucket: Bucket | None
+
+    async def check(self) -> None:
+        """Refuse a caller who has already spent the bucket, without counting this request."""
+        if self.bucket is not None:
+            await enforce(self.request, self.bucket, count=False)
+
+    async def spend(self) -> None:
+        """Count this request, and refuse it if the bucket was already spent."""
+        if self.bucket is not None:
+            await enforce(self.request, self.bucket)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A route's declaration, the dependency behind `RateLimit` and `NotLimited`: it hands the endpoint the
+    request's `Quota` and counts nothing itself (FastAPI solves dependencies before it validates the body)."""
+
+    bucket: Bucket | None
+    counts_itself: bool = False
+
+    async def __call__(self, request: Request) -> Quota:
+        return Quota(request, self.bucket)
+
+
+def RateLimit(bucket: Bucket, *, counts_itself: bool = False) -> Any:  # named like Depends and Query
+    """The bucket a route's requests spend: `_: Annotated[Quota, RateLimit("ai")]` in the endpoint's parameters.
+    With `counts_itself`, the endpoint calls the quota's `check` and `spend` itself (see the module)."""
+    return Depends(Limit(bucket, counts_itself))
+
+
+NotLimited: Any = Depends(Limit(None))
+"""A route, or with `dependencies=[NotLimited]` every route of a router, that no limit ever refuses."""
 
 
 def signs_in(dependency: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -170,46 +195,41 @@ def signs_in(dependency: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitab
     return dependency
 
 
-def never_limited(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Mark an endpoint the limiter never refuses (logout: it only takes access away)."""
-    endpoint.never_limited = True  # type: ignore[attr-defined]
-    return endpoint
+def declared_limit(dependant: Dependant) -> tuple[Limit, str | None] | None:
+    """The route's `RateLimit` or `NotLimited`, and the parameter that receives its quota (None when it came
+    through `dependencies=`); None if it declares neither. More than one is an error."""
+    found = [(sub.call, sub.name) for sub in dependant.dependencies if isinstance(sub.call, Limit)]
+    if len(found) > 1:
+        raise TypeError(f"a route declares one rate limit, not {len(found)}: {[limit for limit, _ in found]}")
+    return found[0] if found else None
 
 
 class RateLimitedRoute(APIRoute):
-    """A route whose endpoint first counts the request against its bucket.
+    """A route whose request spends its declared bucket once FastAPI has validated it and its authentication
+    dependencies let it in, just before the endpoint body runs."""
 
-    The count sits between FastAPI's validation (and authentication dependencies) and the endpoint body:
-    a request that is refused for bad input or a missing token never uses up the caller's quota.
-    """
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        uncounted = getattr(endpoint, "counts_itself", False) or getattr(endpoint, "never_limited", False)
-        super().__init__(path, endpoint if uncounted else _counted(endpoint), **kwargs)
+    def __init__(self, path: str, endpoint: Callable[..., Awaitable[Any]], **kwargs: Any) -> None:
+        super().__init__(path, self._spending_first(endpoint), **kwargs)
+        declared = declared_limit(self.dependant)
+        if declared is None:
+            raise TypeError(f"{path}: declare the route's bucket, `_: Annotated[Quota, RateLimit(...)]`, or NotLimited")
+        self.rate_limit, parameter = declared
+        self.spends_quota = self.rate_limit.bucket is not None and not self.rate_limit.counts_itself
+        if self.spends_quota and parameter is None:
+            raise TypeError(f"{path}: declare RateLimit as a parameter, so the route can spend the request's quota")
+        self.quota_parameter = parameter or ""
         self.requires_sign_in = _signs_in(self.dependant)
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    def _spending_first(self, endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(endpoint)  # FastAPI reads the endpoint's own signature through it
+        async def spending_first(*args: Any, **kwargs: Any) -> Any:
+            if self.spends_quota:
+                await kwargs[self.quota_parameter].spend()
+            return await endpoint(*args, **kwargs)
 
-        async def remember_request(request: Request) -> Response:
-            token = _current_request.set(request)
-            try:
-                return await handler(request)
-            finally:
-                _current_request.reset(token)
-
-        return remember_request
+        return spending_first
 
 
 def _signs_in(dependant: Dependant) -> bool:
     signs_in = dependant.call is get_current_user or getattr(dependant.call, "signs_in", False)
     return signs_in or any(_signs_in(sub) for sub in dependant.dependencies)
-
-
-def _counted(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    @functools.wraps(endpoint)
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        await enforce(_current_request.get())
-        return await endpoint(*args, **kwargs)
-
-    return counted

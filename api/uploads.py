@@ -31,7 +31,7 @@ from services.errors import (
     BadRequest,
     PayloadTooLarge,
     RequestTimeout,
-    TooManyAtOnce,
+    TooManyRequests,
     Unprocessable,
     UnsupportedMediaType,
 )
@@ -339,7 +339,7 @@ class UploadSlots:
     def hold(self, user_id: uuid.UUID) -> Iterator[None]:
         """Take one of the user's slots for the block, or refuse with 429 if all are taken."""
         if self.in_flight[user_id] >= self.per_user:
-            raise TooManyAtOnce(
+            raise TooManyRequests(
                 f"You already have {self.per_user} uploads in progress; send this one when one of them has finished"
             )
         self.in_flight[user_id] += 1

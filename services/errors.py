@@ -68,13 +68,18 @@ class Unprocessable(DomainError):
     status = 422
 
 
-class TooManyAtOnce(DomainError):
-    """Too many requests of one kind in flight at once (not a daily limit): one may retry shortly."""
+class TooManyRequests(DomainError):
+    """The one 429: a daily rate limit spent (api/ratelimit.py), or too many requests of one kind in flight at
+    once. Either way one may retry after `retry_after` seconds, which the answer's Retry-After says.
+
+    `message` is the body's `message`; `error`, the body's `error`, is the same text unless given (the daily
+    limits answer the status phrase there, as they always have)."""
 
     status = 429
 
-    def __init__(self, message: str, *, retry_after: int = 1) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
+    def __init__(self, message: str, *, retry_after: int = 1, error: str | None = None) -> None:
+        super().__init__(error or message, headers={"Retry-After": str(retry_after)})
+        self.detail = message
         self.retry_after = retry_after
 
 

@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from api.deps import service
+from api.ratelimit import NotLimited
 from models.api.capabilities import Capabilities
 from services.capabilities import CapabilityService
 
-router = APIRouter(prefix="/api/capabilities", tags=["capabilities"])
+router = APIRouter(prefix="/api/capabilities", tags=["capabilities"], dependencies=[NotLimited])
 
 
 @router.get("", name="get")

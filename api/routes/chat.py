@@ -1,7 +1,7 @@
 """POST /api/ai/chat: one question to a model; GET /api/chats/{id}: the answer of one that was not ready in time.
 
-The status route lives outside /api/ai/ on purpose: the limiter counts /api/ai/* at 2 a day, and polling must
-not use that up.
+The question spends the AI bucket (2 a day); the status route spends the default one, so polling does not use
+up the day's AI requests.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from api.deps import Chats, CurrentUser, IdempotencyKey
 from api.disconnect import ClientGone
 from api.errors import errors
-from api.ratelimit import RateLimitedRoute
+from api.ratelimit import Quota, RateLimit, RateLimitedRoute
 from models.api.chat import ChatAccepted, ChatRequest, ChatResponse, ChatStatus
 from models.enums import AIProvider
 
@@ -42,6 +42,7 @@ async def chat(
     providers: Annotated[list[AIProvider], Depends(chosen_providers)],
     chats: Chats,
     gone: ClientGone,
+    _: Annotated[Quota, RateLimit("ai")],
     idempotency_key: IdempotencyKey = None,
 ) -> ChatResponse | JSONResponse:
     """Ask a model. Your service tier picks the provider unless `model` names one (EU_COMPLIANCE accounts:
@@ -59,6 +60,8 @@ async def chat(
 
 
 @status_router.get("/{chat_id}", response_model=ChatStatus, responses=errors(401, 404, 422, 503))
-async def get(chat_id: uuid.UUID, user: CurrentUser, chats: Chats) -> ChatStatus:
+async def get(
+    chat_id: uuid.UUID, user: CurrentUser, chats: Chats, _: Annotated[Quota, RateLimit("default")]
+) -> ChatStatus:
     """The answer to an earlier POST /api/ai/chat that was not ready in time. Only its author may see it."""
     return await chats.status(user, chat_id)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request, status
 
 from api.deps import Contacts, IdempotencyKey, OptionalUser
 from api.errors import errors
-from api.ratelimit import RateLimitedRoute, client_ip
+from api.ratelimit import Quota, RateLimit, RateLimitedRoute, client_ip
 from models.api.contact import ContactAccepted, ContactRequest
 
 router = APIRouter(prefix="/api/contact", tags=["contact"], route_class=RateLimitedRoute)
@@ -18,6 +20,7 @@ async def submit(
     request: Request,
     user: OptionalUser,
     contacts: Contacts,
+    _: Annotated[Quota, RateLimit("default")],
     idempotency_key: IdempotencyKey = None,
 ) -> ContactAccepted:
     """Emails the team and confirms to the sender. With an `Idempotency-Key`, a retried request gets the

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 
 from api.deps import CurrentUser, Files, OptionalUser, SettingsDep
 from api.errors import errors
-from api.ratelimit import RateLimitedRoute, counts_itself, enforce
+from api.ratelimit import Quota, RateLimit, RateLimitedRoute
 from api.uploads import MULTIPART_BODY, receive_file, upload_slot
 from models.api.files import FileDeletion, FileInfo, UploadedFile
 from services.files import Redirect
@@ -25,10 +25,15 @@ router = APIRouter(prefix="/api/files", tags=["files"], route_class=RateLimitedR
     openapi_extra=MULTIPART_BODY,
     responses=errors(400, 401, 408, 413, 415, 422, 429, 503),
 )
-@counts_itself
-async def upload(request: Request, user: CurrentUser, files: Files, settings: SettingsDep) -> UploadedFile:
+async def upload(
+    request: Request,
+    user: CurrentUser,
+    files: Files,
+    settings: SettingsDep,
+    quota: Annotated[Quota, RateLimit("upload", counts_itself=True)],
+) -> UploadedFile:
     """Multipart, field `file`. The file is deleted after FILE_RETENTION_HOURS (24 by default)."""
-    await enforce(request, count=False)  # an exhausted quota is refused before the body is read
+    await quota.check()  # an exhausted quota is refused before the body is read
     files.refuse_unkeepable(user)  # so is an EU_COMPLIANCE upload with no EU bucket to keep it in (503)
     with upload_slot(request, user.id):  # so is a third upload while two are in flight
         received = await receive_file(
@@ -39,14 +44,14 @@ async def upload(request: Request, user: CurrentUser, files: Files, settings: Se
             idle_seconds=settings.upload_idle_seconds,
         )
         try:
-            await enforce(request)  # counted now that the upload is valid
+            await quota.spend()  # counted now that the upload is valid
             return await files.upload(received, user)
         finally:
             await asyncio.to_thread(received.path.unlink, missing_ok=True)
 
 
 @router.get("", name="list", responses=errors(401, 429))  # named here: a function `list` would shadow the builtin
-async def list_files(user: CurrentUser, files: Files) -> list[FileInfo]:
+async def list_files(user: CurrentUser, files: Files, _: Annotated[Quota, RateLimit("default")]) -> list[FileInfo]:
     """The caller's files that are still kept, newest first."""
     return await files.list_of(user)
 
@@ -67,6 +72,7 @@ async def download(
     file_id: uuid.UUID,
     user: OptionalUser,
     files: Files,
+    _: Annotated[Quota, RateLimit("default")],
     token: Annotated[
         str | None, Query(max_length=2048, description="A download link's token (emails carry one): no sign-in")
     ] = None,
@@ -86,7 +92,9 @@ async def download(
         **errors(401, 404, 410, 422, 429, 503),
     },
 )
-async def delete(file_id: uuid.UUID, user: CurrentUser, files: Files, response: Response) -> FileDeletion:
+async def delete(
+    file_id: uuid.UUID, user: CurrentUser, files: Files, response: Response, _: Annotated[Quota, RateLimit("default")]
+) -> FileDeletion:
     """Signals the file's retention workflow to delete now, and waits a little for it to finish (200);
     if it has not finished by then, 202: the deletion is under way."""
     deletion = await files.delete(file_id, user)

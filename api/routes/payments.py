@@ -13,12 +13,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from api.deps import CurrentUser, IdempotencyKey, Payments
 from api.errors import errors
-from api.ratelimit import RateLimitedRoute
+from api.ratelimit import NotLimited, Quota, RateLimit, RateLimitedRoute
 from models.api.payments import CatalogueListing, CheckoutRequest, CheckoutResponse, PaymentPublic, WebhookReceipt
 from models.enums import PaymentGateway
 
 router = APIRouter(prefix="/api/payments", tags=["payments"], route_class=RateLimitedRoute)
-webhooks = APIRouter(prefix="/api/payments/webhooks", tags=["payments"])
+webhooks = APIRouter(prefix="/api/payments/webhooks", tags=["payments"], dependencies=[NotLimited])
 """Not rate limited: a gateway sends many webhooks from few addresses; the signature is the gate."""
 
 
@@ -27,7 +27,7 @@ def _accepted(model: type[Any], description: str) -> dict[int | str, dict[str, A
 
 
 @router.get("/catalogue", response_model=CatalogueListing, responses=errors(429))
-async def catalogue(payments: Payments) -> Response:
+async def catalogue(payments: Payments, _: Annotated[Quota, RateLimit("default")]) -> Response:
     """What is sold, at what price per currency, and which currencies each gateway takes."""
     return Response(payments.catalogue(), media_type="application/json")
 
@@ -45,6 +45,7 @@ async def checkout(
     user: CurrentUser,
     payments: Payments,
     response: Response,
+    _: Annotated[Quota, RateLimit("default")],
     idempotency_key: IdempotencyKey = None,
 ) -> CheckoutResponse:
     """Start paying for a tier. Send an `Idempotency-Key`: a repeat returns the same payment. 502: the gateway
@@ -59,6 +60,7 @@ async def checkout(
 async def list_payments(
     user: CurrentUser,
     payments: Payments,
+    _: Annotated[Quota, RateLimit("default")],
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[PaymentPublic]:
@@ -67,7 +69,9 @@ async def list_payments(
 
 
 @router.get("/{payment_id}", name="get", responses=errors(401, 404, 422, 429))
-async def get_payment(payment_id: uuid.UUID, user: CurrentUser, payments: Payments) -> PaymentPublic:
+async def get_payment(
+    payment_id: uuid.UUID, user: CurrentUser, payments: Payments, _: Annotated[Quota, RateLimit("default")]
+) -> PaymentPublic:
     return await payments.payment(user, payment_id)
 
 
@@ -78,7 +82,13 @@ async def get_payment(payment_id: uuid.UUID, user: CurrentUser, payments: Paymen
         **errors(401, 404, 409, 422, 429, 502, 503),
     },
 )
-async def refund(payment_id: uuid.UUID, user: CurrentUser, payments: Payments, response: Response) -> PaymentPublic:
+async def refund(
+    payment_id: uuid.UUID,
+    user: CurrentUser,
+    payments: Payments,
+    response: Response,
+    _: Annotated[Quota, RateLimit("default")],
+) -> PaymentPublic:
     """Refund a completed payment in full, within PAYMENT_REFUND_WINDOW_DAYS; the tier is taken back.
     409: not refundable (not completed, or the window has closed); 502: the gateway refused the refund."""
     answer = await payments.refund(user, payment_id)

@@ -1,12 +1,11 @@
 """Prototypes: POST /api/ai/prototype (an idea in words) and POST /api/ai/voice (a voice message) start the
 pipeline; GET /api/prototypes and /api/prototypes/{id} show the caller's own.
 
-The submissions are under /api/ai/, so each valid one counts against the AI limit (2 a day); a refusal
-(bad input, a provider this tier may not use, voice without a transcriber) is answered before it is counted.
-The status routes are outside /api/ai/ on purpose: polling costs nothing of that limit. GET
-/api/prototypes/{id}/events streams the pipeline's progress as Server-Sent Events, one request however long.
-POST /api/prototypes/{id}/revisions asks models too, so it counts against the AI limit like a submission
-(api.ratelimit.bucket_for); its status, GET /api/prototypes/{id}/revisions/{n}, does not.
+Each valid submission spends the AI bucket (2 a day); a refusal (bad input, a provider this tier may not use,
+voice without a transcriber) is answered before it is counted. The status routes spend the default bucket:
+polling costs nothing of the AI limit. GET /api/prototypes/{id}/events streams the pipeline's progress as
+Server-Sent Events, one request however long. POST /api/prototypes/{id}/revisions asks models too, so it
+spends the AI bucket like a submission; its status, GET /api/prototypes/{id}/revisions/{n}, does not.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from api.deps import Bearer, CurrentUser, Files, IdempotencyKey, Prototypes, SettingsDep, get_current_user
 from api.disconnect import ClientGone
 from api.errors import errors
-from api.ratelimit import RateLimitedRoute, counts_itself, enforce, signs_in
+from api.ratelimit import Quota, RateLimit, RateLimitedRoute, signs_in
 from api.uploads import form_flag, multipart_body, receive_file, upload_slot
 from models.api.common import AIProviderName
 from models.api.prototypes import (
@@ -70,6 +69,7 @@ async def submit(
     user: CurrentUser,
     providers: Annotated[list[AIProvider], Depends(chosen_providers)],
     prototypes: Prototypes,
+    _: Annotated[Quota, RateLimit("ai")],
     idempotency_key: IdempotencyKey = None,
 ) -> PrototypeAccepted:
     """Start the prototype pipeline (requirements, plan, code, review), then poll `status_url`. The result is a
@@ -91,7 +91,6 @@ async def submit(
     ),
     responses=errors(400, 401, 403, 408, 409, 413, 415, 422, 429, 503),
 )
-@counts_itself
 async def submit_voice(
     request: Request,
     response: Response,
@@ -100,6 +99,7 @@ async def submit_voice(
     prototypes: Prototypes,
     files: Files,
     settings: SettingsDep,
+    quota: Annotated[Quota, RateLimit("ai", counts_itself=True)],
     language: Annotated[
         str | None, Query(pattern=r"^[a-z]{2}$", description="ISO-639-1 language of the message, e.g. 'cs'")
     ] = None,
@@ -109,7 +109,7 @@ async def submit_voice(
     VOICE_ALLOWED_TYPES). It is transcribed (EU_COMPLIANCE accounts: by an EU-resident provider only), and the
     transcript goes through the same pipeline as a typed idea. The audio is kept 24 hours like any upload.
     Field `review_requirements` (`true`): pause after the requirements for approval, as a typed idea can."""
-    await enforce(request, count=False)  # an exhausted quota is refused before the body is read
+    await quota.check()  # an exhausted quota is refused before the body is read
     files.refuse_unkeepable(user)  # so is audio of an EU_COMPLIANCE account with no EU bucket to keep it in (503)
     with upload_slot(request, user.id):  # a third upload while two are in flight is refused before it is read
         received = await receive_file(
@@ -129,7 +129,7 @@ async def submit_voice(
             if earlier is not None:
                 response.headers["Location"] = earlier.status_url
                 return earlier
-            await enforce(request)  # counted now that the message is valid
+            await quota.spend()  # counted now that the message is valid
             accepted = await prototypes.submit_voice(
                 user, received, chains, language=language, review_requirements=review, idempotency_key=idempotency_key
             )
@@ -140,7 +140,9 @@ async def submit_voice(
 
 
 @status_router.get("", name="list", responses=errors(401, 503))  # operation id `prototypes-list`
-async def list_prototypes(user: CurrentUser, prototypes: Prototypes) -> list[PrototypeView]:
+async def list_prototypes(
+    user: CurrentUser, prototypes: Prototypes, _: Annotated[Quota, RateLimit("default")]
+) -> list[PrototypeView]:
     """The caller's prototypes, newest first, as last recorded (the status URL of one is live)."""
     return await prototypes.list_own(user)
 
@@ -151,6 +153,7 @@ async def get(
     user: CurrentUser,
     prototypes: Prototypes,
     gone: ClientGone,
+    _: Annotated[Quota, RateLimit("default")],
     wait: Annotated[
         int,
         Query(
@@ -168,7 +171,11 @@ async def get(
 
 @status_router.post("/{prototype_id}/approval", responses=errors(401, 404, 409, 422, 429, 503))
 async def approve(
-    prototype_id: uuid.UUID, body: ApprovalRequest, user: CurrentUser, prototypes: Prototypes
+    prototype_id: uuid.UUID,
+    body: ApprovalRequest,
+    user: CurrentUser,
+    prototypes: Prototypes,
+    _: Annotated[Quota, RateLimit("default")],
 ) -> PrototypeView:
     """For a prototype submitted with `review_requirements` and now AWAITING_APPROVAL: `approve: true` goes on
     (with `edited_requirements` in place of the model's, if given), `approve: false` cancels it. 409 when it is
@@ -188,6 +195,7 @@ async def revise(
     user: CurrentUser,
     providers: Annotated[list[AIProvider], Depends(chosen_revision_providers)],
     prototypes: Prototypes,
+    _: Annotated[Quota, RateLimit("ai")],
     idempotency_key: IdempotencyKey = None,
 ) -> RevisionAccepted:
     """Revise a COMPLETED prototype with your feedback: the revise agent changes only the files it needs to, over
@@ -205,6 +213,7 @@ async def revision(
     number: Annotated[int, Path(ge=1, le=10_000)],
     user: CurrentUser,
     prototypes: Prototypes,
+    _: Annotated[Quota, RateLimit("default")],
 ) -> RevisionView:
     """One revision: live while it runs, the stored result after, with its zip's download URL and its own cost."""
     return await prototypes.revision(user, prototype_id, number)
@@ -249,6 +258,7 @@ async def events(
     user: Annotated[Account, Depends(events_caller)],
     prototypes: Prototypes,
     settings: SettingsDep,
+    _: Annotated[Quota, RateLimit("default")],
     last_event_id: Annotated[
         int | None,
         Header(alias="Last-Event-ID", ge=0, description="Resume after this event (EventSource's reconnects send it)"),

@@ -27,7 +27,7 @@ from temporalio.service import RPCError
 from models.messages.prototypes import ENDING_EVENTS, PrototypeEvent
 from models.tables import Prototype
 from services.accounts import AccountService
-from services.errors import TooManyAtOnce
+from services.errors import TooManyRequests
 from services.prototypes.views import stored_ending
 from services.runtime import Runtime
 from services.temporal import rpc_timeout
@@ -165,12 +165,12 @@ class EventWatchers:
         the response to call when the stream ends); it is also released if the block raises."""
         settings = self.runtime.settings
         if self.streams[user_id] >= settings.prototype_events_per_user:
-            raise TooManyAtOnce(
+            raise TooManyRequests(
                 f"You already have {settings.prototype_events_per_user} event streams open; close one first",
                 retry_after=RETRY_AFTER_SECONDS,
             )
         if self.open >= settings.prototype_events_per_process:
-            raise TooManyAtOnce(
+            raise TooManyRequests(
                 "Too many event streams are open; please retry shortly", retry_after=RETRY_AFTER_SECONDS
             )
         self.streams[user_id] += 1

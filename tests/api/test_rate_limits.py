@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Annotated
 
 import pytest
 from conftest import AppFactory
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 from helpers import bearer, register_and_login, serve
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser
-from api.ratelimit import RateLimitedRoute, bucket_for
+from api.ratelimit import Bucket, Quota, RateLimit, RateLimitedRoute, declared_limit
 
 DAY = 24 * 60 * 60
 
@@ -27,30 +29,87 @@ def with_probe_routes(app: FastAPI) -> FastAPI:
     router = APIRouter(route_class=RateLimitedRoute)
 
     @router.post("/api/ai/probe")
-    async def ai_probe(body: Probe, user: CurrentUser) -> dict[str, str]:
+    async def ai_probe(body: Probe, user: CurrentUser, _: Annotated[Quota, RateLimit("ai")]) -> dict[str, str]:
         return {"user": str(user.id)}
 
     @router.get("/api/probe")
-    async def anonymous_probe() -> dict[str, bool]:
+    async def anonymous_probe(_: Annotated[Quota, RateLimit("default")]) -> dict[str, bool]:
         return {"ok": True}
 
     app.include_router(router)
     return app
 
 
-def test_buckets_follow_the_seed() -> None:
-    assert bucket_for("/api/ai/chat") == "ai"
-    assert bucket_for("/api/ai/prototype") == "ai"
-    assert bucket_for("/api/files/upload") == "upload"
-    assert bucket_for("/api/files/123") == "default"
-    assert bucket_for("/api/contact") == "default"
+def api_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
+    """(method, path, route) for every API route the app answers, those of included routers too."""
+    found = []
+    for context in iter_route_contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            found += [(method, str(context.path), context.original_route) for method in context.methods or ()]
+    return found
 
 
-def test_a_revision_spends_the_ai_quota_and_its_status_does_not() -> None:
-    prototype = "/api/prototypes/0b6f4f52-8f0e-4c1e-9a55-5a7e3e1f0c11"
-    assert bucket_for(f"{prototype}/revisions") == "ai"
-    assert bucket_for(f"{prototype}/revisions/1") == "default"
-    assert bucket_for(prototype) == "default"
+def buckets(app: FastAPI) -> dict[tuple[str, str], Bucket | None]:
+    """Each route's declared bucket (None: never limited)."""
+    return {
+        (method, path): declared[0].bucket
+        for method, path, route in api_routes(app)
+        if (declared := declared_limit(route.dependant)) is not None
+    }
+
+
+def test_every_route_declares_its_bucket_or_that_it_is_not_limited(make_app: AppFactory) -> None:
+    app = make_app(metrics_enabled=True, api_docs_enabled=True)
+    routes = api_routes(app)
+    assert len(routes) >= 40  # the walk sees the included routers' routes, not only the app's own
+    undeclared = [f"{method} {path}" for method, path, route in routes if declared_limit(route.dependant) is None]
+    assert undeclared == []
+    # A bucket only a RateLimitedRoute spends: on another route class the declaration would count nothing.
+    not_counted = [
+        f"{method} {path}"
+        for method, path, route in routes
+        if buckets(app)[method, path] is not None and not isinstance(route, RateLimitedRoute)
+    ]
+    assert not_counted == []
+
+
+def test_the_walk_finds_a_route_that_declares_nothing(make_app: AppFactory) -> None:
+    app = make_app()
+
+    @app.get("/undeclared")
+    async def undeclared() -> None: ...
+
+    assert ("GET", "/undeclared") not in buckets(app)
+    assert ("GET", "/undeclared") in {(method, path) for method, path, _ in api_routes(app)}
+
+
+def test_a_counted_route_must_declare_its_bucket() -> None:
+    router = APIRouter(route_class=RateLimitedRoute)
+    with pytest.raises(TypeError, match="declare the route's bucket"):
+
+        @router.get("/nothing-declared")
+        async def nothing_declared() -> None: ...
+
+
+def test_buckets_follow_the_seed(make_app: AppFactory) -> None:
+    declared = buckets(make_app())
+    assert declared["POST", "/api/ai/chat"] == "ai"
+    assert declared["POST", "/api/ai/prototype"] == "ai"
+    assert declared["POST", "/api/ai/voice"] == "ai"
+    assert declared["POST", "/api/files/upload"] == "upload"
+    assert declared["GET", "/api/files/{file_id}"] == "default"
+    assert declared["POST", "/api/contact"] == "default"
+    assert declared["GET", "/api/chats/{chat_id}"] == "default"  # polling does not spend the AI quota
+    assert declared["POST", "/auth/logout"] is None
+    assert declared["GET", "/health"] is None
+    assert declared["POST", "/api/payments/webhooks/{gateway}"] is None
+
+
+def test_a_revision_spends_the_ai_quota_and_its_status_does_not(make_app: AppFactory) -> None:
+    declared = buckets(make_app())
+    assert declared["POST", "/api/prototypes/{prototype_id}/revisions"] == "ai"
+    assert declared["GET", "/api/prototypes/{prototype_id}/revisions/{number}"] == "default"
+    assert declared["GET", "/api/prototypes/{prototype_id}"] == "default"
 
 
 async def test_two_hundred_concurrent_requests_over_two_processes_accept_exactly_two(
