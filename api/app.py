@@ -22,7 +22,6 @@ from api.errors import errors, install_error_handlers
 from api.metrics import install_metrics
 from api.ratelimit import RateLimiter
 from api.routes import auth, capabilities, chat, codec, contact, files, health, me, payments, prototypes
-from api.routing import skip_other_prefixes
 from api.shedding import LoadShedding
 from api.uploads import UploadSlots
 from models.api.common import ErrorResponse, RateLimitResponse
@@ -125,8 +124,6 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.openapi = keeping_example_nulls(app)  # type: ignore[method-assign]  # FastAPI's documented way to extend it
-    if settings.docs_enabled:
-        install_docs(app)
     app.state.settings = settings
     app.state.upload_slots = UploadSlots(settings.uploads_per_user_at_once)
     app.add_middleware(BodyLimitMiddleware, settings=settings)  # inside CORS, so that its 413 is readable too
@@ -145,23 +142,27 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     # Outermost: every answer, CORS's own included, gets the headers, an id, its metrics and a line, timed in full.
     app.add_middleware(RequestEdge, hsts=settings.api_behind_tls, access_log=settings.access_log_enabled)
     install_error_handlers(app, hide_internal_errors=settings.is_production)
-    install_metrics(app, settings)
 
+    # A request's path is tried against every route of each router in turn until one matches, so the order is
+    # a cost (no answer depends on it, tests/api/test_routing.py): first what is asked most often and does least
+    # work besides, the probes, then what a frontend asks on every load, then the signed-in routes.
     app.include_router(health.router)
-    app.include_router(capabilities.router)  # open and not counted: a frontend asks it on every load
+    app.include_router(capabilities.router)
     for router in (
+        payments.router,  # the catalogue, first among its routes
         auth.router,
-        contact.router,
         files.router,
-        chat.router,
+        prototypes.router,  # its two submissions before the status routes: the documentation's order within a tag
+        prototypes.status_router,  # polled while a prototype is made
         chat.status_router,
-        prototypes.router,
-        prototypes.status_router,
-        payments.router,
         me.router,
+        contact.router,
+        chat.router,
     ):
         app.include_router(router, responses=COMMON_RESPONSES)
     app.include_router(payments.webhooks, responses=errors(413))
-    app.include_router(codec.router)  # operators only, not rate-limited
-    skip_other_prefixes(app)
+    app.include_router(codec.router)  # operators only
+    if settings.docs_enabled:
+        install_docs(app)
+    install_metrics(app, settings)
     return app
