@@ -12,6 +12,7 @@ from conftest import AppFactory
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from helpers import bearer, register_and_login, serve
+from prometheus_client import REGISTRY
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser
@@ -169,6 +170,18 @@ async def test_anonymous_callers_are_keyed_by_ip(make_app: AppFactory, redis_url
         second = [(await second_ip.get("/api/probe")).status_code for _ in range(4)]
     assert first == [200, 200, 200, 429]
     assert second == [200, 200, 200, 429]
+
+
+async def test_a_refusal_is_counted_in_the_metrics_by_bucket(make_app: AppFactory) -> None:
+    def refused() -> float:
+        return REGISTRY.get_sample_value("statex_rate_limit_refusals_total", {"bucket": "default"}) or 0.0
+
+    before = refused()
+    app = with_probe_routes(make_app(rate_limit_default="1/day"))
+    async with serve(app, client_ip="203.0.113.30") as api:
+        statuses = [(await api.get("/api/probe")).status_code for _ in range(3)]
+    assert statuses == [200, 429, 429]
+    assert refused() == before + 2
 
 
 async def test_allow_listed_addresses_are_not_limited(make_app: AppFactory) -> None:
