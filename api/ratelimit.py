@@ -3,7 +3,7 @@
 A route names the bucket its requests spend where it is declared, as a parameter:
 `_: Annotated[Quota, RateLimit("ai")]`; a router whose routes are never limited (health, webhooks, the codec)
 says so with `dependencies=[NotLimited]`, and so does one route (logout). Every route declares one or the other
-(tests/test_rate_limits.py walks the app). The routes that are counted use `RateLimitedRoute`, which spends the
+(tests/api/test_rate_limits.py walks the app). The routes that are counted use `RateLimitedRoute`, which spends the
 request's quota after FastAPI's validation and authentication and before the endpoint body: a request refused
 for bad input or a missing token never uses up the caller's quota, so a typo never costs one of the day's two
 AI requests. An endpoint that validates a body FastAPI cannot see (an upload stream) declares
