@@ -1,14 +1,15 @@
 """Per-day request limits (the seed's: 2 AI calls, 10 uploads, 100 of anything else), declared on each route.
 
 A route names the bucket its requests spend where it is declared, as a parameter:
-`_: Annotated[Quota, RateLimit("ai")]`; a router whose routes are never limited (health, webhooks, the codec)
-says so with `dependencies=[NotLimited]`, and so does one route (logout). Every route declares one or the other
-(tests/api/test_rate_limits.py walks the app). The routes that are counted use `RateLimitedRoute`, which spends the
-request's quota after FastAPI's validation and authentication and before the endpoint body: a request refused
-for bad input or a missing token never uses up the caller's quota, so a typo never costs one of the day's two
-AI requests. An endpoint that validates a body FastAPI cannot see (an upload stream) declares
-`RateLimit("upload", counts_itself=True)` and calls its quota's `check` before reading and `spend` once the
-body is valid.
+`_: Annotated[Quota, RateLimit("ai")]`. A router whose routes are never limited (health, capabilities, webhooks,
+the codec) says so with its route class, `NotLimitedRoute`, which costs nothing per request (FastAPI solves
+each dependency on every request, ~10 µs); a single route (logout, the documentation, metrics) with
+`dependencies=[NotLimited]`. Every route declares one or the other (tests/api/test_rate_limits.py walks the
+app). The routes that are counted use `RateLimitedRoute`, which spends the request's quota after FastAPI's
+validation and authentication and before the endpoint body: a request refused for bad input or a missing
+token never uses up the caller's quota, so a typo never costs one of the day's two AI requests. An endpoint
+that validates a body FastAPI cannot see (an upload stream) declares `RateLimit("upload", counts_itself=True)`
+and calls its quota's `check` before reading and `spend` once the body is valid.
 
 Counted per user id on routes that require sign-in (the session was checked live by `CurrentUser`), else
 per client IP, in a moving 24-hour window. A route open without sign-in (register, login, refresh, contact, a
@@ -148,7 +149,7 @@ async def enforce(request: Request, bucket: Bucket, *, count: bool = True) -> No
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Quota:
     """One request's draw on its route's bucket (no bucket: a route that is never limited)."""
 
@@ -184,8 +185,9 @@ def RateLimit(bucket: Bucket, *, counts_itself: bool = False) -> Any:  # named l
     return Depends(Limit(bucket, counts_itself))
 
 
-NotLimited: Any = Depends(Limit(None))
-"""A route, or with `dependencies=[NotLimited]` every route of a router, that no limit ever refuses."""
+NOT_LIMITED = Limit(None)
+NotLimited: Any = Depends(NOT_LIMITED)
+"""A route that no limit ever refuses, in a router whose other routes are limited: `dependencies=[NotLimited]`."""
 
 
 def signs_in(dependency: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -195,10 +197,17 @@ def signs_in(dependency: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitab
     return dependency
 
 
-def declared_limit(dependant: Dependant) -> tuple[Limit, str | None] | None:
-    """The route's `RateLimit` or `NotLimited`, and the parameter that receives its quota (None when it came
-    through `dependencies=`); None if it declares neither. More than one is an error."""
-    found = [(sub.call, sub.name) for sub in dependant.dependencies if isinstance(sub.call, Limit)]
+class NotLimitedRoute(APIRoute):
+    """A route of a router that no limit ever refuses (probes, capabilities, webhooks, the codec): the route
+    class is the declaration, so it costs nothing per request."""
+
+
+def declared_limit(route: APIRoute) -> tuple[Limit, str | None] | None:
+    """The route's `RateLimit` or `NotLimited` (or its class, `NotLimitedRoute`), and the parameter that receives
+    its quota (None when it came through `dependencies=`); None if it declares neither. More than one is an error."""
+    if isinstance(route, NotLimitedRoute):
+        return NOT_LIMITED, None
+    found = [(sub.call, sub.name) for sub in route.dependant.dependencies if isinstance(sub.call, Limit)]
     if len(found) > 1:
         raise TypeError(f"a route declares one rate limit, not {len(found)}: {[limit for limit, _ in found]}")
     return found[0] if found else None
@@ -210,7 +219,7 @@ class RateLimitedRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Awaitable[Any]], **kwargs: Any) -> None:
         super().__init__(path, self._spending_first(endpoint), **kwargs)
-        declared = declared_limit(self.dependant)
+        declared = declared_limit(self)
         if declared is None:
             raise TypeError(f"{path}: declare the route's bucket, `_: Annotated[Quota, RateLimit(...)]`, or NotLimited")
         self.rate_limit, parameter = declared

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from api.deps import service
-from api.ratelimit import NotLimited
+from api.ratelimit import NotLimitedRoute
 from models.api.capabilities import Capabilities
 from services.capabilities import CapabilityService
 
-router = APIRouter(prefix="/api/capabilities", tags=["capabilities"], dependencies=[NotLimited])
+router = APIRouter(prefix="/api/capabilities", tags=["capabilities"], route_class=NotLimitedRoute)
 
 
 @router.get("", name="get")

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload, Payloads
 
 from api.deps import service
-from api.ratelimit import NotLimited
+from api.ratelimit import NotLimitedRoute
 from services.codec import CodecService
 from services.errors import BadRequest, UnsupportedMediaType
 
@@ -31,7 +31,7 @@ async def _operator(request: Request, codec: Annotated[CodecService, Depends(ser
 
 
 Operator = Annotated[CodecService, Depends(_operator)]
-router = APIRouter(prefix=PREFIX, tags=["codec"], include_in_schema=False, dependencies=[NotLimited])
+router = APIRouter(prefix=PREFIX, tags=["codec"], include_in_schema=False, route_class=NotLimitedRoute)
 
 
 @router.post("/decode")

@@ -14,10 +14,10 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
-from api.ratelimit import NotLimited
+from api.ratelimit import NotLimitedRoute
 from models.api.common import HealthStatus, ReadyStatus
 
-router = APIRouter(tags=["health"], dependencies=[NotLimited])  # probes are never refused
+router = APIRouter(tags=["health"], route_class=NotLimitedRoute)  # probes are never refused
 
 _CHECK_TIMEOUT_SECONDS = 3.0
 

@@ -13,12 +13,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from api.deps import CurrentUser, IdempotencyKey, Payments
 from api.errors import errors
-from api.ratelimit import NotLimited, Quota, RateLimit, RateLimitedRoute
+from api.ratelimit import NotLimitedRoute, Quota, RateLimit, RateLimitedRoute
 from models.api.payments import CatalogueListing, CheckoutRequest, CheckoutResponse, PaymentPublic, WebhookReceipt
 from models.enums import PaymentGateway
 
 router = APIRouter(prefix="/api/payments", tags=["payments"], route_class=RateLimitedRoute)
-webhooks = APIRouter(prefix="/api/payments/webhooks", tags=["payments"], dependencies=[NotLimited])
+webhooks = APIRouter(prefix="/api/payments/webhooks", tags=["payments"], route_class=NotLimitedRoute)
 """Not rate limited: a gateway sends many webhooks from few addresses; the signature is the gate."""
 
 

@@ -55,7 +55,7 @@ def buckets(app: FastAPI) -> dict[tuple[str, str], Bucket | None]:
     return {
         (method, path): declared[0].bucket
         for method, path, route in api_routes(app)
-        if (declared := declared_limit(route.dependant)) is not None
+        if (declared := declared_limit(route)) is not None
     }
 
 
@@ -63,7 +63,7 @@ def test_every_route_declares_its_bucket_or_that_it_is_not_limited(make_app: App
     app = make_app(metrics_enabled=True, api_docs_enabled=True)
     routes = api_routes(app)
     assert len(routes) >= 40  # the walk sees the included routers' routes, not only the app's own
-    undeclared = [f"{method} {path}" for method, path, route in routes if declared_limit(route.dependant) is None]
+    undeclared = [f"{method} {path}" for method, path, route in routes if declared_limit(route) is None]
     assert undeclared == []
     # A bucket only a RateLimitedRoute spends: on another route class the declaration would count nothing.
     not_counted = [
