@@ -26,6 +26,12 @@ from models.api.auth import (
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=RateLimitedRoute)
 
 
+# First: asked on every page load of a signed-in client, and routes are tried in the order they are declared.
+@router.get("/me", responses=errors(401, 429))
+async def me(user: CurrentUser, _: Annotated[Quota, RateLimit("default")]) -> UserPublic:
+    return UserPublic.model_validate(user)
+
+
 @router.post("/register", status_code=status.HTTP_202_ACCEPTED, responses=errors(422, 429))
 async def register(
     body: RegisterRequest, addresses: Addresses, background: BackgroundTasks, _: Annotated[Quota, RateLimit("default")]
@@ -95,8 +101,3 @@ async def refresh(body: RefreshRequest, accounts: Accounts, _: Annotated[Quota, 
 )  # never refused: it only takes access away, and a caller who spent the IP's quota must still sign out
 async def logout(body: RefreshRequest, accounts: Accounts) -> None:
     await accounts.logout(body.refresh_token)
-
-
-@router.get("/me", responses=errors(401, 429))
-async def me(user: CurrentUser, _: Annotated[Quota, RateLimit("default")]) -> UserPublic:
-    return UserPublic.model_validate(user)

@@ -60,14 +60,15 @@ async def test_every_probed_path_gets_its_answer(make_app: AppFactory, root_path
 
 
 @pytest.mark.parametrize(
-    ("path", "most"),
-    [("/health", 1), ("/api/capabilities", 3), ("/api/payments/catalogue", 4)],
+    ("path", "status", "most"),
+    [("/health", 200, 1), ("/api/capabilities", 200, 3), ("/api/payments/catalogue", 200, 4), ("/auth/me", 401, 9)],
 )
 async def test_the_most_requested_cheap_routes_are_tried_first(
-    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch, path: str, most: int
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch, path: str, status: int, most: int
 ) -> None:
-    """FastAPI tries a path against each route in turn: a probe, the capabilities a frontend asks on every load and
-    the catalogue do little work besides, so the routes tried before theirs would be most of their cost."""
+    """FastAPI tries a path against each route in turn: a probe, the capabilities a frontend asks on every load,
+    the catalogue and the signed-in caller do little work besides, so the routes tried before theirs would be
+    much of their cost."""
     app = make_app(api_docs_enabled=True, metrics_enabled=True)
     asked: list[str] = []
     matches = APIRoute.matches
@@ -80,6 +81,6 @@ async def test_the_most_requested_cheap_routes_are_tried_first(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            assert (await http.get(path)).status_code == 200
+            assert (await http.get(path)).status_code == status
     assert asked[-1] == path
     assert len(set(asked)) <= most, asked  # a set: FastAPI matches the chosen router's routes again to handle it
