@@ -26,9 +26,9 @@ WORKER_ONLY = [
     "httpx",  # the gateways' and Ollama's HTTP clients (and, through httpx's CLI, rich, click and pygments)
     "rich",
     "genai_prices",  # pricing a model call: the worker's AI activities
-    "local_stripe",  # the Stripe emulator's launcher: `statex run` and `make pay`, never a request
+    "devstack",  # `statex run`, its Stripe emulator and smoke: never a request
     "temporalio.worker",  # the worker's interceptors (observability/interceptors.py); the API's client needs none of it
-    "worker_interceptors",
+    "observability.interceptors",
 ]
 
 
