@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import tomllib
 import uuid
 from collections.abc import Iterator
@@ -426,22 +425,19 @@ def test_start_a_daemon():
 
 
 def test_a_busy_loop_is_killed_at_the_cpu_limit() -> None:
-    started = time.monotonic()
     result = verify(("test_spin.py", "def test_spin():\n    while True:\n        pass\n"))
     passed, output = check(result, "pytest")
     assert not passed
     assert "SIGXCPU" in output or "SIGKILL" in output
-    assert time.monotonic() - started < FAST.wall_seconds
+    assert "wall time limit" not in output  # the CPU limit stopped it, not the wall clock
 
 
 def test_a_busy_loop_is_killed_at_the_wall_limit_with_its_whole_process_group() -> None:
     limits = SandboxLimits(cpu_seconds=60, wall_seconds=2)
-    started = time.monotonic()
     result = verify(("test_spin.py", "def test_spin():\n    while True:\n        pass\n"), limits=limits)
     passed, output = check(result, "pytest")
     assert not passed
     assert "killed at the wall time limit (2 s)" in output
-    assert time.monotonic() - started < 15
 
 
 def test_a_two_gigabyte_allocation_fails_at_the_memory_limit() -> None:
@@ -604,13 +600,12 @@ def test_spin_in_four_sessions():
     for spinner in spinners:
         spinner.wait()
 """
-    started = time.monotonic()
     result = await asyncio.to_thread(verify, ("test_spin.py", spin), UNCAPTURED, limits=limits)
     passed, output = check(result, "pytest")
     assert not passed
     assert "SPINNING 4" in output  # positive control
+    # the run's total, not the wall limit nor the 60 s each spinner alone was allowed
     assert "killed at the CPU time limit of the whole run (3 s)" in output, output
-    assert time.monotonic() - started < 20  # far from the wall limit: 4 spinners x 60 s of CPU each were allowed
 
     async def gone() -> bool:
         return not _processes_with(marker)
