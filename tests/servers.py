@@ -185,6 +185,37 @@ def reachable_temp_dir() -> str:
     return "/tmp"
 
 
+@contextmanager
+def serving(
+    watchdog: Watchdog,
+    what: str,
+    command: Callable[[int], list[str]],
+    ready: Callable[[int], bool],
+    log: Path,
+    stop_with: signal.Signals,
+    **popen: Any,
+) -> Iterator[int]:
+    """The server that `command(port)` starts, on a free loopback port once `ready(port)`; yields the port and
+    stops it at the end. Its output goes to `log`; the watchdog stops it should the session die first."""
+    for _ in range(PORT_TRIES):
+        port = free_port()
+        with log.open("ab") as output:
+            process = subprocess.Popen(
+                command(port), stdout=output, stderr=subprocess.STDOUT, start_new_session=True, **popen
+            )
+        watchdog.tell(f"pid {process.pid} {stop_with.value}")
+        if wait_until(partial(ready, port), process, what, log):
+            break
+        watchdog.tell(f"forget {process.pid}")  # it exited: most likely the port was taken meanwhile
+    else:
+        raise RuntimeError(f"{what} did not start in {PORT_TRIES} tries; its log:\n{tail(log)}")
+    try:
+        yield port
+    finally:
+        stop(process, stop_with)
+        watchdog.tell(f"forget {process.pid}")
+
+
 # --- PostgreSQL ------------------------------------------------------------------------------------------------
 
 
@@ -283,29 +314,22 @@ def embedded_postgres(watchdog: Watchdog) -> Iterator[Started]:
         done = subprocess.run(initdb, capture_output=True, cwd=folder, check=False, **as_user)
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed ({done.returncode}):\n{done.stdout.decode()}{done.stderr.decode()}")
-        process: subprocess.Popen[bytes] | None = None
-        port = 0
-        for _ in range(PORT_TRIES):
-            port = free_port()
-            server = [
-                str(bin_dir / "postgres"),
-                *("-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", ""),  # TCP on loopback, no socket file
-                # Throwaway data: no waiting on the disk.
-                *("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"),
-            ]
-            with log.open("ab") as output:
-                process = subprocess.Popen(
-                    server, stdout=output, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True, **as_user
-                )
-            watchdog.tell(f"pid {process.pid} {signal.SIGINT.value}")
-            url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-            if wait_until(partial(postgres_ready, url), process, "PostgreSQL", log):
-                break
-            watchdog.tell(f"forget {process.pid}")
-            process = None  # it exited: most likely the port was taken meanwhile
-        if process is None:
-            raise RuntimeError(f"PostgreSQL did not start in {PORT_TRIES} tries; its log:\n{tail(log)}")
-        try:
+        postgres = [
+            str(bin_dir / "postgres"),
+            *("-D", str(data), "-h", "127.0.0.1", "-k", ""),  # TCP on loopback, no socket file
+            # Throwaway data: no waiting on the disk.
+            *("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"),
+        ]
+        with serving(
+            watchdog,
+            "PostgreSQL",
+            lambda port: [*postgres, "-p", str(port)],
+            lambda port: postgres_ready(f"postgresql://postgres@127.0.0.1:{port}/postgres"),
+            log,
+            signal.SIGINT,  # PostgreSQL's fast shutdown
+            cwd=folder,
+            **as_user,
+        ) as port:
             version = (
                 subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, check=True, **as_user)
                 .stdout.decode()
@@ -317,9 +341,6 @@ def embedded_postgres(watchdog: Watchdog) -> Iterator[Started]:
                 description=f"started embedded {version} at 127.0.0.1:{port}{user} in {elapsed(began)}"
                 f" (data in {data})",
             )
-        finally:
-            stop(process, signal.SIGINT)  # PostgreSQL's fast shutdown
-            watchdog.tell(f"forget {process.pid}")
 
 
 def postgres_ready(url: str) -> bool:
@@ -357,33 +378,18 @@ def embedded_redis(watchdog: Watchdog) -> Iterator[Started]:
     binary = valkey_server()
     with private_folder(watchdog, "redis") as folder:
         log = folder / "valkey.log"
-        process: subprocess.Popen[bytes] | None = None
-        port = 0
-        for _ in range(PORT_TRIES):
-            port = free_port()
-            command = [
-                str(binary),
-                *("--bind", "127.0.0.1", "--port", str(port), "--unixsocket", ""),
-                *("--save", "", "--appendonly", "no", "--dir", str(folder), "--daemonize", "no"),
-            ]
-            with log.open("ab") as output:
-                process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-            watchdog.tell(f"pid {process.pid} {signal.SIGTERM.value}")
-            if wait_until(partial(redis_ready, port), process, "Redis", log):
-                break
-            watchdog.tell(f"forget {process.pid}")
-            process = None  # it exited: most likely the port was taken meanwhile
-        if process is None:
-            raise RuntimeError(f"Redis did not start in {PORT_TRIES} tries; its log:\n{tail(log)}")
-        try:
-            version = redis_version(port)
+        valkey = [
+            str(binary),
+            *("--bind", "127.0.0.1", "--unixsocket", ""),
+            *("--save", "", "--appendonly", "no", "--dir", str(folder), "--daemonize", "no"),
+        ]
+        with serving(
+            watchdog, "Redis", lambda port: [*valkey, "--port", str(port)], redis_ready, log, signal.SIGTERM
+        ) as port:
             yield Started(
                 url=f"redis://127.0.0.1:{port}/0",
-                description=f"started embedded Valkey {version} at 127.0.0.1:{port} in {elapsed(began)}",
+                description=f"started embedded Valkey {redis_version(port)} at 127.0.0.1:{port} in {elapsed(began)}",
             )
-        finally:
-            stop(process, signal.SIGTERM)
-            watchdog.tell(f"forget {process.pid}")
 
 
 def redis_ready(port: int) -> bool:
