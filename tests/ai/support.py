@@ -49,11 +49,12 @@ async def sign_in(api: httpx.AsyncClient, engine: AsyncEngine, tier: ServiceTier
 
 
 async def finished(api: httpx.AsyncClient, temporal: Client, account: dict[str, Any], prototype_id: str) -> Any:
-    """Poll the status URL, as the frontend does, until the prototype is COMPLETED or FAILED; then wait for its
-    workflow to close too (the email goes out just after the row is marked)."""
+    """Long-poll the status URL, as the frontend does, until the prototype is COMPLETED or FAILED; then wait for
+    its workflow to close too (the email goes out just after the row is marked). A long poll is one request for
+    seconds of waiting: quick polls of a pipeline slowed by a busy machine met the user's daily request limit."""
 
     async def settled() -> dict[str, Any] | None:
-        polled = await api.get(f"/api/prototypes/{prototype_id}", headers=account["headers"])
+        polled = await api.get(f"/api/prototypes/{prototype_id}", params={"wait": 5}, headers=account["headers"])
         assert polled.status_code == 200, polled.text
         view = polled.json()
         return view if view["status"] in (PrototypeStatus.COMPLETED, PrototypeStatus.FAILED) else None
