@@ -21,7 +21,7 @@ from models.db import open_session
 from models.enums import AIProvider
 from models.prompts import PIPELINE, REVISE
 from models.prompts import TESTS as TESTS_AGENT
-from models.tables import PrototypeRevision
+from models.tables import Prototype, PrototypeRevision
 from settings import Settings
 from worker import build_worker
 from workflows.revision import revision_file_id, workflow_id
@@ -130,7 +130,11 @@ async def test_someone_elses_prototype_is_not_found_and_one_under_way_cannot_be_
 
         async def awaiting() -> bool | None:
             view = (await api.get(f"/api/prototypes/{prototype_id}", headers=alice["headers"])).json()
-            return view["status"] == "AWAITING_APPROVAL" or None
+            # The status URL answers the workflow's live status; the revision's check reads the row, which the
+            # workflow's activity writes a moment later.
+            async with open_session(engine) as db:
+                row = await db.get(Prototype, uuid.UUID(prototype_id))
+            return (view["status"] == row.status == "AWAITING_APPROVAL") if row is not None else None
 
         await eventually(awaiting, within=60, what="the prototype to wait for approval")
         url = f"/api/prototypes/{prototype_id}/revisions"
