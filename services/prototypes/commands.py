@@ -143,7 +143,9 @@ class PrototypeCommands(PrototypeRecords):
         it unless the workflow is waiting): approved, the pipeline goes on with the customer's text if given;
         declined, it is cancelled. Anything else is a 409."""
         prototype = await self._owned(account, prototype_id)
-        if prototype.status != PrototypeStatus.AWAITING_APPROVAL:
+        # Only an ended prototype is refused here (its workflow is closed): while it runs, the workflow decides,
+        # since the row learns it is awaiting approval a moment after the status (read live) says so.
+        if prototype.status not in UNDER_WAY:
             raise Conflict(f"The prototype is not waiting for approval (it is {prototype.status})")
         handle = self.temporal.get_workflow_handle_for(PrototypeWorkflow.run, workflow_id(prototype_id))
         decision = PrototypeApproval(approve=body.approve, edited_requirements=body.edited_requirements)
