@@ -6,18 +6,23 @@ email), goes on with the customer's edited text, is cancelled by a refusal; an a
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 from fakes.ai_server import FakeAIServer
 from helpers import eventually, serve
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
 from temporalio.client import Client
 
 from ai.support import body_of, calls_of, finished, outbox, service, sign_in
 from api.app import create_app
+from models.db import open_session
 from models.messages.prototypes import ON_APPROVE, ON_DECLINE, ON_EDIT
 from models.prompts import PIPELINE
+from models.tables import Prototype
 from settings import Settings
 from worker import build_worker
 
@@ -140,3 +145,23 @@ async def test_with_no_worker_to_ask_the_status_shows_the_recorded_requirements(
     assert view["status"] == "AWAITING_APPROVAL"
     assert view["approval"]["requirements"] == GENERATED  # from the recorded call: the workflow cannot be asked
     assert view["approval"]["answer_by"] is None
+
+
+async def test_an_approval_is_taken_while_the_row_still_says_running(
+    temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
+) -> None:
+    """The live status says AWAITING_APPROVAL a moment before the workflow's activity writes the row: an approval
+    in that moment is the workflow's to decide, not a 409 read off the row."""
+    async with service(temporal, engine, openai_only(ai_settings)) as api:
+        account = await sign_in(api, engine)
+        prototype_id = await awaiting_approval(api, account)
+        async with open_session(engine) as db:  # the row as it is just before the activity writes it
+            await db.exec(  # type: ignore[call-overload]
+                sa.update(Prototype).where(col(Prototype.id) == uuid.UUID(prototype_id)).values(status="RUNNING")
+            )
+            await db.commit()
+        approved = await api.post(
+            f"/api/prototypes/{prototype_id}/approval", json={"approve": True}, headers=account["headers"]
+        )
+        assert approved.status_code == 200, approved.text
+        assert (await finished(api, temporal, account, prototype_id))["status"] == "COMPLETED"
