@@ -22,6 +22,7 @@ from api.server import api_command
 from devstack import local_stripe, smoke, supervisor
 from models import search_attributes
 from models.db import migrate_database
+from observability import metrics
 from observability.logs import configure_logging
 from services.data_folder import close_data_dir_or_exit
 from settings import Settings, get_settings
@@ -39,9 +40,11 @@ def run_worker(_: Settings) -> int:
 def run_api(settings: Settings) -> int:
     """Migrates once (with RUN_MIGRATIONS_ON_START), then becomes the server (exec): signals reach uvicorn
     directly, so a container stops it gracefully. Its processes are told not to migrate: each would load
-    Alembic (some 10 MB, kept for the process's life) to find nothing left to do."""
+    Alembic (some 10 MB, kept for the process's life) to find nothing left to do. PROMETHEUS_MULTIPROC_DIR, when
+    set, is emptied first: the processes about to start add up what they find there."""
     if settings.run_migrations_on_start:
         asyncio.run(migrate_database(settings))
+    metrics.start_multiprocess_dir()
     command = api_command(settings)
     os.execve(command[0], command, {**os.environ, "RUN_MIGRATIONS_ON_START": "false"})
 
