@@ -6,7 +6,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         is made, so a test or a process may point it elsewhere). A variable set in the environment wins over
         its file: an operator may override one secret without touching the mounted folder."""
         folder = os.environ.get(SECRETS_DIR_VARIABLE) or None
-        files = SecretsSettingsSource(settings_cls, secrets_dir=folder) if folder else file_secret_settings
+        files = _SecretFiles(settings_cls, secrets_dir=folder) if folder else file_secret_settings
         return init_settings, env_settings, dotenv_settings, files
 
     environment: Literal["development", "test", "production"] = "development"
@@ -473,6 +473,14 @@ class Settings(BaseSettings):
     def stripe_is_emulated(self) -> bool:
         """Stripe on this machine's loopback is an emulator (devstack/local_stripe.py), not api.stripe.com."""
         return bool(self.stripe_api_base) and urlsplit(self.stripe_api_base).hostname in _LOOPBACK_HOSTS
+
+
+class _SecretFiles(SecretsSettingsSource):
+    """An empty file is no value, as an empty variable is (ENV_IGNORE_EMPTY): compose wants every secret it
+    mounts to exist, so an optional one (a Stripe key) may be an empty file."""
+
+    def __call__(self) -> dict[str, Any]:
+        return {name: value for name, value in super().__call__().items() if value != ""}
 
 
 def _with_password(url: str, password: str) -> str:

@@ -51,10 +51,12 @@ def test_database_url_defaults_to_sqlite_and_accepts_plain_postgres_urls(monkeyp
 
 def test_secrets_come_from_files_in_secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """As compose and Kubernetes mount them: one file per setting, named after it, its trailing newline dropped;
-    a variable in the environment wins over its file; without SECRETS_DIR no file is read."""
+    an empty file is no value; a variable in the environment wins over its file; without SECRETS_DIR no file
+    is read."""
     (tmp_path / "jwt_secret").write_text("j" * 48 + "\n")
     (tmp_path / "payload_keys").write_text(PAYLOAD_KEYS + "\n")
     (tmp_path / "codec_operator_token").write_text("from-the-file\n")
+    (tmp_path / "stripe_secret_key").write_text("\n")  # an optional secret compose mounts, left empty
     monkeypatch.setenv("SECRETS_DIR", str(tmp_path))
     monkeypatch.setenv("CODEC_OPERATOR_TOKEN", "from-the-environment")
     settings = Settings(_env_file=None, environment="production")  # type: ignore[call-arg]
@@ -62,6 +64,7 @@ def test_secrets_come_from_files_in_secrets_dir(tmp_path: Path, monkeypatch: pyt
     assert settings.payload_keys is not None and settings.payload_keys.get_secret_value() == PAYLOAD_KEYS
     assert settings.codec_operator_token is not None
     assert settings.codec_operator_token.get_secret_value() == "from-the-environment"
+    assert settings.stripe_secret_key is None
 
     monkeypatch.delenv("SECRETS_DIR")
     assert Settings(_env_file=None).jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET  # type: ignore[call-arg]
