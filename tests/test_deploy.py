@@ -28,7 +28,7 @@ def defined_names() -> set[str]:
 
 def test_the_deploy_files_parse() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
-    assert {job["job_name"] for job in config["scrape_configs"]} == {"statex-api", "statex-worker"}
+    assert {job["job_name"] for job in config["scrape_configs"]} == {"statex-api", "statex-worker", "temporal-server"}
     assert expressions()
 
 
