@@ -3,7 +3,7 @@
 # server starts. A database this creates gets the base schema; every run then applies the versioned updates it
 # lacks, so the same command sets up a fresh volume and upgrades after a new admin-tools and server version.
 set -eu
-SQL_PASSWORD="$(cat /run/secrets/postgres_password)"
+SQL_PASSWORD="$(cat /run/secrets/database_password)"
 export SQL_PASSWORD  # temporal-sql-tool reads it: the password never appears on a command line
 
 sql() {
