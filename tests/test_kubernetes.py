@@ -77,8 +77,9 @@ def config() -> dict[str, str]:
 
 
 def secret_setting_names() -> set[str]:
-    """The environment names of every setting typed SecretStr: their values belong in the Secret only."""
-    return {
+    """The environment names of every setting typed SecretStr, and of the URLs that carry a password: their
+    values belong in the Secret only."""
+    return {"DATABASE_URL", "REDIS_URL"} | {
         name.upper()
         for name, field in Settings.model_fields.items()
         if field.annotation is SecretStr or SecretStr in getattr(field.annotation, "__args__", ())
