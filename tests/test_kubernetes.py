@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.routes import codec, health
+from api.server import GRACEFUL_SHUTDOWN_SECONDS
 from settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +107,14 @@ def test_the_api_probes_name_the_apps_health_routes() -> None:
     assert api["startupProbe"]["httpGet"]["path"] == "/health"
     port_names = {port["name"] for port in api["ports"]}
     assert {api[probe]["httpGet"]["port"] for probe in ("readinessProbe", "livenessProbe")} <= port_names
+
+
+def test_the_api_drains_before_it_is_killed() -> None:
+    """SIGTERM after the preStop pause (endpoints drop the pod first); uvicorn then lets requests in flight
+    finish for GRACEFUL_SHUTDOWN_SECONDS. The kubelet's SIGKILL must come after both."""
+    pod = base("Deployment", "statex-api")["spec"]["template"]["spec"]
+    pause = container("statex-api")["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] >= pause + GRACEFUL_SHUTDOWN_SECONDS + 10
 
 
 def test_the_worker_outlives_its_own_graceful_shutdown() -> None:
