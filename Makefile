@@ -68,21 +68,16 @@ frontend-client: $(UV)  # the typed TypeScript client, generated from the API's 
 	$(VENV_PYTHON) -m cli openapi --output frontend-client/openapi.json
 	cd frontend-client && npm ci && npm run generate && npm run check && npm run build
 
-# deploy/kubernetes checked without a cluster: every manifest against the Kubernetes JSON schemas (bundled in
-# kubernetes-validate; the oldest release the worker's pod settings need, and the newest), then checkov's security
-# scan. Their tools live in .venv-deploy from deploy/checks' own lock (checkov would downgrade the service's
-# boto3 in a shared one); `make test` installs none of it. The custom resources (KEDA, Prometheus Operator) have
-# no schema here: tests/test_kubernetes.py checks their fields.
+# deploy/kubernetes checked without a cluster (deploy/checks/check.sh says how): the overlays rendered by
+# kubectl's kustomize, every manifest validated against the Kubernetes JSON schemas, then checkov's security scan.
+# The tools live in .venv-deploy, from deploy/checks' own lock (checkov would downgrade the service's boto3 in a
+# shared one); `make test` installs none of them.
 DEPLOY_VENV := $(CURDIR)/.venv-deploy
-KUBERNETES_MANIFESTS = $(filter-out %/kustomization.yaml,$(wildcard deploy/kubernetes/base/*.yaml deploy/kubernetes/overlays/*/*.yaml))
-KUBERNETES_OLDEST := 1.33
 
 .PHONY: check-deploy
 check-deploy: $(UV)
 	UV_PROJECT_ENVIRONMENT=$(DEPLOY_VENV) $(UV) sync --locked --project deploy/checks --python $(PYTHON)
-	$(DEPLOY_VENV)/bin/kubernetes-validate --strict --quiet --kubernetes-version $(KUBERNETES_OLDEST) $(KUBERNETES_MANIFESTS)
-	$(DEPLOY_VENV)/bin/kubernetes-validate --strict --quiet $(KUBERNETES_MANIFESTS)
-	$(DEPLOY_VENV)/bin/checkov --directory deploy/kubernetes --framework kubernetes --skip-download --compact --quiet
+	deploy/checks/check.sh $(DEPLOY_VENV)
 
 .PHONY: lock lock-upgrade
 lock: $(UV)  # uv.lock again after a change to pyproject.toml (the versions already locked are kept)

@@ -249,13 +249,14 @@ def resolve(document: Any, pointer: str) -> Any:
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda path: path.name)
 def test_an_overlays_patches_land_on_what_its_bases_hold(overlay: Path) -> None:
-    """kustomize fails on a patch whose target is gone; a JSON patch `replace` on a path that moved would too."""
+    """kustomize fails on a patch whose target is gone (`make check-deploy` renders the overlays with it); this
+    says which patch, and runs in `make test` where kubectl may be missing."""
     below = [m for entry in kustomization(overlay)["resources"] for m in manifests_of(overlay / entry)]
     for patch in kustomization(overlay).get("patches", []):
         content = yaml.safe_load(patch["patch"])
-        if isinstance(content, dict):  # a strategic merge patch names its target itself
-            kind, name = content["kind"], content["metadata"]["name"]
-            assert [m for m in below if (m["kind"], m["metadata"]["name"]) == (kind, name)], (overlay, kind, name)
+        if isinstance(content, dict):  # a strategic merge patch names its target itself, namespace included
+            wanted = (content["kind"], content["metadata"]["name"], content["metadata"].get("namespace"))
+            assert [m for m in below if identity(m) == wanted], (overlay, wanted)
             continue
         target = patch["target"]
         (resource,) = [m for m in below if (m["kind"], m["metadata"]["name"]) == (target["kind"], target["name"])]
@@ -265,6 +266,10 @@ def test_an_overlays_patches_land_on_what_its_bases_hold(overlay: Path) -> None:
             else:
                 parent, _, key = operation["path"].rpartition("/")
                 assert key not in resolve(resource, parent), (overlay, operation["path"])  # `add`, not an overwrite
+
+
+def identity(manifest: Manifest) -> tuple[str, str, str | None]:
+    return manifest["kind"], manifest["metadata"]["name"], manifest["metadata"].get("namespace")
 
 
 def manifests_of(path: Path) -> list[Manifest]:
