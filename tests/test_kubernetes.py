@@ -138,11 +138,11 @@ def test_the_worker_reports_the_release_as_its_build_id() -> None:
 @pytest.mark.parametrize("overlay", [path for path in OVERLAYS if "images" in kustomization(path)], ids=str)
 def test_an_overlays_image_tag_is_its_version_label(overlay: Path) -> None:
     """The tag and the version label are one release: the worker's build id is the label."""
-    settings = kustomization(overlay)
-    tags = {image["newTag"] for image in settings["images"]}
-    versions = {pairs["pairs"]["app.kubernetes.io/version"] for pairs in settings["labels"]}
+    declared = kustomization(overlay)
+    tags = {image["newTag"] for image in declared["images"]}
+    versions = {pairs["pairs"]["app.kubernetes.io/version"] for pairs in declared["labels"]}
     assert len(tags) == 1 and tags == versions
-    assert all(pairs.get("includeTemplates") for pairs in settings["labels"])
+    assert all(pairs.get("includeTemplates") for pairs in declared["labels"])
 
 
 def test_every_container_is_bounded_and_unprivileged() -> None:
@@ -167,7 +167,9 @@ def test_every_container_is_bounded_and_unprivileged() -> None:
             assert not context.get("privileged"), name
             mounted = {mount["mountPath"] for mount in each["volumeMounts"]}
             assert {"/tmp", "/data"} <= mounted, name  # what a read-only root leaves writable
-            assert config()["DATA_DIR"].startswith("/data/"), "DATA_DIR: a folder inside the emptyDir"
+    assert config()["DATA_DIR"].startswith("/data/"), "DATA_DIR: a folder of the process's own in the emptyDir"
+    api_mounts = {mount["mountPath"] for mount in container("statex-api")["volumeMounts"]}
+    assert environment("statex-api")["PROMETHEUS_MULTIPROC_DIR"] in api_mounts
 
 
 def test_only_the_worker_loosens_its_confinement_and_only_in_a_user_namespace() -> None:
