@@ -135,7 +135,9 @@ def test_the_worker_reports_the_release_as_its_build_id() -> None:
     assert label.group(1) in template_labels
 
 
-@pytest.mark.parametrize("overlay", [path for path in OVERLAYS if "images" in kustomization(path)], ids=str)
+@pytest.mark.parametrize(
+    "overlay", [path for path in OVERLAYS if "images" in kustomization(path)], ids=lambda path: path.name
+)
 def test_an_overlays_image_tag_is_its_version_label(overlay: Path) -> None:
     """The tag and the version label are one release: the worker's build id is the label."""
     declared = kustomization(overlay)
