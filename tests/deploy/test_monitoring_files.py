@@ -10,7 +10,7 @@ import yaml
 
 from observability import metrics
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
 
 
@@ -72,4 +72,4 @@ def test_the_image_carries_bubblewrap_and_runs_as_an_unprivileged_user() -> None
     dockerfile = (DEPLOY.parent / "Dockerfile").read_text()
     assert re.search(r"apt-get install [^\n]*\bbubblewrap\b", dockerfile)
     assert re.search(r"^USER statex$", dockerfile, re.MULTILINE)
-    # The Kubernetes worker's equivalent of the compose worker's three options: tests/test_kubernetes.py.
+    # The Kubernetes worker's equivalent of the compose worker's three options: tests/deploy/test_kubernetes.py.
