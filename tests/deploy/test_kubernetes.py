@@ -102,7 +102,9 @@ def test_every_manifest_file_is_listed_in_a_kustomization() -> None:
 def test_the_api_probes_name_the_apps_health_routes() -> None:
     api = container("statex-api")
     routes = {route.path for route in health.router.routes}  # type: ignore[attr-defined]
-    assert api["readinessProbe"]["httpGet"]["path"] == "/ready" in routes
+    # Ready without the worker fleet: a worker outage must not take the API out of the Service.
+    assert api["readinessProbe"]["httpGet"]["path"] == "/ready?worker=false"
+    assert "/ready" in routes
     assert api["livenessProbe"]["httpGet"]["path"] == "/health" in routes
     assert api["startupProbe"]["httpGet"]["path"] == "/health"
     port_names = {port["name"] for port in api["ports"]}
@@ -213,7 +215,7 @@ def test_keda_scales_the_worker_on_the_queue_it_polls() -> None:
     assert scaled["apiVersion"] == "keda.sh/v1alpha1"
     assert scaled["spec"]["scaleTargetRef"]["name"] == "statex-worker"
     base("Deployment", "statex-worker")  # the target exists
-    assert scaled["spec"]["minReplicaCount"] >= 1  # /ready wants a polling worker: never zero
+    assert scaled["spec"]["minReplicaCount"] >= 1  # never zero: a first start would wait for a pod
     (trigger,) = scaled["spec"]["triggers"]
     metadata = trigger["metadata"]
     assert trigger["type"] == "temporal"
