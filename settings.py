@@ -176,6 +176,14 @@ class Settings(BaseSettings):
     """Where the Temporal SDK's own exporter listens on 127.0.0.1; WORKER_METRICS_PORT serves it merged."""
     ready_worker_seen_seconds: float = Field(default=60.0, gt=0)
     """/ready answers 503 when no worker has polled the task queue within this many seconds."""
+    worker_deployment_name: str = Field(default="statex", min_length=1, pattern=r"^[^.]+$")
+    """Temporal Worker Deployment the worker belongs to when WORKER_BUILD_ID is set (no dot: Temporal joins
+    the two as `<name>.<build id>`)."""
+    worker_build_id: str | None = Field(default=None, min_length=1)
+    """This worker's code version (the image tag): set, the worker polls as version
+    WORKER_DEPLOYMENT_NAME.WORKER_BUILD_ID and Temporal routes each workflow by its versioning behavior
+    (docs/operations.md, "Deploying new workflow code"). Unset: an unversioned worker, which takes every task
+    on the queue, as `make run` and the tests want (a versioned one takes none until made current)."""
 
     # Logs
     log_format: Literal["json", "text"] | None = None

@@ -11,8 +11,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.common import WorkerDeploymentVersion
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from activities.account_email import AccountEmailActivities
 from activities.ai.azure import AzureActivities
@@ -144,6 +145,17 @@ def ai_activities(settings: Settings, engine: AsyncEngine, audio: AudioStore, cl
     return registered
 
 
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """With WORKER_BUILD_ID, the worker is version WORKER_DEPLOYMENT_NAME.WORKER_BUILD_ID of a Worker
+    Deployment, and each workflow type runs as its `versioning_behavior` says (PINNED or AUTO_UPGRADE, chosen
+    in docs/architecture.md, "Versioning behavior of each workflow"). No default behavior: the SDK then
+    refuses to start a worker with a workflow type that has not chosen one. Without a build id: unversioned."""
+    if settings.worker_build_id is None:
+        return None
+    version = WorkerDeploymentVersion(settings.worker_deployment_name, settings.worker_build_id)
+    return WorkerDeploymentConfig(version=version, use_worker_versioning=True)
+
+
 @asynccontextmanager
 async def build_worker(
     client: Client, settings: Settings, engine: AsyncEngine, *, mailer: Mailer | None = None, **options: Any
@@ -158,6 +170,7 @@ async def build_worker(
             workflows=list(WORKFLOWS),
             activities=activities_for(settings, engine, clients, mailer, client),
             interceptors=[RequestIdFromHeaders(), *sentry_worker_interceptors(settings)],
+            deployment_config=deployment_config(settings),
             **options,
         )
         async with worker:
@@ -189,7 +202,13 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         async with build_worker(client, settings, engine):  # on exit: finish running tasks, then stop
-            logging.getLogger(__name__).info("worker polling task queue %r", settings.temporal_task_queue)
+            logging.getLogger(__name__).info(
+                "worker polling task queue %r as %s",
+                settings.temporal_task_queue,
+                f"version {settings.worker_deployment_name}.{settings.worker_build_id}"
+                if settings.worker_build_id is not None
+                else "an unversioned worker",
+            )
             await stop.wait()
     finally:
         exporter.shutdown()

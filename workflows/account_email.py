@@ -14,6 +14,7 @@ import uuid
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -29,7 +30,8 @@ def workflow_id(user_id: uuid.UUID) -> str:
     return f"account-email-{user_id}"
 
 
-@workflow.defn
+# AUTO_UPGRADE: open-ended (continue-as-new): changes go through workflow.patched
+@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class AccountEmailWorkflow:
     def __init__(self) -> None:
         self._asked: list[AccountEmailKind] = []

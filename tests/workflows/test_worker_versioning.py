@@ -1,0 +1,173 @@
+"""Worker Versioning on a real Temporal dev server: with WORKER_BUILD_ID set, a worker is one version of the
+Worker Deployment WORKER_DEPLOYMENT_NAME; once a new version is made current, a PINNED workflow keeps running on
+the version that started it, an AUTO_UPGRADE one moves to the new version at its next task, and new workflows
+start on the new version (docs/operations.md, "Deploying new workflow code").
+
+Two probe workflows stand in for the application's: each answers an update with the build id of the worker that
+ran it. Every test has its own deployment name and task queue, so it shares the session's dev server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+from helpers import eventually
+from temporalio import workflow
+from temporalio.api.deployment.v1 import WorkerDeploymentInfo
+from temporalio.api.enums.v1 import RoutingConfigUpdateState
+from temporalio.api.workflowservice.v1 import (
+    DescribeWorkerDeploymentRequest,
+    SetWorkerDeploymentCurrentVersionRequest,
+)
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import VersioningBehavior
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from settings import Settings
+from worker import WORKFLOWS, deployment_config
+
+
+class Probe:
+    """What both probes share: `build_id` answers which build ran this task; `finish` ends the run."""
+
+    def __init__(self) -> None:
+        self._finished = False
+
+    @workflow.update
+    def build_id(self) -> str:
+        version = workflow.info().get_current_deployment_version()
+        return "unversioned" if version is None else version.build_id
+
+    @workflow.signal
+    def finish(self) -> None:
+        self._finished = True
+
+    async def _until_finished(self) -> None:
+        await workflow.wait_condition(lambda: self._finished)
+
+
+# Outside the sandbox: this module imports test helpers the sandbox would refuse, and the probes do no I/O.
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED, sandboxed=False)
+class PinnedProbe(Probe):
+    @workflow.run
+    async def run(self) -> None:
+        await self._until_finished()
+
+
+@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE, sandboxed=False)
+class UpgradingProbe(Probe):
+    @workflow.run
+    async def run(self) -> None:
+        await self._until_finished()
+
+
+PROBES: Sequence[type[Probe]] = (PinnedProbe, UpgradingProbe)
+AnyHandle = WorkflowHandle[Any, Any]
+
+
+def versioned(deployment: str, build_id: str) -> Settings:
+    return Settings(_env_file=None, worker_deployment_name=deployment, worker_build_id=build_id)  # type: ignore[call-arg]
+
+
+@asynccontextmanager
+async def probe_worker(client: Client, queue: str, settings: Settings) -> AsyncIterator[Worker]:
+    async with Worker(
+        client, task_queue=queue, workflows=list(PROBES), deployment_config=deployment_config(settings)
+    ) as worker:
+        yield worker
+
+
+async def describe(client: Client, deployment: str) -> WorkerDeploymentInfo | None:
+    try:
+        described = await client.workflow_service.describe_worker_deployment(
+            DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment)
+        )
+    except RPCError:  # the deployment itself appears with its first poller
+        return None
+    return described.worker_deployment_info
+
+
+async def make_current(client: Client, deployment: str, build_id: str) -> None:
+    """What an operator does with `temporal worker deployment set-current-version`: once the version's workers
+    poll (the server refuses to make a version current before it has seen one), then until the task queues have
+    the new routing (it reaches them asynchronously)."""
+
+    async def polling() -> bool:
+        info = await describe(client, deployment)
+        versions = [] if info is None else info.version_summaries
+        return any(summary.deployment_version.build_id == build_id for summary in versions)
+
+    async def routed() -> bool:
+        info = await describe(client, deployment)
+        return (
+            info is not None
+            and info.routing_config.current_deployment_version.build_id == build_id
+            and info.routing_config_update_state == RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_COMPLETED
+        )
+
+    await eventually(polling, what=f"{deployment}.{build_id} to poll")
+    await client.workflow_service.set_worker_deployment_current_version(
+        SetWorkerDeploymentCurrentVersionRequest(
+            namespace=client.namespace, deployment_name=deployment, build_id=build_id
+        )
+    )
+    await eventually(routed, what=f"{deployment}.{build_id} to be current on its task queues")
+
+
+async def start(client: Client, probe: type[Probe], queue: str) -> AnyHandle:
+    return await client.start_workflow(probe.__name__, id=f"probe-{uuid.uuid4().hex}", task_queue=queue)
+
+
+async def build_of(handle: AnyHandle) -> str:
+    built: str = await handle.execute_update(Probe.build_id)
+    return built
+
+
+async def test_pinned_workflows_stay_on_their_version_and_auto_upgrade_ones_move(temporal: Client) -> None:
+    deployment, queue = f"versioning-{uuid.uuid4().hex[:8]}", f"versioning-{uuid.uuid4().hex[:8]}"
+    async with AsyncExitStack() as running:
+        await running.enter_async_context(probe_worker(temporal, queue, versioned(deployment, "v1")))
+        await make_current(temporal, deployment, "v1")
+        pinned, upgrading = await start(temporal, PinnedProbe, queue), await start(temporal, UpgradingProbe, queue)
+        assert (await build_of(pinned), await build_of(upgrading)) == ("v1", "v1")
+
+        await running.enter_async_context(probe_worker(temporal, queue, versioned(deployment, "v2")))
+        await make_current(temporal, deployment, "v2")
+
+        assert await build_of(pinned) == "v1", "a pinned workflow must finish on the code that started it"
+        assert await build_of(upgrading) == "v2", "an auto-upgrade workflow moves to the current version"
+        pinned_later = await start(temporal, PinnedProbe, queue)
+        assert await build_of(pinned_later) == "v2", "new workflows start on the current version"
+
+        for handle in (pinned, upgrading, pinned_later):
+            await handle.signal(Probe.finish)
+            await handle.result()
+
+
+@workflow.defn(sandboxed=False)
+class Undecided:
+    @workflow.run
+    async def run(self) -> None:
+        pass
+
+
+async def test_every_workflow_type_chooses_a_versioning_behavior(temporal: Client) -> None:
+    # No default behavior is configured, so the SDK refuses a versioned worker with a type that chose none.
+    config = deployment_config(versioned("statex", "v1"))
+    with pytest.raises(ValueError, match="must specify a versioning behavior"):
+        Worker(temporal, task_queue="never-polled", workflows=[Undecided], deployment_config=config)
+    Worker(temporal, task_queue="never-polled", workflows=list(WORKFLOWS), deployment_config=config)
+
+
+def test_without_a_build_id_the_worker_is_unversioned() -> None:
+    assert deployment_config(Settings(_env_file=None)) is None  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("name", ["statex.v1", ""])
+def test_a_deployment_name_with_a_dot_or_empty_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="worker_deployment_name"):
+        Settings(_env_file=None, worker_deployment_name=name)  # type: ignore[call-arg]
