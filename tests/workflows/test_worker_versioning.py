@@ -4,27 +4,33 @@ the version that started it, an AUTO_UPGRADE one moves to the new version at its
 start on the new version (docs/operations.md, "Deploying new workflow code").
 
 Two probe workflows stand in for the application's: each answers an update with the build id of the worker that
-ran it. Every test has its own deployment name and task queue, so it shares the session's dev server."""
+ran it. The rollout tests run on a dev server of this module's own, told to check drainage every second (the
+server's default is every 3 minutes, after a 3-minute grace period); each test has its own deployment name and
+task queue."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from conftest import executable
 from helpers import eventually
 from temporalio import workflow
 from temporalio.api.deployment.v1 import WorkerDeploymentInfo
-from temporalio.api.enums.v1 import RoutingConfigUpdateState
+from temporalio.api.enums.v1 import RoutingConfigUpdateState, WorkerDeploymentVersionStatus
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkerDeploymentRequest,
     SetWorkerDeploymentCurrentVersionRequest,
 )
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import VersioningBehavior
 from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from settings import Settings
@@ -66,6 +72,9 @@ class UpgradingProbe(Probe):
 
 
 PROBES: Sequence[type[Probe]] = (PinnedProbe, UpgradingProbe)
+DRAINAGE_CHECK = timedelta(seconds=1)
+"""How often this module's server checks a draining version, and its grace period after a version stops being
+current (visibility learns of a workflow's version a moment later)."""
 AnyHandle = WorkflowHandle[Any, Any]
 
 
@@ -118,6 +127,15 @@ async def make_current(client: Client, deployment: str, build_id: str) -> None:
     await eventually(routed, what=f"{deployment}.{build_id} to be current on its task queues")
 
 
+async def version_summary(
+    client: Client, deployment: str, build_id: str
+) -> WorkerDeploymentInfo.WorkerDeploymentVersionSummary:
+    info = await describe(client, deployment)
+    assert info is not None
+    (summary,) = (each for each in info.version_summaries if each.deployment_version.build_id == build_id)
+    return summary
+
+
 async def start(client: Client, probe: type[Probe], queue: str) -> AnyHandle:
     return await client.start_workflow(probe.__name__, id=f"probe-{uuid.uuid4().hex}", task_queue=queue)
 
@@ -127,25 +145,87 @@ async def build_of(handle: AnyHandle) -> str:
     return built
 
 
-async def test_pinned_workflows_stay_on_their_version_and_auto_upgrade_ones_move(temporal: Client) -> None:
+@dataclass
+class Rollout:
+    deployment: str
+    pinned: AnyHandle
+    upgrading: AnyHandle
+    new_pinned: AnyHandle
+    """Started once v2 was current."""
+
+
+@asynccontextmanager
+async def rolled_out(client: Client) -> AsyncIterator[Rollout]:
+    """v1 current and a PINNED and an AUTO_UPGRADE probe started on it; then v2 deployed beside it and made
+    current, and a PINNED probe started. Both workers run until the end; the probes still open are finished."""
     deployment, queue = f"versioning-{uuid.uuid4().hex[:8]}", f"versioning-{uuid.uuid4().hex[:8]}"
     async with AsyncExitStack() as running:
-        await running.enter_async_context(probe_worker(temporal, queue, versioned(deployment, "v1")))
-        await make_current(temporal, deployment, "v1")
-        pinned, upgrading = await start(temporal, PinnedProbe, queue), await start(temporal, UpgradingProbe, queue)
+        await running.enter_async_context(probe_worker(client, queue, versioned(deployment, "v1")))
+        await make_current(client, deployment, "v1")
+        pinned, upgrading = await start(client, PinnedProbe, queue), await start(client, UpgradingProbe, queue)
         assert (await build_of(pinned), await build_of(upgrading)) == ("v1", "v1")
+        await running.enter_async_context(probe_worker(client, queue, versioned(deployment, "v2")))
+        await make_current(client, deployment, "v2")
+        rollout = Rollout(deployment, pinned, upgrading, await start(client, PinnedProbe, queue))
+        try:
+            yield rollout
+        finally:
+            for handle in (pinned, upgrading, rollout.new_pinned):
+                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                    await handle.signal(Probe.finish)
+                    await handle.result()
 
-        await running.enter_async_context(probe_worker(temporal, queue, versioned(deployment, "v2")))
-        await make_current(temporal, deployment, "v2")
 
-        assert await build_of(pinned) == "v1", "a pinned workflow must finish on the code that started it"
-        assert await build_of(upgrading) == "v2", "an auto-upgrade workflow moves to the current version"
-        pinned_later = await start(temporal, PinnedProbe, queue)
-        assert await build_of(pinned_later) == "v2", "new workflows start on the current version"
+@pytest.fixture(scope="module")
+async def server() -> AsyncIterator[Client]:
+    """This module's dev server: a draining version checked every DRAINAGE_CHECK."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=executable("temporal"),
+        dev_server_extra_args=[
+            arg
+            for key in ("VersionDrainageStatusRefreshInterval", "VersionDrainageStatusVisibilityGracePeriod")
+            for arg in ("--dynamic-config-value", f'matching.wv.{key}="{DRAINAGE_CHECK.seconds}s"')
+        ],
+        ui=False,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env.client
+    finally:
+        await env.shutdown()
 
-        for handle in (pinned, upgrading, pinned_later):
-            await handle.signal(Probe.finish)
-            await handle.result()
+
+async def test_pinned_workflows_stay_on_their_version_and_auto_upgrade_ones_move(
+    server: Client,
+) -> None:
+    async with rolled_out(server) as rollout:
+        assert await build_of(rollout.pinned) == "v1", "a pinned workflow must finish on the code that started it"
+        assert await build_of(rollout.upgrading) == "v2", "an auto-upgrade workflow moves to the current version"
+        assert await build_of(rollout.new_pinned) == "v2", "new workflows start on the current version"
+
+
+async def test_the_old_version_drains_when_its_last_pinned_workflow_ends(server: Client) -> None:
+    async with rolled_out(server) as rollout:
+        switched = datetime.now(UTC)
+
+        async def checked_since_switch() -> WorkerDeploymentInfo.WorkerDeploymentVersionSummary | None:
+            v1 = await version_summary(server, rollout.deployment, "v1")
+            drainage = v1.drainage_info
+            checked = drainage.last_checked_time.ToDatetime(UTC) if drainage.HasField("last_checked_time") else None
+            # v1 stopped being current before `switched`: a check this late is past the grace period
+            return v1 if checked is not None and checked > switched + 2 * DRAINAGE_CHECK else None
+
+        v1 = await eventually(checked_since_switch, what="a drainage check of v1 after the grace period")
+        assert v1.status == WorkerDeploymentVersionStatus.WORKER_DEPLOYMENT_VERSION_STATUS_DRAINING, v1
+
+        await rollout.pinned.signal(Probe.finish)
+        await rollout.pinned.result()
+
+        async def drained() -> bool:
+            v1 = await version_summary(server, rollout.deployment, "v1")
+            return v1.status == WorkerDeploymentVersionStatus.WORKER_DEPLOYMENT_VERSION_STATUS_DRAINED
+
+        await eventually(drained, what="v1 to be drained once its pinned workflow ended")
 
 
 @workflow.defn(sandboxed=False)
@@ -155,12 +235,12 @@ class Undecided:
         pass
 
 
-async def test_every_workflow_type_chooses_a_versioning_behavior(temporal: Client) -> None:
+async def test_every_workflow_type_chooses_a_versioning_behavior(server: Client) -> None:
     # No default behavior is configured, so the SDK refuses a versioned worker with a type that chose none.
     config = deployment_config(versioned("statex", "v1"))
     with pytest.raises(ValueError, match="must specify a versioning behavior"):
-        Worker(temporal, task_queue="never-polled", workflows=[Undecided], deployment_config=config)
-    Worker(temporal, task_queue="never-polled", workflows=list(WORKFLOWS), deployment_config=config)
+        Worker(server, task_queue="never-polled", workflows=[Undecided], deployment_config=config)
+    Worker(server, task_queue="never-polled", workflows=list(WORKFLOWS), deployment_config=config)
 
 
 def test_without_a_build_id_the_worker_is_unversioned() -> None:
