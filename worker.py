@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.common import WorkerDeploymentVersion
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker, WorkerDeploymentConfig
 
@@ -147,13 +147,16 @@ def ai_activities(settings: Settings, engine: AsyncEngine, audio: AudioStore, cl
 
 def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
     """With WORKER_BUILD_ID, the worker is version WORKER_DEPLOYMENT_NAME.WORKER_BUILD_ID of a Worker
-    Deployment, and each workflow type runs as its `versioning_behavior` says (PINNED or AUTO_UPGRADE, chosen
-    in docs/architecture.md, "Versioning behavior of each workflow"). No default behavior: the SDK then
-    refuses to start a worker with a workflow type that has not chosen one. Without a build id: unversioned."""
+    Deployment, and every workflow type is AUTO_UPGRADE: a run moves to the version made current at its next
+    workflow task, so changes still go through `workflow.patched` and the replay tests (docs/architecture.md,
+    "Versioning behavior of each workflow type", says why none is PINNED). Without a build id: unversioned."""
     if settings.worker_build_id is None:
         return None
-    version = WorkerDeploymentVersion(settings.worker_deployment_name, settings.worker_build_id)
-    return WorkerDeploymentConfig(version=version, use_worker_versioning=True)
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(settings.worker_deployment_name, settings.worker_build_id),
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.AUTO_UPGRADE,
+    )
 
 
 @asynccontextmanager

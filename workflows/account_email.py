@@ -14,7 +14,6 @@ import uuid
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -30,8 +29,7 @@ def workflow_id(user_id: uuid.UUID) -> str:
     return f"account-email-{user_id}"
 
 
-# AUTO_UPGRADE: open-ended (continue-as-new): changes go through workflow.patched
-@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn
 class AccountEmailWorkflow:
     def __init__(self) -> None:
         self._asked: list[AccountEmailKind] = []

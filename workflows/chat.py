@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.ai.records import AIRecordActivities
@@ -31,8 +31,7 @@ def call_key(chat_id: uuid.UUID) -> str:
     return f"chat-{chat_id}"
 
 
-# PINNED: one answer, seconds: its version drains quickly
-@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
+@workflow.defn
 class ChatWorkflow:
     def __init__(self) -> None:
         self._chat_id: uuid.UUID | None = None

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.mail import EMAIL_BY_USER_ID, send_to_account
@@ -66,8 +66,7 @@ REFUND_REFUSED = "RefundRefused"
 """Why `request_refund` said no: refunded before, refused by its rules (validator), refused by the gateway."""
 
 
-# AUTO_UPGRADE: listens for refunds for weeks: changes go through workflow.patched
-@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn
 class CheckoutWorkflow:
     def __init__(self) -> None:
         self._order: CheckoutOrder | None = None

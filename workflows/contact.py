@@ -15,7 +15,6 @@ import uuid
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import VersioningBehavior
 
 with workflow.unsafe.imports_passed_through():
     from activities.contact import ContactLetter, confirmation_email, team_email
@@ -35,8 +34,7 @@ CONTACT_BY_ID = "contact-by-id"
 """The patch after which the emails are built by the activity from the stored message, not from the input."""
 
 
-# PINNED: one email, minutes at most: its version drains quickly
-@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
+@workflow.defn
 class ContactWorkflow:
     def __init__(self) -> None:
         self._team_notified = False

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.erasure import ErasureActivities
@@ -81,8 +81,7 @@ def confirmation_email(user_id: uuid.UUID, address: str) -> EmailMessage:
     )
 
 
-# PINNED: minutes; the KeptPayments child it leaves behind upgrades on its own
-@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
+@workflow.defn
 class ErasureWorkflow:
     def __init__(self) -> None:
         self._user_id: uuid.UUID | None = None
@@ -161,8 +160,7 @@ def purge_due(keep_until: date) -> datetime:
     return datetime.combine(keep_until + timedelta(days=1), time(), UTC)
 
 
-# AUTO_UPGRADE: sleeps for years: no version could be kept that long
-@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn
 class KeptPaymentsWorkflow:
     """Anonymised payment records deleted once the accounting period that kept them is over."""
 

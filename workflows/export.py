@@ -12,7 +12,7 @@ import uuid
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -49,8 +49,7 @@ def ready_email(order: ExportOrder, packaged: PackagedExport, progress: ExportPr
     )
 
 
-# PINNED: minutes; the retention child it leaves behind upgrades on its own
-@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
+@workflow.defn
 class ExportWorkflow:
     def __init__(self) -> None:
         self._progress = ExportProgress(export_id=None, status=ExportStatus.RUNNING)

@@ -42,7 +42,6 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -120,8 +119,7 @@ def planned_steps(voice: bool, parallel: bool = True) -> list[str]:
     return [step for stage in planned_stages(voice, parallel) for step in stage]
 
 
-# AUTO_UPGRADE: waits days for approval: changes go through workflow.patched
-@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn
 class PrototypeWorkflow(CodeRounds):
     def __init__(self) -> None:
         self._prototype_id: uuid.UUID | None = None

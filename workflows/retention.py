@@ -11,7 +11,7 @@ from contextlib import suppress
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -31,8 +31,7 @@ def workflow_id(file_id: uuid.UUID) -> str:
 START_POLICY = ONCE_PER_RESOURCE  # one file, one timer
 
 
-# AUTO_UPGRADE: a 24-hour timer: changes go through workflow.patched
-@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn
 class FileRetentionWorkflow:
     def __init__(self) -> None:
         self._file_id: uuid.UUID | None = None

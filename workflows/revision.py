@@ -17,7 +17,6 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -70,8 +69,7 @@ def revision_file_id(prototype_id: uuid.UUID, number: int) -> uuid.UUID:
 REVISION_STEPS = [REVISE.name, PACKAGING]
 
 
-# PINNED: minutes of model calls and checks, no waiting on people
-@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
+@workflow.defn
 class PrototypeRevisionWorkflow(CodeRounds):
     def __init__(self) -> None:
         self._order: RevisionOrder | None = None

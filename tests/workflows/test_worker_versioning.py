@@ -1,12 +1,13 @@
 """Worker Versioning on a real Temporal dev server: with WORKER_BUILD_ID set, a worker is one version of the
-Worker Deployment WORKER_DEPLOYMENT_NAME; once a new version is made current, a PINNED workflow keeps running on
-the version that started it, an AUTO_UPGRADE one moves to the new version at its next task, and new workflows
-start on the new version (docs/operations.md, "Deploying new workflow code").
+Worker Deployment WORKER_DEPLOYMENT_NAME; once a new version is made current, a workflow of a type that chose no
+behavior (as every application type) is AUTO_UPGRADE and moves to the new version at its next task, a PINNED one
+keeps running on the version that started it, and new workflows start on the new version (docs/operations.md,
+"Deploying new workflow code").
 
 Two probe workflows stand in for the application's: each answers an update with the build id of the worker that
-ran it. The rollout tests run on a dev server of this module's own, told to check drainage every second (the
-server's default is every 3 minutes, after a 3-minute grace period); each test has its own deployment name and
-task queue."""
+ran it; the upgrading one declares no behavior, as the application's types do, and gets the worker's default. The
+rollout tests run on a dev server of this module's own, told to check drainage every second (the server's default
+is every 3 minutes, after a 3-minute grace period); each test has its own deployment name and task queue."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from conftest import executable
 from helpers import eventually
 from temporalio import workflow
 from temporalio.api.deployment.v1 import WorkerDeploymentInfo
-from temporalio.api.enums.v1 import RoutingConfigUpdateState, WorkerDeploymentVersionStatus
+from temporalio.api.enums.v1 import EventType, RoutingConfigUpdateState, WorkerDeploymentVersionStatus
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkerDeploymentRequest,
     SetWorkerDeploymentCurrentVersionRequest,
@@ -34,7 +35,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from settings import Settings
-from worker import WORKFLOWS, deployment_config
+from worker import deployment_config
 
 
 class Probe:
@@ -64,7 +65,7 @@ class PinnedProbe(Probe):
         await self._until_finished()
 
 
-@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE, sandboxed=False)
+@workflow.defn(sandboxed=False)
 class UpgradingProbe(Probe):
     @workflow.run
     async def run(self) -> None:
@@ -228,19 +229,22 @@ async def test_the_old_version_drains_when_its_last_pinned_workflow_ends(server:
         await eventually(drained, what="v1 to be drained once its pinned workflow ended")
 
 
-@workflow.defn(sandboxed=False)
-class Undecided:
-    @workflow.run
-    async def run(self) -> None:
-        pass
+async def test_an_unversioned_worker_cannot_run_a_type_that_declares_a_behavior(server: Client) -> None:
+    # Why the application's types declare none (docs/architecture.md): the server refuses the task of a type with
+    # a behavior from an unversioned worker, and `make run`, the tests and single-machine deployments run one.
+    queue = f"unversioned-{uuid.uuid4().hex[:8]}"
+    async with probe_worker(server, queue, Settings(_env_file=None)):  # type: ignore[call-arg]
+        await build_of(await start(server, UpgradingProbe, queue))  # one without a behavior runs there
+        pinned = await server.start_workflow(
+            PinnedProbe.__name__, id=f"probe-{uuid.uuid4().hex}", task_queue=queue, task_timeout=timedelta(seconds=1)
+        )
 
+        async def refused() -> bool:
+            events = (await pinned.fetch_history()).events
+            return any(event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT for event in events)
 
-async def test_every_workflow_type_chooses_a_versioning_behavior(server: Client) -> None:
-    # No default behavior is configured, so the SDK refuses a versioned worker with a type that chose none.
-    config = deployment_config(versioned("statex", "v1"))
-    with pytest.raises(ValueError, match="must specify a versioning behavior"):
-        Worker(server, task_queue="never-polled", workflows=[Undecided], deployment_config=config)
-    Worker(server, task_queue="never-polled", workflows=list(WORKFLOWS), deployment_config=config)
+        await eventually(refused, what="the pinned probe's first task to be refused")
+        await pinned.terminate()
 
 
 def test_without_a_build_id_the_worker_is_unversioned() -> None:
