@@ -181,9 +181,9 @@ class Settings(BaseSettings):
     the two as `<name>.<build id>`)."""
     worker_build_id: str | None = Field(default=None, min_length=1)
     """This worker's code version (the image tag): set, the worker polls as version
-    WORKER_DEPLOYMENT_NAME.WORKER_BUILD_ID and Temporal routes each workflow by its versioning behavior
-    (docs/operations.md, "Deploying new workflow code"). Unset: an unversioned worker, which takes every task
-    on the queue, as `make run` and the tests want (a versioned one takes none until made current)."""
+    WORKER_DEPLOYMENT_NAME.WORKER_BUILD_ID, gets work once that version is made current (or ramping), and every
+    workflow moves to the current version at its next task (docs/operations.md, "Deploying new workflow
+    code"). Unset: an unversioned worker, which takes every task on the queue, as `make run` and the tests want."""
 
     # Logs
     log_format: Literal["json", "text"] | None = None
