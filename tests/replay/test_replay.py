@@ -22,7 +22,7 @@ from worker import WORKFLOWS
 HERE = Path(__file__).resolve().parent
 HISTORIES = sorted(HERE.rglob("*.json"))
 RELEASE_TAGS = "v*"
-"""How releases are tagged (the tag is also the image tag and the worker's WORKER_BUILD_ID)."""
+"""How releases are tagged: `v` and the release's version, which is also the image tag and WORKER_BUILD_ID."""
 
 
 def git(*args: str) -> str | None:

@@ -11,11 +11,15 @@ is every 3 minutes, after a 3-minute grace period); each test has its own deploy
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,19 +27,16 @@ from conftest import executable
 from helpers import eventually
 from temporalio import workflow
 from temporalio.api.deployment.v1 import WorkerDeploymentInfo
-from temporalio.api.enums.v1 import EventType, RoutingConfigUpdateState, WorkerDeploymentVersionStatus
-from temporalio.api.workflowservice.v1 import (
-    DescribeWorkerDeploymentRequest,
-    SetWorkerDeploymentCurrentVersionRequest,
-)
+from temporalio.api.enums.v1 import EventType, WorkerDeploymentVersionStatus
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import VersioningBehavior
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from cli import make_version_current
 from settings import Settings
 from worker import deployment_config
+from workflows.versions import describe_deployment, make_current
 
 
 class Probe:
@@ -76,7 +77,10 @@ PROBES: Sequence[type[Probe]] = (PinnedProbe, UpgradingProbe)
 DRAINAGE_CHECK = timedelta(seconds=1)
 """How often this module's server checks a draining version, and its grace period after a version stops being
 current (visibility learns of a workflow's version a moment later)."""
+ROLLOUT_SECONDS = 20.0
+"""How long a version may take to poll and take over its task queue (a second or two on an idle machine)."""
 AnyHandle = WorkflowHandle[Any, Any]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def versioned(deployment: str, build_id: str) -> Settings:
@@ -91,47 +95,10 @@ async def probe_worker(client: Client, queue: str, settings: Settings) -> AsyncI
         yield worker
 
 
-async def describe(client: Client, deployment: str) -> WorkerDeploymentInfo | None:
-    try:
-        described = await client.workflow_service.describe_worker_deployment(
-            DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment)
-        )
-    except RPCError:  # the deployment itself appears with its first poller
-        return None
-    return described.worker_deployment_info
-
-
-async def make_current(client: Client, deployment: str, build_id: str) -> None:
-    """What an operator does with `temporal worker deployment set-current-version`: once the version's workers
-    poll (the server refuses to make a version current before it has seen one), then until the task queues have
-    the new routing (it reaches them asynchronously)."""
-
-    async def polling() -> bool:
-        info = await describe(client, deployment)
-        versions = [] if info is None else info.version_summaries
-        return any(summary.deployment_version.build_id == build_id for summary in versions)
-
-    async def routed() -> bool:
-        info = await describe(client, deployment)
-        return (
-            info is not None
-            and info.routing_config.current_deployment_version.build_id == build_id
-            and info.routing_config_update_state == RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_COMPLETED
-        )
-
-    await eventually(polling, what=f"{deployment}.{build_id} to poll")
-    await client.workflow_service.set_worker_deployment_current_version(
-        SetWorkerDeploymentCurrentVersionRequest(
-            namespace=client.namespace, deployment_name=deployment, build_id=build_id
-        )
-    )
-    await eventually(routed, what=f"{deployment}.{build_id} to be current on its task queues")
-
-
 async def version_summary(
     client: Client, deployment: str, build_id: str
 ) -> WorkerDeploymentInfo.WorkerDeploymentVersionSummary:
-    info = await describe(client, deployment)
+    info = await describe_deployment(client, deployment)
     assert info is not None
     (summary,) = (each for each in info.version_summaries if each.deployment_version.build_id == build_id)
     return summary
@@ -162,11 +129,11 @@ async def rolled_out(client: Client) -> AsyncIterator[Rollout]:
     deployment, queue = f"versioning-{uuid.uuid4().hex[:8]}", f"versioning-{uuid.uuid4().hex[:8]}"
     async with AsyncExitStack() as running:
         await running.enter_async_context(probe_worker(client, queue, versioned(deployment, "v1")))
-        await make_current(client, deployment, "v1")
+        await make_current(client, deployment, "v1", within=ROLLOUT_SECONDS)
         pinned, upgrading = await start(client, PinnedProbe, queue), await start(client, UpgradingProbe, queue)
         assert (await build_of(pinned), await build_of(upgrading)) == ("v1", "v1")
         await running.enter_async_context(probe_worker(client, queue, versioned(deployment, "v2")))
-        await make_current(client, deployment, "v2")
+        await make_current(client, deployment, "v2", within=ROLLOUT_SECONDS)
         rollout = Rollout(deployment, pinned, upgrading, await start(client, PinnedProbe, queue))
         try:
             yield rollout
@@ -245,6 +212,34 @@ async def test_an_unversioned_worker_cannot_run_a_type_that_declares_a_behavior(
 
         await eventually(refused, what="the pinned probe's first task to be refused")
         await pinned.terminate()
+
+
+async def test_statex_make_current_makes_the_release_current_once_its_workers_poll(
+    server: Client, tmp_path: Path
+) -> None:
+    deployment, queue = f"versioning-{uuid.uuid4().hex[:8]}", f"versioning-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": server.service_client.config.target_host,
+        "WORKER_DEPLOYMENT_NAME": deployment,
+        "WORKER_BUILD_ID": "v1",
+        "PYTHONPATH": str(ROOT),
+    }
+    command = [sys.executable, "-m", "cli", "make-current", "--within", str(ROLLOUT_SECONDS)]
+    promoting = await asyncio.create_subprocess_exec(
+        *command, cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    # Started with the workers, as right after a rollout: it waits for them to poll.
+    async with probe_worker(server, queue, versioned(deployment, "v1")):
+        output, _ = await asyncio.wait_for(promoting.communicate(), timeout=ROLLOUT_SECONDS + 30)
+        assert promoting.returncode == 0, output.decode()
+        info = await describe_deployment(server, deployment)
+        assert info is not None and info.routing_config.current_deployment_version.build_id == "v1", info
+
+
+def test_statex_make_current_wants_a_build_id(capsys: pytest.CaptureFixture[str]) -> None:
+    assert make_version_current(Settings(_env_file=None), None, within=1) == 2  # type: ignore[call-arg]
+    assert "WORKER_BUILD_ID" in capsys.readouterr().err
 
 
 def test_without_a_build_id_the_worker_is_unversioned() -> None:
