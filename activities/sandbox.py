@@ -29,7 +29,9 @@ what the jail binds is first mounted where nobody can reach it, in a private mou
 says why at worker startup and in /api/capabilities, and every verdict is "not verified: sandbox
 unavailable" without running anything (generated code never runs without the jail).
 Checks: each Python file compiles, each JSON / TOML / YAML file parses, and when the files include tests
-(test_*.py or *_test.py) they run with pytest (runtime dependencies of the project, as is PyYAML).
+(test_*.py or *_test.py) they run with pytest (runtime dependencies of the project, as is PyYAML). When they all
+pass and the code has its entry point (main.py), the app is started in a jail of its own, its main page fetched
+and shot by a headless browser (activities/sandbox_preview.py): an app that does not answer fails a check too.
 What a check prints is the hostile code's: DATA. It is kept bounded (its last MAX_OUTPUT_CHARS characters),
 without escape sequences or control characters (`trimmed`), and shown only fenced (VERIFICATION.md) or quoted
 as untrusted output (the fix prompt): `models.untrusted`.
@@ -519,7 +521,6 @@ class Sandbox:
         app_limits = {
             "RLIMIT_AS": limits.memory_bytes,
             "RLIMIT_CPU": limits.cpu_seconds,
-            "RLIMIT_NPROC": limits.processes,
             "RLIMIT_FSIZE": limits.file_bytes,
         }
         ran = self.run(folder, driver_arguments(self.browser, self.preview_limits, app_limits), self._app_jail())
@@ -590,10 +591,19 @@ def sandbox_availability(bwrap: str = "bwrap") -> Availability:
 
 
 class SandboxActivities:
-    def __init__(self, limits: SandboxLimits | None = None, *, bwrap: str = "bwrap") -> None:
-        self.sandbox = Sandbox(limits, bwrap=bwrap)
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        *,
+        bwrap: str = "bwrap",
+        previews: bool = True,
+        browser: str = "/usr/bin/chromium",
+    ) -> None:
+        self.sandbox = Sandbox(limits, bwrap=bwrap, previews=previews, browser=browser)
         if self.sandbox.available:
             log.info("sandbox ready: generated code is verified in a bubblewrap jail (%s)", self.sandbox.bwrap)
+            if isinstance(self.sandbox.browser, str):
+                log.warning("no previews of started apps: %s", self.sandbox.browser)
         else:
             log.warning(
                 "%s: %s. Prototypes complete 'not verified: sandbox unavailable'; no generated code is run",
