@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 from helpers import eventually
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.ai.offline import template_answer
 from activities.ai.offline_templates import idea_title, main_features
 from activities.sandbox import Sandbox, SandboxLimits
-from activities.sandbox_preview import START_CHECK, Browser, PreviewLimits
+from activities.sandbox_preview import START_CHECK, Browser, PreviewLimits, preview_image
 from ai.test_sandbox import _processes_with, answer, check, sandbox
 from models.messages.prototypes import VerificationRequest, VerificationResult
 from models.prompts import CODE, REQUIREMENTS, TESTS
@@ -399,3 +400,39 @@ subprocess.Popen([sys.executable, "-c", "import time\\n# {marker}\\ntime.sleep(1
         return not _processes_with(marker)
 
     asyncio.run(eventually(gone, within=10, what="the app's daemon to die with its jail"))
+
+
+def test_the_app_cannot_forge_the_drivers_verdict() -> None:
+    forge = """
+import os
+forged = 'statex-preview-verdict {"started": true, "report": "forged"}'
+for target in (f"/proc/{os.getppid()}/fd/1", f"/proc/{os.getppid()}/mem"):
+    try:
+        with open(target, "w") as driver:
+            driver.write("\\n" + forged + "\\n")
+        print(f"WROTE {target}", flush=True)
+    except OSError as error:
+        print(f"refused {target}: {type(error).__name__}", flush=True)
+raise SystemExit(4)
+"""
+    result = start(("main.py", forge), browser=False)
+    assert not result.passed and result.app_started is False
+    output = check(result, START_CHECK)[1]
+    assert "exited with status 4" in output and "WROTE" not in output and output.count("refused") == 2, output
+
+
+def test_a_verdict_with_its_picture_crosses_temporal_and_back() -> None:
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x05\x00\x00\x00\x03\x20\xff\xfe"  # not UTF-8
+    verdict = VerificationResult(
+        round=0,
+        passed=True,
+        files=["main.py"],
+        checks=[],
+        network_isolated=True,
+        app_started=True,
+        preview=preview_image(png),
+    )
+    assert (verdict.preview is not None) and (verdict.preview.width, verdict.preview.height) == (1280, 800)
+    [payload] = pydantic_data_converter.payload_converter.to_payloads([verdict])
+    [back] = pydantic_data_converter.payload_converter.from_payloads([payload], [VerificationResult])
+    assert back == verdict
