@@ -480,17 +480,8 @@ class Sandbox:
                 sandbox_error=f"{UNAVAILABLE}: {self.availability.reason}",
                 sandbox_available=False,
             )
-        with _work_folder(self.as_root) as folder:
-            for path, text in files.items():
-                target = folder / path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
-            if self.as_root:
-                _give_to_nobody(folder)
-            checks = self._syntax(folder, sorted(files))
-            tests = sorted(path for path in files if is_test_file(path))
-            if tests:
-                checks.append(self._pytest(folder, tests))
+        with self.folder_of(files) as folder:
+            checks = self.checks(folder, files)
             passed = bool(files) and all(check.passed for check in checks)
             app = self.start_app(folder) if passed and ENTRY_POINT in files else None
         if app is None:  # nothing to start, or checks that failed already
@@ -513,6 +504,26 @@ class Sandbox:
             preview=app.preview,
             preview_unavailable=app.preview_unavailable,
         )
+
+    @contextlib.contextmanager
+    def folder_of(self, files: dict[str, str]) -> Iterator[Path]:
+        """A fresh run folder holding `files` (nobody's, as root: the jail's user), removed afterwards."""
+        with _work_folder(self.as_root) as folder:
+            for path, text in files.items():
+                target = folder / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+            if self.as_root:
+                _give_to_nobody(folder)
+            yield folder
+
+    def checks(self, folder: Path, files: dict[str, str]) -> list[SandboxCheck]:
+        """Every file compiled or parsed, then the tests among them run with pytest."""
+        checks = self._syntax(folder, sorted(files))
+        tests = sorted(path for path in files if is_test_file(path))
+        if tests:
+            checks.append(self._pytest(folder, tests))
+        return checks
 
     def start_app(self, folder: Path) -> Started:
         """The app in `folder` started by its entry point in a jail of its own, its main page fetched and, with a
