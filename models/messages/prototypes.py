@@ -42,7 +42,7 @@ PREVIEW_MAX_BYTES = 512 * 1024
 class PreviewImage(BaseModel):
     """A screenshot of the generated app's main page, taken in the sandbox."""
 
-    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")  # in JSON (Temporal, rows): base64
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")  # crosses Temporal as JSON
 
     png: bytes = Field(description="The PNG, at most PREVIEW_MAX_BYTES (512 KiB)")
     width: int
