@@ -129,7 +129,14 @@ The code is a template, so there is nothing of yours to review yet. Before you b
 - [ ] There is one test per user story.
 """
 
-PROTOTYPE_STEPS = frozenset({"requirements", "plan", "code", "tests", "review"})
+PROTOTYPE_TEMPLATES: dict[str, str] = {
+    "requirements": _REQUIREMENTS,
+    "plan": _PLAN,
+    "code": _CODE,
+    "tests": _TESTS,
+    "review": _REVIEW,
+}
+"""Each step's template, its __MARKERS__ to fill in (`prototype_template`)."""
 TITLE_CHARS = 70
 FEATURE_CHARS = 160
 MOST_FEATURES = 6
@@ -147,7 +154,7 @@ def prototype_template(step: str, idea: str, requirements: str) -> str:
         return _filled(_CODE, TITLE=_literal(title), FEATURES=literals)
     if step == "tests":
         return _filled(_TESTS, TITLE=_literal(title))
-    return {"plan": _PLAN, "review": _REVIEW}[step]
+    return PROTOTYPE_TEMPLATES[step]
 
 
 def idea_title(idea: str) -> str:

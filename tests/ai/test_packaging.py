@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from activities.ai.offline_templates import PROTOTYPE_STEPS, prototype_template
+from activities.ai.offline_templates import PROTOTYPE_TEMPLATES
 from activities.packaging import code_files, fenced, package_entries, zip_text
 from models.messages.prototypes import PrototypePackage, StepAnswer
 from models.prompts import PIPELINE
@@ -65,8 +65,8 @@ def test_no_path_from_a_model_can_leave_the_zips_code_folder() -> None:
 
 
 def test_every_pipeline_step_has_an_offline_template_and_the_code_template_has_files() -> None:
-    assert {step.name for step in PIPELINE} <= PROTOTYPE_STEPS
-    assert set(code_files(prototype_template("code", "An idea", ""))) == {"main.py", "requirements.txt"}
+    assert {step.name for step in PIPELINE} <= set(PROTOTYPE_TEMPLATES)
+    assert set(code_files(PROTOTYPE_TEMPLATES["code"])) == {"main.py", "requirements.txt"}
 
 
 def package(made_at: datetime) -> PrototypePackage:
