@@ -25,6 +25,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.ai.offline import template_answer
 from activities.ai.offline_templates import idea_title, main_features
+from activities.packaging import code_files
 from activities.sandbox import Sandbox, SandboxLimits
 from activities.sandbox_preview import START_CHECK, Browser, PreviewLimits, preview_image
 from ai.test_sandbox import _processes_with, answer, check, sandbox
@@ -125,6 +126,10 @@ def test_the_offline_page_names_the_idea_and_lists_the_requirements_features() -
     assert main_features("No bullets at all.", "Book walks. See the day.") == ["Book walks", "See the day"]
     hostile = "__TITLE__ ``` </h1><script>alert(1)</script> '''\"\"\" \\"
     [code, tests] = offline_code(hostile)
+    page: dict[str, object] = {}
+    exec(compile(code_files(code)["main.py"], "main.py", "exec"), page)  # the template's own code, not a model's
+    assert isinstance(page["PAGE"], bytes)
+    assert b"<script>" not in page["PAGE"] and b"&lt;/h1&gt;&lt;script&gt;alert(1)" in page["PAGE"]
     result = starter().verify(VerificationRequest(prototype_id=uuid.uuid4(), round=0, code_answers=[code, tests]))
     assert check(result, "pytest")[0], result.failures()  # its own tests: the title is on the page, escaped
 
@@ -353,9 +358,8 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Page).serve_forever(
 )
 def test_a_page_that_never_settles_is_cut_off_and_the_app_still_passes(needs_browser: None, page: bytes) -> None:
     result = bounded(("main.py", PAGE_APP.format(page=page)), within=60)
-    assert result.passed and result.app_started is True
-    if result.preview is None:  # cut off at the shot's limit; a page loaded enough may be shot at its budget's end
-        assert result.preview_unavailable == "the page did not settle within 8 s"
+    assert result.passed and result.app_started is True  # the app answered: only the picture is missing
+    assert (result.preview, result.preview_unavailable) == (None, "the page did not settle within 8 s")
 
 
 REACH = b"""<!doctype html><body style="margin:0;height:100vh;background:#888">
