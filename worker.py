@@ -101,7 +101,9 @@ def activities_for(
         revisions.record_revision_milestone,
         storage.delete_object,
         PackagingActivities(files, engine, settings).package_prototype,
-        SandboxActivities(bwrap=settings.sandbox_bwrap).verify_code,
+        SandboxActivities(
+            bwrap=settings.sandbox_bwrap, previews=settings.previews_enabled, browser=settings.preview_browser
+        ).verify_code,
         ExportActivities(files, engine, settings).package_export,
         *(erasure_activities(temporal, files, engine, settings) if temporal is not None else []),
         *ai_activities(settings, engine, files, clients),

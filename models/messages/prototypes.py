@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.enums import AIProvider, PrototypeStatus
 from models.messages.ai import AICallPolicy, TranscriptionCall
@@ -35,6 +35,21 @@ class SandboxCheck(BaseModel):
     )
 
 
+PREVIEW_MAX_BYTES = 512 * 1024
+"""The largest screenshot a verification result carries: it crosses Temporal inside the result."""
+
+
+class PreviewImage(BaseModel):
+    """A screenshot of the generated app's main page, taken in the sandbox."""
+
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")  # crosses Temporal as JSON
+
+    png: bytes = Field(description="The PNG, at most PREVIEW_MAX_BYTES (512 KiB)")
+    width: int
+    height: int
+    page_url_path: str = Field(default="/", description="The page that was shot, relative to the app")
+
+
 class VerificationResult(BaseModel):
     """The sandbox's verdict on one version of the code."""
 
@@ -47,6 +62,9 @@ class VerificationResult(BaseModel):
     sandbox_available: bool = Field(
         default=True, description="False: this server cannot isolate code (sandbox_error says why), so none was run"
     )
+    app_started: bool | None = Field(default=None, description="None: not tried (checks failed or no sandbox)")
+    preview: PreviewImage | None = None
+    preview_unavailable: str | None = Field(default=None, description="Why there is no preview, for people")
 
     def failures(self) -> str:
         """What failed, as the fix prompt quotes it (`models.untrusted.quoted`: the output is the code's, hostile
