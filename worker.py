@@ -25,6 +25,7 @@ from activities.contact import ContactActivities
 from activities.email import EmailActivities, Mailer, build_mailer
 from activities.erasure import ErasureActivities
 from activities.export import ExportActivities
+from activities.liveness import HeartbeatWhileRunning
 from activities.packaging import PackagingActivities
 from activities.payments import checkout_activities
 from activities.records import RecordActivities
@@ -157,7 +158,7 @@ async def build_worker(
             task_queue=settings.temporal_task_queue,
             workflows=list(WORKFLOWS),
             activities=activities_for(settings, engine, clients, mailer, client),
-            interceptors=[RequestIdFromHeaders(), *sentry_worker_interceptors(settings)],
+            interceptors=[RequestIdFromHeaders(), HeartbeatWhileRunning(), *sentry_worker_interceptors(settings)],
             **options,
         )
         async with worker:
