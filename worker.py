@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -54,6 +55,8 @@ from workflows.export import ExportWorkflow
 from workflows.prototype import PrototypeWorkflow
 from workflows.retention import FileRetentionWorkflow
 from workflows.revision import PrototypeRevisionWorkflow
+
+log = logging.getLogger(__name__)
 
 WORKFLOWS: Sequence[type] = (
     ContactWorkflow,
@@ -183,15 +186,20 @@ async def run(settings: Settings) -> None:
         settings.worker_metrics_port,
         f"http://127.0.0.1:{settings.worker_sdk_metrics_port}/metrics",
     )
-    logging.getLogger(__name__).info("worker metrics at %s", worker_metrics_url(settings))
+    log.info("worker metrics at %s", worker_metrics_url(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
     try:
-        async with build_worker(client, settings, engine):  # on exit: finish running tasks, then stop
-            logging.getLogger(__name__).info("worker polling task queue %r", settings.temporal_task_queue)
+        # On exit (SIGTERM, SIGINT): stop polling, give running activities `grace` to finish, cancel the rest
+        # (Temporal retries them on another worker at once), then return: the process exits 0.
+        async with build_worker(client, settings, engine, graceful_shutdown_timeout=grace):
+            log.info("worker polling task queue %r", settings.temporal_task_queue)
             await stop.wait()
+            log.info("worker stopping: no more polling; running activities have %g s to finish", grace.total_seconds())
+        log.info("worker stopped")
     finally:
         exporter.shutdown()
         await engine.dispose()

@@ -7,8 +7,6 @@ import sys
 
 from settings import Settings
 
-GRACEFUL_SHUTDOWN_SECONDS = 20  # requests in flight may finish (a long poll waits at most 60 s: it is cut short)
-
 
 def api_command(settings: Settings) -> list[str]:
     """The one way the API is served (`statex api`, `statex run`, the image): uvicorn on uvloop and httptools
@@ -29,8 +27,8 @@ def api_command(settings: Settings) -> list[str]:
         "auto",
         "--http",
         "auto",
-        "--timeout-graceful-shutdown",
-        str(GRACEFUL_SHUTDOWN_SECONDS),
+        "--timeout-graceful-shutdown",  # on SIGTERM: no new connections, requests in flight finish
+        str(settings.api_shutdown_grace_seconds),
         "--no-server-header",  # `server: uvicorn` tells an attacker which server's flaws to try
         "--no-access-log",  # the access line of api/edge.py replaces it, with request ids and no tokens
     ]
