@@ -81,7 +81,8 @@ async def start_workflow(
     **options: Any,
 ) -> WorkflowHandle[WorkflowClass, Output]:
     """Start `run` under the workflow module's `policy`. With an idempotent policy a repeated start (a retried
-    request) gets the existing run, running or closed; otherwise a second start is a 409."""
+    request) gets the existing run, running or closed; otherwise a second start is a 409. A call that failed
+    but may have started the workflow all the same returns its handle; one that certainly did not is a 503."""
     try:
         handle = await temporal.start_workflow(
             run,
