@@ -1,7 +1,9 @@
-"""A worker process stopped in the middle of a long activity (a model call), as a deploy or a crash stops it.
+"""Workers stopped, as a deploy or a crash stops them, while prototypes run.
 
-Killed: Temporal notices by the missing heartbeats and retries the call on another worker within seconds, not
-after the call's minute-long timeout. Given SIGTERM: it stops polling, finishes the call, and exits 0."""
+No worker at all: a submission still answers 202 with its status URL and keeps its row; a worker that comes
+later does the work. A worker process killed in the middle of a long activity (a model call): Temporal notices
+by the missing heartbeats and retries the call on another worker within seconds, not after the call's
+minute-long timeout. Given SIGTERM: it stops polling, finishes the call, and exits 0."""
 
 from __future__ import annotations
 
@@ -20,11 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from ai.support import sign_in
-from ai.test_prototype import submit
+from ai.support import finished, sign_in
+from ai.test_prototype import IDEA, submit
 from api.app import create_app
+from models.db import open_session
 from models.enums import PrototypeStatus
 from models.prompts import PIPELINE
+from models.tables import Prototype
 from settings import Settings
 from worker import build_worker
 from workflows.prototype import PrototypeWorkflow, workflow_id
@@ -33,6 +37,24 @@ from workflows.timeouts import HEARTBEAT
 START_SECONDS = 90.0
 RETRY_WITHIN = 30.0
 """Well under the call's start-to-close (AI_REQUEST_TIMEOUT_SECONDS, a minute, and a margin), above HEARTBEAT."""
+
+
+async def test_a_prototype_submitted_with_no_worker_is_accepted_kept_and_done_once_a_worker_polls(
+    temporal: Client, engine: AsyncEngine, settings: Settings
+) -> None:
+    async with serve(create_app(settings, temporal=temporal)) as api:
+        account = await sign_in(api, engine)
+        accepted = await api.post("/api/ai/prototype", json=IDEA, headers=account["headers"])
+        assert accepted.status_code == 202, accepted.text
+        prototype_id = accepted.json()["prototype_id"]
+        assert accepted.json()["status_url"] == f"/api/prototypes/{prototype_id}"
+        waiting = await api.get(accepted.json()["status_url"], headers=account["headers"])
+        assert (waiting.status_code, waiting.json()["status"]) == (200, "QUEUED")
+        async with open_session(engine) as db:
+            assert await db.get(Prototype, uuid.UUID(prototype_id)) is not None
+        async with build_worker(temporal, settings, engine):
+            done = await finished(api, temporal, account, prototype_id)
+    assert done["status"] == "COMPLETED"
 
 
 def plan_calls(fake_ai: FakeAIServer) -> list[Any]:
