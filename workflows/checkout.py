@@ -45,8 +45,8 @@ RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interv
 CREATE_DEADLINE = timedelta(minutes=10)
 """A gateway still down after this long: the checkout fails rather than leave the customer waiting."""
 ROW_DEADLINE = timedelta(minutes=2)
-"""The API commits the payment before starting us, and deletes it again if the start fails (the request timed
-out after Temporal had started us); a row still missing by then never will be."""
+"""The API commits the payment before starting us, and deletes it again only if Temporal says we were not started
+(or could not be reached); a row still missing by then never will be."""
 SLOW_POLL = timedelta(hours=1)
 """After the cancel at expiry, a payment still in flight is polled this often."""
 SETTLED = (GatewayState.PAID, GatewayState.FAILED)
