@@ -430,6 +430,34 @@ def test_start_a_daemon():
     await eventually(gone, within=10, what="the daemon to die with the check's PID namespace")
 
 
+async def test_a_cancelled_verification_kills_its_run_at_once() -> None:
+    """The activity cancelled (its workflow cancelled, or the worker stopping past its grace): the jailed run is
+    killed at the next poll, not left running to its wall limit (which would hold the stopping worker)."""
+    marker = f"statex-abandoned-{uuid.uuid4().hex}"
+    waiting = f"""
+import subprocess, sys
+
+def test_wait_for_ever():
+    subprocess.run([sys.executable, "-c", "import time\\n# {marker}\\nwhile True: time.sleep(1)"])
+"""
+    activities = SandboxActivities()
+    activities.sandbox = sandbox(SandboxLimits(cpu_seconds=60, memory_bytes=FAST.memory_bytes, wall_seconds=300))
+    environment = ActivityEnvironment()
+    running = asyncio.create_task(environment.run(activities.verify_code, request(("test_wait.py", waiting))))
+
+    async def started() -> bool:
+        return bool(_processes_with(marker))
+
+    async def gone() -> bool:
+        return not _processes_with(marker)
+
+    await eventually(started, within=60, what="the jailed run to start")
+    environment.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await eventually(gone, within=10, what="the jailed run to be killed")
+
+
 def test_a_busy_loop_is_killed_at_the_cpu_limit() -> None:
     result = verify(("test_spin.py", "def test_spin():\n    while True:\n        pass\n"))
     passed, output = check(result, "pytest")
