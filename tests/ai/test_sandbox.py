@@ -529,6 +529,7 @@ def test_the_sandbox_has_per_run_cgroups_here() -> None:
     assert made.availability.reason is None
 
 
+@pytest.mark.slow
 def test_several_children_together_stop_at_the_runs_memory_limit() -> None:
     limits = SandboxLimits(memory_bytes=512 * 2**20, total_memory_bytes=256 * 2**20, wall_seconds=30)
     hogs = """
@@ -621,6 +622,7 @@ def test_128_files_of_1_mb():
     assert shutil.disk_usage(tempfile.gettempdir()).used - disk < 64 * 1024 * 1024  # the host's disk: untouched
 
 
+@pytest.mark.slow
 async def test_setsid_spinners_stop_at_the_runs_cpu_limit_and_burn_nothing_after() -> None:
     marker = f"statex-spinner-{uuid.uuid4().hex}"
     limits = SandboxLimits(cpu_seconds=60, total_cpu_seconds=3, cpus=2, wall_seconds=40)
@@ -692,6 +694,7 @@ def test_reach_the_other_run():
 """
 
 
+@pytest.mark.slow
 async def test_one_run_cannot_plant_a_file_in_or_read_another_runs_folder() -> None:
     token = uuid.uuid4().hex
     victim_file = f"test_victim_{token}.py"
