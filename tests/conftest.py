@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from helpers import serve
 from moto.server import ThreadedMotoServer
 from payload_keys import CONVERTER, PAYLOAD_KEYS
-from servers import Started, Watchdog, address, answers, embedded_postgres, embedded_redis
+from servers import Started, Watchdog, address, answers, embedded_postgres, embedded_redis, free_port
 from sqlalchemy.ext.asyncio import AsyncEngine
 from stubs import Outside, Stubbed
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -214,6 +214,7 @@ def moto_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
+        port=free_port(),  # of this worker's band: see servers.free_port
         dev_server_existing_path=executable("temporal"),
         search_attributes=search_attributes.ALL,
         data_converter=CONVERTER,
@@ -237,7 +238,9 @@ async def time_skipping_environment() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server with the project's search attributes. Its clock is shared by
     everything in it, so each timer test should have its own (see the `skipping` fixture)."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=executable("temporal-test-server"), data_converter=CONVERTER
+        port=free_port(),  # of this worker's band: with bind(0) two servers were once given one port
+        test_server_existing_path=executable("temporal-test-server"),
+        data_converter=CONVERTER,
     )
     try:
         await env.client.operator_service.add_search_attributes(

@@ -23,6 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 from helpers import bearer, eventually
 from payload_keys import CONVERTER
+from servers import free_port
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -168,6 +169,7 @@ async def time_skipping_checkout(
         db.add(payment)
         await db.commit()
     env = await WorkflowEnvironment.start_time_skipping(
+        port=free_port(),
         test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"),
         data_converter=CONVERTER,
     )

@@ -7,7 +7,6 @@ import enum
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
+from servers import free_port
 
 from settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def settings_env(settings: Settings, temporal_address: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ are changed.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import pwd
 import shutil
@@ -59,10 +60,28 @@ def address(url: str) -> str:
     return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
 
 
+PORT_BANDS_START = 20000
+PORT_BAND_SIZE = 1000
+_handed_out = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A free port of 127.0.0.1 that no other process of this test run is handed between this probe and its
+    server's bind: each xdist worker draws from a band of its own (20000 + 1000 per worker), below the kernel's
+    ephemeral range (32768 and up, where bind(0) and every outgoing connection take theirs), and never hands the
+    same port twice in a row. With bind(0), two workers' time-skipping servers were once given one port: the
+    second failed to bind, its test talked to the first one's server, and lost it mid-test when that stopped."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    band = PORT_BANDS_START + PORT_BAND_SIZE * worker
+    for _ in range(PORT_BAND_SIZE):
+        port = band + next(_handed_out) % PORT_BAND_SIZE
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use, or a closed connection's TIME_WAIT: the next one
+            return port
+    raise RuntimeError(f"no free port in 127.0.0.1:{band}-{band + PORT_BAND_SIZE - 1}")
 
 
 def wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str, log: Path) -> bool:

@@ -19,6 +19,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from payload_keys import CONVERTER
 from pydantic import SecretStr
+from servers import free_port
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.client import Client, WorkflowHandle
@@ -185,7 +186,7 @@ async def test_outbox_never_overwrites_a_sent_message(settings: Settings) -> Non
 async def test_nothing_is_saved_when_temporal_is_unreachable(settings: Settings, engine: AsyncEngine) -> None:
     """Temporal goes down after the API started: the request fails clearly and leaves no orphan row."""
     doomed = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=executable("temporal"), data_converter=CONVERTER, ui=False
+        port=free_port(), dev_server_existing_path=executable("temporal"), data_converter=CONVERTER, ui=False
     )
     sender = f"lost-{uuid.uuid4().hex[:8]}@example.com"
     async with serve(create_app(settings, temporal=doomed.client)) as api:

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from helpers import PNG, bearer, eventually, multipart, register_and_login, serve, stored_objects, upload
 from payload_keys import CONVERTER
 from pydantic import SecretStr
+from servers import free_port
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.api.sdk.v1 import WorkflowMetadata
@@ -234,7 +235,7 @@ def test_openapi_names_each_file_operation_and_its_errors(make_app: AppFactory) 
 async def test_no_retention_workflow_means_no_upload(settings: Settings, engine: AsyncEngine) -> None:
     """Temporal is down: the upload fails clearly and leaves no object, no row and no temporary file."""
     doomed = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=executable("temporal"), data_converter=CONVERTER, ui=False
+        port=free_port(), dev_server_existing_path=executable("temporal"), data_converter=CONVERTER, ui=False
     )
     async with serve(create_app(settings, temporal=doomed.client)) as api:
         account = await register_and_login(api)

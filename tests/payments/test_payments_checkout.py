@@ -11,6 +11,7 @@ from conftest import executable
 from helpers import bearer, register_and_login, serve
 from payload_keys import CONVERTER
 from pydantic import SecretStr
+from servers import free_port
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
@@ -89,7 +90,7 @@ async def test_a_checkout_that_cannot_reach_temporal_leaves_no_payment(settings:
     and the customer hears that nothing was saved (nothing reached a gateway)."""
     stripe = settings.model_copy(update={"stripe_secret_key": SecretStr("sk_test_unused")})
     doomed = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=executable("temporal"), data_converter=CONVERTER, ui=False
+        port=free_port(), dev_server_existing_path=executable("temporal"), data_converter=CONVERTER, ui=False
     )
     key = f"lost-{uuid.uuid4().hex[:8]}"
     async with serve(create_app(stripe, temporal=doomed.client)) as api:

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from conftest import executable
 from helpers import eventually
+from servers import free_port
 from temporalio import workflow
 from temporalio.api.deployment.v1 import WorkerDeploymentInfo
 from temporalio.api.enums.v1 import EventType, WorkerDeploymentVersionStatus
@@ -148,6 +149,7 @@ async def rolled_out(client: Client) -> AsyncIterator[Rollout]:
 async def server() -> AsyncIterator[Client]:
     """This module's dev server: a draining version checked every DRAINAGE_CHECK."""
     env = await WorkflowEnvironment.start_local(
+        port=free_port(),
         dev_server_existing_path=executable("temporal"),
         dev_server_extra_args=[
             arg
