@@ -28,6 +28,7 @@ import base64
 import itertools
 import os
 import random
+import resource
 import secrets
 import shutil
 import signal
@@ -48,6 +49,7 @@ import httpx
 import psycopg
 
 from api.server import api_command
+from bench.compare import CLOCK_TICKS, tree
 from devstack import local_stripe
 from devstack.supervisor import (
     Child,
@@ -324,7 +326,10 @@ async def checkout(scale: Scale, http: httpx.AsyncClient, index: int, card: str,
     await until(paid, ACCEPT_SECONDS, f"payment {done.payment_id} paid at the emulator", scale)
 
     async def ended() -> bool:
-        response = await http.get(f"{api}/api/payments/{done.payment_id}", headers=auth)
+        try:
+            response = await http.get(f"{api}/api/payments/{done.payment_id}", headers=auth)
+        except httpx.TransportError:
+            return False  # a read: asked again on the next round
         done.status = response.json()["status"] if response.status_code == 200 else ""
         return done.status in {"COMPLETED", "FAILED"}
 
@@ -340,7 +345,10 @@ async def prototype(scale: Scale, http: httpx.AsyncClient, index: int, tally: Ta
     status_url = f"{scale.api(index + 1)}{started['status_url']}"
 
     async def ended() -> bool:
-        response = await http.get(status_url, headers=auth, params={"wait": 10}, timeout=30)
+        try:
+            response = await http.get(status_url, headers=auth, params={"wait": 10}, timeout=30)
+        except httpx.TransportError:
+            return False  # a read: asked again on the next round
         return response.status_code == 200 and response.json()["status"] in {"COMPLETED", "FAILED", "CANCELLED"}
 
     await until(ended, SETTLE_SECONDS, f"prototype {started['prototype_id']} ended", scale)
@@ -350,6 +358,12 @@ async def prototype(scale: Scale, http: httpx.AsyncClient, index: int, tally: Ta
 async def contact(scale: Scale, http: httpx.AsyncClient, index: int, tally: Tally) -> None:
     body = {"name": "Scale", "email": f"scale-{uuid.uuid4().hex[:12]}@example.com", "message": "A scale message."}
     await accepted(http, f"{scale.api(index)}/api/contact", {}, body, tally, scale)
+
+
+def client() -> httpx.AsyncClient:
+    """Idle connections dropped after 2 s: uvicorn closes them after 5, and a request sent on one it is closing
+    fails with "Server disconnected" though the API is fine."""
+    return httpx.AsyncClient(timeout=30, limits=httpx.Limits(keepalive_expiry=2.0))
 
 
 async def bounded(concurrency: int, jobs: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
@@ -401,7 +415,7 @@ async def chaos(
     cards = ["declined"] * declined + ["success"] * (checkouts - declined)
     chooser.shuffle(cards)
     started = time.monotonic()
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with client() as http:
         jobs: list[Callable[[], Awaitable[Any]]] = [
             partial(checkout, scale, http, index, card, tally) for index, card in enumerate(cards)
         ]
@@ -499,19 +513,52 @@ async def emulator_intents(settings: Settings) -> dict[str, list[str]]:
 # --- the throughput run -------------------------------------------------------------------------------
 
 
-async def throughput(scale: Scale, workload: str, count: int, concurrency: int) -> float:
+@dataclass
+class Measured:
+    rate: float
+    """Completed workflows per second."""
+    cpu_ms: dict[str, float]
+    """CPU (user + system, every process and thread) per completed workflow, in ms, by part of the stack."""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process tree so far, with that of its children that have ended (the sandbox's
+    jailed runs, each a short-lived child of a worker), from /proc."""
+    ticks = 0
+    for current in tree(pid):
+        with suppress(OSError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / CLOCK_TICKS
+
+
+def cpu_by_part(scale: Scale) -> dict[str, float]:
+    """CPU seconds so far of each part: the API processes, the workers, Temporal, the emulator, the clients."""
+    parts: dict[str, float] = {}
+    for child in scale.stack.children:
+        part = child.name.split("-")[0]
+        parts[part] = parts.get(part, 0.0) + cpu_seconds(child.process.pid)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    parts["clients"] = own.ru_utime + own.ru_stime
+    return parts
+
+
+async def throughput(scale: Scale, workload: str, count: int, concurrency: int) -> Measured:
     """Completed workflows per second: `count` of the workload at `concurrency`, from the first start until the
-    last has ended (checkouts: COMPLETED; contact messages: the row NOTIFIED, both emails written)."""
+    last has ended (checkouts: COMPLETED; contact messages: the row NOTIFIED, both emails written; prototypes:
+    ended), and the CPU each part of the stack spent on each."""
     tally = Tally()
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with client() as http:
+        cpu_before = cpu_by_part(scale)
         started = time.monotonic()
         if workload == "checkouts":
             ended = await bounded(
-                concurrency,
-                [partial(checkout, scale, http, index, "success", tally) for index in range(count)],
+                concurrency, [partial(checkout, scale, http, index, "success", tally) for index in range(count)]
             )
             if any(one.status != "COMPLETED" for one in ended):
                 raise RunFailed(f"checkouts ended {Counter(one.status for one in ended)}")
+        elif workload == "prototypes":
+            await bounded(concurrency, [partial(prototype, scale, http, index, tally) for index in range(count)])
         else:
             before = await notified_contacts(scale)
             await bounded(concurrency, [partial(contact, scale, http, index, tally) for index in range(count)])
@@ -520,7 +567,10 @@ async def throughput(scale: Scale, workload: str, count: int, concurrency: int) 
                 return await notified_contacts(scale) >= before + count
 
             await until(notified, SETTLE_SECONDS, f"{count} contact messages notified", scale)
-        return count / (time.monotonic() - started)
+        seconds = time.monotonic() - started
+        cpu_after = cpu_by_part(scale)
+    spent = {part: (cpu_after[part] - cpu_before.get(part, 0.0)) * 1000 / count for part in cpu_after}
+    return Measured(count / seconds, spent)
 
 
 async def notified_contacts(scale: Scale) -> int:
@@ -552,24 +602,34 @@ async def run_chaos(args: argparse.Namespace) -> int:
 
 
 async def run_throughput(args: argparse.Namespace) -> int:
-    rates: dict[tuple[str, int], list[float]] = {}
+    measured: dict[tuple[str, int], list[Measured]] = {}
     for workers in args.worker_counts:
         async with running(apis=args.apis, workers=workers, port_base=args.port_base) as scale:
             for _ in range(args.rounds):
                 for workload in args.workloads:
-                    rate = await throughput(scale, workload, args.count, args.concurrency)
-                    rates.setdefault((workload, workers), []).append(rate)
-                    print(f"{workload:>10}, {workers} workers: {rate:6.1f} completed/s", flush=True)
-    print(f"\n{args.count} per round at concurrency {args.concurrency}, {os.cpu_count()} CPUs; median of rounds:")
+                    one = await throughput(scale, workload, args.count, args.concurrency)
+                    measured.setdefault((workload, workers), []).append(one)
+                    print(f"{workload:>10}, {workers} workers: {one.rate:6.2f}/s; {cpu_line(one.cpu_ms)}", flush=True)
+    print(
+        f"\n{args.count} per round at concurrency {args.concurrency}, {args.apis} API processes, "
+        f"{os.cpu_count()} CPUs; the median round (by rate) of each:"
+    )
     for workload in args.workloads:
-        cells = []
         for workers in args.worker_counts:
-            ordered = sorted(rates[(workload, workers)])
-            cells.append(
-                f"{workers} workers {ordered[len(ordered) // 2]:6.1f}/s ({', '.join(f'{r:.1f}' for r in ordered)})"
+            rounds = sorted(measured[(workload, workers)], key=lambda one: one.rate)
+            median = rounds[len(rounds) // 2]
+            rates = ", ".join(f"{one.rate:.2f}" for one in rounds)
+            print(
+                f"  {workload:>10}, {workers} workers: {median.rate:6.2f}/s (rounds {rates}); "
+                f"{cpu_line(median.cpu_ms)}",
+                flush=True,
             )
-        print(f"  {workload:>10}: " + "; ".join(cells), flush=True)
     return 0
+
+
+def cpu_line(cpu_ms: dict[str, float]) -> str:
+    parts = ", ".join(f"{part} {ms:.0f}" for part, ms in sorted(cpu_ms.items()))
+    return f"CPU ms per workflow: {parts}; total {sum(cpu_ms.values()):.0f}"
 
 
 def main() -> None:
@@ -590,7 +650,12 @@ def main() -> None:
     chaos_options.add_argument("--max-kills", type=int, default=30)
     measure = parser.add_argument_group("throughput")
     measure.add_argument("--worker-counts", type=lambda text: [int(n) for n in text.split(",")], default=[1, 2, 3])
-    measure.add_argument("--workloads", type=lambda text: text.split(","), default=["checkouts", "contact"])
+    measure.add_argument(
+        "--workloads",
+        type=lambda text: text.split(","),
+        default=["checkouts", "contact"],
+        help="of: checkouts, contact (I/O-bound), prototypes (the sandbox: CPU-bound)",
+    )
     measure.add_argument("--count", type=int, default=60, help="workflows per round and workload")
     measure.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
