@@ -13,7 +13,8 @@ short backoff. Two runs:
   "ready" email per prototype). Exit 1 and each problem named, or exit 0.
 - `throughput`: the same stack started afresh with 1, 2 and 3 workers and no kills, the same I/O-bound workload
   on each (paid checkouts: the worker's activities call the emulator over HTTP, write rows, write the receipt;
-  contact messages: two emails to the outbox and a row), and the completed workflows per second of each.
+  contact messages: two emails to the outbox and a row; optionally prototypes, whose sandbox is CPU-bound), the
+  completed workflows per second of each, and the CPU each part of the stack spent per completed workflow.
 
 Everything listens on 127.0.0.1, is bounded in count and time, and stops by itself; the database (named
 `scale_…`) and the temporary folder are removed after a run that passed (kept, with every process's log, after
@@ -33,6 +34,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -67,8 +69,9 @@ PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0
 START_SECONDS = 180.0
 """Every process up and /ready on a busy 2-core machine: three workers building their workflow sandboxes at once
 took 50-60 s there (load average 17)."""
-SETTLE_SECONDS = 300.0
-"""From the last request sent until every checkout and prototype has ended; far above a run on a busy machine."""
+SETTLE_SECONDS = 900.0
+"""How long one checkout or prototype may take to end once started. Above VERIFY_TIMEOUT (10 min): a worker
+killed while the sandbox verifies a prototype leaves that activity to time out before it is run again."""
 ACCEPT_SECONDS = 120.0
 """How long a client keeps retrying one start (same Idempotency-Key) while the API answers 5xx or nothing."""
 POLL_SECONDS = 0.25
@@ -387,14 +390,20 @@ class ChaosReport:
     seconds: float
     retried: Counter[str]
     problems: list[str]
+    durations: dict[str, list[float]]
+    """Seconds from a customer's sign-up until its checkout or prototype ended, by kind."""
 
     def summary(self) -> str:
         paid = sum(1 for one in self.checkouts if one.card == "success")
         retried = ", ".join(f"{count} x {why}" for why, count in sorted(self.retried.items())) or "none"
+        took = "; ".join(
+            f"{kind} median {statistics.median(seconds):.0f} s, slowest {max(seconds):.0f} s"
+            for kind, seconds in sorted(self.durations.items())
+        )
         return (
             f"{len(self.checkouts)} checkouts ({paid} paid, {len(self.checkouts) - paid} declined) and "
             f"{len(self.prototypes)} prototypes in {self.seconds:.0f} s, {self.kills} worker kills (SIGKILL); "
-            f"starts retried by the clients: {retried}\n"
+            f"starts retried by the clients: {retried}\nended after: {took}\n"
             + ("nothing lost, nothing done twice" if not self.problems else "\n".join(self.problems))
         )
 
@@ -412,14 +421,25 @@ async def chaos(
 ) -> ChaosReport:
     chooser = random.Random(seed)
     tally = Tally()
+    durations: dict[str, list[float]] = {}
+
+    async def timed(kind: str, job: Callable[[], Awaitable[Any]]) -> Any:
+        started = time.monotonic()
+        result = await job()
+        durations.setdefault(kind, []).append(time.monotonic() - started)
+        return result
+
     cards = ["declined"] * declined + ["success"] * (checkouts - declined)
     chooser.shuffle(cards)
     started = time.monotonic()
     async with client() as http:
         jobs: list[Callable[[], Awaitable[Any]]] = [
-            partial(checkout, scale, http, index, card, tally) for index, card in enumerate(cards)
+            partial(timed, "checkouts", partial(checkout, scale, http, index, card, tally))
+            for index, card in enumerate(cards)
         ]
-        jobs += [partial(prototype, scale, http, index, tally) for index in range(prototypes)]
+        jobs += [
+            partial(timed, "prototypes", partial(prototype, scale, http, index, tally)) for index in range(prototypes)
+        ]
         chooser.shuffle(jobs)
         driving = asyncio.create_task(bounded(concurrency, jobs))
         while not driving.done() and scale.kills < max_kills:
@@ -432,7 +452,7 @@ async def chaos(
     done_checkouts = [result for result in results if isinstance(result, Checkout)]
     done_prototypes = [result for result in results if isinstance(result, str)]
     problems = await check(scale, done_checkouts, done_prototypes)
-    return ChaosReport(done_checkouts, done_prototypes, scale.kills, seconds, tally.retried, problems)
+    return ChaosReport(done_checkouts, done_prototypes, scale.kills, seconds, tally.retried, problems, durations)
 
 
 async def check(scale: Scale, checkouts: list[Checkout], prototypes: list[str]) -> list[str]:
