@@ -65,6 +65,10 @@ from devstack.supervisor import (
 from models.db import migrate_database
 from settings import Settings
 
+PORT_BASE = 18400
+"""The bench's ports start here. Free ports picked one by one can be taken between the pick and the bind (the
+Temporal dev server binds random ports of its own while the others start); ports below the kernel's ephemeral
+range (32768 and up) are never handed out that way."""
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 START_SECONDS = 180.0
 """Every process up and /ready on a busy 2-core machine: three workers building their workflow sandboxes at once
@@ -91,7 +95,8 @@ class RunFailed(RuntimeError):
 
 
 def port_source(base: int | None) -> Iterator[int]:
-    """Consecutive ports from `base`, or free ones the kernel picks (tests running side by side)."""
+    """Consecutive ports from `base`, or free ones the kernel picks (which another process may take before the
+    bind: prefer a base)."""
     if base is not None:
         yield from itertools.count(base)
     while True:
@@ -657,7 +662,12 @@ def main() -> None:
     parser.add_argument("mode", nargs="?", choices=("chaos", "throughput"), default="chaos")
     parser.add_argument("--apis", type=int, default=2, help="API processes, each on its own port")
     parser.add_argument("--workers", type=int, default=3, help="worker processes (chaos)")
-    parser.add_argument("--port-base", type=int, default=None, help="consecutive ports from here; unset: free ones")
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=PORT_BASE,
+        help="consecutive ports from here (about 20), below the ephemeral range: none is taken meanwhile",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs and the data folder after a pass")
     parser.add_argument("--seed", type=int, default=26)
     chaos_options = parser.add_argument_group("chaos")

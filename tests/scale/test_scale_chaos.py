@@ -27,7 +27,8 @@ pytestmark = [
 
 
 async def test_workers_killed_mid_run_lose_nothing_and_do_nothing_twice(pg_admin_url: str) -> None:
-    async with running(apis=2, workers=3, port_base=None, pg_admin_url=pg_admin_url) as scale:
+    # Ports below the ephemeral range, away from bench.scale's default (18400), so both may run at once.
+    async with running(apis=2, workers=3, port_base=18450, pg_admin_url=pg_admin_url) as scale:
         report = await chaos(
             scale,
             checkouts=6,
