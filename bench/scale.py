@@ -76,8 +76,10 @@ took 50-60 s there (load average 17)."""
 SETTLE_SECONDS = 900.0
 """How long one checkout or prototype may take to end once started. Above VERIFY_TIMEOUT (10 min): a worker
 killed while the sandbox verifies a prototype leaves that activity to time out before it is run again."""
-ACCEPT_SECONDS = 120.0
-"""How long a client keeps retrying one start (same Idempotency-Key) while the API answers 5xx or nothing."""
+ACCEPT_SECONDS = 600.0
+"""How long a client keeps retrying one start (same Idempotency-Key) while the API answers 5xx or nothing. Long:
+while no worker polls (kills faster than a worker restarts, 50-80 s on a loaded machine), every checkout
+answers 503 after its 5 s wait, and a client that gives up is not what is being tested."""
 POLL_SECONDS = 0.25
 DATABASE_POOL_SIZE = 4
 """Per process: 2 APIs and 3 workers hold at most 20 connections of PostgreSQL's 100, shared with other work."""
