@@ -3,9 +3,8 @@ one PostgreSQL database and the local Stripe emulator, each process configured b
 with SIGKILL every few seconds while checkouts (paid and declined) and a prototype run. Nothing may be lost and
 nothing done twice (bench/scale.py's checks: the rows, the emulator's PaymentIntents, the outbox).
 
-Seven Python processes and a Temporal server take a busy 2-core machine one to three minutes to start and run
-(up to ten more when a kill lands on the prototype's sandbox verification, which is retried only once its
-10-minute timeout has passed), so this runs only when asked: STATEX_SCALE_TEST=1 (CI's scale part sets it).
+Seven Python processes and a Temporal server take a busy 2-core machine two to three minutes to start and run,
+so this runs only when asked: STATEX_SCALE_TEST=1 (CI's scale part sets it).
 `python -m bench.scale` is the same run with larger counts.
 """
 
@@ -20,7 +19,7 @@ from bench.scale import chaos, running
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        os.environ.get("STATEX_SCALE_TEST") != "1", reason="starts 8 processes (1-13 min): set STATEX_SCALE_TEST=1"
+        os.environ.get("STATEX_SCALE_TEST") != "1", reason="starts 8 processes (2-3 min): set STATEX_SCALE_TEST=1"
     ),
     pytest.mark.timeout(1500),
 ]
