@@ -79,6 +79,8 @@ class Child:
     env: Mapping[str, str]
     process: asyncio.subprocess.Process
     restart: RestartPolicy | None
+    output: Path | None = None
+    """The file its stdout and stderr are appended to; None: this process's own."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while a restart starts the new process, so that a stop never misses the one being started."""
 
@@ -101,12 +103,18 @@ class Stack:
             self.ended.set_result(problem)
 
     async def spawn(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str], restart: RestartPolicy | None = None
-    ) -> None:
-        child = Child(name, argv, env, await _start_process(argv, env), restart)
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        restart: RestartPolicy | None = None,
+        output: Path | None = None,
+    ) -> Child:
+        child = Child(name, argv, env, await _start_process(argv, env, output), restart, output)
         self.children.append(child)
         self._watchers.append(asyncio.create_task(self._watch(child)))
         log.info("started %s (pid %d)", name, child.process.pid)
+        return child
 
     async def _watch(self, child: Child) -> None:
         loop = asyncio.get_running_loop()
@@ -132,7 +140,7 @@ class Stack:
                 if self.ended.done():
                     return
                 try:
-                    child.process = await _start_process(child.argv, child.env)
+                    child.process = await _start_process(child.argv, child.env, child.output)
                 except OSError as err:
                     self.end(f"{child.name} could not be started again: {err}")
                     return
@@ -150,11 +158,18 @@ def _how_it_ended(code: int) -> str:
     return f"was killed by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited with code {code}"
 
 
-async def _start_process(argv: Sequence[str], env: Mapping[str, str]) -> asyncio.subprocess.Process:
+async def _start_process(
+    argv: Sequence[str], env: Mapping[str, str], output: Path | None = None
+) -> asyncio.subprocess.Process:
     # A process group of its own: a terminal's Ctrl-C goes to the whole foreground group, and children
     # that got it too would stop all at once (Temporal before the worker). Only `run` gets it; it stops
     # them one by one.
-    return await asyncio.create_subprocess_exec(*argv, env=env, stdin=subprocess.DEVNULL, process_group=0)
+    if output is None:
+        return await asyncio.create_subprocess_exec(*argv, env=env, stdin=subprocess.DEVNULL, process_group=0)
+    with output.open("ab") as file:  # the child holds its own copy of the descriptor
+        return await asyncio.create_subprocess_exec(
+            *argv, env=env, stdin=subprocess.DEVNULL, stdout=file, stderr=subprocess.STDOUT, process_group=0
+        )
 
 
 async def _stop(name: str, process: asyncio.subprocess.Process) -> None:
@@ -212,7 +227,7 @@ async def _start(settings: Settings, stack: Stack) -> None:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # main() made it so; kept here for callers
         await migrate_database(settings)  # once, here: two processes migrating one SQLite file at once can collide
         await stack.spawn("the Temporal dev server", temporal, os.environ)
-        await _wait_until(lambda: _temporal_answers(settings), TEMPORAL_START_SECONDS, "Temporal")
+        await wait_until(lambda: temporal_answers(settings), TEMPORAL_START_SECONDS, "Temporal")
         children_env = {**os.environ, "RUN_MIGRATIONS_ON_START": "false"}
         if local_stripe.emulated(settings):
             children_env |= await _start_local_stripe(settings, stack)
@@ -220,7 +235,7 @@ async def _start(settings: Settings, stack: Stack) -> None:
         await stack.spawn("the API", api_command(settings), children_env)
         async with httpx.AsyncClient(timeout=5) as http:
             ready_url = f"{settings.api_base_url}/ready"
-            await _wait_until(lambda: _answers_ok(http, ready_url), API_START_SECONDS, "The API")
+            await wait_until(lambda: answers_ok(http, ready_url), API_START_SECONDS, "The API")
     except StartupError as err:
         stack.end(str(err))
     except Exception as err:
@@ -243,7 +258,7 @@ async def _start_local_stripe(settings: Settings, stack: Stack) -> dict[str, str
         str(state),
     ]
     await stack.spawn("the local Stripe emulator", command, os.environ)
-    await _wait_until(lambda: local_stripe.answers(settings), LOCAL_STRIPE_START_SECONDS, "The local Stripe emulator")
+    await wait_until(lambda: local_stripe.answers(settings), LOCAL_STRIPE_START_SECONDS, "The local Stripe emulator")
     await local_stripe.register_webhook(settings, local_stripe.webhook_url(settings))
     log.warning(
         "no STRIPE_SECRET_KEY: Stripe checkouts go to a LOCAL EMULATOR (localstripe) at %s, no real money moves; "
@@ -329,7 +344,7 @@ def _temporal_binary() -> str:
     return found
 
 
-async def _wait_until(answers: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
+async def wait_until(answers: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
     deadline = asyncio.get_running_loop().time() + seconds
     while not await answers():
         if asyncio.get_running_loop().time() > deadline:
@@ -337,7 +352,7 @@ async def _wait_until(answers: Callable[[], Awaitable[bool]], seconds: float, wh
         await asyncio.sleep(POLL_SECONDS)
 
 
-async def _temporal_answers(settings: Settings) -> bool:
+async def temporal_answers(settings: Settings) -> bool:
     try:
         await asyncio.wait_for(connect(settings), 5)
     except (RuntimeError, TimeoutError):  # the SDK's RuntimeError: nothing listening yet
@@ -345,7 +360,7 @@ async def _temporal_answers(settings: Settings) -> bool:
     return True
 
 
-async def _answers_ok(http: httpx.AsyncClient, url: str) -> bool:
+async def answers_ok(http: httpx.AsyncClient, url: str) -> bool:
     try:
         return (await http.get(url)).status_code == 200
     except httpx.TransportError:
