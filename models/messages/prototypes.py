@@ -35,6 +35,19 @@ class SandboxCheck(BaseModel):
     )
 
 
+PREVIEW_MAX_BYTES = 512 * 1024
+"""The largest screenshot a verification result carries: it crosses Temporal inside the result."""
+
+
+class PreviewImage(BaseModel):
+    """A screenshot of the generated app's main page, taken in the sandbox."""
+
+    png: bytes = Field(description="The PNG, at most PREVIEW_MAX_BYTES (512 KiB)")
+    width: int
+    height: int
+    page_url_path: str = Field(default="/", description="The page that was shot, relative to the app")
+
+
 class VerificationResult(BaseModel):
     """The sandbox's verdict on one version of the code."""
 
@@ -47,6 +60,9 @@ class VerificationResult(BaseModel):
     sandbox_available: bool = Field(
         default=True, description="False: this server cannot isolate code (sandbox_error says why), so none was run"
     )
+    app_started: bool | None = Field(default=None, description="None: not tried (checks failed or no sandbox)")
+    preview: PreviewImage | None = None
+    preview_unavailable: str | None = Field(default=None, description="Why there is no preview, for people")
 
     def failures(self) -> str:
         """What failed, as the fix prompt quotes it (`models.untrusted.quoted`: the output is the code's, hostile
