@@ -252,6 +252,12 @@ class Settings(BaseSettings):
     """bubblewrap, which isolates generated code while it is verified: a name on PATH or a path. Where it is
     missing or cannot make namespaces, nothing is run and prototypes complete "not verified: sandbox unavailable"
     (the worker logs why at startup, GET /api/capabilities says so)."""
+    previews_enabled: bool = True
+    """After its checks pass, a prototype's app is started in the sandbox and its main page shot by a headless
+    browser (PREVIEW.png). False: the app is still started and fetched, but no picture is taken."""
+    preview_browser: str = "/usr/bin/chromium"
+    """The headless browser that shoots the page: Debian's chromium (`apt-get install chromium`). Missing: the
+    prototype completes without a picture, and says why."""
     prototype_approval_days: float = Field(default=7, gt=0)
     """A prototype submitted with review_requirements and not approved within this many days is cancelled."""
     prototype_events_max_seconds: float = Field(default=600.0, gt=0)
