@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 _CONTENT_ID = r"^[A-Za-z0-9._-]{1,100}@[A-Za-z0-9.-]{1,100}$"
 
@@ -14,6 +14,8 @@ _CONTENT_ID = r"^[A-Za-z0-9._-]{1,100}@[A-Za-z0-9.-]{1,100}$"
 class InlineImage(BaseModel):
     """A picture the HTML part shows in place (`<img src="cid:<content_id>">`), with its bytes: built by the email
     activity from a StoredImage, never sent through Temporal."""
+
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")  # bytes in JSON, should it be dumped
 
     content_id: Annotated[str, StringConstraints(pattern=_CONTENT_ID)]
     content_type: Literal["image/png"] = "image/png"

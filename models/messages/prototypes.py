@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.enums import AIProvider, PrototypeStatus
 from models.messages.ai import AICallPolicy, TranscriptionCall
@@ -41,6 +41,8 @@ PREVIEW_MAX_BYTES = 512 * 1024
 
 class PreviewImage(BaseModel):
     """A screenshot of the generated app's main page, taken in the sandbox."""
+
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")  # crosses Temporal as JSON
 
     png: bytes = Field(description="The PNG, at most PREVIEW_MAX_BYTES (512 KiB)")
     width: int
