@@ -78,14 +78,22 @@ def outbox(settings: Settings) -> list[Path]:
 
 
 def body_of(email: Path) -> str:
+    """The email's text (its plain part, when an HTML alternative shows a picture)."""
     message = BytesParser(policy=policy.default).parsebytes(email.read_bytes())
     assert isinstance(message, EmailMessage)
-    return str(message.get_content())
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None
+    return str(text.get_content())
 
 
 def unzip(content: bytes) -> dict[str, str]:
+    """The zip's text entries (the picture, PREVIEW.png, aside)."""
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
-        return {name.removeprefix("prototype/"): archive.read(name).decode() for name in archive.namelist()}
+        return {
+            name.removeprefix("prototype/"): archive.read(name).decode()
+            for name in archive.namelist()
+            if not name.endswith(".png")
+        }
 
 
 class ReturnedConnections:
