@@ -1,4 +1,5 @@
-"""Fixtures for the AI tests: the local fake provider, and settings that point every provider at it."""
+"""Fixtures for the AI tests: the local fake provider, settings that point every provider at it, and a sandbox
+whose passing verdicts carry a known picture."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fakes.ai_server import FakeAIServer, running_fake_ai, with_fake_providers
 
+from ai.support import picture_passing_verdicts
 from settings import Settings
 
 
@@ -19,3 +21,8 @@ def fake_ai() -> Iterator[FakeAIServer]:
 @pytest.fixture
 def ai_settings(settings: Settings, fake_ai: FakeAIServer) -> Settings:
     return with_fake_providers(settings, fake_ai)
+
+
+@pytest.fixture
+def pictured(monkeypatch: pytest.MonkeyPatch) -> None:
+    picture_passing_verdicts(monkeypatch)

@@ -1,6 +1,7 @@
 """The picture of the running app, end to end on the offline tier: the worker's real packaging, storage, retention
 and email, the API's status, stream and picture route. The sandbox's own screenshot is tested with the sandbox;
-here a passing verdict is given a small real PNG, so what is delivered can be checked byte for byte."""
+here a passing verdict is given a small real PNG (the `pictured` fixture), so what is delivered can be checked
+byte for byte."""
 
 from __future__ import annotations
 
@@ -14,15 +15,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from helpers import png
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from activities.sandbox import Sandbox
-from ai.support import finished, outbox, service, sign_in
+from ai.support import PICTURE, finished, outbox, service, sign_in
 from ai.test_prototype_events import read_stream
 from models.db import open_session
-from models.messages.prototypes import PreviewImage, VerificationRequest, VerificationResult
 from models.tables import File
 from settings import Settings
 from workflows.prototype import result_file_id
@@ -31,23 +29,6 @@ from workflows.retention import FileRetentionWorkflow
 from workflows.retention import workflow_id as retention_workflow_id
 
 IDEA = {"idea": "An app that books climbing gyms: members see free slots and reserve one."}
-PICTURE = png(16, 10)
-
-
-@pytest.fixture
-def pictured(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The sandbox's verdict as it is, with a picture when the checks pass (what a browser on the worker adds)."""
-    verify = Sandbox.verify
-
-    def verify_and_picture(self: Sandbox, request: VerificationRequest) -> VerificationResult:
-        verdict = verify(self, request)
-        if not verdict.passed:
-            return verdict
-        return verdict.model_copy(
-            update={"app_started": True, "preview": PreviewImage(png=PICTURE, width=16, height=10)}
-        )
-
-    monkeypatch.setattr(Sandbox, "verify", verify_and_picture)
 
 
 def relative(link: str, settings: Settings) -> str:
