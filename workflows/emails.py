@@ -90,6 +90,14 @@ def _picture_note(
     return f"\nNo picture of the app: {unavailable}.\n" if unavailable else ""
 
 
+_LINK = re.compile(r"https?://[^\s<>\"']+")
+
+
+def _linked(escaped: str) -> str:
+    """The links of an escaped text as anchors, so that the HTML alternative's links work as the text's do."""
+    return _LINK.sub(lambda link: f'<a href="{link.group(0)}">{link.group(0)}</a>', escaped)
+
+
 def _shown(text: str, picture: StoredImage | None, preview: StoredPreview | None) -> dict[str, Any]:
     """With a picture: an HTML alternative that says what the text says, the picture in place (by Content-ID)
     where the text gives its link."""
@@ -100,7 +108,7 @@ def _shown(text: str, picture: StoredImage | None, preview: StoredPreview | None
         f'<p><img src="cid:{html.escape(picture.content_id)}" alt="{html.escape(alt)}" '
         f'width="{min(preview.width, 640)}" style="max-width:100%;border:1px solid #ccc"></p>'
     )
-    paragraphs = [f"<p>{html.escape(part).replace(chr(10), '<br>')}</p>" for part in text.split("\n\n")]
+    paragraphs = [f"<p>{_linked(html.escape(part)).replace(chr(10), '<br>')}</p>" for part in text.split("\n\n")]
     return {"html": f"<!doctype html><html><body>{image}{''.join(paragraphs)}</body></html>", "images": [picture]}
 
 

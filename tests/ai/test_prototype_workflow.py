@@ -299,6 +299,8 @@ async def test_a_pictured_app_is_zipped_kept_under_its_own_timer_shown_in_the_st
     [image] = ready.images
     assert image.storage_key == storage_key(kept.file_id)
     assert ready.html is not None and f'src="cid:{image.content_id}"' in ready.html
+    link = f"https://api.statex.invalid/api/files/{kept.file_id}/preview?token={PREVIEW_TOKEN}"
+    assert f'<a href="{link}">' in ready.html  # the HTML says what the text says, its links working
 
 
 async def test_without_a_browser_the_prototype_completes_with_no_picture_and_says_why(stubbed: Stubbed) -> None:
