@@ -1,5 +1,4 @@
-"""Fixtures for the AI tests: the local fake provider, settings that point every provider at it, and a sandbox
-whose passing verdicts carry a known picture."""
+"""Fixtures for the AI tests: the local fake provider, and settings that point every provider at it."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ from collections.abc import Iterator
 import pytest
 from fakes.ai_server import FakeAIServer, running_fake_ai, with_fake_providers
 
-from ai.support import picture_passing_verdicts
 from settings import Settings
 
 
@@ -21,8 +19,3 @@ def fake_ai() -> Iterator[FakeAIServer]:
 @pytest.fixture
 def ai_settings(settings: Settings, fake_ai: FakeAIServer) -> Settings:
     return with_fake_providers(settings, fake_ai)
-
-
-@pytest.fixture
-def pictured(monkeypatch: pytest.MonkeyPatch) -> None:
-    picture_passing_verdicts(monkeypatch)
