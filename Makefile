@@ -68,6 +68,17 @@ frontend-client: $(UV)  # the typed TypeScript client, generated from the API's 
 	$(VENV_PYTHON) -m cli openapi --output frontend-client/openapi.json
 	cd frontend-client && npm ci && npm run generate && npm run check && npm run build
 
+# deploy/kubernetes checked without a cluster (deploy/checks/check.sh says how): the overlays rendered by
+# kubectl's kustomize, every manifest validated against the Kubernetes JSON schemas, then checkov's security scan.
+# The tools live in .venv-deploy, from deploy/checks' own lock (checkov would downgrade the service's boto3 in a
+# shared one); `make test` installs none of them.
+DEPLOY_VENV := $(CURDIR)/.venv-deploy
+
+.PHONY: check-deploy
+check-deploy: $(UV)
+	UV_PROJECT_ENVIRONMENT=$(DEPLOY_VENV) $(UV) sync --locked --project deploy/checks --python $(PYTHON)
+	deploy/checks/check.sh $(DEPLOY_VENV)
+
 .PHONY: lock lock-upgrade
 lock: $(UV)  # uv.lock again after a change to pyproject.toml (the versions already locked are kept)
 	$(UV) lock

@@ -22,9 +22,12 @@ from api.server import api_command
 from devstack import local_stripe, smoke, supervisor
 from models import search_attributes
 from models.db import migrate_database
+from observability import metrics
 from observability.logs import configure_logging
 from services.data_folder import close_data_dir_or_exit
 from settings import Settings, get_settings
+from workflows.client import connect
+from workflows.versions import make_current
 
 log = logging.getLogger("statex")
 
@@ -39,9 +42,11 @@ def run_worker(_: Settings) -> int:
 def run_api(settings: Settings) -> int:
     """Migrates once (with RUN_MIGRATIONS_ON_START), then becomes the server (exec): signals reach uvicorn
     directly, so a container stops it gracefully. Its processes are told not to migrate: each would load
-    Alembic (some 10 MB, kept for the process's life) to find nothing left to do."""
+    Alembic (some 10 MB, kept for the process's life) to find nothing left to do. PROMETHEUS_MULTIPROC_DIR, when
+    set, is emptied first: the processes about to start add up what they find there."""
     if settings.run_migrations_on_start:
         asyncio.run(migrate_database(settings))
+    metrics.start_multiprocess_dir()
     command = api_command(settings)
     os.execve(command[0], command, {**os.environ, "RUN_MIGRATIONS_ON_START": "false"})
 
@@ -64,6 +69,34 @@ def pay(settings: Settings, payment_id: str, card: str) -> int:
         return 1
     print(f"payment {payment_id} ({paid.intent_id}) with the {card} test card: {paid.outcome}")
     return 0
+
+
+def make_version_current(settings: Settings, build_id: str | None, within: float) -> int:
+    """After a rollout: this release's worker version, WORKER_DEPLOYMENT_NAME.WORKER_BUILD_ID, made current."""
+    build_id = build_id or settings.worker_build_id
+    if build_id is None:
+        print("statex make-current: no build id; pass --build-id or set WORKER_BUILD_ID", file=sys.stderr)
+        return 2
+    version = f"{settings.worker_deployment_name}.{build_id}"
+
+    async def promote() -> None:
+        await make_current(await connect(settings), settings.worker_deployment_name, build_id, within=within)
+
+    try:
+        asyncio.run(promote())
+    except TimeoutError:
+        print(f"statex make-current: {version} did not poll and take over within {within:g} s", file=sys.stderr)
+        return 1
+    print(f"{version} is current: new workflows and every running one's next task go to it")
+    return 0
+
+
+MAKE_CURRENT_HELP = """\
+Make a worker build the current version of its Temporal Worker Deployment (WORKER_DEPLOYMENT_NAME): wait until
+its workers poll, set it current, wait until every task queue routes to it. Run it once the new workers are up
+(after `kubectl rollout status`); from then on new workflows and every running workflow's next task go to it.
+The same as `temporal worker deployment set-current-version`, for images without the temporal CLI
+(docs/operations.md, "Deploying new workflow code")."""
 
 
 PAY_HELP = """\
@@ -141,6 +174,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         "smoke", help=smoke.SUMMARY, description=smoke.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     smoke.add_arguments(smoking)
+    promoting = subcommands.add_parser(
+        "make-current",
+        help="make this release's worker version current (Worker Versioning), once its workers poll",
+        description=MAKE_CURRENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    promoting.add_argument("--build-id", help="the version's build id (default: WORKER_BUILD_ID)")
+    promoting.add_argument("--within", type=float, default=300.0, help="seconds to wait for its workers (default: 300)")
     documenting = subcommands.add_parser(
         "openapi",
         help="write the API's OpenAPI document (as /openapi.json serves it) without starting anything",
@@ -154,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(pay(settings, args.payment_id, args.card))
     if args.command == "smoke":
         sys.exit(smoke.run(settings, args))
+    if args.command == "make-current":
+        sys.exit(make_version_current(settings, args.build_id, args.within))
     if args.command == "openapi":
         sys.exit(write_openapi(settings, args.output))
     handler, _ = COMMANDS[args.command]

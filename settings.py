@@ -6,16 +6,26 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 DEFAULT_JWT_SECRET = "change-me-development-only-secret-0123456789"
 """Good enough for `make run`; production refuses to start with it."""
+
+SECRETS_DIR_VARIABLE = "SECRETS_DIR"
+"""The environment variable naming a folder of secret files, one per setting, named after it (`jwt_secret`,
+`payload_keys`, ...), as Docker and Kubernetes mount secrets: the image sets /run/secrets. Unset: no files."""
 
 
 CommaList = Annotated[list[str], NoDecode]
@@ -32,12 +42,30 @@ DEV_CORS_ORIGINS = tuple(
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments first, then the environment, `.env`, and last the files in SECRETS_DIR (read when a Settings
+        is made, so a test or a process may point it elsewhere). A variable set in the environment wins over
+        its file: an operator may override one secret without touching the mounted folder."""
+        folder = os.environ.get(SECRETS_DIR_VARIABLE) or None
+        files = _SecretFiles(settings_cls, secrets_dir=folder) if folder else file_secret_settings
+        return init_settings, env_settings, dotenv_settings, files
+
     environment: Literal["development", "test", "production"] = "development"
     data_dir: Path = Path("data")
     """Embedded default: SQLite database, stored files, the email outbox and Temporal's own file."""
 
     # Database: SQLite file unless DATABASE_URL names PostgreSQL (postgresql+psycopg://...).
     database_url: str | None = None
+    database_password: SecretStr | None = None
+    """The password of DATABASE_URL kept apart from it (a secret file): set, it replaces the URL's own."""
     run_migrations_on_start: bool = True
     database_pool_size: int = Field(default=20, ge=1, le=200)
     """Connections each API or worker process keeps. Requests hold one only for a short unit of work. In an API
@@ -148,6 +176,14 @@ class Settings(BaseSettings):
     """Where the Temporal SDK's own exporter listens on 127.0.0.1; WORKER_METRICS_PORT serves it merged."""
     ready_worker_seen_seconds: float = Field(default=60.0, gt=0)
     """/ready answers 503 when no worker has polled the task queue within this many seconds."""
+    worker_deployment_name: str = Field(default="statex", min_length=1, pattern=r"^[^.]+$")
+    """Temporal Worker Deployment the worker belongs to when WORKER_BUILD_ID is set (no dot: Temporal joins
+    the two as `<name>.<build id>`)."""
+    worker_build_id: str | None = Field(default=None, min_length=1)
+    """This worker's code version (the image tag): set, the worker polls as version
+    WORKER_DEPLOYMENT_NAME.WORKER_BUILD_ID, gets work once that version is made current (or ramping), and every
+    workflow moves to the current version at its next task (docs/operations.md, "Deploying new workflow
+    code"). Unset: an unversioned worker, which takes every task on the queue, as `make run` and the tests want."""
 
     # Logs
     log_format: Literal["json", "text"] | None = None
@@ -387,6 +423,8 @@ class Settings(BaseSettings):
         """The async SQLAlchemy URL: PostgreSQL through psycopg 3, else a SQLite file in the data folder."""
         if self.database_url:
             url = self.database_url
+            if self.database_password is not None:
+                url = _with_password(url, self.database_password.get_secret_value())
             for prefix in ("postgresql://", "postgres://"):
                 if url.startswith(prefix):
                     return "postgresql+psycopg://" + url.removeprefix(prefix)
@@ -449,6 +487,22 @@ class Settings(BaseSettings):
     def stripe_is_emulated(self) -> bool:
         """Stripe on this machine's loopback is an emulator (devstack/local_stripe.py), not api.stripe.com."""
         return bool(self.stripe_api_base) and urlsplit(self.stripe_api_base).hostname in _LOOPBACK_HOSTS
+
+
+class _SecretFiles(SecretsSettingsSource):
+    """An empty file is no value, as an empty variable is (ENV_IGNORE_EMPTY): compose wants every secret it
+    mounts to exist, so an optional one (a Stripe key) may be an empty file."""
+
+    def __call__(self) -> dict[str, Any]:
+        return {name: value for name, value in super().__call__().items() if value != ""}
+
+
+def _with_password(url: str, password: str) -> str:
+    """`url` with its user's password replaced (or added), quoted as a URL's userinfo must be."""
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}").geturl()
 
 
 @lru_cache

@@ -11,8 +11,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from activities.account_email import AccountEmailActivities
 from activities.ai.azure import AzureActivities
@@ -100,7 +101,9 @@ def activities_for(
         revisions.record_revision_milestone,
         storage.delete_object,
         PackagingActivities(files, engine, settings).package_prototype,
-        SandboxActivities(bwrap=settings.sandbox_bwrap).verify_code,
+        SandboxActivities(
+            bwrap=settings.sandbox_bwrap, previews=settings.previews_enabled, browser=settings.preview_browser
+        ).verify_code,
         ExportActivities(files, engine, settings).package_export,
         *(erasure_activities(temporal, files, engine, settings) if temporal is not None else []),
         *ai_activities(settings, engine, files, clients),
@@ -144,6 +147,20 @@ def ai_activities(settings: Settings, engine: AsyncEngine, audio: AudioStore, cl
     return registered
 
 
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """With WORKER_BUILD_ID, the worker is version WORKER_DEPLOYMENT_NAME.WORKER_BUILD_ID of a Worker
+    Deployment, and every workflow type is AUTO_UPGRADE: a run moves to the version made current at its next
+    workflow task, so changes still go through `workflow.patched` and the replay tests (docs/architecture.md,
+    "Versioning behavior of each workflow type", says why none is PINNED). Without a build id: unversioned."""
+    if settings.worker_build_id is None:
+        return None
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(settings.worker_deployment_name, settings.worker_build_id),
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.AUTO_UPGRADE,
+    )
+
+
 @asynccontextmanager
 async def build_worker(
     client: Client, settings: Settings, engine: AsyncEngine, *, mailer: Mailer | None = None, **options: Any
@@ -158,6 +175,7 @@ async def build_worker(
             workflows=list(WORKFLOWS),
             activities=activities_for(settings, engine, clients, mailer, client),
             interceptors=[RequestIdFromHeaders(), *sentry_worker_interceptors(settings)],
+            deployment_config=deployment_config(settings),
             **options,
         )
         async with worker:
@@ -189,7 +207,13 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         async with build_worker(client, settings, engine):  # on exit: finish running tasks, then stop
-            logging.getLogger(__name__).info("worker polling task queue %r", settings.temporal_task_queue)
+            logging.getLogger(__name__).info(
+                "worker polling task queue %r as %s",
+                settings.temporal_task_queue,
+                f"version {settings.worker_deployment_name}.{settings.worker_build_id}"
+                if settings.worker_build_id is not None
+                else "an unversioned worker",
+            )
             await stop.wait()
     finally:
         exporter.shutdown()

@@ -29,7 +29,9 @@ what the jail binds is first mounted where nobody can reach it, in a private mou
 says why at worker startup and in /api/capabilities, and every verdict is "not verified: sandbox
 unavailable" without running anything (generated code never runs without the jail).
 Checks: each Python file compiles, each JSON / TOML / YAML file parses, and when the files include tests
-(test_*.py or *_test.py) they run with pytest (runtime dependencies of the project, as is PyYAML).
+(test_*.py or *_test.py) they run with pytest (runtime dependencies of the project, as is PyYAML). When they all
+pass and the code has its entry point (main.py), the app is started in a jail of its own, its main page fetched
+and shot by a headless browser (activities/sandbox_preview.py): an app that does not answer fails a check too.
 What a check prints is the hostile code's: DATA. It is kept bounded (its last MAX_OUTPUT_CHARS characters),
 without escape sequences or control characters (`trimmed`), and shown only fenced (VERIFICATION.md) or quoted
 as untrusted output (the fix prompt): `models.untrusted`.
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -58,6 +61,15 @@ from temporalio import activity
 
 from activities.packaging import code_files
 from activities.sandbox_cgroups import Cgroups, RunCgroup, RunLimits
+from activities.sandbox_preview import (
+    ENTRY_POINT,
+    PREVIEW_MAX_BYTES,
+    Browser,
+    PreviewLimits,
+    Started,
+    driver_arguments,
+    started,
+)
 from models.messages.prototypes import SandboxCheck, VerificationRequest, VerificationResult
 from models.untrusted import cleaned
 
@@ -141,6 +153,20 @@ class SandboxLimits:
     """Memory of the whole run, its tmpfs pages included (the cgroup's memory limit, no swap)."""
     cpus: float = 1.0
     """Cores the whole run may use at once (the cgroup's CPU quota): one run cannot starve the others."""
+
+
+@dataclass(frozen=True)
+class Jail:
+    """What one run's jail allows beyond the files: a check's, or the started app's with its browser."""
+
+    processes: int
+    address_space: int | None
+    """RLIMIT_AS of every process in it; None: unlimited (the browser's jail, whose driver limits the app)."""
+    wall_seconds: float
+    binds: tuple[str, ...] = ()
+    """More folders of the host, read-only at their own paths (the browser and its fonts)."""
+    output_bytes: int = 4 * MAX_OUTPUT_CHARS
+    """The end of the run's output the worker reads."""
 
 
 @dataclass(frozen=True)
@@ -232,8 +258,20 @@ class Sandbox:
     """Checks code in the bwrap jail. `bwrap`: its name on the worker's PATH or its path; `python`: the
     interpreter that runs the checks (this one by default). Probed once, when made: `availability`."""
 
-    def __init__(self, limits: SandboxLimits | None = None, *, bwrap: str = "bwrap", python: str | None = None) -> None:
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        *,
+        bwrap: str = "bwrap",
+        python: str | None = None,
+        previews: bool = True,
+        browser: str = "/usr/bin/chromium",
+        preview_limits: PreviewLimits | None = None,
+    ) -> None:
         self.limits = limits or SandboxLimits()
+        self.preview_limits = preview_limits or PreviewLimits()
+        self.browser = Browser.find(browser) if previews else "previews are turned off (PREVIEWS_ENABLED=false)"
+        """The browser that shoots a started app's page, or why there is none."""
         self.as_root = os.geteuid() == 0
         self.bwrap = shutil.which(bwrap)
         self.setpriv = shutil.which("setpriv")
@@ -255,7 +293,7 @@ class Sandbox:
             return Availability(False, "the worker runs as root and setpriv (util-linux) is missing to drop to nobody")
         with _work_folder(self.as_root) as folder:
             try:
-                ran = self._jailed(folder, ["-I", "-c", _PROBE])
+                ran = self._jailed(folder, ["-I", "-c", _PROBE], self._check_jail())
             except OSError as error:
                 return Availability(False, f"bwrap could not start: {error}")
         if ran.returncode != 0 or "sandbox ready" not in ran.output:
@@ -271,22 +309,41 @@ class Sandbox:
             )
         return Availability(True)
 
-    def _limit(self, cgroup: RunCgroup | None) -> None:  # in the child between fork and exec: plain system calls
+    def _check_jail(self) -> Jail:
+        limits = self.limits
+        return Jail(limits.processes, limits.memory_bytes, limits.wall_seconds)
+
+    def _app_jail(self) -> Jail:
+        """The started app's: room for the browser's threads and address space (the driver limits the app's own
+        to a check's), its wall time the app's start and the shot's, with time for the interpreters to start."""
+        preview = self.preview_limits
+        return Jail(
+            preview.browser_processes,
+            None,
+            preview.start_seconds + preview.shot_seconds + 20,
+            self.browser.binds if isinstance(self.browser, Browser) else (),
+            output_bytes=2 * PREVIEW_MAX_BYTES,  # the verdict carries the picture, in base64
+        )
+
+    def _limit(self, cgroup: RunCgroup | None, jail: Jail) -> None:  # in the child between fork and exec
         if cgroup is not None:
             cgroup.enter()  # before bwrap starts: every process of the run is in the run's cgroup
         limits = self.limits
+        address_space = resource.RLIM_INFINITY if jail.address_space is None else jail.address_space
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-    def command(self, folder: Path, arguments: list[str]) -> list[str]:
+    def command(self, folder: Path, arguments: list[str], jail: Jail | None = None) -> list[str]:
         """bwrap <jail> -- python <launcher> python <arguments>, with `folder` the jail's working directory.
         As root, the jail is made as nobody (setpriv), which may not walk into a folder only root may enter
         (a 0700 home holding the interpreter): a first bwrap, as root, mounts what the jail binds on a tmpfs
         of a private mount namespace where nobody can reach it, then drops to nobody and makes the jail."""
         assert self.bwrap is not None
+        jail = jail or self._check_jail()
         binds = [(host, inside, False) for host, inside in self.interpreter.binds] + [(str(folder), INPUT, False)]
+        binds += [(path, path, False) for path in jail.binds]
         stage: list[str] = []
         if self.as_root:
             assert self.setpriv is not None
@@ -297,7 +354,7 @@ class Sandbox:
                 staged.append((f"{STAGE}/{number}", inside, writable))
             binds = staged
             stage += ["--", self.setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-        jail = [
+        sandbox = [
             self.bwrap,
             "--unshare-all",
             "--unshare-user",
@@ -333,26 +390,26 @@ class Sandbox:
         ]
         for path in TOP_LIBRARIES:
             if os.path.islink(path):
-                jail += ["--symlink", os.readlink(path), path]
+                sandbox += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
-                jail += ["--ro-bind", path, path]
+                sandbox += ["--ro-bind", path, path]
         for path in SYSTEM_LIBRARIES:
-            jail += ["--ro-bind-try", path, path]
-        jail += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+            sandbox += ["--ro-bind-try", path, path]
+        sandbox += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
         for host, inside, writable in binds:
-            jail += ["--bind" if writable else "--ro-bind", host, inside]
-        jail += ["--chdir", WORK, "--remount-ro", "/"]
+            sandbox += ["--bind" if writable else "--ro-bind", host, inside]
+        sandbox += ["--chdir", WORK, "--remount-ro", "/"]
         python = self.interpreter.executable
-        launch = [python, "-I", "-S", "-c", _LAUNCHER, str(self.limits.processes), python]
-        return [*stage, *jail, "--", *launch, *arguments]
+        launch = [python, "-I", "-S", "-c", _LAUNCHER, str(jail.processes), python]
+        return [*stage, *sandbox, "--", *launch, *arguments]
 
-    def run(self, folder: Path, arguments: list[str]) -> Ran:
+    def run(self, folder: Path, arguments: list[str], jail: Jail | None = None) -> Ran:
         """`python <arguments>` in the jail, `folder` its working directory; Ran(None, ...) at the wall limit."""
         if not self.available:
             raise RuntimeError(f"{UNAVAILABLE}: {self.availability.reason}")
-        return self._jailed(folder, arguments)
+        return self._jailed(folder, arguments, jail or self._check_jail())
 
-    def _jailed(self, folder: Path, arguments: list[str]) -> Ran:
+    def _jailed(self, folder: Path, arguments: list[str], jail: Jail) -> Ran:
         """Under every limit; the process group dies at the wall limit, and the PID namespace with it. Output
         goes to a file, not a pipe, so RLIMIT_FSIZE bounds it and the worker never buffers more than the tail
         it keeps."""
@@ -364,25 +421,25 @@ class Sandbox:
             "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # the generated tests get pytest alone, not the worker's plugins
         }
         limits = self.limits
-        cgroup = self.cgroups.make(RunLimits(limits.total_memory_bytes, limits.processes, limits.cpus))
+        cgroup = self.cgroups.make(RunLimits(limits.total_memory_bytes, jail.processes, limits.cpus))
         try:
             with tempfile.TemporaryFile() as output:
                 process = subprocess.Popen(
-                    self.command(folder, arguments),
+                    self.command(folder, arguments, jail),
                     cwd="/",
                     env=environment,
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=functools.partial(self._limit, cgroup),  # set in the child before exec
+                    preexec_fn=functools.partial(self._limit, cgroup, jail),  # set in the child before exec
                 )
-                returncode, killed = self._wait(process, cgroup)
+                returncode, killed = self._wait(process, cgroup, jail.wall_seconds)
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)  # bwrap dies, its PID namespace with it
                 process.wait()
                 size = output.seek(0, os.SEEK_END)
-                output.seek(max(0, size - 4 * MAX_OUTPUT_CHARS))
+                output.seek(max(0, size - jail.output_bytes))
                 text = output.read().decode("utf-8", "replace")
             if cgroup is not None and (oom := cgroup.oom_kills()):
                 megabytes = limits.total_memory_bytes // 2**20
@@ -392,11 +449,13 @@ class Sandbox:
                 cgroup.remove()  # kills anything left (nothing should be: the PID namespace is gone)
         return Ran(returncode, text, killed)
 
-    def _wait(self, process: subprocess.Popen[bytes], cgroup: RunCgroup | None) -> tuple[int | None, str | None]:
+    def _wait(
+        self, process: subprocess.Popen[bytes], cgroup: RunCgroup | None, wall_seconds: float
+    ) -> tuple[int | None, str | None]:
         """The run's exit status, or (None, which limit) when the worker ends it: the wall time, or the CPU time
         of all its processes together (its cgroup's, where it has one)."""
         limits = self.limits
-        deadline = time.monotonic() + limits.wall_seconds
+        deadline = time.monotonic() + wall_seconds
         while True:
             try:
                 return process.wait(timeout=max(0.0, min(POLL_SECONDS, deadline - time.monotonic()))), None
@@ -405,7 +464,7 @@ class Sandbox:
             if cgroup is not None and cgroup.cpu_seconds() > limits.total_cpu_seconds:
                 return None, f"the CPU time limit of the whole run ({limits.total_cpu_seconds:g} s)"
             if time.monotonic() >= deadline:
-                return None, f"the wall time limit ({limits.wall_seconds:g} s)"
+                return None, f"the wall time limit ({wall_seconds:g} s)"
 
     def verify(self, request: VerificationRequest) -> VerificationResult:
         files: dict[str, str] = {}
@@ -421,6 +480,34 @@ class Sandbox:
                 sandbox_error=f"{UNAVAILABLE}: {self.availability.reason}",
                 sandbox_available=False,
             )
+        with self.folder_of(files) as folder:
+            checks = self.checks(folder, files)
+            passed = bool(files) and all(check.passed for check in checks)
+            app = self.start_app(folder) if passed and ENTRY_POINT in files else None
+        if app is None:  # nothing to start, or checks that failed already
+            no_app = f"the code has no {ENTRY_POINT} to start: there is no page to show" if passed else None
+            return VerificationResult(
+                round=request.round,
+                passed=passed,
+                files=sorted(files),
+                checks=checks,
+                network_isolated=True,
+                preview_unavailable=no_app,
+            )
+        return VerificationResult(
+            round=request.round,
+            passed=app.check.passed,
+            files=sorted(files),
+            checks=[*checks, app.check],
+            network_isolated=True,
+            app_started=app.app_started,
+            preview=app.preview,
+            preview_unavailable=app.preview_unavailable,
+        )
+
+    @contextlib.contextmanager
+    def folder_of(self, files: dict[str, str]) -> Iterator[Path]:
+        """A fresh run folder holding `files` (nobody's, as root: the jail's user), removed afterwards."""
         with _work_folder(self.as_root) as folder:
             for path, text in files.items():
                 target = folder / path
@@ -428,16 +515,29 @@ class Sandbox:
                 target.write_text(text, encoding="utf-8")
             if self.as_root:
                 _give_to_nobody(folder)
-            checks = self._syntax(folder, sorted(files))
-            tests = sorted(path for path in files if is_test_file(path))
-            if tests:
-                checks.append(self._pytest(folder, tests))
-        return VerificationResult(
-            round=request.round,
-            passed=bool(files) and all(check.passed for check in checks),
-            files=sorted(files),
-            checks=checks,
-            network_isolated=True,
+            yield folder
+
+    def checks(self, folder: Path, files: dict[str, str]) -> list[SandboxCheck]:
+        """Every file compiled or parsed, then the tests among them run with pytest."""
+        checks = self._syntax(folder, sorted(files))
+        tests = sorted(path for path in files if is_test_file(path))
+        if tests:
+            checks.append(self._pytest(folder, tests))
+        return checks
+
+    def start_app(self, folder: Path) -> Started:
+        """The app in `folder` started by its entry point in a jail of its own, its main page fetched and, with a
+        browser, shot (activities/sandbox_preview.py); the jail and everything in it gone on return."""
+        limits = self.limits
+        app_limits = {
+            "RLIMIT_AS": limits.memory_bytes,
+            "RLIMIT_CPU": limits.cpu_seconds,
+            "RLIMIT_FSIZE": limits.file_bytes,
+        }
+        ran = self.run(folder, driver_arguments(self.browser, self.preview_limits, app_limits), self._app_jail())
+        outcome = started(ran.output, ran.killed)
+        return dataclasses.replace(
+            outcome, check=outcome.check.model_copy(update={"output": trimmed(outcome.check.output)})
         )
 
     def _syntax(self, folder: Path, paths: list[str]) -> list[SandboxCheck]:
@@ -502,10 +602,19 @@ def sandbox_availability(bwrap: str = "bwrap") -> Availability:
 
 
 class SandboxActivities:
-    def __init__(self, limits: SandboxLimits | None = None, *, bwrap: str = "bwrap") -> None:
-        self.sandbox = Sandbox(limits, bwrap=bwrap)
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        *,
+        bwrap: str = "bwrap",
+        previews: bool = True,
+        browser: str = "/usr/bin/chromium",
+    ) -> None:
+        self.sandbox = Sandbox(limits, bwrap=bwrap, previews=previews, browser=browser)
         if self.sandbox.available:
             log.info("sandbox ready: generated code is verified in a bubblewrap jail (%s)", self.sandbox.bwrap)
+            if isinstance(self.sandbox.browser, str):
+                log.warning("no previews of started apps: %s", self.sandbox.browser)
         else:
             log.warning(
                 "%s: %s. Prototypes complete 'not verified: sandbox unavailable'; no generated code is run",

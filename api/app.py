@@ -26,6 +26,7 @@ from api.shedding import LoadShedding
 from api.uploads import UploadSlots
 from models.api.common import ErrorResponse, RateLimitResponse
 from models.db import database_for, migrate
+from observability import metrics
 from observability.logs import configure_logging, stop_queueing
 from observability.redaction import install_log_redaction
 from observability.sentry import init_sentry
@@ -104,6 +105,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
             await app.state.runtime.storage.aclose()
             await database.close()
             await database.engine.dispose()
+            if served:
+                metrics.end_this_process()
             stop_queueing()  # a served process's last lines (uvicorn's, after this) are written as they come
 
     app = FastAPI(

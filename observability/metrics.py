@@ -1,15 +1,19 @@
 """Every Prometheus metric of the API and the worker, defined once; each process exports those it moves.
 
 The API serves them at GET /metrics, the worker on WORKER_METRICS_PORT (beside the Temporal SDK's own). With
-several API processes (uvicorn --workers N), set PROMETHEUS_MULTIPROC_DIR to an empty folder shared by them
-before they start: each process then writes its values to files there and every scrape adds them up.
+several API processes (uvicorn --workers N), set PROMETHEUS_MULTIPROC_DIR to a folder shared by them: `statex
+api` empties it before they start (`start_multiprocess_dir`), each process then writes its values to files there
+(prometheus-client chooses that at import, so without the variable nothing changes on the hot path), every
+scrape adds them up, and a process that stops takes its live gauges out of the sum (`end_this_process`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import urllib.request
 from collections.abc import Iterable
+from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -84,6 +88,30 @@ def worker_metrics_url(settings: Settings) -> str:
 
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def start_multiprocess_dir() -> None:
+    """Before the API's processes start: an empty PROMETHEUS_MULTIPROC_DIR (made if missing). A file a previous
+    run left there would go on being added to every scrape: its counts twice, its gauges forever."""
+    path = multiprocess_dir()
+    if path is None:
+        return
+    folder = Path(path)
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def end_this_process() -> None:
+    """A stopping API process: its live gauges (requests in flight, waits) leave the sum the other processes
+    report; its counters stay, since what it counted did happen."""
+    path = multiprocess_dir()
+    if path is not None:
+        multiprocess.mark_process_dead(os.getpid(), path)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.ai.offline_templates import PROTOTYPE_TEMPLATES
+from activities.ai.offline_templates import PROTOTYPE_TEMPLATES, prototype_template
 from models.enums import AIProvider
 from models.messages.ai import ModelCall, ModelReply
 
@@ -21,9 +21,10 @@ _EXCERPT_CHARS = 200
 
 
 def template_answer(call: ModelCall) -> str:
-    """A prototype step gets its step's template; anything else an acknowledgement of the message."""
+    """A prototype step gets its step's template, filled in with the idea (and the requirements' features);
+    anything else an acknowledgement of the message."""
     if call.step in PROTOTYPE_TEMPLATES:
-        return f"{OFFLINE_NOTICE}\n\n{PROTOTYPE_TEMPLATES[call.step]}"
+        return f"{OFFLINE_NOTICE}\n\n{prototype_template(call.step, call.idea or '', call.requirements or '')}"
     prompt = " ".join(call.prompt.split())
     excerpt = prompt if len(prompt) <= _EXCERPT_CHARS else prompt[: _EXCERPT_CHARS - 1] + "…"
     return "\n\n".join(

@@ -1,4 +1,5 @@
-"""/health (the process is alive) and /ready (the database, Redis, Temporal and a worker answer)."""
+"""/health (the process is alive) and /ready (the database, Redis, Temporal and, unless told not to check it, a
+worker answer)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -32,12 +34,25 @@ async def health() -> HealthStatus:
 
 
 @router.get("/ready", response_model=ReadyStatus, responses={503: {"model": ReadyStatus}})
-async def ready(request: Request) -> JSONResponse:
-    """Each check with its latency; 503 if any fails, a worker fleet that stopped polling included."""
+async def ready(
+    request: Request,
+    worker: Annotated[
+        bool,
+        Query(
+            description="Also check that a worker polls the task queue. A load balancer's readiness probe asks "
+            "worker=false: this process serves every request without a worker (a start waits for one with 202), "
+            "so a worker outage must not take the API out of service"
+        ),
+    ] = True,
+) -> JSONResponse:
+    """Each check with its latency; 503 if any fails, a worker fleet that stopped polling included (unless
+    worker=false)."""
     probes: dict[str, Callable[[Request], Awaitable[None]]] = {"database": _database}
     if request.app.state.settings.redis_url:
         probes["redis"] = _redis
-    probes |= {"temporal": _temporal, "worker": _worker}
+    probes["temporal"] = _temporal
+    if worker:
+        probes["worker"] = _worker
     results = await asyncio.gather(*(_check(probe(request)) for probe in probes.values()))
     checks = {name: outcome for name, (outcome, _) in zip(probes, results, strict=True)}
     latency = {name: milliseconds for name, (_, milliseconds) in zip(probes, results, strict=True)}

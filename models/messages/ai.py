@@ -26,6 +26,10 @@ class ModelCall(BaseModel):
     step: str | None = Field(
         default=None, description="The prototype step asking (e.g. 'code'), so the offline template answers in kind"
     )
+    idea: str | None = Field(default=None, description="A prototype step's idea, for the offline template's page")
+    requirements: str | None = Field(
+        default=None, description="A prototype step's requirements, whose features the offline template's page lists"
+    )
 
 
 class ModelReply(BaseModel):

@@ -225,3 +225,61 @@ async def test_without_a_sandbox_the_prototype_completes_not_verified_spending_n
     assert "bubblewrap not found" in report
     [email] = outbox(settings)
     assert "NOT verified: sandbox unavailable." in body_of(email)
+
+
+WEB_PLAN = "# Plan\n\nFiles: main.py (the start page), test_calc.py."
+NOT_STARTING = """Here is the app.
+
+```python main.py
+import os
+
+PORT = int(os.environ["WALKS_PORT"])  # the wrong variable: the sandbox sets PORT
+```
+"""
+STARTING = """It now reads PORT.
+
+```python main.py
+import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+class Page(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"<!doctype html><h1>Calculator</h1>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+if __name__ == "__main__":
+    HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Page).serve_forever()
+```
+
+```python calc.py
+def add(a, b):
+    return a + b
+```
+"""
+
+
+async def test_an_app_that_does_not_start_goes_through_the_fix_loop_with_what_happened(
+    temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
+) -> None:
+    script(fake_ai, REQUIREMENTS, WEB_PLAN, FIXED + NOT_STARTING, STARTING, REVIEW)
+    settings = openai_only(ai_settings, previews_enabled=False)
+    async with service(temporal, engine, settings) as api:
+        account = await sign_in(api, engine)
+        accepted = await api.post("/api/ai/prototype", json=IDEA, headers=account["headers"])
+        assert accepted.status_code == 202, accepted.text
+        done = await finished(api, temporal, account, accepted.json()["prototype_id"])
+
+    assert (done["status"], done["verified"], done["fix_rounds"]) == ("COMPLETED", True, 1), done
+    fix_prompt = asked_as(fake_ai, FIX.role).prompt
+    assert "start the app and fetch /:\nthe app exited with status 1 before its main page answered" in fix_prompt
+    assert "KeyError: 'WALKS_PORT'" in fix_prompt  # the app's last lines, quoted as untrusted output
+    async with open_session(engine) as db:
+        row = await db.get(Prototype, uuid.UUID(accepted.json()["prototype_id"]))
+        assert row is not None and row.verification is not None
+        assert (row.verification["app_started"], row.verification["preview"]) == (True, None)
+        assert row.verification["preview_unavailable"] == "previews are turned off (PREVIEWS_ENABLED=false)"

