@@ -1,20 +1,12 @@
 """Whether this host can take pictures of generated apps: PREVIEWS_ENABLED, the sandbox, and the headless browser
-(PREVIEW_BROWSER, Debian's `chromium`). The worker takes the pictures; GET /api/capabilities asks the same question
-with the same settings, as it does for the sandbox."""
+(PREVIEW_BROWSER, Debian's `chromium`), found as the sandbox finds it. The worker takes the pictures; GET
+/api/capabilities asks the same question with the same settings, as it does for the sandbox."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 from activities.sandbox import Availability, sandbox_availability
+from activities.sandbox_preview import Browser
 from settings import Settings
-
-
-def browser_found(browser: str) -> bool:
-    """A name on PATH or a path, executable by this process."""
-    found = shutil.which(browser)
-    return found is not None and os.access(found, os.X_OK)
 
 
 def preview_availability(settings: Settings) -> Availability:
@@ -24,10 +16,7 @@ def preview_availability(settings: Settings) -> Availability:
     sandbox = sandbox_availability(settings.sandbox_bwrap)
     if not sandbox.available:
         return Availability(False, f"the sandbox, which starts the app, is unavailable: {sandbox.reason}")
-    if not browser_found(settings.preview_browser):
-        return Availability(
-            False,
-            f"no headless browser at PREVIEW_BROWSER ({settings.preview_browser}): install Debian's chromium on the "
-            "worker, or set PREVIEW_BROWSER",
-        )
+    browser = Browser.find(settings.preview_browser)
+    if isinstance(browser, str):
+        return Availability(False, browser)
     return Availability(True)

@@ -130,7 +130,7 @@ async def test_without_a_browser_the_prototype_completes_with_no_picture_and_the
     assert done["status"] == "COMPLETED", done
     assert (done["preview"], done["preview_link"]) == (None, None)
     assert isinstance(done["preview_unavailable"], str) and done["preview_unavailable"]
-    assert previews["available"] is False and "PREVIEW_BROWSER (/nonexistent/chromium)" in previews["reason"]
+    assert previews["available"] is False and "no browser at /nonexistent/chromium" in previews["reason"]
     [email] = outbox(settings)
     assert parsed(email).get_content_type() == "text/plain"
     assert f"No picture of the app: {done['preview_unavailable']}." in parsed(email).get_content()
