@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     """API processes (uvicorn workers). Unset: one per CPU core in production, one otherwise."""
     api_max_concurrency: int = Field(default=64, ge=1, le=10_000)
     """Requests in flight per API process; more answer 503 with Retry-After at once (not /health, /ready)."""
+    api_shutdown_grace_seconds: int = Field(default=20, ge=0, le=3600)
+    """On SIGTERM the API stops accepting connections and lets requests in flight finish for up to this long
+    (uvicorn's graceful shutdown); then they are cut. Keep it below the orchestrator's grace before SIGKILL
+    (Kubernetes' terminationGracePeriodSeconds, 30 s by default; compose's stop_grace_period, 10 s by default)."""
 
     # Temporal (dev server for `make run`; a cluster or Temporal Cloud in production)
     temporal_address: str = "127.0.0.1:7233"
@@ -184,6 +188,10 @@ class Settings(BaseSettings):
     WORKER_DEPLOYMENT_NAME.WORKER_BUILD_ID, gets work once that version is made current (or ramping), and every
     workflow moves to the current version at its next task (docs/operations.md, "Deploying new workflow
     code"). Unset: an unversioned worker, which takes every task on the queue, as `make run` and the tests want."""
+    worker_shutdown_grace_seconds: float = Field(default=25.0, ge=0, le=3600)
+    """On SIGTERM the worker stops polling and lets running activities finish for up to this long; those still
+    running are then cancelled and retried on another worker at once. Keep it a few seconds below the
+    orchestrator's grace before SIGKILL (Kubernetes' terminationGracePeriodSeconds, 30 s by default)."""
 
     # Logs
     log_format: Literal["json", "text"] | None = None

@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,6 +27,7 @@ from activities.contact import ContactActivities
 from activities.email import EmailActivities, Mailer, build_mailer
 from activities.erasure import ErasureActivities
 from activities.export import ExportActivities
+from activities.liveness import HeartbeatWhileRunning
 from activities.packaging import PackagingActivities
 from activities.payments import checkout_activities
 from activities.records import RecordActivities
@@ -54,6 +56,8 @@ from workflows.export import ExportWorkflow
 from workflows.prototype import PrototypeWorkflow
 from workflows.retention import FileRetentionWorkflow
 from workflows.revision import PrototypeRevisionWorkflow
+
+log = logging.getLogger(__name__)
 
 WORKFLOWS: Sequence[type] = (
     ContactWorkflow,
@@ -174,7 +178,7 @@ async def build_worker(
             task_queue=settings.temporal_task_queue,
             workflows=list(WORKFLOWS),
             activities=activities_for(settings, engine, clients, mailer, client),
-            interceptors=[RequestIdFromHeaders(), *sentry_worker_interceptors(settings)],
+            interceptors=[RequestIdFromHeaders(), HeartbeatWhileRunning(), *sentry_worker_interceptors(settings)],
             deployment_config=deployment_config(settings),
             **options,
         )
@@ -200,14 +204,17 @@ async def run(settings: Settings) -> None:
         settings.worker_metrics_port,
         f"http://127.0.0.1:{settings.worker_sdk_metrics_port}/metrics",
     )
-    logging.getLogger(__name__).info("worker metrics at %s", worker_metrics_url(settings))
+    log.info("worker metrics at %s", worker_metrics_url(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
     try:
-        async with build_worker(client, settings, engine):  # on exit: finish running tasks, then stop
-            logging.getLogger(__name__).info(
+        # On exit (SIGTERM, SIGINT): stop polling, give running activities `grace` to finish, cancel the rest
+        # (Temporal retries them on another worker at once), then return: the process exits 0.
+        async with build_worker(client, settings, engine, graceful_shutdown_timeout=grace):
+            log.info(
                 "worker polling task queue %r as %s",
                 settings.temporal_task_queue,
                 f"version {settings.worker_deployment_name}.{settings.worker_build_id}"
@@ -215,6 +222,8 @@ async def run(settings: Settings) -> None:
                 else "an unversioned worker",
             )
             await stop.wait()
+            log.info("worker stopping: no more polling; running activities have %g s to finish", grace.total_seconds())
+        log.info("worker stopped")
     finally:
         exporter.shutdown()
         await engine.dispose()

@@ -52,8 +52,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -84,6 +86,12 @@ WORK = "/sandbox"
 INPUT = "/input"
 """Where the worker's copy of the files is bound, read-only, for the launcher to copy into WORK."""
 POLL_SECONDS = 0.1
+
+_abandoned: ContextVar[threading.Event | None] = ContextVar("sandbox_run_abandoned", default=None)
+"""Set by verify_code for the thread it runs a verification in: once the event is set (the activity cancelled,
+as when the worker stops past its grace), the run in progress is killed at the next poll rather than left to its
+wall limit, so the worker process can exit. The thread inherits the variable (asyncio.to_thread copies the
+context)."""
 """How often the worker reads a run's CPU time while it runs."""
 STAGE = "/tmp"
 """As root: where the first bwrap mounts (on a tmpfs of its own) what the jail binds, for nobody to reach."""
@@ -465,6 +473,8 @@ class Sandbox:
                 return None, f"the CPU time limit of the whole run ({limits.total_cpu_seconds:g} s)"
             if time.monotonic() >= deadline:
                 return None, f"the wall time limit ({wall_seconds:g} s)"
+            if (abandoned := _abandoned.get()) is not None and abandoned.is_set():
+                return None, "the activity's cancellation"
 
     def verify(self, request: VerificationRequest) -> VerificationResult:
         files: dict[str, str] = {}
@@ -624,5 +634,12 @@ class SandboxActivities:
 
     @activity.defn
     async def verify_code(self, request: VerificationRequest) -> VerificationResult:
-        """The same answers give the same verdict, so a retried attempt is harmless."""
-        return await asyncio.to_thread(self.sandbox.verify, request)
+        """The same answers give the same verdict, so a retried attempt is harmless. Cancelled (the workflow, or
+        the worker stopping past its grace), the jailed run is killed too."""
+        abandoned = threading.Event()
+        _abandoned.set(abandoned)  # this task's context, copied into the verification's thread
+        try:
+            return await asyncio.to_thread(self.sandbox.verify, request)
+        except asyncio.CancelledError:
+            abandoned.set()
+            raise

@@ -58,6 +58,10 @@ STATUS_UNREADABLE = (
     "The payment was started but the workflow service stopped answering; "
     "repeat this request with the same Idempotency-Key"
 )
+AWAITING_WORKER = (
+    "The payment is saved and its checkout is queued until a worker takes it; poll status_url, or repeat this "
+    "request with the same Idempotency-Key for the gateway's next step"
+)
 WEBHOOK_NOT_TAKEN = "The workflow service is unavailable; the webhook was not taken, deliver it again"
 
 
@@ -229,8 +233,9 @@ class PaymentService(Service):
             raise Unavailable(f"{body.gateway} is not configured on this server; choose another gateway")
         return price
 
-    async def _start(self, payment: Payment, price: Price) -> WorkflowUpdateHandle[CheckoutAction]:
-        """Start the payment's workflow, or join it if it runs, and ask it for the frontend's next step."""
+    async def _start(self, payment: Payment, price: Price) -> WorkflowUpdateHandle[CheckoutAction] | None:
+        """Start the payment's workflow, or join it if it runs, and ask it for the frontend's next step; None
+        when the workflow runs (or may) but no worker took the question in time."""
         return await start_with_update(
             self.temporal,
             self.settings,
@@ -244,10 +249,12 @@ class PaymentService(Service):
         )
 
     async def _next_action(
-        self, payment: Payment, update: WorkflowUpdateHandle[CheckoutAction]
+        self, payment: Payment, update: WorkflowUpdateHandle[CheckoutAction] | None
     ) -> Answer[CheckoutResponse]:
-        """The update's result is the next step; a gateway slower than PAYMENT_CHECKOUT_WAIT_SECONDS gets a
-        202 (the payment exists; a repeat with the same key asks again)."""
+        """The update's result is the next step; no worker to take the update, or a gateway slower than
+        PAYMENT_CHECKOUT_WAIT_SECONDS, gets a 202 (the payment exists; a repeat with the same key asks again)."""
+        if update is None:
+            return Answer(_checkout_response(payment, message=AWAITING_WORKER), in_progress=True)
         try:
             action = await asyncio.wait_for(update.result(), timeout=self.settings.payment_checkout_wait_seconds)
         except WorkflowUpdateFailedError as err:
@@ -348,8 +355,16 @@ def _checkout_response(
     payment: Payment, *, next_action: NextAction | None = None, message: str | None = None
 ) -> CheckoutResponse:
     return CheckoutResponse(
-        payment=_public(payment, next_action=next_action), workflow_id=workflow_id(payment.id), message=message
+        payment=_public(payment, next_action=next_action),
+        workflow_id=workflow_id(payment.id),
+        status_url=status_url(payment.id),
+        message=message,
     )
+
+
+def status_url(payment_id: uuid.UUID) -> str:
+    """Where a client reads the payment: GET, with the access token."""
+    return f"/api/payments/{payment_id}"
 
 
 def _raise_unless_refunded(err: WorkflowUpdateFailedError, gateway: PaymentGateway) -> None:

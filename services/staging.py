@@ -1,6 +1,6 @@
 """Rows that come with a workflow: committed first, in a short unit of work, then the workflow starts; if it
-cannot start, the row is deleted again. No connection is held while Temporal is called, and a client never
-finds a row that has no workflow behind it."""
+certainly did not start, the row is deleted again. No connection is held while Temporal is called. A start
+that may have happened (services.temporal decides) keeps its row: the workflow finds it when a worker polls."""
 
 from __future__ import annotations
 

@@ -66,6 +66,13 @@ def executable(name: str) -> str:
     return on_path
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests (tens of seconds: subprocesses, waits on Temporal) first, the rest in file order: with
+    xdist's work stealing the others are shared out around them, while a long test started last would be the
+    whole suite's tail."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The temporalio client can abort the interpreter at exit; leave now, with pytest's own verdict."""

@@ -16,6 +16,8 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
+from workflows.timeouts import HEARTBEAT
+
 with workflow.unsafe.imports_passed_through():
     from activities.account_email import AccountEmailActivities
     from models.messages.accounts import AccountEmailKind, AccountEmailOrder, AccountEmailOutcome, AccountEmailRequest
@@ -68,6 +70,7 @@ class AccountEmailWorkflow:
                     AccountEmailActivities.send_account_email,
                     request,
                     start_to_close_timeout=timedelta(seconds=60),
+                    heartbeat_timeout=HEARTBEAT,
                     schedule_to_close_timeout=EMAIL_DEADLINE,
                     retry_policy=EMAIL_RETRY,
                     summary=f"send the {kind.value} email",

@@ -22,6 +22,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
+from workflows.timeouts import HEARTBEAT
+
 with workflow.unsafe.imports_passed_through():
     from activities.ai.azure import AzureActivities
     from activities.ai.errors import AIFailure, provider_name
@@ -197,6 +199,7 @@ class ModelCaller:
                     argument,
                     result_type=result_type,
                     start_to_close_timeout=timedelta(seconds=timeout_seconds) + _TIMEOUT_MARGIN,
+                    heartbeat_timeout=HEARTBEAT,
                     retry_policy=retry_policy(self.policy),
                     summary=f"{purpose} via {provider_name(provider)}",
                 )

@@ -8,6 +8,8 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.timeouts import DATABASE_CALL
+
 with workflow.unsafe.imports_passed_through():
     from activities.ai.records import AIRecordActivities
     from models.messages.ai import AICallRecord, ChatInput, ChatOutcome, ChatProgress
@@ -46,7 +48,7 @@ class ChatWorkflow:
         await workflow.execute_activity_method(
             AIRecordActivities.record_ai_call,
             AICallRecord(call_key=call_key(chat.chat_id), user_id=chat.user_id, prompt=chat.call.prompt, reply=reply),
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=DATABASE_CALL,
             retry_policy=RECORD_RETRY,
             summary="record the call",
         )

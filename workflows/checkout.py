@@ -22,6 +22,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.mail import EMAIL_BY_USER_ID, send_to_account
 from workflows.starting import StartPolicy
+from workflows.timeouts import DATABASE_CALL, HEARTBEAT
 
 with workflow.unsafe.imports_passed_through():
     from activities.payment_records import PaymentRecords
@@ -44,8 +45,8 @@ RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interv
 CREATE_DEADLINE = timedelta(minutes=10)
 """A gateway still down after this long: the checkout fails rather than leave the customer waiting."""
 ROW_DEADLINE = timedelta(minutes=2)
-"""The API commits the payment before starting us, and deletes it again if the start fails (the request timed
-out after Temporal had started us); a row still missing by then never will be."""
+"""The API commits the payment before starting us, and deletes it again only if Temporal says we were not started
+(or could not be reached); a row still missing by then never will be."""
 SLOW_POLL = timedelta(hours=1)
 """After the cancel at expiry, a payment still in flight is polled this often."""
 SETTLED = (GatewayState.PAID, GatewayState.FAILED)
@@ -105,7 +106,7 @@ class CheckoutWorkflow:
             await workflow.execute_activity_method(
                 PaymentRecords.payment_status,
                 order.payment_id,
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=DATABASE_CALL,
                 schedule_to_close_timeout=ROW_DEADLINE,
                 retry_policy=RECORD_RETRY,
             )
@@ -119,6 +120,7 @@ class CheckoutWorkflow:
                 GatewayActivities.create_at_gateway,
                 order,
                 start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=HEARTBEAT,
                 schedule_to_close_timeout=CREATE_DEADLINE,
                 retry_policy=GATEWAY_RETRY,
                 summary=f"create at {order.gateway}",
@@ -308,6 +310,7 @@ class CheckoutWorkflow:
             activity,
             self._reference(),
             start_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=HEARTBEAT,
             retry_policy=GATEWAY_RETRY,
             summary=summary,
         )
@@ -322,7 +325,7 @@ class CheckoutWorkflow:
     async def _record(self, activity: Callable[..., Any], argument: Any, summary: str) -> None:
         """A database write: idempotent, so retried until it is done."""
         await workflow.execute_activity_method(
-            activity, argument, start_to_close_timeout=timedelta(seconds=60), retry_policy=RECORD_RETRY, summary=summary
+            activity, argument, start_to_close_timeout=DATABASE_CALL, retry_policy=RECORD_RETRY, summary=summary
         )
 
     async def _email(self, order: CheckoutOrder, email: UserEmail, summary: str) -> None:

@@ -12,9 +12,10 @@ cannot be sent does not undo the team's notice.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 from temporalio import workflow
+
+from workflows.timeouts import DATABASE_CALL
 
 with workflow.unsafe.imports_passed_through():
     from activities.contact import ContactLetter, confirmation_email, team_email
@@ -52,7 +53,7 @@ class ContactWorkflow:
             await workflow.execute_activity_method(
                 RecordActivities.mark_contact_failed,
                 notice.contact_id,
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=DATABASE_CALL,
             )
             return self.progress()
         self._team_notified = True
@@ -63,7 +64,7 @@ class ContactWorkflow:
         await workflow.execute_activity_method(
             RecordActivities.mark_contact_notified,
             notice.contact_id,
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=DATABASE_CALL,
         )
         return self.progress()
 

@@ -24,6 +24,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.timeouts import HEARTBEAT
+
 with workflow.unsafe.imports_passed_through():
     from activities.erasure import ErasureActivities
     from models import search_attributes
@@ -145,7 +147,7 @@ class ErasureWorkflow:
         self._summary = summary
         return {
             "start_to_close_timeout": timeout,
-            "heartbeat_timeout": timedelta(seconds=30),
+            "heartbeat_timeout": HEARTBEAT,
             "retry_policy": ERASURE_RETRY,
             "summary": summary,
         }

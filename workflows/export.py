@@ -15,6 +15,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows.timeouts import HEARTBEAT
+
 with workflow.unsafe.imports_passed_through():
     from activities.export import ExportActivities, export_file_id
     from activities.storage import storage_key
@@ -77,6 +79,7 @@ class ExportWorkflow:
                 ExportActivities.package_export,
                 package,
                 start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=HEARTBEAT,
                 schedule_to_close_timeout=EXPORT_DEADLINE,
                 retry_policy=EXPORT_RETRY,
                 summary="gather, zip and store the user's data",

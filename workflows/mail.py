@@ -10,6 +10,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows.timeouts import HEARTBEAT
+
 with workflow.unsafe.imports_passed_through():
     from activities.contact import ContactActivities
     from activities.email import EmailActivities
@@ -66,6 +68,7 @@ async def _bounded(
             activity,
             message,
             start_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=HEARTBEAT,
             schedule_to_close_timeout=EMAIL_DEADLINE,
             retry_policy=EMAIL_RETRY,
             summary=summary,

@@ -44,6 +44,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.timeouts import DATABASE_CALL
+
 with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
     from models.enums import PrototypeStatus
@@ -352,7 +354,7 @@ class PrototypeWorkflow(CodeRounds):
         await workflow.execute_activity_method(
             RecordActivities.record_prototype_milestone,
             PrototypeMilestone.of(progress, idea=idea, verification=self._verification),
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=DATABASE_CALL,
             schedule_to_close_timeout=deadline,
             retry_policy=RECORD_RETRY,
             summary=f"record {progress.status.lower()} {progress.current_step or ''}".strip(),

@@ -16,6 +16,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
+from workflows.timeouts import DATABASE_CALL, HEARTBEAT
+
 with workflow.unsafe.imports_passed_through():
     from activities.ai.records import AIRecordActivities
     from activities.packaging import PackagingActivities
@@ -169,6 +171,7 @@ class CodeRounds:
                 SandboxActivities.verify_code,
                 request,
                 start_to_close_timeout=VERIFY_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT,
                 retry_policy=VERIFY_RETRY,
                 summary=f"verify the code in a sandbox (round {self._fix_rounds})",
             )
@@ -221,6 +224,7 @@ class CodeRounds:
                 PackagingActivities.package_prototype,
                 package,
                 start_to_close_timeout=timedelta(minutes=2),
+                heartbeat_timeout=HEARTBEAT,
                 schedule_to_close_timeout=PACKAGE_DEADLINE,
                 retry_policy=PACKAGE_RETRY,
                 summary="zip and store the files",
@@ -252,7 +256,7 @@ class CodeRounds:
                 prompt=prompt,
                 reply=reply,
             ),
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=DATABASE_CALL,
             retry_policy=RECORD_RETRY,
             summary=f"record the {step} call",
         )

@@ -14,6 +14,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ParentClosePolicy
 
+from workflows.timeouts import DATABASE_CALL, HEARTBEAT
+
 with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
     from activities.storage import StorageActivities
@@ -55,13 +57,14 @@ class FileRetentionWorkflow:
             StorageActivities.delete_object,
             file.storage_key,
             start_to_close_timeout=timedelta(minutes=2),
+            heartbeat_timeout=HEARTBEAT,
             retry_policy=DELETE_RETRY,
             summary="delete the stored object",
         )
         await workflow.execute_activity_method(
             RecordActivities.mark_file_deleted,
             file.file_id,
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=DATABASE_CALL,
             retry_policy=DELETE_RETRY,
             summary="mark the file deleted",
         )

@@ -19,6 +19,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.timeouts import DATABASE_CALL
+
 with workflow.unsafe.imports_passed_through():
     from activities.packaging import fenced, merged_files
     from activities.revisions import RevisionActivities
@@ -133,7 +135,7 @@ class PrototypeRevisionWorkflow(CodeRounds):
         self._base = base = await workflow.execute_activity_method(
             RevisionActivities.read_revision_base,
             order,
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=DATABASE_CALL,
             retry_policy=RECORD_RETRY,
             summary="read the files to revise",
         )
@@ -182,7 +184,7 @@ class PrototypeRevisionWorkflow(CodeRounds):
         await workflow.execute_activity_method(
             RevisionActivities.record_revision_milestone,
             RevisionMilestone.of(self.progress(), revision_id=self._order.revision_id, files=self._files),
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=DATABASE_CALL,
             schedule_to_close_timeout=deadline,
             retry_policy=RECORD_RETRY,
             summary=f"record {self._status.lower()} {self._current or ''}".strip(),

@@ -36,7 +36,11 @@ async def catalogue(payments: Payments, _: Annotated[Quota, RateLimit("default")
     "/checkout",
     status_code=status.HTTP_201_CREATED,
     responses={
-        **_accepted(CheckoutResponse, "The gateway is slow: the payment exists, `next_action` follows on a repeat"),
+        **_accepted(
+            CheckoutResponse,
+            "Saved and under way, `next_action` not known yet: the gateway is slow, or no worker has taken the "
+            "checkout yet (it goes on when one polls). Poll `status_url`, or repeat with the same Idempotency-Key",
+        ),
         **errors(401, 409, 422, 429, 502, 503),
     },
 )
@@ -49,7 +53,8 @@ async def checkout(
     idempotency_key: IdempotencyKey = None,
 ) -> CheckoutResponse:
     """Start paying for a tier. Send an `Idempotency-Key`: a repeat returns the same payment. 502: the gateway
-    refused the payment; 503: the gateway is not configured here, or Temporal is unavailable."""
+    refused the payment; 503: the gateway is not configured here, or Temporal is unreachable (nothing saved).
+    202: the payment is saved and its workflow runs, but `next_action` is not known yet; poll `status_url`."""
     answer = await payments.checkout(user, body, idempotency_key)
     if answer.in_progress:
         response.status_code = status.HTTP_202_ACCEPTED

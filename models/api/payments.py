@@ -98,12 +98,14 @@ class CheckoutResponse(BaseModel):
                 },
             },
             "workflow_id": "payment-c71f3a2e-5b8d-4e9a-8c6b-1d2e3f4a5b60",
+            "status_url": "/api/payments/c71f3a2e-5b8d-4e9a-8c6b-1d2e3f4a5b60",
             "message": None,
         }
     )
 
     payment: PaymentPublic
     workflow_id: str
+    status_url: str = Field(description="The payment: GET it, with the access token, until it is no longer PENDING")
     message: str | None = Field(default=None, description="Why `next_action` is missing, when it is")
 
 

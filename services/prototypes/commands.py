@@ -1,8 +1,8 @@
 """What a customer asks of prototypes: one from a typed idea or a voice message (PrototypeWorkflow), the answer to
 requirements awaiting approval (its update), a revision of a completed one (PrototypeRevisionWorkflow).
 
-A row is committed before its workflow starts and deleted if the start fails (services.staging), so a client
-never finds a row without its work; with an Idempotency-Key, a retry gets the first one.
+A row is committed before its workflow starts and deleted if the start certainly failed (services.staging), so a
+client never finds a row without its work; with an Idempotency-Key, a retry gets the first one.
 """
 
 from __future__ import annotations

@@ -92,6 +92,7 @@ async def past(expiry: int) -> bool | None:
     return time.time() > expiry + 0.5 or None
 
 
+@pytest.mark.slow
 async def test_the_emailed_link_verifies_the_address_once_and_resends_are_limited(
     settings: Settings, temporal: Client, engine: AsyncEngine
 ) -> None:

@@ -16,6 +16,7 @@ import zipfile
 from typing import Any
 
 import httpx
+import pytest
 from helpers import bearer, eventually, mark_verified, new_email
 from payments_support import serve_http
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -66,6 +67,7 @@ async def exported_messages(http: httpx.AsyncClient, headers: dict[str, str]) ->
     return rows
 
 
+@pytest.mark.slow
 async def test_registering_someone_elses_address_exports_nothing_of_theirs_until_verified(
     settings: Settings, temporal: Client, engine: AsyncEngine
 ) -> None:
@@ -100,6 +102,7 @@ async def deleted(temporal: Client, workflow: str) -> bool | None:
     return None  # the server deletes in the background
 
 
+@pytest.mark.slow
 async def test_erasure_keeps_another_accounts_row_and_an_unverified_address_erases_nobody_elses(
     settings: Settings, temporal: Client, engine: AsyncEngine
 ) -> None:

@@ -134,6 +134,7 @@ def unzip(content: bytes) -> dict[str, bytes]:
         return {name.removeprefix("statex-export/"): archive.read(name) for name in archive.namelist()}
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("pictured")
 async def test_the_export_holds_each_kind_of_the_users_data_and_nothing_of_another_user(
     privacy_settings: Settings, temporal: Client, engine: AsyncEngine
@@ -216,6 +217,7 @@ async def _rows_naming(engine: AsyncEngine, user_id: uuid.UUID, email: str) -> d
         return {table: len((await db.exec(statement)).all()) for table, statement in checks.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("pictured")
 async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
     privacy_settings: Settings, temporal: Client, engine: AsyncEngine
@@ -327,6 +329,7 @@ async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
         assert me.json()["id"] != str(alice["id"]) and me.json()["email_verified_at"] is None
 
 
+@pytest.mark.slow
 async def test_erasure_finds_and_deletes_the_contact_workflows_sent_from_the_address_without_signing_in(
     privacy_settings: Settings, temporal: Client, engine: AsyncEngine
 ) -> None:

@@ -165,6 +165,7 @@ async def in_browser(
     raise AssertionError(f"timed out after {within}s waiting for {what}; the page has {progress}")
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("page")
 async def test_a_cross_origin_page_follows_the_stream_with_eventsource_and_resumes_after_a_reconnect(
     browser: webdriver.Chrome, temporal: Client, engine: AsyncEngine, settings: Settings

@@ -132,6 +132,7 @@ def test_printed_fences_links_and_controls_stay_inside_the_reports_fence() -> No
     assert "evil.example" not in report.replace(block.content, "")
 
 
+@pytest.mark.slow
 async def test_the_fix_round_gets_the_output_quoted_as_untrusted_and_the_zip_keeps_it_fenced(
     temporal: Client, engine: AsyncEngine, ai_settings: Settings, fake_ai: FakeAIServer
 ) -> None:

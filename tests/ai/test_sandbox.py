@@ -430,6 +430,34 @@ def test_start_a_daemon():
     await eventually(gone, within=10, what="the daemon to die with the check's PID namespace")
 
 
+async def test_a_cancelled_verification_kills_its_run_at_once() -> None:
+    """The activity cancelled (its workflow cancelled, or the worker stopping past its grace): the jailed run is
+    killed at the next poll, not left running to its wall limit (which would hold the stopping worker)."""
+    marker = f"statex-abandoned-{uuid.uuid4().hex}"
+    waiting = f"""
+import subprocess, sys
+
+def test_wait_for_ever():
+    subprocess.run([sys.executable, "-c", "import time\\n# {marker}\\nwhile True: time.sleep(1)"])
+"""
+    activities = SandboxActivities()
+    activities.sandbox = sandbox(SandboxLimits(cpu_seconds=60, memory_bytes=FAST.memory_bytes, wall_seconds=300))
+    environment = ActivityEnvironment()
+    running = asyncio.create_task(environment.run(activities.verify_code, request(("test_wait.py", waiting))))
+
+    async def started() -> bool:
+        return bool(_processes_with(marker))
+
+    async def gone() -> bool:
+        return not _processes_with(marker)
+
+    await eventually(started, within=60, what="the jailed run to start")
+    environment.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await eventually(gone, within=10, what="the jailed run to be killed")
+
+
 def test_a_busy_loop_is_killed_at_the_cpu_limit() -> None:
     result = verify(("test_spin.py", "def test_spin():\n    while True:\n        pass\n"))
     passed, output = check(result, "pytest")
@@ -501,6 +529,7 @@ def test_the_sandbox_has_per_run_cgroups_here() -> None:
     assert made.availability.reason is None
 
 
+@pytest.mark.slow
 def test_several_children_together_stop_at_the_runs_memory_limit() -> None:
     limits = SandboxLimits(memory_bytes=512 * 2**20, total_memory_bytes=256 * 2**20, wall_seconds=30)
     hogs = """
@@ -593,6 +622,7 @@ def test_128_files_of_1_mb():
     assert shutil.disk_usage(tempfile.gettempdir()).used - disk < 64 * 1024 * 1024  # the host's disk: untouched
 
 
+@pytest.mark.slow
 async def test_setsid_spinners_stop_at_the_runs_cpu_limit_and_burn_nothing_after() -> None:
     marker = f"statex-spinner-{uuid.uuid4().hex}"
     limits = SandboxLimits(cpu_seconds=60, total_cpu_seconds=3, cpus=2, wall_seconds=40)
@@ -664,6 +694,7 @@ def test_reach_the_other_run():
 """
 
 
+@pytest.mark.slow
 async def test_one_run_cannot_plant_a_file_in_or_read_another_runs_folder() -> None:
     token = uuid.uuid4().hex
     victim_file = f"test_victim_{token}.py"

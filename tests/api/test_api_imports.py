@@ -7,6 +7,7 @@ not count.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -32,23 +33,33 @@ WORKER_ONLY = [
 ]
 
 
-def modules_after(statement: str) -> set[str]:
-    probe = f"import json, sys; {statement}; print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
-    return set(json.loads(out.stdout))
+PROBE = """
+import json, sys
+import api.app, settings
+from pydantic import SecretStr
+snapshots = {"imported": sorted(sys.modules)}
+api.app.create_app()
+snapshots["created"] = sorted(sys.modules)
+api.app.create_app(settings.get_settings().model_copy(update={"sentry_dsn": SecretStr("https://public@127.0.0.1:9/1")}))
+snapshots["with_sentry"] = sorted(sys.modules)
+print(json.dumps(snapshots))
+"""
+
+
+@functools.cache
+def modules() -> dict[str, set[str]]:
+    """The modules a fresh interpreter holds after importing the API, creating the app, and creating it again
+    with Sentry turned on: one interpreter for the three (each costs seconds of CPU)."""
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, check=True)
+    return {name: set(found) for name, found in json.loads(out.stdout).items()}
 
 
 def test_importing_the_api_loads_no_worker_only_sdk() -> None:
-    loaded = modules_after("import api.app")
+    loaded = modules()["imported"]
     assert "fastapi" in loaded  # the probe did import the API
     assert [name for name in WORKER_ONLY if name in loaded] == []
 
 
 def test_sentry_is_imported_only_by_a_process_that_turns_it_on() -> None:
-    assert "sentry_sdk" not in modules_after("import api.app; api.app.create_app()")
-    turned_on = (
-        "import api.app, settings; from pydantic import SecretStr;"
-        "api.app.create_app(settings.get_settings().model_copy("
-        "update={'sentry_dsn': SecretStr('https://public@127.0.0.1:9/1')}))"
-    )
-    assert "sentry_sdk" in modules_after(turned_on)
+    assert "sentry_sdk" not in modules()["created"]
+    assert "sentry_sdk" in modules()["with_sentry"]

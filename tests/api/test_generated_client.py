@@ -82,6 +82,7 @@ def test_the_generated_names_read_well(make_app: AppFactory, tmp_path: Path) -> 
     assert not [name for name in modules if "_post" in name or "_get_" in name or "api_" in name], modules
 
 
+@pytest.mark.slow
 async def test_a_generated_client_registers_uploads_prototypes_and_pays(
     settings: Settings, temporal: Client, engine: AsyncEngine, tmp_path: Path, localstripe_url: str
 ) -> None:

@@ -20,7 +20,6 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.routes import codec, health
-from api.server import GRACEFUL_SHUTDOWN_SECONDS
 from settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,10 +112,17 @@ def test_the_api_probes_name_the_apps_health_routes() -> None:
 
 def test_the_api_drains_before_it_is_killed() -> None:
     """SIGTERM after the preStop pause (endpoints drop the pod first); uvicorn then lets requests in flight
-    finish for GRACEFUL_SHUTDOWN_SECONDS. The kubelet's SIGKILL must come after both."""
+    finish for API_SHUTDOWN_GRACE_SECONDS (the manifests' value, else the setting's default). The kubelet's
+    SIGKILL must come after both."""
     pod = base("Deployment", "statex-api")["spec"]["template"]["spec"]
     pause = container("statex-api")["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert pod["terminationGracePeriodSeconds"] >= pause + GRACEFUL_SHUTDOWN_SECONDS + 10
+    default = Settings.model_fields["api_shutdown_grace_seconds"].default
+    drain = float(
+        environment("statex-api").get("API_SHUTDOWN_GRACE_SECONDS")
+        or config().get("API_SHUTDOWN_GRACE_SECONDS")
+        or default
+    )
+    assert pod["terminationGracePeriodSeconds"] >= pause + drain + 10
 
 
 def test_the_worker_outlives_its_own_graceful_shutdown() -> None:

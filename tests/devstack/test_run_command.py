@@ -125,39 +125,6 @@ def statex_run(tmp_path: Path, run_env: dict[str, str]) -> Iterator[subprocess.P
         print(output.read_text(errors="replace"))
 
 
-@pytest.mark.slow
-def test_run_serves_the_api_sends_emails_and_stops_on_ctrl_c(
-    statex_run: subprocess.Popen[bytes], run_env: dict[str, str]
-) -> None:
-    api = f"http://127.0.0.1:{run_env['API_PORT']}"
-    temporal_port = int(run_env["TEMPORAL_ADDRESS"].rpartition(":")[2])
-    outbox = Path(run_env["DATA_DIR"]) / "outbox"
-
-    wait_for(lambda: is_ready(f"{api}/ready"), START_SECONDS, "200 from /ready", statex_run)
-
-    response = httpx.post(
-        f"{api}/api/contact",
-        json={"name": "Ada", "email": "ada@example.com", "message": "Hello from the smoke test"},
-        timeout=10,
-    )
-    assert response.status_code == 202, response.text
-    assert "server" not in response.headers  # uvicorn started with --no-server-header
-    assert response.headers["x-content-type-options"] == "nosniff"
-
-    wait_for(lambda: len(list(outbox.glob("*.eml"))) >= 2, EMAIL_SECONDS, "two emails in the outbox", statex_run)
-    messages = [email.message_from_bytes(eml.read_bytes(), policy=email.policy.default) for eml in outbox.glob("*.eml")]
-    assert len(messages) == 2  # one to the team, one confirmation to the sender
-    (confirmation,) = [message for message in messages if message["To"] == "ada@example.com"]
-    (to_team,) = [message for message in messages if message["To"] != "ada@example.com"]
-    assert "Hello from the smoke test" in to_team.get_content()
-    assert "Hello from the smoke test" not in confirmation.get_content()  # a fixed text: the form relays nothing
-
-    os.killpg(statex_run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
-    assert statex_run.wait(timeout=STOP_SECONDS) == 0
-    assert not accepts_connections(int(run_env["API_PORT"]))
-    assert not accepts_connections(temporal_port)
-
-
 def statex_pay(run_env: dict[str, str], cwd: Path, payment_id: str, *options: str) -> str:
     """`statex pay` as a user types it in a second terminal: the same settings, its own process."""
     paid = subprocess.run(
@@ -187,15 +154,53 @@ def stripe_checkout(api: str, token: str, tier: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_run_takes_stripe_payments_at_its_local_emulator_and_statex_pay_pays_them(
+def test_run_serves_takes_payments_restarts_a_killed_worker_and_stops_on_ctrl_c(
     statex_run: subprocess.Popen[bytes], run_env: dict[str, str], tmp_path: Path
 ) -> None:
+    """One stack, as a developer uses it in a day: it serves and emails, a killed worker is started again while
+    the API keeps answering, the new worker takes Stripe payments at the local emulator, and Ctrl-C stops
+    everything, every port released. (One stack rather than one per step: each start costs several seconds of
+    CPU on a 2-core machine.)"""
     api = f"http://127.0.0.1:{run_env['API_PORT']}"
+    temporal_port = int(run_env["TEMPORAL_ADDRESS"].rpartition(":")[2])
+    log = tmp_path / "run.log"
     outbox = Path(run_env["DATA_DIR"]) / "outbox"
     wait_for(lambda: is_ready(f"{api}/ready"), START_SECONDS, "200 from /ready", statex_run)
+
+    # It serves the API and sends emails through the outbox.
+    response = httpx.post(
+        f"{api}/api/contact",
+        json={"name": "Ada", "email": "ada@example.com", "message": "Hello from the smoke test"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    assert "server" not in response.headers  # uvicorn started with --no-server-header
+    assert response.headers["x-content-type-options"] == "nosniff"
+    wait_for(lambda: len(list(outbox.glob("*.eml"))) >= 2, EMAIL_SECONDS, "two emails in the outbox", statex_run)
+    messages = [email.message_from_bytes(eml.read_bytes(), policy=email.policy.default) for eml in outbox.glob("*.eml")]
+    assert len(messages) == 2  # one to the team, one confirmation to the sender
+    (confirmation,) = [message for message in messages if message["To"] == "ada@example.com"]
+    (to_team,) = [message for message in messages if message["To"] != "ada@example.com"]
+    assert "Hello from the smoke test" in to_team.get_content()
+    assert "Hello from the smoke test" not in confirmation.get_content()  # a fixed text: the form relays nothing
+
+    # A killed worker is started again while the API keeps answering.
+    [worker] = started_pids(log, "the worker")
+    os.kill(worker, signal.SIGKILL)
+    outage: list[int | None] = []  # /health during the outage: the API must answer every poll
+
+    def restarted() -> bool:
+        outage.append(answers(f"{api}/health"))
+        return len(started_pids(log, "the worker")) == 2
+
+    wait_for(restarted, START_SECONDS, "the worker started again", statex_run)
+    assert outage and set(outage) == {200}, outage
+    assert b"the worker was killed by signal 9 (Killed) unexpectedly; starting it again in" in log.read_bytes()
+    wait_for(lambda: is_ready(f"{api}/ready"), START_SECONDS, "200 from /ready after the restart", statex_run)
+
+    # The new worker does the work: Stripe checkouts paid and declined at the local emulator with `statex pay`.
     stripe = httpx.get(f"{api}/api/capabilities", timeout=10).json()["payments"]["STRIPE"]
     assert stripe["available"] is True and stripe["emulated"] is True
-
     credentials = {"email": f"payer-{uuid.uuid4().hex[:8]}@example.com", "password": "correct horse battery"}
     assert httpx.post(f"{api}/auth/register", json={**credentials, "name": "Ada"}, timeout=30).status_code == 202
     token = httpx.post(f"{api}/auth/login", json=credentials, timeout=30).json()["access_token"]
@@ -211,16 +216,20 @@ def test_run_takes_stripe_payments_at_its_local_emulator_and_statex_pay_pays_the
     receipt = f"payment-{paid['id']}-receipt.eml"
     wait_for(lambda: (outbox / receipt).exists(), EMAIL_SECONDS, "the receipt in the outbox", statex_run)
     assert [eml.name for eml in outbox.glob(f"payment-{paid['id']}-*.eml")] == [receipt]
-
     declined = stripe_checkout(api, token, "STANDARD")
     assert "declined" in statex_pay(run_env, tmp_path, declined["id"], "--card", "declined")
     wait_for(lambda: status_of(declined["id"]) == "FAILED", PAYMENT_SECONDS, "FAILED payment", statex_run)
     assert httpx.get(f"{api}/auth/me", headers=auth, timeout=10).json()["tier"] == "PREMIUM"
 
+    # Ctrl-C, what a terminal does to the whole foreground group: everything stops, every port is released.
     os.killpg(statex_run.pid, signal.SIGINT)
     assert statex_run.wait(timeout=STOP_SECONDS) == 0
-    assert not accepts_connections(int(run_env["LOCAL_STRIPE_PORT"]))
-    assert not accepts_connections(int(run_env["API_PORT"]))
+    for pid in started_pids(log, "the worker"):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    for port in ("API_PORT", "LOCAL_STRIPE_PORT", "WORKER_METRICS_PORT"):
+        assert not accepts_connections(int(run_env[port])), port
+    assert not accepts_connections(temporal_port)
 
 
 def test_run_registers_every_search_attribute_of_the_code() -> None:
@@ -316,41 +325,3 @@ def answers(url: str) -> int | None:
         return httpx.get(url, timeout=5).status_code
     except httpx.TransportError:
         return None
-
-
-@pytest.mark.slow
-def test_run_restarts_a_killed_worker_while_the_api_keeps_serving(
-    statex_run: subprocess.Popen[bytes], run_env: dict[str, str], tmp_path: Path
-) -> None:
-    api = f"http://127.0.0.1:{run_env['API_PORT']}"
-    log = tmp_path / "run.log"
-    outbox = Path(run_env["DATA_DIR"]) / "outbox"
-    wait_for(lambda: is_ready(f"{api}/ready"), START_SECONDS, "200 from /ready", statex_run)
-    [worker] = started_pids(log, "the worker")
-
-    os.kill(worker, signal.SIGKILL)
-    outage: list[int | None] = []  # /health during the outage: the API must answer every poll
-
-    def restarted() -> bool:
-        outage.append(answers(f"{api}/health"))
-        return len(started_pids(log, "the worker")) == 2
-
-    wait_for(restarted, START_SECONDS, "the worker started again", statex_run)
-    assert outage and set(outage) == {200}, outage
-    assert b"the worker was killed by signal 9 (Killed) unexpectedly; starting it again in" in log.read_bytes()
-    wait_for(lambda: is_ready(f"{api}/ready"), START_SECONDS, "200 from /ready after the restart", statex_run)
-
-    # The new worker does the work: a contact message becomes its two emails.
-    response = httpx.post(
-        f"{api}/api/contact", json={"name": "Ada", "email": "ada@example.com", "message": "After the crash"}, timeout=10
-    )
-    assert response.status_code == 202, response.text
-    wait_for(lambda: len(list(outbox.glob("*.eml"))) >= 2, EMAIL_SECONDS, "two emails in the outbox", statex_run)
-
-    os.killpg(statex_run.pid, signal.SIGINT)
-    assert statex_run.wait(timeout=STOP_SECONDS) == 0
-    for pid in started_pids(log, "the worker"):
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
-    assert not accepts_connections(int(run_env["WORKER_METRICS_PORT"]))
-    assert not accepts_connections(int(run_env["API_PORT"]))

@@ -99,6 +99,7 @@ async def test_the_owner_deletes_early(
     assert not stored(settings, file_id).exists()
 
 
+@pytest.mark.slow
 async def test_two_hundred_files_uploaded_together_are_all_deleted_at_24_hours(
     api: httpx.AsyncClient, skipping: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
 ) -> None:

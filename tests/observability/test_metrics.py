@@ -4,10 +4,6 @@ and several API processes adding up. Metrics are process-global, so each test co
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
-import textwrap
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,45 +176,6 @@ async def test_the_worker_endpoint_serves_the_temporal_sdks_metrics_and_its_own(
     assert any(name.startswith("temporal_activity_execution_latency") for name in names), sorted(names)
     assert any(name.startswith("temporal_workflow_task") for name in names), sorted(names)
     assert "statex_emails_total" in names
-
-
-MULTIPROCESS_CHILD = textwrap.dedent(
-    """
-    import asyncio, sys
-    import httpx
-    from api.app import create_app
-    from settings import Settings
-
-    async def main() -> None:
-        app = create_app(Settings(_env_file=None, environment="test", sentry_dsn=None))
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            for _ in range(int(sys.argv[1])):
-                assert (await http.get("/health")).status_code == 200
-
-    asyncio.run(main())
-    """
-)
-
-
-def test_several_api_processes_add_up_in_multiprocess_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two processes, as `uvicorn --workers 2` runs them, write to one PROMETHEUS_MULTIPROC_DIR; /metrics'
-    exposition adds their counts."""
-    folder = tmp_path / f"prometheus-{uuid.uuid4().hex[:6]}"
-    folder.mkdir()
-    env = {"PROMETHEUS_MULTIPROC_DIR": str(folder), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    children = [
-        subprocess.Popen([sys.executable, "-c", MULTIPROCESS_CHILD, str(count)], cwd=ROOT, env=env) for count in (3, 4)
-    ]
-    assert [child.wait(timeout=120) for child in children] == [0, 0]
-    assert len(list(folder.glob("counter_*.db"))) == 2  # one file per process
-
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
-    body, content_type = metrics.exposition()
-    scraped = values(body.decode())
-    assert content_type.startswith("text/plain")
-    assert value(scraped, "statex_http_requests_total", method="GET", route="/health", status="200") == 7
-    assert value(scraped, "statex_http_request_duration_seconds_count", method="GET", route="/health") == 7
 
 
 async def test_the_docs_and_the_openapi_document_have_route_labels_of_their_own(api: httpx.AsyncClient) -> None:

@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.liveness import HeartbeatWhileRunning
 from models.enums import AIProvider, GatewayState
 from models.messages.email import EmailMessage, UserEmail
 from models.messages.prototypes import PreviewImage
@@ -115,8 +116,15 @@ class Outside:
         return StubActivities(self).all()
 
     def worker(self, client: Client, task_queue: str, workflows: Sequence[type] = WORKFLOWS) -> Worker:
-        """A worker with every workflow the real one registers, and these stubs for its activities."""
-        return Worker(client, task_queue=task_queue, workflows=list(workflows), activities=self.activities())
+        """A worker with every workflow the real one registers, and these stubs for its activities, which
+        heartbeat while they run as the real worker's do (a stub held back past HEARTBEAT stays alive)."""
+        return Worker(
+            client,
+            task_queue=task_queue,
+            workflows=list(workflows),
+            activities=self.activities(),
+            interceptors=[HeartbeatWhileRunning()],
+        )
 
 
 class StubActivities:

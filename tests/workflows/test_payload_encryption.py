@@ -123,6 +123,7 @@ def localstripe_url() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 async def test_histories_hold_no_personal_data_without_the_key_and_decode_with_it(
     settings: Settings, temporal: Client, engine: AsyncEngine, localstripe_url: str
 ) -> None:
