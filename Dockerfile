@@ -1,6 +1,9 @@
-# One image, three commands: the API (the default), the worker (`python -m worker`) and the migrations
-# (`python -m cli migrate`). See docker-compose.yml for the stack around them, deploy/ for Kubernetes.
-FROM python:3.11-slim
+# Two images from one file: `--target api` (the default: the last stage), which also runs the migrations
+# (`python -m cli migrate`), and `--target worker` (`python -m worker`), the worker's with the headless browser that
+# takes the pictures of generated apps; the API never runs a browser and does not carry one. Both hold the same
+# application, built once (the `app` stage). See docker-compose.yml for the stack around them, deploy/ for
+# Kubernetes.
+FROM python:3.11-slim AS os
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -10,7 +13,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SECRETS_DIR=/run/secrets \
     API_HOST=0.0.0.0 \
     API_PORT=8000 \
-    ENVIRONMENT=production
+    ENVIRONMENT=production \
+    PATH=/app/.venv/bin:$PATH
 
 # bubblewrap: the jail the worker verifies generated code in (activities/sandbox.py). It makes user namespaces,
 # which a container's default seccomp / AppArmor profile may forbid: then the worker says so at startup and
@@ -27,13 +31,16 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home s
 
 WORKDIR /app
 
-# uv, pinned (the Makefile's UV_VERSION), installs exactly what uv.lock says: the image runs the versions CI tested.
-# The runtime dependencies only: no `run` extra (the dev server and the Stripe emulator) and no test tools.
+
+# The application: uv, pinned (the Makefile's UV_VERSION), installs exactly what uv.lock says, so the images run
+# the versions CI tested. The runtime dependencies only: no `run` extra (the dev server and the Stripe emulator)
+# and no test tools.
+FROM os AS app
+
 ENV UV_PROJECT_ENVIRONMENT=/app/.venv \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
-    UV_PYTHON_DOWNLOADS=never \
-    PATH=/app/.venv/bin:$PATH
+    UV_PYTHON_DOWNLOADS=never
 RUN pip install 'uv==0.13.9'
 
 # The dependencies first, in a layer of their own: rebuilt only when the lock changes.
@@ -43,6 +50,26 @@ RUN uv sync --locked --no-dev --no-install-project
 COPY . .
 RUN uv sync --locked --no-dev --no-editable
 
+
+# The worker: Debian's chromium (no browser download at run time), and fonts, so that a generated app's page is
+# pictured with real letters. PREVIEW_BROWSER (default /usr/bin/chromium) names it; PREVIEWS_ENABLED=false turns
+# the pictures off. Installed before the application, so a change of code does not install the browser again.
+# Its container's health check is declared where it runs (docker-compose.yml, deploy/): /metrics once it polls.
+FROM os AS worker
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends chromium fonts-dejavu-core fonts-liberation \
+    && rm -rf /var/lib/apt/lists/*
+
+COPY --from=app /app /app
+USER statex
+CMD ["python", "-m", "worker"]
+
+
+# The API (the default target), which also runs the migrations: no browser.
+FROM os AS api
+
+COPY --from=app /app /app
 USER statex
 EXPOSE 8000
 # The default command's (the API's) liveness: the process serves. The worker's and the migrations' containers

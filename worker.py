@@ -88,7 +88,7 @@ def activities_for(
         clients.push_async_callback(mailer.aclose)
     files = build_storage(settings)
     clients.push_async_callback(files.aclose)
-    email = EmailActivities(mailer, engine)
+    email = EmailActivities(mailer, engine, files)
     records = RecordActivities(engine)
     storage = StorageActivities(files)
     revisions = RevisionActivities(engine)

@@ -20,8 +20,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import boto_config
+from activities.storage import Storage
 from models.db import insert_if_absent, open_session
-from models.messages.email import EmailMessage, EmailReceipt, UserEmail
+from models.messages.email import EmailMessage, EmailReceipt, InlineImage, StoredImage, UserEmail
 from models.tables import EmailDelivery, User
 from models.types import utcnow
 from observability import metrics
@@ -98,6 +99,11 @@ def build_mime(message: EmailMessage, sender: str) -> bytes:
     mime.set_content(message.text)
     if message.html:
         mime.add_alternative(message.html, subtype="html")
+        html = mime.get_body(preferencelist=("html",))
+        assert html is not None  # just added
+        for image in message.images:  # the HTML becomes multipart/related: it and the pictures it shows by Content-ID
+            maintype, subtype = image.content_type.split("/")
+            html.add_related(image.data, maintype, subtype, cid=f"<{image.content_id}>", disposition="inline")
     return mime.as_bytes()
 
 
@@ -128,7 +134,9 @@ class SesMailer:
             "Destination": {"ToAddresses": message.to},
             "Content": {"Simple": {"Subject": _utf8(message.subject), "Body": {"Text": _utf8(message.text)}}},
         }
-        if message.html:
+        if message.images:  # pictures shown in place: the whole MIME message, as the outbox writes it
+            request["Content"] = {"Raw": {"Data": build_mime(message, self.sender)}}
+        elif message.html:
             request["Content"]["Simple"]["Body"]["Html"] = _utf8(message.html)
         if message.reply_to:
             request["ReplyToAddresses"] = [message.reply_to]
@@ -166,9 +174,11 @@ def build_mailer(settings: Settings) -> Mailer:
 
 
 class EmailActivities:
-    def __init__(self, mailer: Mailer, engine: AsyncEngine) -> None:
+    def __init__(self, mailer: Mailer, engine: AsyncEngine, storage: Storage | None = None) -> None:
+        """`storage`: where the pictures emails show in place are read from (none: sent without them)."""
         self.mailer = mailer
         self.engine = engine
+        self.storage = storage
 
     @activity.defn
     async def send_email(self, message: EmailMessage) -> EmailReceipt:
@@ -212,7 +222,21 @@ class EmailActivities:
             user = await db.get(User, email.user_id)
         if user is None:
             raise ApplicationError(f"user {email.user_id} is no longer stored", type="AccountGone", non_retryable=True)
-        return await self.send_email(email.addressed_to(user.email))
+        return await self.send_email(email.addressed_to(user.email, await self._read(email.images)))
+
+    async def _read(self, images: list[StoredImage]) -> list[InlineImage]:
+        """The pictures as storage holds them; one already deleted (its file expired, the account erased) is left
+        out, and the HTML shows its alternative text instead."""
+        if self.storage is None:
+            return []
+        storage, found = self.storage, []
+        for image in images:
+            try:
+                data = b"".join([chunk async for chunk in await storage.open(image.storage_key)])
+            except FileNotFoundError:
+                continue
+            found.append(InlineImage(content_id=image.content_id, content_type=image.content_type, data=data))
+        return found
 
 
 def _receipt(delivery: EmailDelivery) -> EmailReceipt:

@@ -19,7 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.storage import Storage, sign_download, storage_key
-from activities.zips import keep_zip, zip_bytes
+from activities.zips import keep_generated, zip_bytes
 from models.db import open_session
 from models.messages.privacy import ExportPackage, PackagedExport
 from models.tables import (
@@ -110,7 +110,7 @@ class ExportActivities:
         The workflow has started the file's retention timer before calling this."""
         email, entries = await self._entries(package)
         content = await asyncio.to_thread(zip_bytes, dict(sorted(entries.items())), package.made_at, FOLDER)
-        sha256 = await keep_zip(
+        sha256 = await keep_generated(
             self.storage,
             self.engine,
             content,

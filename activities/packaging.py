@@ -3,7 +3,8 @@
 The zip holds README.md (the idea, which model made each part, the cost), one markdown document per step,
 under `code/` every fenced block of the code and tests steps that names its path (a fix round's block replaces
 the file), and VERIFICATION.md when the code was checked in the sandbox (activities.sandbox): what passed, what
-failed.
+failed, and PREVIEW.png, the picture of the running app, when the sandbox took one; that picture is also
+kept as a PNG file of its own (the status's `preview_link`), under the retention timer the workflow started.
 The same answers always give the same bytes (fixed entry dates and order), so a retried activity stores the
 same object again and the File row, keyed by the workflow's file id, is inserted once.
 """
@@ -20,7 +21,7 @@ from temporalio import activity
 
 from activities.ai.offline import OFFLINE_MODEL, OFFLINE_NOTICE
 from activities.storage import Storage, sign_download, storage_key
-from activities.zips import keep_zip, zip_bytes
+from activities.zips import keep_generated, zip_bytes
 from models.messages.prototypes import PackagedPrototype, PrototypePackage, StepAnswer, VerificationResult
 from models.untrusted import cleaned
 from models.untrusted import fenced as fenced_data
@@ -28,6 +29,8 @@ from settings import Settings
 
 CODE_FOLDER = "code"
 VERIFICATION = "VERIFICATION.md"
+PREVIEW = "PREVIEW.png"
+PREVIEW_CONTENT_TYPE = "image/png"
 MAX_CODE_FILES = 100
 _MICROS_PER_USD = 1_000_000
 
@@ -138,6 +141,8 @@ def _readme(package: PrototypePackage, files: dict[str, str]) -> str:
         lines += ["- No files could be read from the code step's answer; its text is in its document above."]
     if package.verification is not None:
         lines += [f"- `{VERIFICATION}`: {verdict(package.verification, package.fix_rounds)}"]
+        if (picture := package.verification.preview) is not None:
+            lines += [f"- `{PREVIEW}`: the app's page `{picture.page_url_path}` as it ran in the sandbox"]
     lines += ["", "## How it was made", "", "| step | model | cost (USD) |", "|---|---|---|"]
     lines += [f"| {a.step} | `{a.model_used}` | {usd(a.cost_usd_micros)} |" for a in package.answers]
     total = sum(answer.cost_usd_micros for answer in package.answers)
@@ -204,9 +209,14 @@ def package_entries(package: PrototypePackage) -> dict[str, str]:
     return entries
 
 
-def zip_text(entries: dict[str, str], made_at: datetime) -> bytes:
-    """The prototype's zip: its entries under `prototype/`, in the order the package lists them."""
-    return zip_bytes({name: text.encode("utf-8") for name, text in entries.items()}, made_at, "prototype")
+def zip_package(entries: dict[str, str], made_at: datetime, picture: bytes | None = None) -> bytes:
+    """The prototype's zip: its entries under `prototype/`, in the order the package lists them, the picture of
+    the app (PREVIEW.png) after the documents."""
+    content = {name: text.encode("utf-8") for name, text in entries.items()}
+    if picture is not None:
+        documents = {name: data for name, data in content.items() if not name.startswith(f"{CODE_FOLDER}/")}
+        content = documents | {PREVIEW: picture} | content
+    return zip_bytes(content, made_at, "prototype")
 
 
 def _revision_suffix(package: PrototypePackage) -> str:
@@ -224,8 +234,9 @@ class PackagingActivities:
         """Zip, store under the file's key, then insert its File row (once: the id is the workflow's).
         The workflow has started the file's retention timer before calling this."""
         entries = package_entries(package)
-        content = await asyncio.to_thread(zip_text, entries, package.made_at)
-        sha256 = await keep_zip(
+        picture = package.verification.preview if package.verification is not None else None
+        content = await asyncio.to_thread(zip_package, entries, package.made_at, picture.png if picture else None)
+        sha256 = await keep_generated(
             self.storage,
             self.engine,
             content,
@@ -236,10 +247,26 @@ class PackagingActivities:
             made_at=package.made_at,
             expires_at=package.expires_at,
         )
+        preview_token = None
+        if picture is not None and package.preview_file_id is not None:
+            await keep_generated(
+                self.storage,
+                self.engine,
+                picture.png,
+                file_id=package.preview_file_id,
+                key=package.preview_storage_key or storage_key(package.preview_file_id),
+                user_id=package.user_id,
+                name=f"prototype-{str(package.prototype_id)[:8]}{_revision_suffix(package)}-{PREVIEW.lower()}",
+                made_at=package.made_at,
+                expires_at=package.expires_at,
+                content_type=PREVIEW_CONTENT_TYPE,
+            )
+            preview_token = sign_download(self.settings, package.preview_file_id, package.expires_at)
         return PackagedPrototype(
             file_id=package.file_id,
             size=len(content),
             sha256=sha256,
-            names=list(entries),
+            names=[*entries, *([PREVIEW] if picture is not None else [])],
             download_token=sign_download(self.settings, package.file_id, package.expires_at),
+            preview_token=preview_token,
         )

@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from models.db import open_session
 from models.enums import ContactStatus, PrototypeStatus
-from models.messages.prototypes import PrototypeMilestone
+from models.messages.prototypes import PrototypeMilestone, preview_column
 from models.tables import AIResponse, Contact, File, Prototype
 from models.types import utcnow
 from observability import metrics
@@ -64,8 +64,8 @@ class RecordActivities:
         """Absolute values, so writing a milestone twice is harmless. The API commits the row right after
         starting the workflow: until it has, this fails and Temporal retries."""
         values: dict[str, Any] = milestone.model_dump(
-            exclude={"prototype_id", "idea", "steps_done", "verification"}
-        ) | {"updated_at": utcnow()}
+            exclude={"prototype_id", "idea", "steps_done", "verification", "preview"}
+        ) | {"updated_at": utcnow(), "preview": preview_column(milestone.preview)}
         if milestone.verification is not None:
             values["verification"] = milestone.verification.model_dump(mode="json")
         if milestone.steps_done is not None:

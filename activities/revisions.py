@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 from activities.packaging import code_files
 from models.db import open_session
 from models.enums import PrototypeStatus
-from models.messages.prototypes import RevisionBase, RevisionMilestone, RevisionOrder
+from models.messages.prototypes import RevisionBase, RevisionMilestone, RevisionOrder, preview_column
 from models.prompts import FIX, PIPELINE
 from models.tables import AIResponse, Prototype, PrototypeRevision
 from models.types import utcnow
@@ -87,7 +87,10 @@ class RevisionActivities:
     @activity.defn
     async def record_revision_milestone(self, milestone: RevisionMilestone) -> None:
         """Absolute values, so writing a milestone twice is harmless."""
-        values: dict[str, Any] = milestone.model_dump(exclude={"revision_id", "files"}) | {"updated_at": utcnow()}
+        values: dict[str, Any] = milestone.model_dump(exclude={"revision_id", "files", "preview"}) | {
+            "updated_at": utcnow(),
+            "preview": preview_column(milestone.preview),
+        }
         if milestone.files is not None:
             values["files"] = milestone.files
         if milestone.status == PrototypeStatus.COMPLETED:

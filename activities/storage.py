@@ -108,10 +108,11 @@ def _legacy_download_token_allows(settings: Settings, token: str, file_id: uuid.
     return claims["typ"] == DOWNLOAD_TOKEN_TYPE and claims["sub"] == str(file_id)
 
 
-def content_disposition(filename: str) -> str:
-    """`attachment` with an ASCII fallback and the UTF-8 name (RFC 6266), so no name can break the header."""
+def content_disposition(filename: str, disposition: str = "attachment") -> str:
+    """`attachment` (or `inline`) with an ASCII fallback and the UTF-8 name (RFC 6266), so no name can break the
+    header."""
     ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;' else "_" for c in filename) or "download"
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 class Storage(Protocol):

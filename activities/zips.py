@@ -1,4 +1,5 @@
-"""Generated zips (a prototype, a data export) kept like any upload: one way to build and store them.
+"""Generated files (a prototype's zip and its picture, a data export) kept like any upload: one way to build and
+store them.
 
 Deterministic bytes (fixed entry dates), so a retried activity stores the same object; the File row is
 inserted once (its id is the workflow's), after the workflow has started the file's retention timer.
@@ -38,7 +39,7 @@ def zip_bytes(entries: Mapping[str, bytes], made_at: datetime, folder: str) -> b
     return buffer.getvalue()
 
 
-async def keep_zip(
+async def keep_generated(
     storage: Storage,
     engine: AsyncEngine,
     content: bytes,
@@ -49,12 +50,13 @@ async def keep_zip(
     name: str,
     made_at: datetime,
     expires_at: datetime,
+    content_type: str = ZIP_CONTENT_TYPE,
 ) -> str:
     """Store `content` under `key` and insert its File row once; returns its SHA-256."""
     sha256 = hashlib.sha256(content).hexdigest()
     source = await asyncio.to_thread(_write_temporary, content)
     try:
-        await storage.put_file(key, source, ZIP_CONTENT_TYPE)
+        await storage.put_file(key, source, content_type)
     finally:
         await asyncio.to_thread(source.unlink, missing_ok=True)
     async with open_session(engine) as db:
@@ -66,7 +68,7 @@ async def keep_zip(
                 "user_id": user_id,
                 "storage_key": key,
                 "original_name": name,
-                "content_type": ZIP_CONTENT_TYPE,
+                "content_type": content_type,
                 "size_bytes": len(content),
                 "sha256": sha256,
                 "created_at": made_at,
@@ -78,6 +80,6 @@ async def keep_zip(
 
 
 def _write_temporary(content: bytes) -> Path:
-    with tempfile.NamedTemporaryFile(prefix="statex-zip-", suffix=".zip", delete=False) as handle:
+    with tempfile.NamedTemporaryFile(prefix="statex-generated-", delete=False) as handle:
         handle.write(content)
     return Path(handle.name)

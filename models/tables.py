@@ -112,6 +112,10 @@ class Prototype(SQLModel, table=True):
     fix_rounds: int = Field(default=0, ge=0, sa_column_kwargs={"server_default": "0"})
     verification: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     """The latest VerificationResult (models.messages.prototypes), as the workflow recorded it."""
+    preview: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """The picture of the running app (a StoredPreview: its PNG file and size); None: none (yet)."""
+    preview_unavailable: str | None = Field(default=None, sa_type=sa.Text)
+    """Why a checked prototype has no picture (no browser on the worker, no web page, ...), for people."""
     created_at: datetime = _created()
     updated_at: datetime = _created()
     completed_at: datetime | None = _moment()
@@ -137,6 +141,9 @@ class PrototypeRevision(SQLModel, table=True):
     error: str | None = Field(default=None, sa_type=sa.Text)
     files: dict[str, str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     """Path -> text of every file once COMPLETED: what the next revision builds on (the zip expires)."""
+    preview: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """The picture of the revised app (a StoredPreview); None: none (yet)."""
+    preview_unavailable: str | None = Field(default=None, sa_type=sa.Text)
     created_at: datetime = _created()
     updated_at: datetime = _created()
     completed_at: datetime | None = _moment()

@@ -6,6 +6,7 @@ import asyncio
 
 from activities import payments as gateways
 from activities.ai.errors import provider_name
+from activities.previews import preview_availability
 from activities.sandbox import sandbox_availability
 from models.api.capabilities import (
     AICapabilities,
@@ -13,6 +14,7 @@ from models.api.capabilities import (
     FileCapabilities,
     GatewayCapabilities,
     LimitCapabilities,
+    PreviewCapabilities,
     VerificationCapabilities,
     VoiceCapabilities,
 )
@@ -27,6 +29,7 @@ class CapabilityService(Service):
         settings = self.settings
         # Probed on this host with the worker's settings and interpreter (once per process: a jail is started)
         sandbox = await asyncio.to_thread(sandbox_availability, settings.sandbox_bwrap)
+        previews = await asyncio.to_thread(preview_availability, settings)
         routing = Routing.from_settings(settings)
         in_order = [provider for provider in routing.fallback_order if provider in routing.configured]
         transcribers = [provider for provider in routing.fallback_order if provider in routing.transcribers]
@@ -61,6 +64,7 @@ class CapabilityService(Service):
                 default=settings.rate_limit_default,
             ),
             verification=VerificationCapabilities(available=sandbox.available, reason=sandbox.reason),
+            previews=PreviewCapabilities(available=previews.available, reason=previews.reason),
         )
 
 

@@ -50,6 +50,8 @@ def download_path(file_id: uuid.UUID) -> str:
     return f"/api/files/{file_id}"
 
 
+PICTURE_CONTENT_TYPE = "image/png"
+"""The one kind of file shown in place (preview_path): a prototype's picture; anything else only downloads."""
 DELETE_WAIT = timedelta(seconds=5)  # how long a DELETE waits for the object to be gone before answering 202
 
 
@@ -85,12 +87,20 @@ class ReceivedFile:
     """The form's other fields (small text values, e.g. a voice message's `review_requirements`)."""
 
 
-def browser_link(settings: Settings, file_id: uuid.UUID) -> str:
+def preview_path(file_id: uuid.UUID) -> str:
+    """Where a picture (a prototype's PREVIEW.png, kept as a file of its own) is shown in place: GET with a link's
+    token."""
+    return f"{download_path(file_id)}/preview"
+
+
+def browser_link(settings: Settings, file_id: uuid.UUID, *, shown: bool = False) -> str:
     """An absolute link that works in an `<a href>` with no Authorization header: signed for this one file,
-    valid FILE_DOWNLOAD_URL_SECONDS (a deleted or expired file is refused whatever the link says)."""
+    valid FILE_DOWNLOAD_URL_SECONDS (a deleted or expired file is refused whatever the link says). `shown`: the
+    picture's link, for an `<img src>` (preview_path)."""
     expires_at = utcnow() + timedelta(seconds=settings.file_download_url_seconds)
     token = sign_download(settings, file_id, expires_at)
-    return f"{settings.public_api_url.rstrip('/')}{download_path(file_id)}?token={token}"
+    path = preview_path(file_id) if shown else download_path(file_id)
+    return f"{settings.public_api_url.rstrip('/')}{path}?token={token}"
 
 
 def kept_in_eu(settings: Settings, owner: Account) -> bool:
@@ -186,6 +196,33 @@ class FileService(Service):
                 "Content-Length": str(file.size_bytes),
                 "X-Content-Type-Options": "nosniff",
                 "Cache-Control": "private, no-store",
+                "ETag": f'"{file.sha256}"',
+            },
+        )
+
+    async def shown(self, file_id: uuid.UUID, link_token: str) -> Content:
+        """A picture for an `<img src>` (a prototype's PREVIEW.png): for whoever holds its signed link, shown in
+        place, streamed by the API whatever the storage (it is small), cached privately until the file expires
+        (its bytes never change). Only PNG files are shown; a link for another file, tampered with or expired, is
+        refused."""
+        if not download_token_allows(self.settings, link_token, file_id):
+            raise Unauthorized("The picture link is invalid or has expired")
+        file = await self._live_file(file_id, owner=None)
+        if file.content_type != PICTURE_CONTENT_TYPE:
+            raise NotFound("Picture")
+        try:
+            chunks = await self.storage.open(file.storage_key)
+        except FileNotFoundError as err:
+            raise Gone("The picture was deleted") from err
+        seconds_left = max(0, int((file.expires_at - utcnow()).total_seconds()))
+        return Content(
+            chunks,
+            media_type=file.content_type,
+            headers={
+                "Content-Disposition": content_disposition(file.original_name, "inline"),
+                "Content-Length": str(file.size_bytes),
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": f"private, max-age={seconds_left}, immutable",
                 "ETag": f'"{file.sha256}"',
             },
         )

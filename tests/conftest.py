@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from ai.support import picture_passing_verdicts
 from fastapi import FastAPI
 from helpers import serve
 from moto.server import ThreadedMotoServer
@@ -338,3 +339,9 @@ def make_app(settings: Settings, temporal: Client) -> AppFactory:
 async def api(make_app: AppFactory) -> AsyncIterator[httpx.AsyncClient]:
     async with serve(make_app()) as http:
         yield http
+
+
+@pytest.fixture
+def pictured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passing sandbox verdicts carry a known picture (ai.support.PICTURE), whatever browser this machine has."""
+    picture_passing_verdicts(monkeypatch)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -96,3 +98,14 @@ async def upload(
 
 def stored_objects(settings: Settings) -> list[Path]:
     return [path for path in settings.files_dir.rglob("*") if path.is_file()] if settings.files_dir.exists() else []
+
+
+def png(width: int = 8, height: int = 6) -> bytes:
+    """A real PNG (RGB, 8 bits): a red top half over a blue bottom half, so that it is not blank."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + (b"\xff\x00\x00" if y < height // 2 else b"\x00\x00\xff") * width for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")

@@ -8,12 +8,14 @@ message id) every time. Addressed to the account by its id: the email activity r
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import datetime
+from typing import Any
 
 from activities.ai.offline import OFFLINE_MODEL
 from activities.packaging import usd, verdict
-from models.messages.email import UserEmail
+from models.messages.email import StoredImage, UserEmail
 from models.messages.prototypes import (
     ON_APPROVE,
     ON_DECLINE,
@@ -24,6 +26,7 @@ from models.messages.prototypes import (
     RevisionOrder,
     RevisionProgress,
     StepAnswer,
+    StoredPreview,
     VerificationResult,
 )
 
@@ -42,8 +45,12 @@ def ready_email(
     answers: list[StepAnswer],
     download_token: str,
     verification: VerificationResult | None = None,
+    *,
+    picture: StoredImage | None = None,
+    preview_token: str | None = None,
 ) -> UserEmail:
-    """The link works from the email without signing in: it carries a token for this one file."""
+    """The link works from the email without signing in: it carries a token for this one file. With a picture of
+    the running app, an HTML alternative shows it in place, and the text gives its link."""
     link = f"{order.link_base_url.rstrip('/')}/api/files/{progress.file_id}?token={download_token}"
     offline = any(answer.model_used == OFFLINE_MODEL for answer in answers)
     note = (
@@ -52,19 +59,57 @@ def ready_email(
         if offline
         else ""
     )
+    text = (
+        f"Hello,\n\nyour prototype {_title(progress.idea)} is ready.\n\n"
+        f"Download it (signed in to Statex) until {expires_at:%Y-%m-%d %H:%M} UTC; then it is deleted:\n"
+        f"{link}\n\n"
+        f"Inside: {', '.join(answer.document for answer in answers)}, the code and a README, made in "
+        f"{len(progress.steps)} steps. The AI calls cost {usd(progress.cost_usd_micros)}.\n"
+        f"{_verification_note(verification, progress.fix_rounds)}{note}"
+        f"{_picture_note(order, progress.preview, progress.preview_unavailable, preview_token)}\n-- The Statex team"
+    )
     return UserEmail(
         user_id=order.user_id,
         message_id=f"prototype-{order.prototype_id}-ready",
         subject="Your prototype is ready",
-        text=(
-            f"Hello,\n\nyour prototype {_title(progress.idea)} is ready.\n\n"
-            f"Download it (signed in to Statex) until {expires_at:%Y-%m-%d %H:%M} UTC; then it is deleted:\n"
-            f"{link}\n\n"
-            f"Inside: {', '.join(answer.document for answer in answers)}, the code and a README, made in "
-            f"{len(progress.steps)} steps. The AI calls cost {usd(progress.cost_usd_micros)}.\n"
-            f"{_verification_note(verification, progress.fix_rounds)}{note}\n-- The Statex team"
-        ),
+        text=text,
+        **_shown(text, picture, progress.preview),
     )
+
+
+def _picture_note(
+    order: PrototypeOrder, preview: StoredPreview | None, unavailable: str | None, preview_token: str | None
+) -> str:
+    """What the picture shows and where it is (a signed link, kept as long as the zip), or why there is none."""
+    if preview is not None and preview_token is not None:
+        link = f"{order.link_base_url.rstrip('/')}/api/files/{preview.file_id}/preview?token={preview_token}"
+        return (
+            f"\nA picture of your app's page {preview.page_url_path} as it ran in our sandbox "
+            f"({preview.width}x{preview.height}, PREVIEW.png in the zip):\n{link}\n"
+        )
+    return f"\nNo picture of the app: {unavailable}.\n" if unavailable else ""
+
+
+_LINK = re.compile(r"https?://[^\s<>\"']+")
+
+
+def _linked(escaped: str) -> str:
+    """The links of an escaped text as anchors, so that the HTML alternative's links work as the text's do."""
+    return _LINK.sub(lambda link: f'<a href="{link.group(0)}">{link.group(0)}</a>', escaped)
+
+
+def _shown(text: str, picture: StoredImage | None, preview: StoredPreview | None) -> dict[str, Any]:
+    """With a picture: an HTML alternative that says what the text says, the picture in place (by Content-ID)
+    where the text gives its link."""
+    if picture is None or preview is None:
+        return {}
+    alt = f"Your app's page {preview.page_url_path} as it ran in our sandbox"
+    image = (
+        f'<p><img src="cid:{html.escape(picture.content_id)}" alt="{html.escape(alt)}" '
+        f'width="{min(preview.width, 640)}" style="max-width:100%;border:1px solid #ccc"></p>'
+    )
+    paragraphs = [f"<p>{_linked(html.escape(part)).replace(chr(10), '<br>')}</p>" for part in text.split("\n\n")]
+    return {"html": f"<!doctype html><html><body>{image}{''.join(paragraphs)}</body></html>", "images": [picture]}
 
 
 def _verification_note(verification: VerificationResult | None, fix_rounds: int) -> str:
@@ -145,20 +190,26 @@ def revision_ready_email(
     expires_at: datetime,
     download_token: str,
     verification: VerificationResult | None,
+    *,
+    picture: StoredImage | None = None,
+    preview_token: str | None = None,
 ) -> UserEmail:
-    """As `ready_email`, for revision `order.number`: its own zip, its own cost."""
+    """As `ready_email`, for revision `order.number`: its own zip, its own cost, its own picture."""
     link = f"{order.link_base_url.rstrip('/')}/api/files/{progress.file_id}?token={download_token}"
+    text = (
+        f"Hello,\n\nrevision {order.number} of your prototype {_title(order.idea)} is ready: the files "
+        f"from before, changed as you asked.\n\n"
+        f"Download it (signed in to Statex) until {expires_at:%Y-%m-%d %H:%M} UTC; then it is deleted:\n"
+        f"{link}\n\nThe AI calls of this revision cost {usd(progress.cost_usd_micros)}.\n"
+        f"{_verification_note(verification, progress.fix_rounds)}"
+        f"{_picture_note(order, progress.preview, progress.preview_unavailable, preview_token)}\n-- The Statex team"
+    )
     return UserEmail(
         user_id=order.user_id,
         message_id=f"prototype-{order.prototype_id}-revision-{order.number}-ready",
         subject=f"Revision {order.number} of your prototype is ready",
-        text=(
-            f"Hello,\n\nrevision {order.number} of your prototype {_title(order.idea)} is ready: the files "
-            f"from before, changed as you asked.\n\n"
-            f"Download it (signed in to Statex) until {expires_at:%Y-%m-%d %H:%M} UTC; then it is deleted:\n"
-            f"{link}\n\nThe AI calls of this revision cost {usd(progress.cost_usd_micros)}.\n"
-            f"{_verification_note(verification, progress.fix_rounds)}\n-- The Statex team"
-        ),
+        text=text,
+        **_shown(text, picture, progress.preview),
     )
 
 

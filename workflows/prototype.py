@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         PrototypeOrder,
         PrototypeProgress,
         StepAnswer,
+        StoredPreview,
         VerificationResult,
     )
     from models.prompts import IN_TURN, PIPELINE, STAGES, AgentStep
@@ -135,6 +136,9 @@ class PrototypeWorkflow(CodeRounds):
         self._cost_micros = 0
         self._file_id: uuid.UUID | None = None
         self._download_token = ""
+        self._preview: StoredPreview | None = None
+        self._preview_token: str | None = None
+        self._preview_unavailable: str | None = None
         self._error: str | None = None
         self._caller: ModelCaller | None = None
         self._verifies = False
@@ -175,8 +179,17 @@ class PrototypeWorkflow(CodeRounds):
             return self.progress()
         self._status, self._current = PrototypeStatus.COMPLETED, None
         await self._record_milestone()
-        self._event("completed", cost_usd_micros=self._cost_micros, file_id=self._file_id, verified=self._verified())
-        ready = ready_email(order, self.progress(), expires_at, answers, self._download_token, self._verification)
+        self._event("completed", cost_usd_micros=self._cost_micros, verified=self._verified(), **self._ending_fields())
+        ready = ready_email(
+            order,
+            self.progress(),
+            expires_at,
+            answers,
+            self._download_token,
+            self._verification,
+            picture=self._picture(order),
+            preview_token=self._preview_token,
+        )
         await self._email(order, ready, "email the download link")
         return self.progress()
 
@@ -381,6 +394,8 @@ class PrototypeWorkflow(CodeRounds):
             error=self._error,
             verified=self._verified(),
             fix_rounds=self._fix_rounds,
+            preview=self._preview,
+            preview_unavailable=self._preview_unavailable,
             approval=self._pending,
         )
 

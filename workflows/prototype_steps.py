@@ -25,13 +25,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.storage import storage_key
     from models.enums import AIProvider
     from models.messages.ai import AICallRecord, ModelReply
-    from models.messages.email import UserEmail
+    from models.messages.email import StoredImage, UserEmail
     from models.messages.prototypes import (
         PrototypeEvent,
         PrototypeEventKind,
         PrototypeOrder,
         PrototypePackage,
         StepAnswer,
+        StoredPreview,
         VerificationRequest,
         VerificationResult,
     )
@@ -49,6 +50,28 @@ VERIFY_TIMEOUT = timedelta(minutes=10)
 PACKAGE_DEADLINE = timedelta(minutes=30)
 """Storage still failing after this long: the prototype fails (and says so) rather than wait for ever."""
 PACKAGING = "package"
+PREVIEW_FILE = "preview-file"
+"""The patch marker: runs that have it keep the app's screenshot as a PNG file of its own, under its own retention
+timer (a child workflow more); runs begun before never had a screenshot to keep."""
+_PREVIEW_NAMESPACE = uuid.UUID("0c6f1a52-7e2b-4d59-9b0e-5a8f3c2d1e47")
+
+
+def preview_file_id(zip_id: uuid.UUID) -> uuid.UUID:
+    """The screenshot's file id, derived from its zip's: a replayed or retried workflow names the same file."""
+    return uuid.uuid5(_PREVIEW_NAMESPACE, str(zip_id))
+
+
+def why_no_preview(verification: VerificationResult | None) -> str | None:
+    """Why a prototype has no picture of its app, for people (None: it has one, or it was never checked)."""
+    if verification is None or verification.preview is not None:
+        return None
+    if verification.preview_unavailable is not None:
+        return verification.preview_unavailable
+    if not verification.sandbox_available or verification.sandbox_error is not None:
+        return "Nothing was run: the sandbox could not run on this server, so the app was not started"
+    if not verification.passed:
+        return "The code did not pass its checks, so the app was not started"
+    return "No picture of the app was taken on this server"
 
 
 def call_key(prototype_id: uuid.UUID, step: str) -> str:
@@ -71,6 +94,9 @@ class CodeRounds:
     _cost_micros: int
     _file_id: uuid.UUID | None
     _download_token: str
+    _preview: StoredPreview | None
+    _preview_token: str | None
+    _preview_unavailable: str | None
     _caller: ModelCaller | None
     _verification: VerificationResult | None
     _fix_rounds: int
@@ -168,6 +194,14 @@ class CodeRounds:
         retention = await retain_generated_file(
             file_id, order.user_id, key, expires_at, f"Delete the prototype's zip at {expires_at:%Y-%m-%d %H:%M} UTC"
         )
+        picture = self._verification.preview if self._verification is not None else None
+        kept_picture = picture is not None and workflow.patched(PREVIEW_FILE)
+        preview_id = preview_file_id(file_id) if kept_picture else None
+        preview_key = storage_key(preview_id, eu=order.eu_resident) if preview_id is not None else None
+        retained = [retention]
+        if preview_id is not None and preview_key is not None:  # the picture's timer before the picture, as the zip's
+            summary = f"Delete the prototype's picture at {expires_at:%Y-%m-%d %H:%M} UTC"
+            retained.append(await retain_generated_file(preview_id, order.user_id, preview_key, expires_at, summary))
         package = PrototypePackage(
             prototype_id=order.prototype_id,
             user_id=order.user_id,
@@ -181,6 +215,8 @@ class CodeRounds:
             verification=self._verification,
             fix_rounds=self._fix_rounds,
             storage_key=key,
+            preview_file_id=preview_id,
+            preview_storage_key=preview_key,
             **extras,
         )
         try:
@@ -194,10 +230,17 @@ class CodeRounds:
                 summary="zip and store the files",
             )
         except ActivityError:
-            await retention.signal(FileRetentionWorkflow.delete_now)  # whatever was stored goes now
+            for timer in retained:  # whatever was stored goes now
+                await timer.signal(FileRetentionWorkflow.delete_now)
             raise
         self._file_id = file_id
         self._download_token = packaged.download_token
+        if picture is not None and preview_id is not None:
+            self._preview = StoredPreview(
+                file_id=preview_id, width=picture.width, height=picture.height, page_url_path=picture.page_url_path
+            )
+            self._preview_token = packaged.preview_token
+        self._preview_unavailable = why_no_preview(self._verification)
         self._done.append(PACKAGING)
         self._event("step_finished", step=PACKAGING, file_id=file_id)
         return expires_at
@@ -222,6 +265,22 @@ class CodeRounds:
         """Log a milestone for the progress stream: in memory only, so no command changes and old histories
         replay; a replay rebuilds the same log, in the same order, with the same clock."""
         self._events.append(PrototypeEvent(id=len(self._events) + 1, kind=kind, at=workflow.now(), **fields))
+
+    def _ending_fields(self) -> dict[str, Any]:
+        """What the `completed` event says beyond the zip: the picture of the app, or why there is none."""
+        preview_id = self._preview.file_id if self._preview is not None else None
+        return {
+            "file_id": self._file_id,
+            "preview_file_id": preview_id,
+            "preview_unavailable": self._preview_unavailable,
+        }
+
+    def _picture(self, order: PrototypeOrder) -> StoredImage | None:
+        """The picture the ready email shows in place, read from storage by the email activity."""
+        if self._preview is None:
+            return None
+        key = storage_key(self._preview.file_id, eu=order.eu_resident)
+        return StoredImage(content_id=f"preview-{self._preview.file_id}@statex.local", storage_key=key)
 
     def _verified(self) -> bool | None:
         return self._verification.passed if self._verification is not None else None

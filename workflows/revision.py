@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         RevisionOrder,
         RevisionProgress,
         StepAnswer,
+        StoredPreview,
         VerificationResult,
     )
     from models.prompts import REVISE
@@ -82,6 +83,9 @@ class PrototypeRevisionWorkflow(CodeRounds):
         self._cost_micros = 0
         self._file_id: uuid.UUID | None = None
         self._download_token = ""
+        self._preview: StoredPreview | None = None
+        self._preview_token: str | None = None
+        self._preview_unavailable: str | None = None
         self._error: str | None = None
         self._caller: ModelCaller | None = None
         self._verification: VerificationResult | None = None
@@ -112,8 +116,16 @@ class PrototypeRevisionWorkflow(CodeRounds):
         self._files = merged_files(self._base.files, answers)
         self._status, self._current = PrototypeStatus.COMPLETED, None
         await self._record_milestone()
-        self._event("completed", cost_usd_micros=self._cost_micros, file_id=self._file_id, verified=self._verified())
-        ready = revision_ready_email(order, self.progress(), expires_at, self._download_token, self._verification)
+        self._event("completed", cost_usd_micros=self._cost_micros, verified=self._verified(), **self._ending_fields())
+        ready = revision_ready_email(
+            order,
+            self.progress(),
+            expires_at,
+            self._download_token,
+            self._verification,
+            picture=self._picture(order),
+            preview_token=self._preview_token,
+        )
         await self._email(order, ready, "email the download link")
         return self.progress()
 
@@ -195,5 +207,7 @@ class PrototypeRevisionWorkflow(CodeRounds):
             error=self._error,
             verified=self._verified(),
             fix_rounds=self._fix_rounds,
+            preview=self._preview,
+            preview_unavailable=self._preview_unavailable,
             based_on=self._base.revision if self._base else None,
         )

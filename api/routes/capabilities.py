@@ -18,5 +18,6 @@ router = APIRouter(prefix="/api/capabilities", tags=["capabilities"], route_clas
 async def get(capabilities: Annotated[CapabilityService, Depends(service(CapabilityService))]) -> Capabilities:
     """Which AI providers answer (or that answers are offline templates), whether voice works and through
     whom, which gateways and currencies work, the storage and email backends, the limits in force, and whether
-    generated code can be verified (the bubblewrap sandbox works here) or why not."""
+    generated code can be verified (the bubblewrap sandbox works here) or why not, and whether the running app is
+    pictured (a headless browser on the worker) or why not."""
     return await capabilities.describe()

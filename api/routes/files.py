@@ -85,6 +85,29 @@ async def download(
     return StreamingResponse(found.chunks, media_type=found.media_type, headers=found.headers)
 
 
+@router.get(
+    "/{file_id}/preview",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The picture, shown in place (a prototype's PREVIEW.png)",
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **errors(401, 404, 410, 422, 429),
+    },
+)
+async def preview(
+    file_id: uuid.UUID,
+    files: Files,
+    _: Annotated[Quota, RateLimit("default")],
+    token: Annotated[str, Query(max_length=2048, description="The picture link's token (`preview_link`)")],
+) -> Response:
+    """A prototype's picture for an `<img src>`, by its signed link (`preview_link` in the status, the event
+    stream and the email): image/png, cached privately until it expires. Any other file is not shown here."""
+    shown = await files.shown(file_id, token)
+    return StreamingResponse(shown.chunks, media_type=shown.media_type, headers=shown.headers)
+
+
 @router.delete(
     "/{file_id}",
     responses={

@@ -52,6 +52,16 @@ class VerificationCapabilities(BaseModel):
     )
 
 
+class PreviewCapabilities(BaseModel):
+    available: bool = Field(
+        description="A verified prototype's app is started in the sandbox and pictured by a headless browser "
+        "(PREVIEW.png, `preview_link`); false: prototypes complete with `preview: null` and the reason"
+    )
+    reason: str | None = Field(
+        default=None, description="Why not: turned off (PREVIEWS_ENABLED), no sandbox, no browser (PREVIEW_BROWSER)"
+    )
+
+
 class Capabilities(BaseModel):
     ai: AICapabilities
     voice: VoiceCapabilities
@@ -61,3 +71,4 @@ class Capabilities(BaseModel):
     email: Literal["outbox", "ses"]
     limits: LimitCapabilities
     verification: VerificationCapabilities
+    previews: PreviewCapabilities

@@ -104,6 +104,22 @@ class RevisionAccepted(BaseModel):
     workflow_id: str
 
 
+PREVIEW_LINK = (
+    "The picture of the running app (a PNG, its main page as a headless browser showed it in the sandbox) as an "
+    "absolute signed link: works in an <img src> with no Authorization header, for FILE_DOWNLOAD_URL_SECONDS; "
+    "the picture is kept as long as the zip"
+)
+
+
+class PreviewView(BaseModel):
+    """The picture of the running app: what `preview_link` shows."""
+
+    file_id: uuid.UUID = Field(description="The PNG, kept as a file as long as the zip (it is also PREVIEW.png)")
+    width: int
+    height: int
+    page_url_path: str = Field(description="The app's page in the picture")
+
+
 class RevisionView(BaseModel):
     """One revision of a prototype: its feedback, and its own files and cost."""
 
@@ -120,6 +136,9 @@ class RevisionView(BaseModel):
     file_id: uuid.UUID | None
     download_url: str | None = Field(description="Its zip: GET with the access token; kept 24 hours")
     download_link: str | None = Field(default=None, description="Its zip as an absolute signed link")
+    preview: PreviewView | None = Field(default=None, description="The picture of the revised app (null: none)")
+    preview_link: str | None = Field(default=None, description=PREVIEW_LINK)
+    preview_unavailable: str | None = Field(default=None, description="Completed without a picture: why")
     error: str | None
     created_at: datetime
     completed_at: datetime | None
@@ -164,6 +183,9 @@ class PrototypeView(BaseModel):
             "file_id": None,
             "download_url": None,
             "download_link": None,
+            "preview": None,
+            "preview_link": None,
+            "preview_unavailable": None,
             "error": None,
             "verified": None,
             "fix_rounds": 0,
@@ -189,6 +211,9 @@ class PrototypeView(BaseModel):
             "file_id": None,
             "download_url": None,
             "download_link": None,
+            "preview": None,
+            "preview_link": None,
+            "preview_unavailable": None,
             "error": None,
             "verified": None,
             "fix_rounds": 0,
@@ -230,6 +255,13 @@ class PrototypeView(BaseModel):
         description="The zip as an absolute signed link: works in an <a href> with no Authorization header, "
         "for FILE_DOWNLOAD_URL_SECONDS; poll again for a fresh one",
     )
+    preview: PreviewView | None = Field(
+        default=None, description="COMPLETED: the picture of the running app (null: none, `preview_unavailable` why)"
+    )
+    preview_link: str | None = Field(default=None, description=PREVIEW_LINK)
+    preview_unavailable: str | None = Field(
+        default=None, description="Completed without a picture: why (no browser on this server, no web page, ...)"
+    )
     events_url: str = Field(description=EVENTS_URL)
     error: str | None
     verified: bool | None = Field(
@@ -267,6 +299,9 @@ class PrototypeEventView(BaseModel):
     file_id: uuid.UUID | None = None
     download_url: str | None = Field(default=None, description="completed: GET with the access token")
     download_link: str | None = Field(default=None, description="completed: an absolute signed link")
+    preview_file_id: uuid.UUID | None = Field(default=None, description="completed: the picture of the app")
+    preview_link: str | None = Field(default=None, description=f"completed: {PREVIEW_LINK}")
+    preview_unavailable: str | None = Field(default=None, description="completed without a picture: why")
     error: str | None = Field(default=None, description="failed, cancelled: why")
     approval: ApprovalView | None = Field(
         default=None, description="approval_needed: the requirements to approve or edit, and what each answer does"

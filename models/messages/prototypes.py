@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -80,6 +80,21 @@ class VerificationResult(BaseModel):
         return cleaned("\n\n".join(failed))
 
 
+class StoredPreview(BaseModel):
+    """The picture of the app as it is kept: a PNG file of its own beside the zip (same storage, same lifetime,
+    its own retention timer), its bytes never in a row, a query or an event."""
+
+    file_id: uuid.UUID
+    width: int
+    height: int
+    page_url_path: str = "/"
+
+
+def preview_column(preview: StoredPreview | None) -> dict[str, Any] | None:
+    """A StoredPreview as a row's JSON column holds it."""
+    return preview.model_dump(mode="json") if preview is not None else None
+
+
 class PrototypeOrder(BaseModel):
     """PrototypeWorkflow's input: everything the API decided (providers, limits) before the workflow starts."""
 
@@ -153,6 +168,8 @@ class PrototypeProgress(BaseModel):
     )
     fix_rounds: int = Field(default=0, description="How often failing code went back to the code agent")
     approval: PendingApproval | None = Field(default=None, description="AWAITING_APPROVAL: what awaits the answer")
+    preview: StoredPreview | None = Field(default=None, description="COMPLETED: the picture of the running app")
+    preview_unavailable: str | None = Field(default=None, description="Checked but no picture: why")
 
 
 PrototypeEventKind = Literal[
@@ -180,6 +197,8 @@ class PrototypeEvent(BaseModel):
     file_id: uuid.UUID | None = Field(default=None, description="completed: the zip")
     error: str | None = Field(default=None, description="failed: why")
     approval: PendingApproval | None = Field(default=None, description="approval_needed: what awaits the answer")
+    preview_file_id: uuid.UUID | None = Field(default=None, description="completed: the picture of the app")
+    preview_unavailable: str | None = Field(default=None, description="completed without a picture: why")
 
 
 class PrototypeMilestone(BaseModel):
@@ -197,15 +216,25 @@ class PrototypeMilestone(BaseModel):
     verified: bool | None = None
     fix_rounds: int = 0
     verification: VerificationResult | None = Field(default=None, description="The latest sandbox verdict")
+    preview: StoredPreview | None = None
+    preview_unavailable: str | None = None
 
     @classmethod
     def of(
         cls, progress: PrototypeProgress, *, idea: str | None, verification: VerificationResult | None
     ) -> PrototypeMilestone:
         """The milestone the workflow's progress has reached: every field the row shares with the query, by name
-        (a field added to both is recorded with no change here); the idea only once transcribed, and the verdict."""
+        (a field added to both is recorded with no change here); the idea only once transcribed, and the verdict
+        without the picture's bytes (kept as a file of its own: `preview`)."""
         shared = progress.model_dump(include=shared_fields(cls, PrototypeProgress) - {"idea"})
-        return cls(**shared, idea=idea, verification=verification)
+        return cls(**shared, idea=idea, verification=without_picture(verification))
+
+
+def without_picture(verification: VerificationResult | None) -> VerificationResult | None:
+    """The verdict as rows and milestones keep it: the screenshot's bytes are stored as a file, not copied."""
+    if verification is None or verification.preview is None:
+        return verification
+    return verification.model_copy(update={"preview": None})
 
 
 class StepAnswer(BaseModel):
@@ -239,6 +268,10 @@ class PrototypePackage(BaseModel):
     )
     revision: int | None = Field(default=None, description="A revision's number; None: the prototype itself")
     feedback: str | None = Field(default=None, description="What the revision was asked to change")
+    preview_file_id: uuid.UUID | None = Field(
+        default=None, description="Where the screenshot (verification.preview) is kept as a PNG file of its own"
+    )
+    preview_storage_key: str | None = None
 
 
 class PackagedPrototype(BaseModel):
@@ -247,6 +280,7 @@ class PackagedPrototype(BaseModel):
     sha256: str
     download_token: str = Field(description="Lets the email's link fetch the zip without signing in")
     names: list[str] = Field(description="The zip's entries")
+    preview_token: str | None = Field(default=None, description="Lets the email's picture link fetch the PNG")
 
 
 # --- revisions: PrototypeRevisionWorkflow's input, base, milestones and query --------------------------------
@@ -282,6 +316,8 @@ class RevisionMilestone(BaseModel):
     verified: bool | None = None
     fix_rounds: int = 0
     files: dict[str, str] | None = Field(default=None, description="On completion: the files the next builds on")
+    preview: StoredPreview | None = None
+    preview_unavailable: str | None = None
 
     @classmethod
     def of(
@@ -310,3 +346,5 @@ class RevisionProgress(BaseModel):
     verified: bool | None
     fix_rounds: int
     based_on: int | None = Field(default=None, description="0: built on the prototype; n: on revision n")
+    preview: StoredPreview | None = Field(default=None, description="COMPLETED: the picture of the running app")
+    preview_unavailable: str | None = Field(default=None, description="Checked but no picture: why")

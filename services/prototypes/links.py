@@ -37,14 +37,20 @@ def events_url(settings: Settings, prototype: Prototype, session_id: uuid.UUID |
 
 @dataclass(frozen=True)
 class ZipLinks:
-    """A finished zip's two links: with the access token, and signed for an <a href>."""
+    """A finished zip's two links: with the access token, and signed for an <a href>; and its picture's, signed
+    for an <img src>."""
 
     download_url: str | None = None
     download_link: str | None = None
+    preview_link: str | None = None
 
 
-def zip_links(settings: Settings, zip_id: uuid.UUID | None) -> ZipLinks:
-    """The zip's links; none without a zip."""
+def zip_links(settings: Settings, zip_id: uuid.UUID | None, preview_id: uuid.UUID | None = None) -> ZipLinks:
+    """The zip's links, and its picture's; none without a zip."""
     if zip_id is None:
         return ZipLinks()
-    return ZipLinks(download_url=download_path(zip_id), download_link=browser_link(settings, zip_id))
+    return ZipLinks(
+        download_url=download_path(zip_id),
+        download_link=browser_link(settings, zip_id),
+        preview_link=browser_link(settings, preview_id, shown=True) if preview_id is not None else None,
+    )

@@ -27,6 +27,7 @@ from models.messages.prototypes import (
     PrototypeEventKind,
     PrototypeProgress,
     RevisionProgress,
+    StoredPreview,
     shared_fields,
 )
 from models.tables import Prototype, PrototypeRevision
@@ -90,6 +91,8 @@ def stored_ending(prototype: Prototype) -> PrototypeEvent | None:
         cost_usd_micros=prototype.cost_usd_micros,
         verified=prototype.verified,
         file_id=prototype.file_id,
+        preview_file_id=StoredPreview.model_validate(prototype.preview).file_id if prototype.preview else None,
+        preview_unavailable=prototype.preview_unavailable,
         error=prototype.error,
     )
 
@@ -117,8 +120,10 @@ def prototype_view(
     session_id: uuid.UUID | None,
 ) -> PrototypeView:
     """The one way a prototype is shown: the workflow's progress (live, or `stored_progress`), and the row's
-    facts."""
-    links = zip_links(settings, progress.file_id if progress.status == PrototypeStatus.COMPLETED else None)
+    facts; the links to the zip and its picture once COMPLETED."""
+    completed = progress.status == PrototypeStatus.COMPLETED
+    preview_id = progress.preview.file_id if progress.preview is not None else None
+    links = zip_links(settings, progress.file_id if completed else None, preview_id)
     return PrototypeView(
         **progress.model_dump(exclude={"prototype_id", "approval"}),
         approval=approval_view(prototype.id, progress.approval),
@@ -128,6 +133,7 @@ def prototype_view(
         cost_usd=progress.cost_usd_micros / _MICROS_PER_USD,
         download_url=links.download_url,
         download_link=links.download_link,
+        preview_link=links.preview_link,
         events_url=events_url(settings, prototype, session_id),
         created_at=prototype.created_at,
         completed_at=prototype.completed_at,
@@ -153,12 +159,15 @@ def revision_view(
     shown = revision.model_dump(include=_REVISION_FROM_ROW)
     if live is not None:
         shown |= live.model_dump(include=_REVISION_LIVE)
-    links = zip_links(settings, shown["file_id"] if shown["status"] == PrototypeStatus.COMPLETED else None)
+    preview = StoredPreview.model_validate(shown["preview"]) if shown["preview"] is not None else None
+    completed = shown["status"] == PrototypeStatus.COMPLETED
+    links = zip_links(settings, shown["file_id"] if completed else None, preview.file_id if preview else None)
     return RevisionView(
         **shown,
         cost_usd=shown["cost_usd_micros"] / _MICROS_PER_USD,
         download_url=links.download_url,
         download_link=links.download_link,
+        preview_link=links.preview_link,
     )
 
 
@@ -178,10 +187,11 @@ def approval_view(prototype_id: uuid.UUID, pending: PendingApproval | None) -> A
 def event_view(settings: Settings, prototype_id: uuid.UUID, event: PrototypeEvent) -> PrototypeEventView:
     """An event as the stream sends it: `completed` carries the zip's download URL and signed link,
     `approval_needed` the requirements to approve and what each answer does."""
-    links = zip_links(settings, event.file_id if event.kind == "completed" else None)
+    links = zip_links(settings, event.file_id if event.kind == "completed" else None, event.preview_file_id)
     return PrototypeEventView(
         **event.model_dump(exclude={"approval"}),
         approval=approval_view(prototype_id, event.approval),
         download_url=links.download_url,
         download_link=links.download_link,
+        preview_link=links.preview_link,
     )

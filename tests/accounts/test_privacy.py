@@ -112,7 +112,9 @@ async def customer_with_data(http: httpx.AsyncClient, engine: AsyncEngine, *, pr
             view = (await http.get(f"/api/prototypes/{account['prototype_id']}", headers=headers)).json()
             return view if view["status"] == "COMPLETED" and view.get("file_id") else None
 
-        account["prototype_file_id"] = (await eventually(completed, within=60, what="the prototype"))["file_id"]
+        done = await eventually(completed, within=60, what="the prototype")
+        account["prototype_file_id"] = done["file_id"]
+        account["prototype_picture_id"] = done["preview"]["file_id"] if done["preview"] else None
     return account
 
 
@@ -133,6 +135,7 @@ def unzip(content: bytes) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("pictured")
 async def test_the_export_holds_each_kind_of_the_users_data_and_nothing_of_another_user(
     privacy_settings: Settings, temporal: Client, engine: AsyncEngine
 ) -> None:
@@ -171,7 +174,7 @@ async def test_the_export_holds_each_kind_of_the_users_data_and_nothing_of_anoth
     assert [row["id"] for row in json.loads(entries["payments.json"])] == [alice["payment_id"]]
     assert [row["message"] for row in json.loads(entries["contact_messages.json"])] == [alice["message"]]
     files = {row["id"] for row in json.loads(entries["files.json"])}
-    assert files == {alice["upload_id"], alice["prototype_file_id"]}
+    assert files == {alice["upload_id"], alice["prototype_file_id"], alice["prototype_picture_id"]}
     [upload] = [name for name in entries if name.startswith(f"files/{alice['upload_id']}/")]
     assert entries[upload] == PNG
     assert any(name.startswith(f"files/{alice['prototype_file_id']}/") for name in entries)
@@ -215,6 +218,7 @@ async def _rows_naming(engine: AsyncEngine, user_id: uuid.UUID, email: str) -> d
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("pictured")
 async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
     privacy_settings: Settings, temporal: Client, engine: AsyncEngine
 ) -> None:
@@ -225,7 +229,9 @@ async def test_erasure_forgets_the_user_survives_a_worker_restart_and_runs_once(
             bob = await customer_with_data(http, engine, prototype=False)
         async with open_session(engine) as db:
             keys = list((await db.exec(select(File.storage_key).where(col(File.user_id) == alice["id"]))).all())
-        assert len(keys) == 2 and all((settings.files_dir / key).exists() for key in keys)
+        # The upload, the prototype's zip and its picture
+        assert len(keys) == 3 and all((settings.files_dir / key).exists() for key in keys)
+        assert storage_key(alice["prototype_picture_id"]) in keys
         # A prototype whose task queue has no worker: only a terminate after the cancel can close it.
         stranded = await temporal.start_workflow(
             "PrototypeWorkflow",

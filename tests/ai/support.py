@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
-from helpers import bearer, eventually, register_and_login, serve
+from helpers import bearer, eventually, png, register_and_login, serve
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from temporalio.client import Client, WorkflowFailureError
 
+from activities.sandbox import Sandbox
 from api.app import create_app
 from models.db import open_session
 from models.enums import PrototypeStatus, ServiceTier
+from models.messages.prototypes import PreviewImage, VerificationRequest, VerificationResult
 from models.tables import AIResponse, User
 from settings import Settings
 from worker import build_worker
@@ -78,14 +81,22 @@ def outbox(settings: Settings) -> list[Path]:
 
 
 def body_of(email: Path) -> str:
+    """The email's text (its plain part, when an HTML alternative shows a picture)."""
     message = BytesParser(policy=policy.default).parsebytes(email.read_bytes())
     assert isinstance(message, EmailMessage)
-    return str(message.get_content())
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None
+    return str(text.get_content())
 
 
 def unzip(content: bytes) -> dict[str, str]:
+    """The zip's text entries (the picture, PREVIEW.png, aside)."""
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
-        return {name.removeprefix("prototype/"): archive.read(name).decode() for name in archive.namelist()}
+        return {
+            name.removeprefix("prototype/"): archive.read(name).decode()
+            for name in archive.namelist()
+            if not name.endswith(".png")
+        }
 
 
 class ReturnedConnections:
@@ -109,3 +120,22 @@ class ReturnedConnections:
             self.count += 1
 
         database.session, database.read = counted_session, counted_read
+
+
+PICTURE = png(16, 10)
+"""The picture `picture_passing_verdicts` gives: small, real, two colours."""
+
+
+def picture_passing_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox's verdicts as they are, with PICTURE when the checks pass (what a browser on the worker adds):
+    what is delivered can then be checked byte for byte, whatever browser this machine has."""
+    verify = Sandbox.verify
+
+    def verify_and_picture(self: Sandbox, request: VerificationRequest) -> VerificationResult:
+        verdict = verify(self, request)
+        if not verdict.passed:
+            return verdict
+        picture = PreviewImage(png=PICTURE, width=16, height=10)
+        return verdict.model_copy(update={"app_started": True, "preview": picture, "preview_unavailable": None})
+
+    monkeypatch.setattr(Sandbox, "verify", verify_and_picture)

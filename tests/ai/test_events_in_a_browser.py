@@ -6,8 +6,12 @@ reconnects by itself with Last-Event-ID and gets only the later events. (Chromiu
 Last-Event-ID cross-origin without a preflight; browsers that do preflight it are answered as
 test_prototype_events_url checks.)
 
-Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian's chromium and chromium-driver) and the built page
-(`make frontend-client`). Without them the test is skipped, unless STATEX_REQUIRE_BROWSER=1 (CI), where it fails.
+The completed event's picture link (`preview_link`) loads as an image in the browser, from the page's origin:
+a plain <img src>, with no Authorization header.
+
+Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian's chromium and chromium-driver), and for the stream's
+page the built page (`make frontend-client`). Without them the tests are skipped, unless STATEX_REQUIRE_BROWSER=1
+(CI), where they fail.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from contextlib import asynccontextmanager, contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -44,23 +49,25 @@ PAGE = Path(__file__).resolve().parents[2] / "frontend-client"
 T = TypeVar("T")
 
 
-def missing() -> str | None:
-    for needed, how in (
-        (CHROMIUM, "apt-get install chromium"),
-        (CHROMEDRIVER, "apt-get install chromium-driver"),
-        (PAGE / "dist" / "events-page.js", "make frontend-client"),
-    ):
+def require(*needs: tuple[Path, str]) -> None:
+    """Skip without what the test needs, or fail under STATEX_REQUIRE_BROWSER=1 (CI)."""
+    for needed, how in needs:
         if not needed.exists():
-            return f"{needed} is missing ({how})"
-    return None
+            why = f"{needed} is missing ({how})"
+            if os.environ.get("STATEX_REQUIRE_BROWSER") == "1":
+                pytest.fail(why)
+            pytest.skip(why)
+
+
+@pytest.fixture
+def page() -> None:
+    """The stream's page, built."""
+    require((PAGE / "dist" / "events-page.js", "make frontend-client"))
 
 
 @pytest.fixture
 def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriver.Chrome]:
-    if (why := missing()) is not None:
-        if os.environ.get("STATEX_REQUIRE_BROWSER") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
+    require((CHROMIUM, "apt-get install chromium"), (CHROMEDRIVER, "apt-get install chromium-driver"))
     monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager, should anything call it, downloads nothing
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
@@ -159,6 +166,7 @@ async def in_browser(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("page")
 async def test_a_cross_origin_page_follows_the_stream_with_eventsource_and_resumes_after_a_reconnect(
     browser: webdriver.Chrome, temporal: Client, engine: AsyncEngine, settings: Settings
 ) -> None:
@@ -210,3 +218,43 @@ async def test_a_cross_origin_page_follows_the_stream_with_eventsource_and_resum
     assert from_the_browser[0] is None and len(from_the_browser) >= 2
     resumed_from = [int(last) for last in from_the_browser[1:]]
     assert resumed_from == sorted(resumed_from) and resumed_from[0] == len(before["events"])
+
+
+LOAD_IMAGE = """
+const [source, done] = arguments;
+const image = new Image();
+image.onload = () => done({width: image.naturalWidth, height: image.naturalHeight});
+image.onerror = () => done(null);
+image.src = source;
+"""
+
+
+@pytest.mark.usefixtures("pictured")
+async def test_the_completed_events_picture_link_loads_as_an_image_in_the_browser(
+    browser: webdriver.Chrome, temporal: Client, engine: AsyncEngine, settings: Settings
+) -> None:
+    with page_server() as page_origin:
+        async with (
+            build_worker(temporal, settings, engine),
+            api_server(create_app(settings, temporal=temporal)) as api_url,
+            httpx.AsyncClient(base_url=api_url) as api,
+        ):
+            account = await register_and_login(api)
+            headers = {"Authorization": f"Bearer {account['access_token']}"}
+            accepted = await api.post("/api/ai/prototype", json=IDEA, headers=headers)
+            assert accepted.status_code == 202, accepted.text
+            completed = (await read_stream(api, {"headers": headers}, accepted.json()["prototype_id"]))[-1]
+            assert completed["kind"] == "completed" and completed["preview_link"], completed
+            link = urlsplit(completed["preview_link"])  # absolute, for PUBLIC_API_URL: asked here of this server
+            await asyncio.to_thread(browser.set_script_timeout, 30)
+            # A page of another origin (a frontend's), with no token or cookie of the API's
+            await asyncio.to_thread(browser.get, f"{page_origin}/README.md")
+            shown = await asyncio.to_thread(
+                browser.execute_async_script, LOAD_IMAGE, f"{api_url}{link.path}?{link.query}"
+            )
+            tampered = await asyncio.to_thread(
+                browser.execute_async_script, LOAD_IMAGE, f"{api_url}{link.path}?{link.query[:-2]}xx"
+            )
+
+    assert shown == {"width": 16, "height": 10}  # the PNG the sandbox gave, decoded by the browser
+    assert tampered is None

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from activities.ai.offline_templates import PROTOTYPE_TEMPLATES
-from activities.packaging import code_files, fenced, package_entries, zip_text
+from activities.packaging import code_files, fenced, package_entries, zip_package
 from models.messages.prototypes import PrototypePackage, StepAnswer
 from models.prompts import PIPELINE
 
@@ -89,10 +89,10 @@ def package(made_at: datetime) -> PrototypePackage:
 
 def test_the_same_answers_make_the_same_zip_bytes_so_a_retried_store_is_harmless() -> None:
     made_at = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
-    first = zip_text(package_entries(package(made_at)), made_at)
-    assert zip_text(package_entries(package(made_at)), made_at) == first
+    first = zip_package(package_entries(package(made_at)), made_at)
+    assert zip_package(package_entries(package(made_at)), made_at) == first
     later = made_at + timedelta(minutes=1)
-    assert zip_text(package_entries(package(later)), later) != first
+    assert zip_package(package_entries(package(later)), later) != first
 
 
 def test_the_readme_says_who_made_each_part_and_what_it_cost_to_the_micro_dollar() -> None:

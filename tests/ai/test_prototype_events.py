@@ -66,7 +66,8 @@ async def read_events(api: httpx.AsyncClient, url: str, headers: dict[str, str] 
 
 def unsigned(events: list[Event]) -> list[Event]:
     """The events without their links' signatures: a link is signed when it is sent, valid from that moment."""
-    return [{**event, "download_link": (event["download_link"] or "").partition("?")[0]} for event in events]
+    links = ("download_link", "preview_link")
+    return [event | {link: (event[link] or "").partition("?")[0] for link in links} for event in events]
 
 
 def outline(events: list[Event]) -> list[tuple[str, str | None]]:

@@ -4,10 +4,11 @@ refuses, a provider down (the next one answers), every provider down, and storag
 from __future__ import annotations
 
 import pytest
+from helpers import png
 from stubs import Stubbed
 from stubs.ai import STUB_COST_MICROS
-from stubs.files import DOWNLOAD_TOKEN
-from stubs.prototypes import prototype_order
+from stubs.files import DOWNLOAD_TOKEN, PREVIEW_TOKEN
+from stubs.prototypes import NO_BROWSER, prototype_order
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError
 
@@ -16,8 +17,15 @@ from activities.storage import storage_key
 from models.enums import AIProvider, PrototypeStatus
 from models.messages.email import UserEmail
 from models.messages.files import RetentionStatus
-from models.messages.prototypes import PrototypeMilestone, PrototypeOrder, PrototypeProgress
+from models.messages.prototypes import (
+    PreviewImage,
+    PrototypeMilestone,
+    PrototypeOrder,
+    PrototypeProgress,
+    StoredPreview,
+)
 from workflows.prototype import PIPELINE, PrototypeWorkflow, result_file_id, workflow_id
+from workflows.prototype_steps import preview_file_id
 from workflows.retention import FileRetentionWorkflow
 from workflows.retention import workflow_id as retention_workflow_id
 
@@ -257,3 +265,69 @@ async def test_one_agent_of_a_stage_failing_fails_the_prototype_once_naming_its_
     assert stubbed.outside.called("verify_code") == stubbed.outside.called("package_prototype") == []
     assert last_milestone(stubbed).current_step == "tests"
     assert_told_why(stubbed, order, "tests refused: content policy")
+
+
+# --- the picture of the running app ----------------------------------------------------------------------------
+
+
+async def test_a_pictured_app_is_zipped_kept_under_its_own_timer_shown_in_the_status_event_and_email(
+    stubbed: Stubbed,
+) -> None:
+    picture = PreviewImage(png=png(), width=8, height=6)
+    stubbed.outside.preview = picture
+    order = prototype_order(providers=[AIProvider.OPENAI])
+    handle = await start(stubbed, order)
+    result = await handle.result()
+
+    zip_id = result_file_id(order.prototype_id)
+    kept = StoredPreview(file_id=preview_file_id(zip_id), width=8, height=6, page_url_path="/")
+    assert result.status == PrototypeStatus.COMPLETED and result.preview == kept and result.preview_unavailable is None
+    [package] = stubbed.outside.called("package_prototype")
+    assert package.verification.preview == picture  # the packaging puts it in the zip and keeps it as a file
+    assert (package.preview_file_id, package.preview_storage_key) == (kept.file_id, storage_key(kept.file_id))
+    timer = stubbed.client.get_workflow_handle_for(FileRetentionWorkflow.run, retention_workflow_id(kept.file_id))
+    assert (await timer.query(FileRetentionWorkflow.status)).deletes_at == package.expires_at  # as long as the zip
+    milestone = last_milestone(stubbed)
+    assert milestone.preview == kept
+    assert milestone.verification is not None and milestone.verification.preview is None  # no bytes in the row
+    completed = (await handle.query(PrototypeWorkflow.events, 0))[-1]
+    assert (completed.kind, completed.preview_file_id) == ("completed", kept.file_id)
+
+    [ready] = stubbed.outside.emails()
+    assert isinstance(ready, UserEmail)
+    assert f"/api/files/{kept.file_id}/preview?token={PREVIEW_TOKEN}" in ready.text  # the text alternative
+    [image] = ready.images
+    assert image.storage_key == storage_key(kept.file_id)
+    assert ready.html is not None and f'src="cid:{image.content_id}"' in ready.html
+    link = f"https://api.statex.invalid/api/files/{kept.file_id}/preview?token={PREVIEW_TOKEN}"
+    assert f'<a href="{link}">' in ready.html  # the HTML says what the text says, its links working
+
+
+async def test_without_a_browser_the_prototype_completes_with_no_picture_and_says_why(stubbed: Stubbed) -> None:
+    order = prototype_order(providers=[AIProvider.OPENAI])
+    handle = await start(stubbed, order)
+    result = await handle.result()
+
+    assert result.status == PrototypeStatus.COMPLETED and result.verified is True
+    assert (result.preview, result.preview_unavailable) == (None, NO_BROWSER)
+    [package] = stubbed.outside.called("package_prototype")
+    assert package.preview_file_id is None
+    assert (last_milestone(stubbed).preview, last_milestone(stubbed).preview_unavailable) == (None, NO_BROWSER)
+    completed = (await handle.query(PrototypeWorkflow.events, 0))[-1]
+    assert (completed.preview_file_id, completed.preview_unavailable) == (None, NO_BROWSER)
+    [ready] = stubbed.outside.emails()
+    assert isinstance(ready, UserEmail) and ready.html is None and ready.images == []
+    assert f"No picture of the app: {NO_BROWSER}." in ready.text
+
+
+async def test_storage_down_deletes_the_picture_now_too(stubbed: Stubbed) -> None:
+    stubbed.outside.storage_down = True
+    stubbed.outside.preview = PreviewImage(png=png(), width=8, height=6)
+    order = prototype_order(providers=[AIProvider.OPENAI])
+
+    await failure_of(stubbed, order)
+
+    picture_id = preview_file_id(result_file_id(order.prototype_id))
+    timer = stubbed.client.get_workflow_handle_for(FileRetentionWorkflow.run, retention_workflow_id(picture_id))
+    assert (await timer.result()).deleted_early
+    assert storage_key(picture_id) in stubbed.outside.called("delete_object")

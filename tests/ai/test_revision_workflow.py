@@ -3,14 +3,19 @@ zip; failing checks get a fix round recorded under the revision's own name; its 
 
 from __future__ import annotations
 
+from helpers import png
 from stubs import Stubbed
 from stubs.ai import STUB_COST_MICROS
+from stubs.files import PREVIEW_TOKEN
 from stubs.prototypes import STUB_FILES, revision_order
 
 from activities.packaging import code_files
+from activities.storage import storage_key
 from models.enums import PrototypeStatus
 from models.messages.email import UserEmail
-from models.messages.prototypes import RevisionMilestone
+from models.messages.prototypes import PreviewImage, RevisionMilestone
+from workflows.prototype import result_file_id
+from workflows.prototype_steps import preview_file_id
 from workflows.revision import PrototypeRevisionWorkflow, revision_file_id, workflow_id
 
 
@@ -48,3 +53,24 @@ async def test_a_failing_revision_gets_a_fix_round_of_its_own_and_ships_verified
     assert ready.message_id == f"prototype-{order.prototype_id}-revision-2-ready"
     assert order.email is None and outside.called("send_user_email") == [ready]  # the activity reads the address
     assert isinstance(ready, UserEmail) and ready.user_id == order.user_id
+
+
+async def test_a_revision_gets_its_own_picture_kept_beside_its_own_zip(stubbed: Stubbed) -> None:
+    stubbed.outside.preview = PreviewImage(png=png(), width=8, height=6, page_url_path="/items")
+    order = revision_order(number=1)
+
+    handle = await stubbed.client.start_workflow(
+        PrototypeRevisionWorkflow.run, order, id=workflow_id(order.prototype_id, 1), task_queue=stubbed.task_queue
+    )
+    result = await handle.result()
+
+    own = preview_file_id(revision_file_id(order.prototype_id, 1))
+    assert own != preview_file_id(result_file_id(order.prototype_id))  # not the prototype's picture
+    assert result.preview is not None and (result.preview.file_id, result.preview.page_url_path) == (own, "/items")
+    [package] = stubbed.outside.called("package_prototype")
+    assert package.preview_file_id == own
+    last: RevisionMilestone = stubbed.outside.called("record_revision_milestone")[-1]
+    assert last.preview == result.preview
+    [ready] = stubbed.outside.emails()
+    assert isinstance(ready, UserEmail) and [image.storage_key for image in ready.images] == [storage_key(own)]
+    assert f"/api/files/{own}/preview?token={PREVIEW_TOKEN}" in ready.text

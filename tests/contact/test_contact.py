@@ -14,7 +14,7 @@ import boto3
 import httpx
 import pytest
 from conftest import AppFactory, executable
-from helpers import eventually, serve
+from helpers import eventually, png, serve
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from payload_keys import CONVERTER
@@ -32,7 +32,7 @@ from models import search_attributes
 from models.db import Database, hot_pool, open_session
 from models.enums import ContactStatus
 from models.messages.contact import ContactNotice, ContactProgress
-from models.messages.email import EmailMessage, UserEmail
+from models.messages.email import EmailMessage, InlineImage, UserEmail
 from models.tables import Contact, EmailDelivery, User
 from services.errors import IdempotencyKeyInUse
 from services.staging import staged
@@ -335,3 +335,23 @@ async def test_a_contact_whose_message_was_erased_before_its_email_sends_nothing
     )
     assert progress.failure and not progress.team_notified and not progress.sender_confirmed
     assert outbox_messages(settings.outbox_dir) == {}
+
+
+async def test_an_email_showing_a_picture_goes_to_ses_as_the_whole_mime_message(ses_settings: Settings) -> None:
+    """SES's simple content has no inline parts: a message with pictures is sent raw, as the outbox writes it."""
+    picture = InlineImage(content_id="preview-1@statex.local", data=png())
+    message = EmailMessage(
+        message_id=f"pictured-{uuid.uuid4().hex[:8]}",
+        to=["ada@example.com"],
+        subject="Your prototype is ready",
+        text="The picture: https://api.example/picture",
+        html='<p><img src="cid:preview-1@statex.local" alt="the app"></p>',
+        images=[picture],
+    )
+    assert await SesMailer(ses_settings).deliver(message)
+
+    [sent] = ses_sent_to(ses_settings.email_from)
+    raw = email.message_from_bytes(sent.raw_data.encode(), policy=email.policy.default)  # type: ignore[attr-defined]
+    [image] = [part for part in raw.walk() if part.get_content_type() == "image/png"]
+    assert (image["Content-ID"], image.get_payload(decode=True)) == ("<preview-1@statex.local>", png())
+    assert "multipart/related" in [part.get_content_type() for part in raw.walk()]

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 ONE_SHOTS = {"temporal-schema", "temporal-namespace", "migrate"}
-OURS = {name for name, service in SERVICES.items() if service.get("build") == "."}
+OURS = {name for name, service in SERVICES.items() if "build" in service}
+"""Built from the Dockerfile (a target of it each): the others are images of their own."""
 SECRET_SETTINGS = {
     name.upper()
     for name, field in Settings.model_fields.items()

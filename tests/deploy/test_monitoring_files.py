@@ -73,3 +73,19 @@ def test_the_image_carries_bubblewrap_and_runs_as_an_unprivileged_user() -> None
     assert re.search(r"apt-get install [^\n]*\bbubblewrap\b", dockerfile)
     assert re.search(r"^USER statex$", dockerfile, re.MULTILINE)
     # The Kubernetes worker's equivalent of the compose worker's three options: tests/deploy/test_kubernetes.py.
+
+
+def test_the_worker_image_carries_the_browser_and_the_api_image_does_not() -> None:
+    """Two targets of one Dockerfile: the worker's installs Debian's chromium (the pictures of generated apps), the
+    API's (also the migrations') does not; compose builds each service from its own."""
+    dockerfile = (DEPLOY.parent / "Dockerfile").read_text()
+    stages = dict(re.findall(r"^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", dockerfile, re.MULTILINE | re.DOTALL))
+    installs_browser = re.compile(r"apt-get install [^\n]*\bchromium\b")
+    assert installs_browser.search(stages["worker"])
+    assert not any(installs_browser.search(stages[name]) for name in ("os", "app", "api"))
+    assert re.search(r"^FROM os AS api$", dockerfile, re.MULTILINE)  # not built on the worker's stage
+    assert re.search(r"^USER statex$", stages["worker"], re.MULTILINE)
+    services = yaml.safe_load((DEPLOY.parent / "docker-compose.yml").read_text())["services"]
+    targets = {name: service["build"]["target"] for name, service in services.items() if "build" in service}
+    assert targets == {"migrate": "api", "api": "api", "worker": "worker"}
+    assert services["api"]["image"] != services["worker"]["image"]

@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
 sys.path[:0] = [str(TESTS.parent), str(TESTS)]  # this checkout's code before any installed copy
 
-from helpers import eventually  # noqa: E402
+from helpers import eventually, png  # noqa: E402
 from payload_keys import CONVERTER  # noqa: E402
 from stubs import Outside  # noqa: E402
 from stubs.ai import chat_input  # noqa: E402
@@ -49,7 +49,7 @@ from models.messages.accounts import AccountEmailKind, AccountEmailOrder  # noqa
 from models.messages.ai import AICallPolicy  # noqa: E402
 from models.messages.payments import CheckoutOrder, GatewayEvent  # noqa: E402
 from models.messages.privacy import ErasureOrder, ExportOrder, KeptPayments  # noqa: E402
-from models.messages.prototypes import PrototypeApproval  # noqa: E402
+from models.messages.prototypes import PreviewImage, PrototypeApproval  # noqa: E402
 from workflows.account_email import AccountEmailWorkflow  # noqa: E402
 from workflows.chat import ChatWorkflow  # noqa: E402
 from workflows.checkout import CheckoutWorkflow  # noqa: E402
@@ -270,6 +270,9 @@ async def account_emails_sent(client: Client, queue: str) -> AnyHandle:
     return await _settled(handle)
 
 
+PICTURE = PreviewImage(png=png(), width=8, height=6)
+"""What the sandbox pictures in the scenarios of a running app."""
+
 SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "contact-notified": (contact_notified, Outside()),
     "retention-expired": (retention_expired, Outside()),
@@ -286,6 +289,8 @@ SCENARIOS: dict[str, tuple[Scenario, Outside]] = {
     "prototype-declined": (prototype_declined, Outside()),
     "prototype-approval-timed-out": (prototype_approval_timed_out, Outside()),
     "revision-fixed-once": (revision_fixed_once, Outside(verifications_failing=1)),
+    "prototype-pictured": (prototype_completed, Outside(preview=PICTURE)),
+    "revision-pictured": (revision_fixed_once, Outside(preview=PICTURE)),
     "checkout-paid": (checkout_paid, Outside()),
     "checkout-refund-requested": (checkout_refund_requested, Outside()),
     "checkout-refunded-by-webhook": (checkout_refunded_by_webhook, Outside()),

@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 from activities.liveness import HeartbeatWhileRunning
 from models.enums import AIProvider, GatewayState
 from models.messages.email import EmailMessage, UserEmail
+from models.messages.prototypes import PreviewImage
 from stubs.accounts import AccountStubs
 from stubs.ai import AIStubs
 from stubs.base import Call, Stubs
@@ -74,6 +75,8 @@ class Outside:
     refund_answer: GatewayState = GatewayState.REFUNDED
     verifications_failing: int = 0
     """The first this many sandbox verdicts fail (a syntax error); the ones after pass."""
+    preview: PreviewImage | None = None
+    """The picture a passing sandbox verdict carries; None: no browser (the verdict says so)."""
     held: dict[str, asyncio.Event] = field(default_factory=dict)
     """Activities (by name) that wait for their event before answering: a test holds a workflow mid-step."""
     together: set[str] = field(default_factory=set)

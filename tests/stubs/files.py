@@ -15,6 +15,7 @@ from models.messages.files import RetainedFile
 from stubs.base import Stubs
 
 DOWNLOAD_TOKEN = "stub-download-token"
+PREVIEW_TOKEN = "stub-preview-token"
 """The download token of every file a stub packages (a prototype, an export)."""
 
 

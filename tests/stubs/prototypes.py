@@ -27,8 +27,10 @@ from models.messages.prototypes import (
 )
 from stubs.ai import FAST_AI
 from stubs.base import Stubs
-from stubs.files import DOWNLOAD_TOKEN
+from stubs.files import DOWNLOAD_TOKEN, PREVIEW_TOKEN
 
+NO_BROWSER = "no headless browser on this worker"
+"""Why a passing stubbed verdict has no picture, unless `Outside.preview` gives one."""
 STUB_FILES = {"main.py": "print('to-do')\n", "test_main.py": "def test_nothing():\n    pass\n"}
 """The files a stubbed revision builds on."""
 
@@ -67,6 +69,7 @@ class PrototypeStubs(Stubs):
             sha256="0" * 64,
             download_token=DOWNLOAD_TOKEN,
             names=[answer.document for answer in package.answers],
+            preview_token=PREVIEW_TOKEN if package.preview_file_id is not None else None,
         )
 
     @activity.defn(name="verify_code")
@@ -76,8 +79,16 @@ class PrototypeStubs(Stubs):
         check = SandboxCheck(
             name="compile main.py", passed=not failing, output="SyntaxError: invalid syntax" if failing else ""
         )
+        pictured = not failing and self.outside.preview is not None
         return VerificationResult(
-            round=request.round, passed=not failing, files=["main.py"], checks=[check], network_isolated=True
+            round=request.round,
+            passed=not failing,
+            files=["main.py"],
+            checks=[check],
+            network_isolated=True,
+            app_started=None if failing else True,
+            preview=self.outside.preview if pictured else None,
+            preview_unavailable=None if failing or pictured else NO_BROWSER,
         )
 
 
