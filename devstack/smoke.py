@@ -300,11 +300,18 @@ async def pay(smoke: Smoke) -> None:
         gateways = expect(await http.get(smoke.url("/api/capabilities")), 200)["payments"]
         if not gateways.get("STRIPE", {}).get("available"):
             raise Skipped("STRIPE is not configured on this deployment")
-        checkout = await http.post(
-            smoke.url("/api/payments/checkout"),
-            headers={**smoke.auth, "Idempotency-Key": uuid.uuid4().hex},
-            json={"tier": "PREMIUM", "gateway": "STRIPE"},
-        )
+        # 202: the payment is saved but no worker took its checkout within the API's wait (a worker still
+        # starting); the same request with the same Idempotency-Key asks again, as a frontend does.
+        key = uuid.uuid4().hex
+        deadline = asyncio.get_running_loop().time() + SETTLE_SECONDS
+        while True:
+            checkout = await http.post(
+                smoke.url("/api/payments/checkout"),
+                headers={**smoke.auth, "Idempotency-Key": key},
+                json={"tier": "PREMIUM", "gateway": "STRIPE"},
+            )
+            if checkout.status_code != 202 or asyncio.get_running_loop().time() > deadline:
+                break
         payment.update(expect(checkout, 201)["payment"])
         assert payment["next_action"]["client_secret"], payment
         emulated = bool(gateways["STRIPE"].get("emulated"))

@@ -237,7 +237,8 @@ async def test_the_completed_events_picture_link_loads_as_an_image_in_the_browse
         async with (
             build_worker(temporal, settings, engine),
             api_server(create_app(settings, temporal=temporal)) as api_url,
-            httpx.AsyncClient(base_url=api_url) as api,
+            # the stream is quiet while the sandbox starts the app and shoots it: longer than httpx's 5 s default
+            httpx.AsyncClient(base_url=api_url, timeout=60) as api,
         ):
             account = await register_and_login(api)
             headers = {"Authorization": f"Bearer {account['access_token']}"}

@@ -93,6 +93,17 @@ def run_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def of_this_stack(pid: int, data_dir: str) -> bool:
+    """Whether the process `pid` is still one this stack started. A logged pid may be long dead (the worker the
+    test killed) and its number given to anybody since (pid_max can be 32768): killing its group blindly once
+    took another test's Temporal server down."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"DATA_DIR={data_dir}".encode() in environ
+
+
 @pytest.fixture
 def statex_run(tmp_path: Path, run_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """`statex run`, working in tmp_path so a developer's `.env` cannot change what it starts.
@@ -119,8 +130,9 @@ def statex_run(tmp_path: Path, run_env: dict[str, str]) -> Iterator[subprocess.P
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             for pid in re.findall(rb"started .+ \(pid (\d+)\)", output.read_bytes()):
-                with suppress(ProcessLookupError):
-                    os.killpg(int(pid), signal.SIGKILL)
+                if of_this_stack(int(pid), run_env["DATA_DIR"]):
+                    with suppress(ProcessLookupError):
+                        os.killpg(int(pid), signal.SIGKILL)
         print(f"--- output of `statex run` (exit code {process.returncode}) ---")
         print(output.read_text(errors="replace"))
 
@@ -141,12 +153,20 @@ def statex_pay(run_env: dict[str, str], cwd: Path, payment_id: str, *options: st
 
 
 def stripe_checkout(api: str, token: str, tier: str) -> dict[str, Any]:
-    response = httpx.post(
-        f"{api}/api/payments/checkout",
-        json={"tier": tier, "gateway": "STRIPE"},
-        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
-        timeout=30,
-    )
+    """A checkout as a frontend makes one: 202 means the payment is saved but no worker took its checkout within
+    the API's wait (a worker just started is still importing its workflows), and the same request with the same
+    Idempotency-Key asks again for the gateway's next step."""
+    key = uuid.uuid4().hex
+    deadline = time.monotonic() + PAYMENT_SECONDS
+    while True:
+        response = httpx.post(
+            f"{api}/api/payments/checkout",
+            json={"tier": tier, "gateway": "STRIPE"},
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+            timeout=30,
+        )
+        if response.status_code != 202 or time.monotonic() > deadline:
+            break
     assert response.status_code == 201, response.text
     payment: dict[str, Any] = response.json()["payment"]
     assert payment["next_action"]["client_secret"].startswith(payment["gateway_id"])
