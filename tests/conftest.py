@@ -66,6 +66,17 @@ def executable(name: str) -> str:
     return on_path
 
 
+@pytest.fixture(autouse=True)
+def umask_kept() -> Iterator[None]:
+    """A test that starts the API as its process does (api.app.serve: close_data_dir) sets this process's umask to
+    077; the next test gets the umask back, so that what it makes (a virtualenv the sandbox's jail must read, in
+    tests/ai/test_sandbox.py) is made as a shell would make it, whichever test ran before it on this worker."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    os.umask(before)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slow tests (tens of seconds: subprocesses, waits on Temporal) first, the rest in file order: with
     xdist's work stealing the others are shared out around them, while a long test started last would be the
