@@ -487,7 +487,9 @@ async def check(scale: Scale, checkouts: list[Checkout], prototypes: list[str]) 
         rows = await database.execute(
             "SELECT p.id::text, p.status::text, p.file_id IS NOT NULL,"
             " (SELECT count(*) FROM prototypes q WHERE q.user_id = p.user_id),"
-            " (SELECT count(*) FROM files f WHERE f.user_id = p.user_id) FROM prototypes p"
+            " (SELECT count(*) FROM files f WHERE f.user_id = p.user_id AND f.content_type = 'application/zip'),"
+            " (SELECT count(*) FROM files f WHERE f.user_id = p.user_id AND f.content_type = 'image/png')"
+            " FROM prototypes p"
         )
         stored_prototypes = {row[0]: row[1:] for row in await rows.fetchall()}
     intents = await emulator_intents(scale.settings)
@@ -518,11 +520,14 @@ async def check(scale: Scale, checkouts: list[Checkout], prototypes: list[str]) 
         if prototype_id not in stored_prototypes:
             problems.append(f"prototype {prototype_id}: no row")
             continue
-        status, has_zip, rows_of_user, files_of_user = stored_prototypes[prototype_id]
+        status, has_zip, rows_of_user, zips_of_user, pictures_of_user = stored_prototypes[prototype_id]
         if status != "COMPLETED" or not has_zip:
             problems.append(f"prototype {prototype_id}: {status}, zip {'stored' if has_zip else 'missing'}")
-        if rows_of_user != 1 or files_of_user != 1:
-            problems.append(f"prototype {prototype_id}: {rows_of_user} prototype rows, {files_of_user} stored files")
+        if rows_of_user != 1 or zips_of_user != 1 or pictures_of_user > 1:  # a picture where the worker has a browser
+            problems.append(
+                f"prototype {prototype_id}: {rows_of_user} prototype rows, {zips_of_user} zips, "
+                f"{pictures_of_user} pictures"
+            )
         ready = sum(count for name, count in written.items() if name.startswith(f"prototype-{prototype_id}-ready"))
         if ready != 1:
             problems.append(f"prototype {prototype_id}: {ready} 'ready' emails in the outbox, not 1")
