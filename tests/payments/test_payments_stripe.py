@@ -125,6 +125,11 @@ async def test_stripe_payment_completes_by_its_signed_webhook_unlocks_the_tier_a
     await wait_for_status(http, account["access_token"], payment["id"], "COMPLETED")
 
     assert await tier_of(http, account["access_token"]) == "PREMIUM"
+
+    async def receipt_sent() -> bool:  # the workflow emails it just after the row reads COMPLETED
+        return bool(receipts(stripe_settings, payment["id"]))
+
+    await eventually(receipt_sent, what="the receipt in the outbox")
     assert [path.name for path in receipts(stripe_settings, payment["id"])] == [f"payment-{payment['id']}-receipt.eml"]
     receipt = receipts(stripe_settings, payment["id"])[0].read_text()
     assert "99.00 EUR" in receipt and account["email"] in receipt
